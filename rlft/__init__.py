@@ -1,0 +1,1 @@
+from rlft.version import __version__

@@ -1,0 +1,34 @@
+"""User-facing errors.
+
+A `UserError` is a mistake in what the user gave us (a recipe key, a data file, a reward path). The CLI prints
+its message as one line and exits with code 2, without a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake in user input; the message is one line that names the file, the key and what was expected."""
+
+    exit_code = 2
+
+
+class RecipeError(UserError):
+    """Invalid recipe file, key or value."""
+
+
+class DataError(UserError):
+    """Invalid or unreadable dataset."""
+
+
+class RewardError(UserError):
+    """A reward cannot be loaded, was given bad parameters, or returned bad values."""
+
+
+def did_you_mean(name: str, allowed: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' when a close match exists, else ''."""
+    matches = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""

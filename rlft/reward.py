@@ -1,0 +1,237 @@
+"""The reward contract: how a reward is named, loaded, parameterised, checked and combined.
+
+A reward is anything that speaks TRL's reward-function convention::
+
+    def my_reward(prompts, completions, **columns) -> list[float | None]     # or `async def`
+
+`prompts`/`completions` are strings or chat-message lists; each dataset column arrives as a keyword argument
+holding one value per completion; `None` means "not applicable / abstain". TRL also passes `trainer_state`,
+`log_metric` and `log_extra`; accept `**kwargs` so new keywords never break you.
+
+A recipe names a reward by a built-in short name (`intent`), an import path (`package.module:func`) or a file path
+(`path/to/file.py:func`), and gives it `params`. For a **function**, params bind to its named keyword parameters;
+its named parameters without a default (other than prompts/completions) are the dataset columns it needs. For a
+**class**, params go to `__init__` and the instance is the reward; it lists the columns it needs in `columns`.
+
+This module never imports trainers: rewards depend on the contract only. Loading an import path runs that code,
+exactly like importing it: only name files you trust.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import math
+import numbers
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlft.errors import RewardError, did_you_mean
+
+# Keywords TRL passes to every reward function; they are never recipe params nor dataset columns.
+TRL_INJECTED = frozenset({"prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra",
+                          "environments"})
+
+# Built-in rewards by short name -> import path. The modules live in the top-level `rewards/` folder, installed as
+# `rlft.rewards`, so users can read and copy them.
+BUILTIN_REWARDS: dict[str, str] = {
+    "intent": "rlft.rewards.intent:IntentReward",
+    "intent_format": "rlft.rewards.intent:IntentFormatReward",
+    "judge": "rlft.rewards.judge:JudgeReward",
+    "reward_model": "rlft.rewards.reward_model:RewardModelReward",
+    "length": "rlft.rewards.length:LengthReward",
+}
+
+
+@dataclass
+class RewardSpec:
+    """One entry of a recipe's `rewards:` list."""
+
+    name: str = field(metadata={"help": "Built-in short name, `pkg.module:attr` or `path/to/file.py:attr`."})
+    weight: float = field(default=1.0, metadata={"help": "Weight in the weighted sum of rewards."})
+    params: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keyword arguments for the reward."})
+    alias: str | None = field(default=None, metadata={"help": "Metric name; defaults to the short/attr name."})
+
+    @property
+    def display_name(self) -> str:
+        if self.alias:
+            return self.alias
+        return self.name.rsplit(":", 1)[-1] if ":" in self.name else self.name
+
+
+@dataclass
+class LoadedReward:
+    """A ready-to-call reward: checked TRL-convention callable, its weight and the dataset columns it needs."""
+
+    name: str
+    func: Callable[..., Any]
+    weight: float
+    columns: tuple[str, ...]
+    is_async: bool
+
+
+def reward(name: str | None = None, columns: Sequence[str] = ()) -> Callable[[Callable], Callable]:
+    """Optional decorator: give a reward function a metric name and declare extra dataset columns it reads."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.rlft_name = name or fn.__name__
+        fn.rlft_columns = tuple(columns)
+        return fn
+
+    return mark
+
+
+def resolve_target(name: str, where: str) -> Any:
+    """Import the object a reward name points at (built-in short name, `mod:attr` or `file.py:attr`)."""
+    path = BUILTIN_REWARDS.get(name, name)
+    if ":" not in path:
+        raise RewardError(
+            f"{where}: unknown reward '{name}'{did_you_mean(name, BUILTIN_REWARDS)}; use a built-in "
+            f"({', '.join(sorted(BUILTIN_REWARDS))}), 'package.module:function' or 'path/to/file.py:function'"
+        )
+    module_ref, attr = path.rsplit(":", 1)
+    if module_ref.endswith(".py"):
+        module = _import_file(module_ref, where)
+    else:
+        try:
+            module = importlib.import_module(module_ref)
+        except ImportError as exc:
+            raise RewardError(f"{where}: cannot import module '{module_ref}' for reward '{name}': {exc}") from None
+    if not hasattr(module, attr):
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise RewardError(f"{where}: '{module_ref}' has no attribute '{attr}'{did_you_mean(attr, public)}")
+    target = getattr(module, attr)
+    if not callable(target):
+        raise RewardError(f"{where}: '{path}' is not callable (got {type(target).__name__})")
+    return target
+
+
+def _import_file(file_ref: str, where: str) -> Any:
+    path = Path(file_ref).expanduser().resolve()
+    if not path.is_file():
+        raise RewardError(f"{where}: reward file '{file_ref}' does not exist")
+    module_name = f"rlft_user_reward_{abs(hash(str(path)))}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file failed to import: say where, keep it one line
+        del sys.modules[module_name]
+        raise RewardError(f"{where}: importing '{file_ref}' failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _signature_params(target: Any) -> tuple[dict[str, inspect.Parameter], bool]:
+    """Named parameters a reward accepts (minus TRL-injected ones) and whether it takes **kwargs."""
+    fn = target.__init__ if inspect.isclass(target) else target
+    sig = inspect.signature(fn)
+    named = {}
+    var_kw = False
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind is not inspect.Parameter.VAR_POSITIONAL and p.name not in TRL_INJECTED and p.name != "self":
+            named[p.name] = p
+    return named, var_kw
+
+
+def check_params(target: Any, spec: RewardSpec, where: str) -> None:
+    """Reject recipe params the reward does not accept (names only; values are the reward's business)."""
+    named, var_kw = _signature_params(target)
+    if inspect.isclass(target) and var_kw:
+        return
+    for key in spec.params:
+        if key not in named:
+            allowed = ", ".join(sorted(named)) or "none"
+            raise RewardError(
+                f"{where}: reward '{spec.name}' does not accept parameter '{key}'{did_you_mean(key, named)}; "
+                f"it accepts: {allowed}"
+            )
+
+
+def required_columns(target: Any, instance: Any, spec: RewardSpec) -> tuple[str, ...]:
+    """Dataset columns a reward reads: declared `columns`, plus a function's required named parameters."""
+    declared = tuple(getattr(instance, "columns", None) or getattr(target, "rlft_columns", ()) or ())
+    if inspect.isclass(target):
+        return declared
+    named, _ = _signature_params(target)
+    implicit = tuple(n for n, p in named.items() if p.default is inspect.Parameter.empty and n not in spec.params)
+    return tuple(dict.fromkeys(declared + implicit))
+
+
+def load_reward(spec: RewardSpec, where: str = "rewards") -> LoadedReward:
+    """Import, parameterise and wrap one reward so bad outputs fail loudly with its name."""
+    target = resolve_target(spec.name, where)
+    check_params(target, spec, where)
+    if inspect.isclass(target):
+        try:
+            instance = target(**spec.params)
+        except (TypeError, ValueError) as exc:
+            raise RewardError(f"{where}: reward '{spec.name}' rejected its params: {exc}") from None
+        func = instance
+    else:
+        instance = target
+        func = functools.partial(target, **spec.params) if spec.params else target
+    name = spec.alias or getattr(instance, "name", None) or getattr(target, "rlft_name", None) or spec.display_name
+    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+    if isinstance(func, functools.partial):
+        is_async = inspect.iscoroutinefunction(func.func)
+    checked = _checked(name, func, is_async)
+    return LoadedReward(name, checked, float(spec.weight), required_columns(target, instance, spec), is_async)
+
+
+def load_rewards(specs: Sequence[RewardSpec], where: str = "rewards") -> list[LoadedReward]:
+    loaded = [load_reward(s, f"{where}[{i}]") for i, s in enumerate(specs)]
+    names = [r.name for r in loaded]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise RewardError(f"{where}: two rewards share the metric name {sorted(dupes)}; give one an 'alias'")
+    return loaded
+
+
+def validate_output(name: str, values: Any, expected: int) -> list[float | None]:
+    """Check a reward's return value: one finite number or None per completion."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise RewardError(f"reward '{name}' returned {type(values).__name__}; expected a list of floats or None")
+    if len(values) != expected:
+        raise RewardError(f"reward '{name}' returned {len(values)} values for {expected} completions")
+    out: list[float | None] = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(None)
+            continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise RewardError(f"reward '{name}' returned {type(v).__name__} {v!r} at index {i}; expected float or None")
+        v = float(v)
+        if not math.isfinite(v):
+            raise RewardError(f"reward '{name}' returned {v} at index {i}; return None to abstain instead")
+        out.append(v)
+    return out
+
+
+def _checked(name: str, func: Callable, is_async: bool) -> Callable:
+    if is_async:
+
+        async def checked_async(prompts, completions, **kwargs):
+            return validate_output(name, await func(prompts=prompts, completions=completions, **kwargs), len(completions))
+
+        checked = checked_async
+    else:
+
+        def checked_sync(prompts, completions, **kwargs):
+            return validate_output(name, func(prompts=prompts, completions=completions, **kwargs), len(completions))
+
+        checked = checked_sync
+    checked.__name__ = checked.__qualname__ = name
+    checked.rlft_inner = func
+    return checked
