@@ -1,0 +1,242 @@
+"""Recipe files: load YAML (with `extends:`), apply `section.key=value` overrides, validate, and build a `Recipe`.
+
+Validation happens before any model loads and reports the first problem as one line that names the file, the key
+and what is allowed. Where a key came from an `extends:` parent, that parent file is named.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlft.config import ALGORITHMS, AdapterConfig, DataConfig, EvaluationConfig, ExportConfig, ModelConfig, Recipe
+from rlft.errors import RecipeError, did_you_mean
+from rlft.reward import RewardSpec
+from rlft.typecheck import describe, matches
+
+SECTIONS = {"model": ModelConfig, "adapter": AdapterConfig, "data": DataConfig, "evaluation": EvaluationConfig,
+            "export": ExportConfig}
+CHOICES = {
+    "algorithm": ALGORITHMS,
+    "model.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "model.device": ("auto", "cpu", "cuda"),
+    "adapter.type": ("lora", "qlora", "none"),
+    "adapter.bias": ("none", "all", "lora_only"),
+    "adapter.quant_type": ("nf4", "fp4"),
+    "adapter.compute_dtype": ("auto", "float32", "bfloat16", "float16"),
+    "data.format": ("auto", "csv", "json", "jsonl", "datasets"),
+}
+COMMAND_LINE = "command line"
+
+
+class _Provenance(dict):
+    """Dotted key -> file that set it, so errors name the right file when recipes extend each other."""
+
+    def origin(self, key: str, default: str) -> str:
+        while key:
+            if key in self:
+                return self[key]
+            key = key.rpartition(".")[0]
+        return default
+
+
+def _read_yaml(path: Path, where: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"{where}: recipe file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}:{line} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict, update: dict, prov: _Provenance, file: str, prefix: str = "") -> dict:
+    """Deep-merge mappings (lists and scalars replace), recording which file set each key."""
+    out = dict(base)
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("columns", "params"):
+            out[key] = _merge(out[key], value, prov, file, dotted + ".")
+        else:
+            out[key] = copy.deepcopy(value)
+            prov[dotted] = file
+            for k in [k for k in prov if k.startswith(dotted + ".")]:
+                prov[k] = file
+    return out
+
+
+def _load_raw(path: Path, prov: _Provenance, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise RecipeError(f"{path}: extends: circular chain {' -> '.join(str(p) for p in seen + (path,))}")
+    data = _read_yaml(path, str(seen[-1]) if seen else "recipe")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return _merge({}, data, prov, str(path))
+    if not isinstance(parent, str):
+        raise RecipeError(f"{path}: extends: expected a file path, got {type(parent).__name__}")
+    parent_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+    if not parent_path.is_file():
+        raise RecipeError(f"{path}: extends: file '{parent}' does not exist")
+    base = _load_raw(parent_path, prov, seen + (path,))
+    return _merge(base, data, prov, str(path))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'trainer.learning_rate=1e-4' -> (['trainer', 'learning_rate'], 1e-4). Values are parsed as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"{COMMAND_LINE}: override '{text}' must look like section.key=value")
+    key, _, raw = text.partition("=")
+    if not key or any(not p for p in key.split(".")):
+        raise RecipeError(f"{COMMAND_LINE}: override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and raw.strip() and "e" in raw.lower():
+        try:  # YAML 1.1 reads '1e-4' as a string; users mean a float
+            value = float(raw)
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def _apply_override(raw: dict, parts: list[str], value: Any, prov: _Provenance) -> None:
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, parts[: i + 1])
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise RecipeError(f"{COMMAND_LINE}: {'.'.join(parts[: i + 1])} is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        idx = _list_index(node, last, parts)
+        node[idx] = value
+    else:
+        node[last] = value
+    prov[".".join(parts)] = COMMAND_LINE
+
+
+def _list_index(node: list, part: str, parts: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise RecipeError(f"{COMMAND_LINE}: {'.'.join(parts)}: '{part}' is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def _list_item(node: list, part: str, parts: list[str]) -> Any:
+    return node[_list_index(node, part, parts)]
+
+
+def _build_section(cls: type, raw: Any, section: str, prov: _Provenance, default_file: str) -> Any:
+    where = prov.origin(section, default_file)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: {section}: expected a mapping of keys, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in raw.items():
+        dotted = f"{section}.{key}"
+        where = prov.origin(dotted, default_file)
+        if key not in fields:
+            raise RecipeError(f"{where}: {dotted}: unknown key{did_you_mean(str(key), fields)}; "
+                              f"allowed: {', '.join(fields)}")
+        if not matches(value, hints[key]):
+            raise RecipeError(f"{where}: {dotted}: expected {describe(hints[key])}, got {value!r}")
+        allowed = CHOICES.get(dotted)
+        if allowed and value not in allowed:
+            raise RecipeError(f"{where}: {dotted}: '{value}' is not one of {', '.join(allowed)}"
+                              f"{did_you_mean(str(value), allowed)}")
+    return cls(**raw)
+
+
+def _build_rewards(raw: Any, prov: _Provenance, default_file: str) -> list[RewardSpec]:
+    where = prov.origin("rewards", default_file)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise RecipeError(f"{where}: rewards: expected a list of {{name, weight, params}}, got {type(raw).__name__}")
+    specs = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"name": item}
+        key = f"rewards[{i}]"
+        if not isinstance(item, dict) or "name" not in item:
+            raise RecipeError(f"{where}: {key}: expected a mapping with a 'name', got {item!r}")
+        specs.append(_build_section(RewardSpec, item, key, prov, default_file))
+        if not matches(specs[-1].weight, float):
+            raise RecipeError(f"{where}: {key}.weight: expected a number")
+    return specs
+
+
+def build_recipe(raw: dict[str, Any], prov: _Provenance | None = None, file: str = "recipe") -> Recipe:
+    """Turn a merged mapping into a validated `Recipe` (structure and types; see `validate` for the rest)."""
+    prov = prov if prov is not None else _Provenance()
+    fields = {f.name for f in dataclasses.fields(Recipe)} - {"source_file"}
+    for key in raw:
+        if key not in fields:
+            where = prov.origin(str(key), file)
+            raise RecipeError(f"{where}: {key}: unknown section{did_you_mean(str(key), fields)}; "
+                              f"allowed: {', '.join(sorted(fields))}")
+    kwargs: dict[str, Any] = {}
+    hints = typing.get_type_hints(Recipe)
+    for key in ("algorithm", "output_dir", "seed"):
+        if key in raw:
+            if not matches(raw[key], hints[key]):
+                raise RecipeError(f"{prov.origin(key, file)}: {key}: expected {describe(hints[key])}, "
+                                  f"got {raw[key]!r}")
+            kwargs[key] = raw[key]
+    if kwargs.get("algorithm", "grpo") not in ALGORITHMS:
+        value = kwargs["algorithm"]
+        raise RecipeError(f"{prov.origin('algorithm', file)}: algorithm: '{value}' is not one of "
+                          f"{', '.join(ALGORITHMS)}{did_you_mean(str(value), ALGORITHMS)}")
+    for name, cls in SECTIONS.items():
+        if name in raw:
+            kwargs[name] = _build_section(cls, raw[name], name, prov, file)
+    kwargs["rewards"] = _build_rewards(raw.get("rewards"), prov, file)
+    for name in ("trainer", "signal"):
+        value = raw.get(name) or {}
+        if not isinstance(value, dict):
+            raise RecipeError(f"{prov.origin(name, file)}: {name}: expected a mapping, got {type(value).__name__}")
+        kwargs[name] = dict(value)
+    return Recipe(**kwargs, source_file=file)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check: bool = True) -> Recipe:
+    """Load a recipe file, apply overrides, and validate it (set `check=False` to skip the deep checks)."""
+    prov = _Provenance()
+    raw = _load_raw(Path(path), prov)
+    for text in overrides:
+        parts, value = parse_override(text)
+        _apply_override(raw, parts, value, prov)
+    recipe = build_recipe(raw, prov, str(path))
+    recipe._provenance = prov  # type: ignore[attr-defined]
+    if check:
+        from rlft.validate import validate
+
+        validate(recipe)
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain mapping of a recipe (what gets saved next to the adapter); secrets never live in recipes."""
+    out = dataclasses.asdict(recipe)
+    out.pop("source_file", None)
+    return out
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8")
