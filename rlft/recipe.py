@@ -76,8 +76,16 @@ def _merge(base: dict, update: dict, prov: _Provenance, file: str, prefix: str =
     return out
 
 
+def _display(path: Path) -> Path:
+    """Path as the user would write it: relative to the working directory when inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path.resolve()
+
+
 def _load_raw(path: Path, prov: _Provenance, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = path.resolve()
+    path = _display(path)
     if path in seen:
         raise RecipeError(f"{path}: extends: circular chain {' -> '.join(str(p) for p in seen + (path,))}")
     data = _read_yaml(path, str(seen[-1]) if seen else "recipe")
@@ -87,6 +95,7 @@ def _load_raw(path: Path, prov: _Provenance, seen: tuple[Path, ...] = ()) -> dic
     if not isinstance(parent, str):
         raise RecipeError(f"{path}: extends: expected a file path, got {type(parent).__name__}")
     parent_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+    parent_path = _display(parent_path)
     if not parent_path.is_file():
         raise RecipeError(f"{path}: extends: file '{parent}' does not exist")
     base = _load_raw(parent_path, prov, seen + (path,))

@@ -1,0 +1,17 @@
+"""Intent detection with GRPO and the RLEF intent reward.
+
+    accelerate launch recipes/intent_grpo.py                       # embedded model + demo data, CPU or GPU
+    accelerate launch recipes/intent_grpo.py trainer.max_steps=100 data.source=my.csv
+    accelerate launch recipes/intent_grpo.py --config recipes/intent_grpo_bitext.yaml
+
+What it does: loads intent_grpo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with GRPO on the
+`intent` reward, evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.
+Not supported here: multi-node launch settings (pass your own accelerate config), tool calling.
+"""
+
+from pathlib import Path
+
+from rlft.launch import launch
+
+if __name__ == "__main__":
+    launch(Path(__file__).with_suffix(".yaml"))

@@ -1,0 +1,142 @@
+"""`train(recipe)`: recipe -> (model, data, rewards) -> TRL trainer -> adapter + metrics -> evaluation.
+
+This is the Python API behind `rlft train` and every `recipes/*.py` launcher::
+
+    import rlft
+    recipe = rlft.load_recipe("recipes/intent_grpo.yaml", ["trainer.max_steps=5"])
+    recipe.rewards.append(rlft.RewardSpec(name="my_rewards.py:brevity", weight=0.2))
+    result = rlft.train(recipe)
+    print(result.adapter_dir, result.metrics["eval_after"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlft.config import Recipe
+from rlft.data import prepare, require_columns
+from rlft.evaluate import EvalReport, evaluate
+from rlft.models import load_model, resolve_device, resolve_model_path
+from rlft.outputs import write_metrics, write_model_card, write_recipe
+from rlft.recipe import load_recipe
+from rlft.reward import LoadedReward, RewardSpec, load_rewards, resolve_target
+from rlft.telemetry import disable_unless_opted_in
+from rlft.trainers import trainer_builder
+from rlft.trainers.context import TrainContext
+from rlft.validate import validate
+
+logger = logging.getLogger("rlft")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    adapter_dir: Path
+    metrics: dict[str, Any]
+    eval_before: EvalReport | None
+    eval_after: EvalReport | None
+
+
+def with_data_labels(specs: list[RewardSpec], labels: list[str]) -> list[RewardSpec]:
+    """Give rewards that ask for the label set (`wants_labels`) the data's labels, unless the recipe set them."""
+    out = []
+    for spec in specs:
+        target = resolve_target(spec.name, "rewards")
+        if getattr(target, "wants_labels", False) and "labels" not in spec.params and labels:
+            spec = dataclasses.replace(spec, params={**spec.params, "labels": list(labels)})
+        out.append(spec)
+    return out
+
+
+def load_recipe_rewards(recipe: Recipe, labels: list[str], datasets: list[Any]) -> list[LoadedReward]:
+    rewards = load_rewards(with_data_labels(recipe.rewards, labels))
+    for ds in datasets:
+        for r in rewards:
+            require_columns(ds, list(r.columns), recipe.data.source, f"reward '{r.name}'")
+    return rewards
+
+
+def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward]) -> EvalReport:
+    gen_kwargs: dict[str, Any] = {}
+    if recipe.signal:
+        from rlft.signal_options import eval_generation_kwargs
+
+        gen_kwargs = eval_generation_kwargs(recipe, tokenizer, data.labels)
+    ev = recipe.evaluation
+    return evaluate(model, tokenizer, data.eval, label_column=recipe.data.label_column, labels=data.labels,
+                    rewards=rewards if ev.rewards else (), max_samples=ev.max_samples,
+                    max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, **gen_kwargs)
+
+
+def _print_eval(phase: str, report: EvalReport) -> None:
+    shown = ", ".join(f"{k}={v:.3f}" for k, v in report.metrics.items())
+    print(f"[rlft] held-out {phase} ({report.n} rows): {shown}", flush=True)
+
+
+def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = (), callbacks: list | None = None
+          ) -> TrainResult:
+    """Train a recipe (object or file path) and return where the adapter and metrics went."""
+    disable_unless_opted_in()
+    if isinstance(recipe, (str, Path)):
+        recipe = load_recipe(recipe, overrides)
+    else:
+        validate(recipe)
+    import torch
+    from transformers import set_seed
+
+    set_seed(recipe.seed)
+    device = resolve_device(recipe.model)
+    if device == "cpu":
+        torch.set_num_threads(max(torch.get_num_threads(), 1))
+    data = prepare(recipe.data, recipe.algorithm, recipe.seed)
+    rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_recipe(recipe, out)
+
+    task = "seq_cls" if recipe.algorithm == "reward_model" else "causal_lm"
+    model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=task)
+    metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "train_rows": len(data.train),
+                               "eval_rows": len(data.eval), "dropped_rows": data.dropped, "labels": data.labels}
+    can_generate = task == "causal_lm" and "prompt" in data.eval.column_names
+    before = after = None
+    if recipe.evaluation.before and can_generate:
+        before = _eval(recipe, model, tokenizer, data, rewards)
+        _print_eval("before", before)
+        metrics["eval_before"] = before.metrics
+        metrics["eval_before_per_intent"] = before.per_intent
+
+    ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, rewards, data.labels, device,
+                       callbacks=list(callbacks or []))
+    trainer = trainer_builder(recipe.algorithm)(ctx)
+    start = time.time()
+    train_output = trainer.train()
+    metrics["train_seconds"] = round(time.time() - start, 1)
+    metrics["train"] = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
+    metrics["global_step"] = trainer.state.global_step
+    metrics["log_history"] = trainer.state.log_history
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+
+    if recipe.evaluation.after and can_generate:
+        after = _eval(recipe, trainer.model, tokenizer, data, rewards)
+        _print_eval("after", after)
+        metrics["eval_after"] = after.metrics
+        metrics["eval_after_per_intent"] = after.per_intent
+        metrics["eval_after_samples"] = after.samples
+    base_model = resolve_model_path(recipe.model)
+    write_metrics(metrics, out)
+    write_model_card(recipe, base_model, metrics, out)
+    if recipe.export.merged and recipe.adapter.type != "none":
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(str(out / "merged"))
+        tokenizer.save_pretrained(str(out / "merged"))
+    return TrainResult(out, out, metrics, before, after)
+
+

@@ -1,0 +1,25 @@
+"""GRPO through TRL's GRPOTrainer; rlft's signal features (see `rlft.signal`) when the recipe has `signal:`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlft.trainer_args import build_args
+from rlft.trainers.context import TrainContext
+
+
+def build_trainer(ctx: TrainContext) -> Any:
+    recipe = ctx.recipe
+    args = build_args(recipe, ctx.device, reward_weights=[r.weight for r in ctx.rewards], **ctx.args_overrides)
+    kwargs: dict[str, Any] = dict(model=ctx.model, reward_funcs=[r.func for r in ctx.rewards], args=args,
+                                  train_dataset=ctx.train_dataset, processing_class=ctx.tokenizer,
+                                  callbacks=ctx.callbacks or None)
+    if args.eval_strategy != "no":
+        kwargs["eval_dataset"] = ctx.eval_dataset
+    if recipe.signal:
+        from rlft.signal_options import build_signal_trainer
+
+        return build_signal_trainer(ctx, kwargs)
+    from trl import GRPOTrainer
+
+    return GRPOTrainer(**kwargs)
