@@ -1,0 +1,333 @@
+"""Judge backends: any OpenAI-compatible endpoint, or a transformers model in this process. Same interface.
+
+`await client.complete(messages, temperature=, max_tokens=, seed=) -> Reply` returns the reply text and its token
+usage, or raises `JudgeCallError` with a status (`timeout` | `api_error`). Configuration mistakes that no retry can
+fix (HTTP 401/403/404, a missing API-key variable) raise `JudgeEndpointError`, a one-line `UserError`.
+
+The OpenAI client (the `openai` SDK, so OpenAI, vLLM, a LiteLLM proxy or `transformers serve` all work):
+
+* an explicit **total deadline** per attempt (`timeout_s`; the SDK's own default is 600 s and a trickling server
+  can exceed per-read timeouts, so the whole call is wrapped in `asyncio.wait_for`);
+* its **own retries** (the SDK's are switched off so every attempt is counted) with exponential backoff and
+  jitter, honouring `Retry-After`/`retry-after-ms` on 429 and 503 up to `max_retry_after_s`;
+* **bounded concurrency**: a semaphore of `max_concurrency` requests per event loop;
+* a **circuit breaker**: after `breaker_threshold` consecutive failed attempts, calls fail fast for
+  `breaker_reset_s`, then one trial call decides whether to close it again.
+
+The API key is read from the environment variable *named* by `api_key_env` when a connection is opened; it is
+not kept on the client object, not in its repr or pickled state, nor in any cache key.
+
+Not here: prompts, parsing, caching, votes (see `rlft.judge.judge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from rlft.errors import RewardError
+
+TIMEOUT, API_ERROR = "timeout", "api_error"
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class JudgeCallError(Exception):
+    """A judge call failed after its retries; `status` is `timeout` or `api_error`."""
+
+    def __init__(self, status: str, detail: str, attempts: int = 1):
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail, self.attempts = status, detail, attempts
+
+
+class JudgeEndpointError(RewardError):
+    """The judge endpoint is misconfigured (bad key, unknown model or URL): retrying cannot help."""
+
+
+class CircuitBreaker:
+    """Closed -> (threshold consecutive failures) -> open for `reset_s` -> half-open (one trial) -> closed/open."""
+
+    def __init__(self, threshold: int = 10, reset_s: float = 30.0):
+        self.threshold, self.reset_s = threshold, reset_s
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.trial_in_flight = False
+        self.times_opened = 0
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if time.monotonic() - self.opened_at >= self.reset_s else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            state = self.state
+            if state == "closed":
+                return True
+            if state == "half_open" and not self.trial_in_flight:
+                self.trial_in_flight = True
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            self.failures, self.opened_at, self.trial_in_flight = 0, None, False
+
+    def failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            was_trial = self.trial_in_flight
+            self.trial_in_flight = False
+            if self.threshold > 0 and (was_trial or (self.opened_at is None and self.failures >= self.threshold)):
+                self.opened_at = time.monotonic()
+                self.times_opened += 1
+
+    def __getstate__(self) -> dict:
+        return {"threshold": self.threshold, "reset_s": self.reset_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+
+class ChatClient:
+    """Interface of a judge backend. `identity()` names what answers (goes into the cache key, never secrets)."""
+
+    def identity(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
+                       seed: int | None = None) -> Reply:
+        raise NotImplementedError
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max_s, base_s * 2**attempt)]."""
+    return random.uniform(0.0, min(max_s, base_s * (2 ** attempt)))
+
+
+def _retry_after(exc: Exception) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            import email.utils
+
+            parsed = email.utils.parsedate_to_datetime(value) if name == "retry-after" else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    return None
+
+
+class OpenAIChatClient(ChatClient):
+    """Async client for an OpenAI-compatible `/v1/chat/completions` endpoint (see module docstring)."""
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
+                 timeout_s: float = 30.0, max_retries: int = 3, backoff_base_s: float = 0.5,
+                 backoff_max_s: float = 8.0, max_retry_after_s: float = 60.0, max_concurrency: int = 16,
+                 breaker_threshold: int = 10, breaker_reset_s: float = 30.0, extra_body: dict | None = None,
+                 send_seed: bool = True):
+        if timeout_s <= 0 or max_concurrency < 1 or max_retries < 0:
+            raise ValueError("timeout_s must be > 0, max_concurrency >= 1 and max_retries >= 0")
+        if api_key_env is not None and not os.environ.get(api_key_env):
+            raise JudgeEndpointError(f"judge: environment variable '{api_key_env}' (params.api_key_env) is not set; "
+                                     f"export the API key there, or set api_key_env: null for endpoints without keys")
+        self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
+        self.timeout_s, self.max_retries = float(timeout_s), int(max_retries)
+        self.backoff_base_s, self.backoff_max_s, self.max_retry_after_s = backoff_base_s, backoff_max_s, max_retry_after_s
+        self.max_concurrency = int(max_concurrency)
+        self.breaker = CircuitBreaker(breaker_threshold, breaker_reset_s)
+        self.extra_body = dict(extra_body or {})
+        self.send_seed = send_seed
+        self.attempts = 0  # every HTTP attempt, retries included
+        # AsyncOpenAI (httpx pools) and asyncio.Semaphore belong to one event loop; TRL keeps one loop in a thread,
+        # rlft.scoring makes a new one per call. Resources are made per loop and dropped with it.
+        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.model, "base_url": self.base_url, "extra_body": self.extra_body}
+
+    def __repr__(self) -> str:
+        return (f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r}, "
+                f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, max_concurrency={self.max_concurrency})")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_per_loop"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._per_loop = weakref.WeakKeyDictionary()
+
+    def _resources(self) -> tuple[Any, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        found = self._per_loop.get(loop)
+        if found is None:
+            from openai import AsyncOpenAI
+
+            key = os.environ.get(self.api_key_env, "") if self.api_key_env else "not-needed"
+            client = AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+            found = (client, asyncio.Semaphore(self.max_concurrency))
+            self._per_loop[loop] = found
+        return found
+
+    async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
+                       seed: int | None = None) -> Reply:
+        client, semaphore = self._resources()
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature,
+                                  "max_tokens": max_tokens}
+        if seed is not None and self.send_seed:
+            kwargs["seed"] = seed
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        async with semaphore:
+            last: JudgeCallError | None = None
+            for attempt in range(self.max_retries + 1):
+                if not self.breaker.allow():
+                    raise JudgeCallError(API_ERROR, "circuit breaker open (the endpoint kept failing)", attempt)
+                delay: float | None = None
+                try:
+                    self.attempts += 1
+                    response = await asyncio.wait_for(client.chat.completions.create(**kwargs), self.timeout_s)
+                    reply = _reply_of(response)
+                    self.breaker.success()
+                    return reply
+                except JudgeEndpointError:
+                    raise
+                except Exception as exc:  # classified below; anything unknown is an api_error, never a crash
+                    last, retryable, delay = self._classify(exc, attempt + 1)
+                    self.breaker.failure()
+                    if not retryable:
+                        raise last from None
+                if attempt < self.max_retries:
+                    if delay is None:
+                        delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s)
+                    await asyncio.sleep(min(delay, self.max_retry_after_s))
+            raise last
+
+    def _classify(self, exc: Exception, attempts: int) -> tuple[JudgeCallError, bool, float | None]:
+        """(error, retryable, server-requested delay)."""
+        import openai
+
+        if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
+            return JudgeCallError(TIMEOUT, f"no reply within {self.timeout_s:g} s", attempts), True, None
+        if isinstance(exc, openai.APIStatusError):
+            code = exc.status_code
+            if code in (401, 403, 404):
+                where = self.base_url or "the OpenAI API"
+                hint = f"check the key in ${self.api_key_env}" if code != 404 else "check params.model and base_url"
+                raise JudgeEndpointError(f"judge: {where} answered HTTP {code} for model '{self.model}'; {hint}")
+            if code == 429 or code >= 500:
+                return JudgeCallError(API_ERROR, f"HTTP {code}", attempts), True, _retry_after(exc)
+            return JudgeCallError(API_ERROR, f"HTTP {code}", attempts), False, None
+        if isinstance(exc, openai.APIConnectionError):
+            return JudgeCallError(API_ERROR, f"connection failed: {type(exc).__name__}", attempts), True, None
+        # malformed JSON, a body that is not a chat completion, an empty choice list
+        return JudgeCallError(API_ERROR, f"malformed reply: {type(exc).__name__}", attempts), True, None
+
+
+def _reply_of(response: Any) -> Reply:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise ValueError("reply has no choices")
+    text = choices[0].message.content
+    if text is None:
+        raise ValueError("reply has no content")
+    usage = getattr(response, "usage", None)
+    return Reply(str(text), int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+class LocalChatClient(ChatClient):
+    """A transformers causal LM in this process (small judges, offline runs). Same `complete()` as the HTTP client.
+
+    `model` is anything `rlft.models` resolves: an embedded name (`smollm2-135m-instruct`), a local directory, a
+    .gguf file or a hub id.
+
+    Generation runs in a worker thread, one request at a time (a CPU model gains nothing from overlapping calls);
+    `logit_bias` ({token_id: bias}, as in the OpenAI API) maps to transformers' `sequence_bias`.
+    """
+
+    def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", logit_bias: dict | None = None,
+                 trust_remote_code: bool = False):
+        self.model_path, self.device, self.dtype = model, device, dtype
+        self.logit_bias = {int(k): float(v) for k, v in (logit_bias or {}).items()}
+        self.trust_remote_code = trust_remote_code
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "local", "model": self.model_path, "logit_bias": self.logit_bias}
+
+    def __repr__(self) -> str:
+        return f"LocalChatClient(model={self.model_path!r}, device={self.device!r}, dtype={self.dtype!r})"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_lock"], state["_loaded"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from rlft.config import ModelConfig
+            from rlft.models import resolve_model_path
+
+            path = resolve_model_path(ModelConfig(name=self.model_path))  # embedded names and .gguf files too
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype),
+                                                         trust_remote_code=self.trust_remote_code)
+            self._loaded = (model.to(self.device).eval(), tokenizer)
+        return self._loaded
+
+    def _generate(self, messages: list[dict[str, str]], temperature: float, max_tokens: int,
+                  seed: int | None) -> Reply:
+        import torch
+
+        with self._lock:
+            model, tokenizer = self._load()
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                return_dict=True)["input_ids"].to(self.device)
+            kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": temperature > 0,
+                                      "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id}
+            if temperature > 0:
+                kwargs["temperature"] = temperature
+                torch.manual_seed(seed if seed is not None else 0)
+            if self.logit_bias:
+                kwargs["sequence_bias"] = {(k,): v for k, v in self.logit_bias.items()}
+            with torch.inference_mode():
+                out = model.generate(ids, **kwargs)
+            new = out[0, ids.shape[1]:]
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            return Reply(text, int(ids.shape[1]), int(new.shape[0]))
+
+    async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
+                       seed: int | None = None) -> Reply:
+        try:
+            return await asyncio.to_thread(self._generate, messages, temperature, max_tokens, seed)
+        except (RuntimeError, ValueError) as exc:  # e.g. a prompt longer than the model's context
+            raise JudgeCallError(API_ERROR, f"local generation failed: {type(exc).__name__}: {exc}") from None
