@@ -30,5 +30,8 @@ class RewardError(UserError):
 
 def did_you_mean(name: str, allowed: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' when a close match exists, else ''."""
-    matches = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
+    allowed = list(allowed)
+    matches = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if not matches:  # abbreviations and long forms: 'rank' -> 'r', 'lr' -> 'lr_scheduler' is not offered
+        matches = [a for a in allowed if len(a) >= 1 and name.startswith(a) and name[: len(a) + 1] != a + "_"][:1]
     return f" (did you mean '{matches[0]}'?)" if matches else ""

@@ -38,6 +38,9 @@ class _Provenance(dict):
     """Dotted key -> file that set it, so errors name the right file when recipes extend each other."""
 
     def origin(self, key: str, default: str) -> str:
+        below = [v for k, v in self.items() if k.startswith(key + ".")]
+        if key not in self and below:
+            return below[-1]
         while key:
             if key in self:
                 return self[key]

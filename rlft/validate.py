@@ -59,9 +59,10 @@ def _validate_rewards(recipe: Recipe) -> None:
         raise RecipeError(f"{_where(recipe, 'rewards')}: rewards: algorithm '{recipe.algorithm}' needs at least "
                           f"one reward (e.g. - name: intent)")
     for i, spec in enumerate(recipe.rewards):
-        where = f"{_where(recipe, 'rewards')}: rewards[{i}]"
+        where = f"{_where(recipe, f'rewards.{i}.name')}: rewards[{i}]"
+        params_where = f"{_where(recipe, f'rewards.{i}.params')}: rewards[{i}]"
         try:
-            check_params(resolve_target(spec.name, where), spec, where)
+            check_params(resolve_target(spec.name, where), spec, params_where)
         except UserError:
             raise
         except Exception as exc:  # a reward module that fails to import is the user's file: one line

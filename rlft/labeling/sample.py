@@ -1,0 +1,120 @@
+"""Sample N completions per prompt from a causal LM with `generate`, batched and reproducible.
+
+Prompts are processed in fixed batches (`prompts_per_batch` consecutive prompts) and the torch RNG is re-seeded
+from (`seed`, batch index) before each batch. A batch therefore always yields the same completions whether it runs
+in one go or after an interrupted run resumed: the resume logic in `rlft.labeling.label` relies on this.
+
+Not here: scoring, model loading (`rlft.models`), chat servers (rlft samples the policy it is going to train).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rlft.errors import UserError
+
+
+@dataclass
+class SamplingConfig:
+    """How completions are sampled; recorded in every labelled row's metadata."""
+
+    n: int = field(default=4, metadata={"help": "Completions per prompt (DPO needs 2+)."})
+    temperature: float = field(default=0.7, metadata={"help": "0 = greedy (then n must be 1). UBIAI phase 4 uses "
+                                                              "0.7 for baseline responses."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
+    top_k: int = field(default=0, metadata={"help": "Top-k filter; 0 disables it."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Completion length limit in tokens."})
+    prompts_per_batch: int = field(default=4, metadata={"help": "Prompts per generate call (x n sequences)."})
+    seed: int = field(default=0, metadata={"help": "Base seed; batch b uses a seed derived from (seed, b)."})
+    prefill: str = field(default="", metadata={"help": "Text put after the chat template's assistant header (e.g. "
+                                                       "'<intent>'); it starts every returned completion."})
+
+    def check(self) -> None:
+        if self.n < 1:
+            raise UserError(f"sampling: n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise UserError(f"sampling: temperature must be >= 0, got {self.temperature}")
+        if self.temperature == 0 and self.n > 1:
+            raise UserError("sampling: temperature 0 is greedy decoding, so n > 1 would repeat one completion; "
+                            "use temperature > 0 or n=1")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"sampling: top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1 or self.prompts_per_batch < 1 or self.top_k < 0:
+            raise UserError("sampling: max_new_tokens and prompts_per_batch must be >= 1, top_k >= 0")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """Seed for one batch: distinct per batch, stable across runs and resumes."""
+    return (seed * 1_000_003 + batch_index * 7919) % (2**31 - 1)
+
+
+def render_prompts(tokenizer: Any, prompts: Sequence[Any]) -> list[str]:
+    """Chat-template conversational prompts (with the generation prompt); plain strings pass through."""
+    return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list)
+            else p for p in prompts]
+
+
+def prompt_lengths(tokenizer: Any, prompts: Sequence[Any]) -> list[int]:
+    """Token length of each prompt as the model sees it."""
+    texts = render_prompts(tokenizer, prompts)
+    return [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: SamplingConfig,
+                 batch_index: int) -> list[list[str]]:
+    """`cfg.n` completions for each prompt of one batch, seeded from (`cfg.seed`, `batch_index`)."""
+    import torch
+
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+    was_training = model.training
+    model.eval()
+    try:
+        enc = tokenizer([t + cfg.prefill for t in render_prompts(tokenizer, prompts)], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(device)
+        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
+                                  "num_return_sequences": cfg.n}
+        if cfg.temperature > 0:
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or None)
+        else:
+            kwargs.update(do_sample=False)
+        torch.manual_seed(batch_seed(cfg.seed, batch_index))
+        with torch.no_grad():
+            out = model.generate(**enc, **kwargs)
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    # generate returns the n sequences of prompt 0 first, then those of prompt 1, ...
+    return [[cfg.prefill + t for t in texts[i * cfg.n:(i + 1) * cfg.n]] for i in range(len(prompts))]
+
+
+def load_sampler(recipe: Any, adapter: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, description) for the recipe's base model, plus an adapter when one is given.
+
+    The adapter is `adapter` or the recipe's `adapter.init_from`; without one the plain base model samples (a fresh
+    LoRA would produce the same text, only slower).
+    """
+    from rlft.config import AdapterConfig
+    from rlft.models import load_model, resolve_device
+
+    device = resolve_device(recipe.model)
+    model, tokenizer = load_model(recipe.model, AdapterConfig(type="none"), device)
+    adapter = adapter or recipe.adapter.init_from
+    if adapter:
+        from pathlib import Path
+
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise UserError(f"adapter: '{adapter}' is not a PEFT adapter directory (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    model.eval()
+    return model, tokenizer, {"model": recipe.model.name, "adapter": adapter, "device": device,
+                              "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}

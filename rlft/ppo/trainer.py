@@ -1,0 +1,341 @@
+"""`PPOTrainer`: PPO with a value head and a KL penalty to the adapter-disabled base, for any rlft reward.
+
+A `transformers.Trainer` subclass (optimizer, scheduler, accelerate, callbacks, logging and saving are the
+Trainer's) whose `train()` runs PPO's own loop::
+
+    for step in range(max_steps):
+        rollout = sample prompts -> generate -> score with rewards (sync/async, weighted)
+                  + old log-probs and values (policy) + reference log-probs (same model, adapters disabled)
+        rewards  = score on the last token − β·KL per token;  advantages, returns = GAE(γ, λ)
+        for epoch in range(ppo_epochs): for each mini-batch: clipped policy loss + vf_coef · clipped value loss
+        β <- KL controller (fixed, or adaptive towards target_kl)
+
+`save_model` writes the adapter (as the Trainer does) plus `value_head.safetensors`. Tested with TRL 1.16,
+transformers 5.23, PEFT 0.21 on CPU. Not supported: vLLM generation, evaluation during training, resuming the
+optimizer state from a checkpoint (start again with `adapter.init_from` + `value_head_init` instead).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerState
+from transformers.trainer_utils import TrainOutput
+
+from rlft.ppo import core
+from rlft.ppo.config import PPOConfig
+from rlft.ppo.kl_control import make_kl_controller
+from rlft.ppo.rollout import (PolicyWithValue, Rollout, decode_completions, encode_prompts, eos_ids,
+                              fill_in_scores, forward_policy, sample)
+from rlft.ppo.value_head import ValueHead, hidden_size_of
+from rlft.reward import LoadedReward, validate_output
+from rlft.scoring import score
+
+logger = logging.getLogger(__name__)
+
+
+def as_loaded_rewards(reward_funcs: Sequence[Any], weights: Sequence[float] | None) -> list[LoadedReward]:
+    """Accept rlft `LoadedReward`s or bare TRL-convention callables (sync or async); apply `weights` if given."""
+    if weights is not None and len(weights) != len(reward_funcs):
+        raise ValueError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward functions")
+    loaded = []
+    for i, func in enumerate(reward_funcs):
+        if not isinstance(func, LoadedReward):
+            name = getattr(func, "name", None) or getattr(func, "__name__", None) or type(func).__name__
+            is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+            func = LoadedReward(name, _validated(name, func, is_async), 1.0, tuple(getattr(func, "columns", ()) or ()),
+                                is_async)
+        if weights is not None:
+            func = LoadedReward(func.name, func.func, float(weights[i]), func.columns, func.is_async)
+        loaded.append(func)
+    names = [r.name for r in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"reward functions need distinct names, got {names}")
+    return loaded
+
+
+def _validated(name: str, func: Callable, is_async: bool) -> Callable:
+    if is_async:
+        async def run_async(prompts, completions, **kwargs):
+            return validate_output(name, await func(prompts=prompts, completions=completions, **kwargs),
+                                   len(completions))
+        return run_async
+
+    def run(prompts, completions, **kwargs):
+        return validate_output(name, func(prompts=prompts, completions=completions, **kwargs), len(completions))
+    return run
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    known = [v for v in values if v is not None]
+    if not known:
+        return float("nan"), float("nan")
+    mean = sum(known) / len(known)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in known) / len(known))
+
+
+class PPOTrainer(Trainer):
+    """PPO for a (PEFT) causal LM with TRL-convention reward functions; see the module docstring."""
+
+    def __init__(self, model: Any, processing_class: Any, reward_funcs: Any, args: PPOConfig | None = None,
+                 train_dataset: Any = None, value_head: ValueHead | None = None, callbacks: list | None = None,
+                 optimizers: tuple = (None, None)) -> None:
+        from trl.trainer.utils import disable_dropout_in_model
+
+        args = args or PPOConfig(output_dir="ppo-output")
+        if not isinstance(args, PPOConfig):
+            raise TypeError(f"args must be an rlft PPOConfig, got {type(args).__name__}")
+        if train_dataset is None or "prompt" not in train_dataset.column_names:
+            raise ValueError("PPOTrainer needs a train_dataset with a 'prompt' column")
+        if not callable(reward_funcs) and not isinstance(reward_funcs, LoadedReward):
+            reward_funcs = list(reward_funcs)
+        else:
+            reward_funcs = [reward_funcs]
+        if not reward_funcs:
+            raise ValueError("PPOTrainer needs at least one reward function")
+        self.rewards = as_loaded_rewards(reward_funcs, args.reward_weights)
+        if processing_class.pad_token is None:
+            processing_class.pad_token = processing_class.eos_token
+        disable_dropout_in_model(model)  # identical forward passes for rollout and update -> ratio 1 at start
+        super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
+                         data_collator=lambda rows: rows, callbacks=callbacks, optimizers=optimizers)
+        if value_head is None:
+            value_head = (ValueHead.load(args.value_head_init) if args.value_head_init
+                          else ValueHead(hidden_size_of(model), args.value_head_dropout))
+        self.value_head = value_head.to(self.args.device)
+        self.policy_value = PolicyWithValue(self.model, self.value_head)
+        self.is_peft = hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+        self.ref_model = None
+        if not self.is_peft and self.uses_reference:  # full fine-tuning: the reference needs its own frozen copy
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.kl_ctl = make_kl_controller(args.init_kl_coef, args.target_kl, args.kl_horizon)
+        self._generator = torch.Generator().manual_seed(args.seed)
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.args.init_kl_coef > 0 or self.args.target_kl is not None
+
+    # ----- data -----
+
+    def _prompt_loader(self) -> Any:
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.train_dataset, batch_size=self.args.prompts_per_rollout, shuffle=True,
+                            drop_last=len(self.train_dataset) >= self.args.prompts_per_rollout,
+                            collate_fn=lambda rows: rows, generator=torch.Generator().manual_seed(self.args.seed))
+        return self.accelerator.prepare(loader)
+
+    # ----- rollout -----
+
+    def _micro_batches(self, n: int) -> list[torch.Tensor]:
+        size = max(self.args.mini_batch_size // self.args.gradient_accumulation_steps, 1)
+        return list(torch.arange(n).split(size))
+
+    @torch.no_grad()
+    def _forward_no_grad(self, rollout: Rollout, reference: bool) -> dict[str, torch.Tensor]:
+        chunks: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for idx in self._micro_batches(len(rollout)):
+            ids, mask = rollout.input_ids[idx], rollout.attention_mask[idx]
+            with self.accelerator.autocast():
+                if reference and self.ref_model is not None:
+                    out = forward_policy(self.ref_model, None, ids, mask, rollout.n_completion, self.args.temperature)
+                elif reference:
+                    with self.model.disable_adapter():
+                        out = forward_policy(self.model, None, ids, mask, rollout.n_completion,
+                                             self.args.temperature)
+                else:
+                    out = forward_policy(self.model, self.value_head, ids, mask, rollout.n_completion,
+                                         self.args.temperature)
+            for k, v in out.items():
+                chunks[k].append(v)
+        return {k: torch.cat(v) for k, v in chunks.items()}
+
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        """Log-probs of the rollout's completion tokens under the reference (adapter-disabled) model."""
+        return self._forward_no_grad(rollout, reference=True)["logprobs"]
+
+    def make_rollout(self, rows: list[dict[str, Any]]) -> tuple[Rollout, dict[str, float]]:
+        """Generate, score and evaluate one batch of prompt rows; returns the rollout (with advantages) and stats."""
+        args, tok = self.args, self.processing_class
+        rows = [row for row in rows for _ in range(args.num_generations)]
+        prompts = [row["prompt"] for row in rows]
+        columns = {k: [row[k] for row in rows] for k in rows[0] if k != "prompt"}
+        prompt_ids, prompt_mask = encode_prompts(tok, prompts, args.max_prompt_length, self.args.device)
+        completion_ids, completion_mask = sample(self.accelerator.unwrap_model(self.model), tok, prompt_ids,
+                                                 prompt_mask, args)
+        rollout = Rollout(torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1),
+                          completion_mask)
+        completions = decode_completions(tok, completion_ids, completion_mask, prompts)
+        columns["completion_ids"] = [ids[m.bool()].tolist() for ids, m in zip(completion_ids, completion_mask,
+                                                                               strict=True)]
+        scored = score(self.rewards, prompts, completions, columns, trainer_state=self.state)
+        totals, abstained = fill_in_scores(scored.total)
+        scores = torch.tensor(totals, dtype=torch.float32, device=self.args.device)
+        lengths = completion_mask.sum(1)
+        stop = torch.tensor(eos_ids(self.model, tok), device=completion_ids.device)
+        truncated = completion_mask[:, -1].bool() & ~torch.isin(completion_ids[:, -1], stop)
+        if args.missing_eos_penalty is not None:
+            scores = scores - args.missing_eos_penalty * truncated.float()
+
+        policy = self._forward_no_grad(rollout, reference=False)
+        rollout.logprobs, rollout.values = policy["logprobs"], policy["values"]
+        rollout.ref_logprobs = (self._forward_no_grad(rollout, reference=True)["logprobs"] if self.uses_reference
+                                else rollout.logprobs.clone())
+        mask = completion_mask.float()
+        kl = core.kl_per_token(rollout.logprobs, rollout.ref_logprobs, args.kl_estimator) * mask
+        rewards = core.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
+        if args.whiten_rewards:
+            rewards = core.masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = core.gae(rewards, rollout.values, mask, args.gamma, args.lam)
+        if args.whiten_advantages:
+            advantages = core.masked_whiten(advantages, mask)
+        rollout.scores, rollout.rewards, rollout.advantages, rollout.returns = scores, rewards, advantages, returns
+
+        mean, std = _mean_std(totals)
+        stats = {"reward": mean, "reward_std": std, "kl": kl.sum(1).mean().item(), "kl_coef": self.kl_ctl.value,
+                 "non_score_reward": (-self.kl_ctl.value * kl).sum(1).mean().item(),
+                 "explained_variance": core.explained_variance(rollout.values, returns, mask).item(),
+                 "value_mean": core.masked_mean(rollout.values, mask).item(),
+                 "completions/mean_length": lengths.float().mean().item(),
+                 "completions/clipped_ratio": truncated.float().mean().item(),
+                 "rewards/abstained_ratio": abstained / len(rows)}
+        for name, values in scored.per_reward.items():
+            stats[f"rewards/{name}/mean"], stats[f"rewards/{name}/std"] = _mean_std(values)
+        stats.update(scored.metrics)
+        return rollout, stats
+
+    # ----- optimisation -----
+
+    def _loss(self, batch: Rollout) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        args = self.args
+        with self.accelerator.autocast():
+            out = self.policy_value(batch.input_ids, batch.attention_mask, batch.n_completion, args.temperature,
+                                    with_values=True, with_entropy=True)
+        mask = batch.completion_mask.float()
+        pg = core.policy_loss(out["logprobs"], batch.logprobs, batch.advantages, mask, args.cliprange)
+        vf = core.value_loss(out["values"], batch.values, batch.returns, mask, args.cliprange_value)
+        entropy = core.masked_mean(out["entropy"], mask)
+        loss = pg.loss + args.vf_coef * vf.loss - args.entropy_coef * entropy
+        return loss, {"policy_loss": pg.loss, "value_loss": vf.loss, "policy_clipfrac": pg.clipfrac,
+                      "value_clipfrac": vf.clipfrac, "entropy": entropy,
+                      "approx_kl": core.approx_kl(out["logprobs"], batch.logprobs, mask), "loss": loss}
+
+    def ppo_update(self, rollout: Rollout) -> dict[str, float]:
+        """ppo_epochs passes of mini-batch optimizer steps over one rollout; returns the mean of each loss stat."""
+        args = self.args
+        sums: dict[str, float] = defaultdict(float)
+        count = 0
+        params = [p for p in self.policy_value.parameters() if p.requires_grad]
+        for _ in range(args.ppo_epochs):
+            order = torch.randperm(len(rollout), generator=self._generator).to(rollout.input_ids.device)
+            for mini in order.split(args.mini_batch_size):
+                for micro in mini.split(max(len(mini) // args.gradient_accumulation_steps, 1)):
+                    loss, parts = self._loss(rollout.select(micro))
+                    self.accelerator.backward(loss * len(micro) / len(mini))
+                    for k, v in parts.items():
+                        sums[k] += v.item()
+                    count += 1
+                if args.max_grad_norm and args.max_grad_norm > 0:
+                    self.accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return {k: v / count for k, v in sums.items()}
+
+    def _setup(self, max_steps: int) -> None:
+        args = self.args
+        if args.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs or {"use_reentrant": False})
+        self.create_optimizer(self.policy_value)
+        self.create_scheduler(max_steps * args.ppo_epochs * args.num_mini_batches, self.optimizer)
+        self.policy_value, self.optimizer = self.accelerator.prepare(self.policy_value, self.optimizer)
+        self.model_wrapped = self.policy_value
+        self.state = TrainerState(stateful_callbacks=[])
+        self.state.max_steps = max_steps
+        self.state.num_train_epochs = math.ceil(args.num_train_epochs)
+        self.state.logging_steps = _absolute(args.logging_steps, max_steps)
+        self.state.save_steps = _absolute(args.save_steps, max_steps)
+        self.state.train_batch_size = args.per_device_train_batch_size
+        self.state.is_local_process_zero = self.is_local_process_zero()
+        self.state.is_world_process_zero = self.is_world_process_zero()
+        for name in ("optimizer", "lr_scheduler"):
+            setattr(self.callback_handler, name, getattr(self, name))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None,
+              ignore_keys_for_eval: list[str] | None = None, **kwargs: Any) -> TrainOutput:
+        if resume_from_checkpoint:
+            raise ValueError("PPOTrainer does not resume checkpoints; start a new run from the saved adapter "
+                             "(adapter.init_from) and value head (value_head_init)")
+        args = self.args
+        loader = self._prompt_loader()
+        self.callback_handler.train_dataloader = loader
+        updates_per_epoch = max(len(loader), 1)
+        max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * updates_per_epoch)
+        self._setup(max_steps)
+        self.model.train()
+        self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
+        start, window, losses = time.time(), defaultdict(list), []
+        batches, epoch = iter(loader), 0
+        for step in range(max_steps):
+            try:
+                rows = next(batches)
+            except StopIteration:
+                epoch += 1
+                if hasattr(loader, "set_epoch"):
+                    loader.set_epoch(epoch)
+                batches = iter(loader)
+                rows = next(batches)
+            self.control = self.callback_handler.on_step_begin(args, self.state, self.control)
+            rollout, stats = self.make_rollout(rows)
+            stats.update(self.ppo_update(rollout))
+            self.kl_ctl.update(stats["kl"], len(rollout) * self.accelerator.num_processes)
+            losses.append(stats["loss"])
+            for k, v in stats.items():
+                window[k].append(v)
+            self.state.global_step = step + 1
+            self.state.epoch = (step + 1) / updates_per_epoch
+            self.control = self.callback_handler.on_step_end(args, self.state, self.control)
+            if self.state.global_step % self.state.logging_steps == 0 or step + 1 == max_steps:
+                logs = {k: _nanmean(v) for k, v in window.items()}
+                logs["learning_rate"] = self.lr_scheduler.get_last_lr()[0]
+                self.log(logs)
+                window.clear()
+            if args.save_strategy == "steps" and self.state.global_step % self.state.save_steps == 0:
+                self.save_model(os.path.join(args.output_dir, f"checkpoint-{self.state.global_step}"))
+            if self.control.should_training_stop:
+                break
+        runtime = time.time() - start
+        metrics = {"train_runtime": round(runtime, 2), "train_steps_per_second": round(self.state.global_step /
+                                                                                       max(runtime, 1e-9), 3),
+                   "train_loss": _nanmean(losses), "final_kl_coef": self.kl_ctl.value}
+        self.control = self.callback_handler.on_train_end(args, self.state, self.control)
+        return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+    # ----- saving -----
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Adapter (or full model) + tokenizer as the Trainer saves them, plus the value head."""
+        output_dir = output_dir or self.args.output_dir
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            self.accelerator.unwrap_model(self.policy_value).value_head.save(output_dir)
+
+
+def _absolute(steps: float, max_steps: int) -> int:
+    """TrainingArguments allow ratios (< 1) of the total for logging/save steps."""
+    return max(math.ceil(max_steps * steps) if steps < 1 else int(steps), 1)
+
+
+def _nanmean(values: list[float]) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return sum(known) / len(known) if known else float("nan")

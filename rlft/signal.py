@@ -1,0 +1,366 @@
+"""GRPO with learning signal where plain TRL has none: `SignalGRPOTrainer` and its one config, `SignalConfig`.
+
+Features (each off by default, so an empty `SignalConfig` behaves like TRL's `GRPOTrainer`):
+
+- **prefill**: text appended to every prompt after the chat template (e.g. ``<intent>``); rewards and logs see it
+  as the start of each completion, exactly as `rlft.evaluate.generate(prefill=...)` returns it.
+- **constrain_labels**: generation may only emit one allowed label + `label_suffix` + EOS (`rlft.constrained`).
+  Every rollout is then a valid, few-token answer; no label list is needed in the prompt. With vLLM the same
+  constraint goes to TRL's ``vllm_structured_outputs_regex``.
+- **stop_at_suffix**: without the constraint, cut each completion right after `label_suffix` (e.g. ``</intent>``).
+- **decision_tokens_only**: with the constraint, leave tokens the trie forces (one possible continuation) out of
+  the loss, so the gradient goes to the tokens where the policy chose.
+- **drop_zero_std** / **refill_rounds**: groups whose rewards all tie carry no gradient; drop them from the
+  batch (no backward pass is spent on them), and draw fresh prompts up to `refill_rounds` times to refill the
+  batch with groups that have signal. Surplus signal groups wait in a one-step buffer. Counted in metrics
+  ``signal/*``; a warning fires when the zero-signal fraction stays above `warn_zero_std`.
+- **eval_every_steps**: held-out greedy intent accuracy, format rate, macro-F1 and per-intent accuracy during
+  training (`IntentEvalCallback`), with the same prefill/constraint as the rollouts.
+
+Not here: rewards (``rewards/``), recipes, model loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+from trl.trainer.utils import pad
+
+from rlft.constrained import LabelTrie, TrieLogitsProcessor, label_regex
+
+logger = logging.getLogger("rlft.signal")
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors dataclass naming
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class SignalConfig:
+    """The recipe's `signal:` section. Defaults reproduce plain TRL GRPO."""
+
+    prefill: str = _f("", "Text appended after the chat template's assistant header, e.g. '<intent>'. "
+                      "Rewards and evaluation see it as the start of the completion.")
+    constrain_labels: bool = _f(False, "Only generate one allowed label + label_suffix + EOS (prefix-trie logits "
+                                "processor; vLLM: structured-outputs regex). Needs the label set.")
+    label_suffix: str = _f("</intent>", "Text that closes a label (after it, generation ends).")
+    stop_at_suffix: bool = _f(False, "Unconstrained generation: cut each completion right after label_suffix.")
+    decision_tokens_only: bool = _f(False, "With constrain_labels: leave tokens the constraint forces out of "
+                                    "the loss.")
+    drop_zero_std: bool = _f(False, "Drop groups whose rewards all tie (zero advantage) from the training batch.")
+    refill_rounds: int = _f(0, "With drop_zero_std: up to this many extra generation rounds on fresh prompts to "
+                            "refill the batch with groups that have reward variance.")
+    keep_surplus: bool = _f(True, "With refill_rounds: keep surplus signal groups for the next step (one step "
+                            "stale at most).")
+    eval_every_steps: int = _f(0, "Held-out intent evaluation every N optimizer steps (0: off).")
+    eval_max_samples: int = _f(200, "Held-out rows used by the periodic evaluation.")
+    eval_batch_size: int = _f(50, "Generation batch size of the periodic evaluation.")
+    eval_max_new_tokens: int = _f(24, "Max new tokens of the periodic evaluation.")
+    label_column: str = _f("intent", "Dataset column with the ground-truth label (periodic evaluation).")
+    warn_zero_std: float = _f(0.9, "Warn when the mean fraction of zero-std groups over `warn_window` steps "
+                              "exceeds this (1.0: never).")
+    warn_window: int = _f(10, "Steps averaged for the zero-signal warning.")
+    seed: int = _f(0, "Seed of the refill prompt sampler.")
+
+    def __post_init__(self) -> None:
+        if self.refill_rounds < 0 or self.eval_every_steps < 0 or self.warn_window < 1:
+            raise ValueError("refill_rounds and eval_every_steps must be >= 0 and warn_window >= 1")
+        if self.refill_rounds and not self.drop_zero_std:
+            raise ValueError("refill_rounds needs drop_zero_std: true")
+        if self.decision_tokens_only and not self.constrain_labels:
+            raise ValueError("decision_tokens_only needs constrain_labels: true")
+
+
+def build_trie(signal: SignalConfig, tokenizer: Any, labels: Sequence[str]) -> LabelTrie:
+    if not labels:
+        raise ValueError("constrain_labels needs the label set (labels=[...] or a label column in the data)")
+    return LabelTrie.from_labels(tokenizer, labels, signal.prefill, signal.label_suffix)
+
+
+def eval_generation_kwargs(signal: SignalConfig, tokenizer: Any, labels: Sequence[str]) -> dict[str, Any]:
+    """`prefill` / `logits_processor_factory` for `rlft.evaluate.generate`, matching the training rollouts."""
+    kwargs: dict[str, Any] = {"prefill": signal.prefill}
+    if signal.constrain_labels:
+        trie = build_trie(signal, tokenizer, labels)
+        pad_id = tokenizer.pad_token_id
+
+        def factory(prompt_length: int) -> TrieLogitsProcessor:
+            return TrieLogitsProcessor(trie, prompt_length, pad_id)
+
+        kwargs["logits_processor_factory"] = factory
+    return kwargs
+
+
+_PROMPT_KEYS = ("prompt_ids", "prompt_mask")
+_COMPLETION_KEYS = ("completion_ids", "completion_mask", "tool_mask", "old_per_token_logps",
+                    "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio")
+
+
+def _select_rows(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+    idx = torch.tensor(rows, dtype=torch.long)
+    out = {}
+    for key, value in batch.items():
+        if key == "num_items_in_batch":
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() >= 1:
+            out[key] = value[idx.to(value.device)]
+        else:
+            raise ValueError(f"signal: cannot filter batch field '{key}' (multimodal batches are not supported)")
+    return out
+
+
+def _merge(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Concatenate generation batches row-wise, re-padding prompts on the left and completions on the right."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    out: dict[str, Any] = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if key in _PROMPT_KEYS or key in _COMPLETION_KEYS:
+            side = "left" if key in _PROMPT_KEYS else "right"
+            fill = pad_token_id if key.endswith("_ids") else (1 if key == "tool_mask" else 0)
+            rows = [r for v in values for r in v]
+            out[key] = pad(rows, padding_value=fill, padding_side=side)
+        else:
+            out[key] = torch.cat(values)
+    return out
+
+
+class SignalGRPOTrainer(GRPOTrainer):
+    """TRL's `GRPOTrainer` plus the signal features of `SignalConfig` (see the module docstring).
+
+    ``SignalGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...), train_dataset=..., eval_dataset=...,
+    processing_class=tokenizer, signal=SignalConfig(...), labels=[...])``; every other keyword goes to TRL.
+    """
+
+    def __init__(self, *args: Any, signal: SignalConfig | None = None, labels: Sequence[str] | None = None,
+                 **kwargs: Any):
+        self.signal = signal or SignalConfig()
+        self.labels = list(labels or [])
+        grpo_args = kwargs.get("args")
+        tokenizer = kwargs.get("processing_class")
+        self._trie = build_trie(self.signal, tokenizer, self.labels) if self.signal.constrain_labels else None
+        if self._trie is not None and grpo_args is not None and getattr(grpo_args, "use_vllm", False):
+            grpo_args.vllm_structured_outputs_regex = label_regex(self.labels, suffix=self.signal.label_suffix)
+        super().__init__(*args, **kwargs)
+        self._prefill_ids = (self._tokenizer.encode(self.signal.prefill, add_special_tokens=False)
+                             if self.signal.prefill else [])
+        self._rng = random.Random(self.signal.seed)
+        self._surplus: list[dict[str, Any]] = []
+        self._zero_std_window: deque[float] = deque(maxlen=self.signal.warn_window)
+        self._warned_at = -10**9
+        self.signal_totals = {"groups_generated": 0, "groups_zero_std": 0, "groups_dropped": 0,
+                              "groups_trained": 0, "refill_rounds": 0, "steps_without_signal": 0}
+        if self.signal.eval_every_steps and self.eval_dataset is not None:
+            self.add_callback(IntentEvalCallback(self))
+
+    # --- prompts and generation -------------------------------------------------------------------------------
+
+    def _tokenize_prompts(self, prompts: list):
+        prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        if self._prefill_ids:
+            prompt_ids = [list(ids) + self._prefill_ids for ids in prompt_ids]
+        return prompt_ids, images, multimodal_fields
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        wants_own = (self._trie is not None or self.signal.stop_at_suffix) and not self.use_vllm
+        if not wants_own or images is not None or multimodal_fields or self.use_transformers_continuous_batching:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+        return self._generate_text_only(prompt_ids), None
+
+    def _generate_text_only(self, prompt_ids: list[list[int]]) -> list[list[int]]:
+        from trl.models import unwrap_model_for_generation
+
+        device = self.accelerator.device
+        prompts = [torch.tensor(ids) for ids in prompt_ids]
+        input_ids = pad(prompts, padding_value=self._tokenizer.pad_token_id, padding_side="left").to(device)
+        attention_mask = pad([torch.ones_like(t) for t in prompts], padding_value=0, padding_side="left").to(device)
+        extra: dict[str, Any] = {}
+        if self._trie is not None:
+            extra["logits_processor"] = [TrieLogitsProcessor(self._trie, input_ids.size(1),
+                                                             self._tokenizer.pad_token_id)]
+        elif self.signal.stop_at_suffix:
+            extra.update(stop_strings=[self.signal.label_suffix], tokenizer=self._tokenizer)
+        with (unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                          generation_kwargs=self.generation_kwargs) as unwrapped, torch.no_grad()):
+            out = unwrapped.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                     generation_config=self.generation_config, **extra)
+        completions = out[:, input_ids.size(1):].cpu().tolist()
+        eos = set(self.eos_token_ids)
+        result = []
+        for ids in completions:
+            cut = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+            ids = ids[:cut]
+            if self._trie is None and self.signal.stop_at_suffix:
+                ids = self._cut_after_suffix(ids)
+            result.append(ids)
+        return result
+
+    def _cut_after_suffix(self, ids: list[int]) -> list[int]:
+        for k in range(1, len(ids) + 1):
+            if self.signal.label_suffix in self._tokenizer.decode(ids[:k], skip_special_tokens=True):
+                return ids[:k]
+        return ids
+
+    def _generate(self, prompts: list):
+        result = list(super()._generate(prompts))
+        if self.signal.prefill:  # rewards and logs see the prefill as the start of the completion
+            completions = result[3]
+            result[3] = [[{**c[0], "content": self.signal.prefill + c[0]["content"]}] if isinstance(c, list)
+                         else self.signal.prefill + c for c in completions]
+        return tuple(result)
+
+    # --- groups with signal -----------------------------------------------------------------------------------
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        mode = "train" if self.model.training else "eval"
+        batch = super()._generate_and_score_completions(inputs)
+        if self.signal.decision_tokens_only:
+            batch = self._mask_forced_tokens(batch)
+        if mode != "train":
+            return batch
+        g = self.num_generations
+        n_groups = len(inputs) // g
+        kept, zero = self._split_groups(batch, g)
+        self._count(n_groups, len(zero), first_draw=True)
+        if not self.signal.drop_zero_std:
+            return batch
+        parts = [_select_rows(batch, [r for grp in kept for r in grp])] if kept else []
+        have = len(kept)
+        while self._surplus and have < n_groups:  # groups with signal left over from the previous step
+            part = self._surplus.pop(0)
+            parts.append(part)
+            have += len(part["advantages"]) // g
+        self._surplus = []
+        rounds = 0
+        while have < n_groups and rounds < self.signal.refill_rounds:
+            rounds += 1
+            fresh = self._draw_prompts(n_groups, g)
+            more = super()._generate_and_score_completions(fresh)
+            if self.signal.decision_tokens_only:
+                more = self._mask_forced_tokens(more)
+            more_kept, more_zero = self._split_groups(more, g)
+            self._count(n_groups, len(more_zero), first_draw=False)
+            need = n_groups - have
+            if more_kept[:need]:
+                parts.append(_select_rows(more, [r for grp in more_kept[:need] for r in grp]))
+            if self.signal.keep_surplus and more_kept[need:]:
+                self._surplus.append(_select_rows(more, [r for grp in more_kept[need:] for r in grp]))
+            have += min(need, len(more_kept))
+        self.signal_totals["refill_rounds"] += rounds
+        self._metrics["train"]["signal/refill_rounds"].append(float(rounds))
+        if not parts:  # no group had signal: train on one tied group (zero advantage, zero gradient)
+            self.signal_totals["steps_without_signal"] += 1
+            parts = [_select_rows(batch, zero[0])]
+            have = 0
+        self.signal_totals["groups_trained"] += have
+        self._metrics["train"]["signal/groups_trained"].append(float(have))
+        merged = _merge(parts, self._tokenizer.pad_token_id)
+        mask = merged["completion_mask"] * merged.get("tool_mask", 1)
+        merged["num_items_in_batch"] = mask.sum()
+        return merged
+
+    @staticmethod
+    def _split_groups(batch: dict[str, Any], g: int) -> tuple[list[list[int]], list[list[int]]]:
+        """Row indices of groups with reward variance (non-zero advantages) and of tied groups."""
+        adv = batch["advantages"].detach().float().cpu().view(-1, g)
+        kept, zero = [], []
+        for i, row in enumerate(adv):
+            rows = list(range(i * g, (i + 1) * g))
+            (kept if bool((row.abs() > 1e-6).any()) else zero).append(rows)
+        return kept, zero
+
+    def _draw_prompts(self, n_groups: int, g: int) -> list[dict[str, Any]]:
+        data = self.train_dataset
+        picks = [self._rng.randrange(len(data)) for _ in range(n_groups)]
+        return [dict(data[i]) for i in picks for _ in range(g)]
+
+    def _count(self, n_groups: int, n_zero: int, first_draw: bool) -> None:
+        t = self.signal_totals
+        t["groups_generated"] += n_groups
+        t["groups_zero_std"] += n_zero
+        if self.signal.drop_zero_std:
+            t["groups_dropped"] += n_zero
+        if not first_draw:
+            return
+        frac = n_zero / max(n_groups, 1)
+        self._metrics["train"]["signal/frac_zero_std_first_draw"].append(frac)
+        self._zero_std_window.append(frac)
+        window = self._zero_std_window
+        mean = sum(window) / len(window)
+        step = self.state.global_step
+        if len(window) == window.maxlen and mean > self.signal.warn_zero_std and step - self._warned_at >= len(window):
+            self._warned_at = step
+            logger.warning(
+                "rlft signal: %.0f%% of GRPO groups had zero reward variance over the last %d steps (no gradient). "
+                "Try signal.constrain_labels / signal.prefill, a shaped reward, more num_generations, "
+                "temperature 1.0, or signal.drop_zero_std with refill_rounds.", 100 * mean, len(window))
+
+    def _mask_forced_tokens(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """tool_mask = 0 where the constraint allowed a single token (no decision was made there)."""
+        ids = batch["completion_ids"].cpu().tolist()
+        mask = batch["completion_mask"].cpu()
+        decision = torch.zeros_like(mask)
+        for r, row in enumerate(ids):
+            for k in range(len(row)):
+                if mask[r, k] and not self._trie.is_forced(row[:k]):
+                    decision[r, k] = 1
+        existing = batch.get("tool_mask")
+        decision = decision.to(batch["completion_mask"].device)
+        batch["tool_mask"] = decision if existing is None else existing * decision
+        batch["num_items_in_batch"] = (batch["completion_mask"] * batch["tool_mask"]).sum()
+        return batch
+
+
+class IntentEvalCallback(TrainerCallback):
+    """Every `signal.eval_every_steps` steps: greedy held-out intent metrics, logged and kept in `history`.
+
+    `history` rows carry `train_seconds` (wall-clock spent training, evaluation time excluded) so accuracy can be
+    plotted against training time.
+    """
+
+    def __init__(self, trainer: SignalGRPOTrainer):
+        self.trainer = trainer
+        self.history: list[dict[str, Any]] = []
+        self._start: float | None = None
+        self._eval_seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.time()
+
+    def evaluate_now(self, step: int) -> dict[str, Any]:
+        from rlft.evaluate import evaluate
+
+        tr = self.trainer
+        sig = tr.signal
+        t0 = time.time()
+        report = evaluate(tr.model, tr.processing_class, tr.eval_dataset, label_column=sig.label_column,
+                          labels=tr.labels, max_samples=sig.eval_max_samples, max_new_tokens=sig.eval_max_new_tokens,
+                          batch_size=sig.eval_batch_size, keep_samples=0,
+                          **eval_generation_kwargs(sig, tr.processing_class, tr.labels))
+        self._eval_seconds += time.time() - t0
+        train_seconds = (time.time() - self._start - self._eval_seconds) if self._start else 0.0
+        row = {"step": step, "train_seconds": round(train_seconds, 1), **report.metrics,
+               "per_intent": report.per_intent}
+        self.history.append(row)
+        return row
+
+    def on_step_end(self, args, state, control, **kwargs):
+        every = self.trainer.signal.eval_every_steps
+        if not every or state.global_step % every:
+            return
+        row = self.evaluate_now(state.global_step)
+        flat = {f"heldout/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+        state.log_history.append({"step": state.global_step, **flat})
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float))
+        print(f"[rlft] step {state.global_step} held-out: {shown}", flush=True)
