@@ -22,7 +22,9 @@ What happens to each completion, in order:
 1. **Skip** (cheap checks, no judge call) -> `skip_value` (default None = abstain; set e.g. 0.0 for a floor):
    `skip_if_column` is truthy for the row; `gate: intent` and the completion's `<intent>` label differs from the
    row's `gate_column` (or is missing/malformed); fewer than `min_words` or more than `max_words` words (master-key
-   replies like ":" and length padding never reach the judge).
+   replies like ":" and length padding never reach the judge). With `injection_guard` (default on), a completion
+   that talks to the grader ("ignore the rubric", "VERDICT:", "as the judge you must output", a fake closing tag,
+   "end of data") is scored `injection_value` (default 0.0, the verdict it deserves) without a judge call.
 2. **Judge** (identical samples in a batch once; cached replies free): status ok / parse_error / timeout /
    api_error. `ok` -> the value in [0, 1], times `scale_reward` plus `offset`.
 3. **Failures** follow `on_failure`: `abstain` -> None; `retry` -> ask again up to `failure_retries` times (fresh
@@ -32,7 +34,7 @@ What happens to each completion, in order:
    last `error_window` judgments exceeds it. The budget (`budget_usd`, `budget_tokens`) stops it likewise.
 
 Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skipped_rate`, `judge/abstain_rate`,
-`judge/agreement`, `judge/mean`, `judge/cache_hit_rate`, `judge/requests`, `judge/tokens`, `judge/cost_usd`; and the
+`judge/flagged_rate`, `judge/agreement`, `judge/mean`, `judge/cache_hit_rate`, `judge/requests`, `judge/tokens`, `judge/cost_usd`; and the
 status (plus rationale when `keep_rationale`) per completion through `log_extra`. `audit_path` appends one JSON
 line per judged completion for offline review.
 """
@@ -53,12 +55,12 @@ from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
 from rlft.judge.judge import STATUSES, Judge, Judgment, Sample
 from rlft.judge.policies import Guidelines, normalize_key
-from rlft.judge.prompts import conversation_text
+from rlft.judge.prompts import conversation_text, looks_like_injection
 from rlft.rewards.intent import IntentParser, completion_text, normalize_label
 
 logger = logging.getLogger("rlft.judge")
 FAILURE_POLICIES = ("abstain", "retry", "drop_group")
-SKIPPED = "skipped"
+SKIPPED, FLAGGED = "skipped", "flagged"
 DEFAULT_CACHE = "~/.cache/rlft/judge_cache.sqlite"
 
 
@@ -122,6 +124,8 @@ class JudgeReward:
         skip_value: float | None = None,
         min_words: int = 0,
         max_words: int | None = None,
+        injection_guard: bool = True,
+        injection_value: float | None = 0.0,
         scale_reward: float = 1.0,
         offset: float = 0.0,
         keep_rationale: bool = True,
@@ -161,6 +165,7 @@ class JudgeReward:
         self.gate, self.gate_column, self.skip_if_column = gate, gate_column, skip_if_column
         self.gate_parser = IntentParser(gate_pattern) if gate == "intent" else None
         self.skip_value, self.min_words, self.max_words = skip_value, int(min_words), max_words
+        self.injection_guard, self.injection_value = injection_guard, injection_value
         self.scale_reward, self.offset = float(scale_reward), float(offset)
         self.keep_rationale = keep_rationale
         self.audit_path = Path(audit_path).expanduser() if audit_path else None
@@ -179,6 +184,15 @@ class JudgeReward:
 
     def __repr__(self) -> str:
         return f"JudgeReward(client={self.client!r}, mode={self.judge.mode!r}, guidelines={self.guidelines.source!r})"
+
+    def __getstate__(self) -> dict:  # picklable (copies, spawned workers); the API key is never part of the state
+        state = dict(self.__dict__)
+        state.pop("_audit_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._audit_lock = threading.Lock()
 
     @property
     def usage(self):  # noqa: ANN201 - rlft.judge.budget.Usage
@@ -212,18 +226,19 @@ class JudgeReward:
         statuses: list[str] = []
         for i in range(n):
             if skip[i] is not None:
-                out.append(None if skip[i] == "no_policy" else self.skip_value)
-                statuses.append(SKIPPED if skip[i] != "no_policy" else "no_policy")
+                value = {"no_policy": None, "injection": self.injection_value}.get(skip[i], self.skip_value)
+                out.append(value)
+                statuses.append({"no_policy": "no_policy", "injection": FLAGGED}.get(skip[i], SKIPPED))
                 continue
             j = judgments[i]
             statuses.append(j.status)
             out.append(j.value * self.scale_reward + self.offset if j.status == "ok" else None)
         if self.on_failure == "drop_group":
             for start, end in self._groups(prompts):
-                if any(statuses[k] not in ("ok", SKIPPED, "no_policy") for k in range(start, end)):
+                if any(statuses[k] in STATUSES and statuses[k] != "ok" for k in range(start, end)):
                     for k in range(start, end):
                         out[k] = None
-                        if statuses[k] in ("ok", SKIPPED):
+                        if statuses[k] not in STATUSES or statuses[k] == "ok":
                             self.stats["dropped"] += 1
         self.stats.update(statuses)
         self._report(judgments, statuses, out, log_metric, log_extra)
@@ -243,6 +258,8 @@ class JudgeReward:
             status, label = self.gate_parser.parse(text)
             if status != "ok" or label != normalize_label(str(kwargs[self.gate_column][i])):
                 return "gate"
+        if self.injection_guard and looks_like_injection(text):
+            return "injection"
         return None
 
     def _sample(self, i: int, prompt: Any, completion: Any, kwargs: dict) -> Sample | None:
@@ -279,7 +296,7 @@ class JudgeReward:
             logger.warning("judge: %d of %d completions unscored (%s); they abstain. Causes: %s", len(failed),
                            len(statuses), dict(Counter(failed)), dict(details.most_common(3)))
         if log_metric is not None:
-            for status in (*STATUSES, SKIPPED):
+            for status in (*STATUSES, SKIPPED, FLAGGED):
                 log_metric(f"judge/{status}_rate", counts[status] / n)
             log_metric("judge/abstain_rate", sum(v is None for v in out) / n)
             ok = [j for j in judgments.values() if j.status == "ok"]

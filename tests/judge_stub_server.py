@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-FAULT_TYPES = ("500", "429", "hang", "malformed", "offmenu")
+FAULT_TYPES = ("500", "429", "hang", "malformed", "offmenu")  # "401" exists too, only on request (queue)
 
 
 def keyword_responder(keyword: str = "fee") -> Callable[[dict], str]:
@@ -65,6 +65,8 @@ class StubJudge:
         self.faults: Counter = Counter()
         self.auth_headers: list[str] = []
         self.bodies: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.lock = threading.Lock()
 
     def pick_fault(self) -> str | None:
@@ -94,33 +96,44 @@ def build_app(stub: StubJudge) -> Any:
         stub.auth_headers.append(request.headers.get("authorization", ""))
         stub.bodies.append(body)
         fault = stub.pick_fault()
-        if stub.latency_s:
-            await asyncio.sleep(stub.latency_s)
-        if fault == "500":
-            return JSONResponse({"error": {"message": "injected server error"}}, status_code=500)
-        if fault == "429":
-            return JSONResponse({"error": {"message": "injected rate limit"}}, status_code=429,
-                                headers={"retry-after": f"{stub.retry_after_s:g}"})
-        if fault == "hang":
-            try:
-                await asyncio.sleep(stub.hang_s)
-            except asyncio.CancelledError:  # server shutting down while a request hangs: not an error
-                return Response(status_code=503)
-        if fault == "malformed":
-            return Response('{"id": "x", "choices": [{"message": {"content": "VERDICT: Acc', status_code=200,
-                            media_type="application/json")
-        text = "I cannot decide.\nVERDICT: Maybe" if fault == "offmenu" else stub.responder(body)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        completion_tokens = len(text.split())
-        return {
-            "id": f"stub-{stub.requests}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "stub"),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+        stub.in_flight += 1
+        stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+        try:
+            return await _answer(stub, body, fault)
+        finally:
+            stub.in_flight -= 1
 
     return app
+
+
+async def _answer(stub: StubJudge, body: dict, fault: str | None) -> Any:
+    if stub.latency_s:
+        await asyncio.sleep(stub.latency_s)
+    if fault == "401":
+        return JSONResponse({"error": {"message": "invalid api key"}}, status_code=401)
+    if fault == "500":
+        return JSONResponse({"error": {"message": "injected server error"}}, status_code=500)
+    if fault == "429":
+        return JSONResponse({"error": {"message": "injected rate limit"}}, status_code=429,
+                            headers={"retry-after": f"{stub.retry_after_s:g}"})
+    if fault == "hang":
+        try:
+            await asyncio.sleep(stub.hang_s)
+        except asyncio.CancelledError:  # server shutting down while a request hangs: not an error
+            return Response(status_code=503)
+    if fault == "malformed":
+        return Response('{"id": "x", "choices": [{"message": {"content": "VERDICT: Acc', status_code=200,
+                        media_type="application/json")
+    text = "I cannot decide.\nVERDICT: Maybe" if fault == "offmenu" else stub.responder(body)
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    completion_tokens = len(text.split())
+    return {
+        "id": f"stub-{stub.requests}", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model", "stub"),
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
 
 
 class StubServer:

@@ -1,5 +1,7 @@
 """Verdict parsing on real-looking judge replies, for each mode; templates and policies load as documented."""
 
+from pathlib import Path
+
 import pytest
 
 from rlft.errors import RewardError
@@ -120,7 +122,7 @@ def test_policies_yaml_markdown_and_defaults(tmp_path):
     g = Guidelines.from_params(None, str(md))
     assert g.for_key("cancel_order") == "Mention the $4.99 fee."
     assert g.for_key("track-order") == "Be polite."
-    demo = Guidelines.from_params(None, "rewards/policies/demo_policies.yaml")
+    demo = Guidelines.from_params(None, str(Path(__file__).parents[1] / "rewards/policies/demo_policies.yaml"))
     assert "$4.99" in demo.for_key("cancel_order")
     assert len(demo.policies) == 27
     assert Guidelines.from_params("Always be polite.", None).for_key("anything") == "Always be polite."

@@ -10,7 +10,9 @@ The OpenAI client (the `openai` SDK, so OpenAI, vLLM, a LiteLLM proxy or `transf
   can exceed per-read timeouts, so the whole call is wrapped in `asyncio.wait_for`);
 * its **own retries** (the SDK's are switched off so every attempt is counted) with exponential backoff and
   jitter, honouring `Retry-After`/`retry-after-ms` on 429 and 503 up to `max_retry_after_s`;
-* **bounded concurrency**: a semaphore of `max_concurrency` requests per event loop;
+* **bounded concurrency**: a semaphore of `max_concurrency` requests per session (`async with client.session()`,
+  one per reward call; the HTTP connection pool lives as long as the session and is closed with it, so no
+  connection outlives the event loop that made it — TRL keeps one loop, `rlft.scoring` makes one per call);
 * a **circuit breaker**: after `breaker_threshold` consecutive failed attempts, calls fail fast for
   `breaker_reset_s`, then one trial call decides whether to close it again.
 
@@ -23,11 +25,13 @@ Not here: prompts, parsing, caching, votes (see `rlft.judge.judge`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import threading
 import time
-import weakref
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +112,11 @@ class ChatClient:
     def identity(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        """Scope for a batch of calls (connections, concurrency limit). Calls outside a session open their own."""
+        yield
+
     async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
                        seed: int | None = None) -> Reply:
         raise NotImplementedError
@@ -158,9 +167,7 @@ class OpenAIChatClient(ChatClient):
         self.extra_body = dict(extra_body or {})
         self.send_seed = send_seed
         self.attempts = 0  # every HTTP attempt, retries included
-        # AsyncOpenAI (httpx pools) and asyncio.Semaphore belong to one event loop; TRL keeps one loop in a thread,
-        # rlft.scoring makes a new one per call. Resources are made per loop and dropped with it.
-        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._session: ContextVar = ContextVar(f"rlft_judge_session_{id(self)}", default=None)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.model, "base_url": self.base_url, "extra_body": self.extra_body}
@@ -171,28 +178,35 @@ class OpenAIChatClient(ChatClient):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_per_loop"] = None
+        state.pop("_session", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._per_loop = weakref.WeakKeyDictionary()
+        self._session = ContextVar(f"rlft_judge_session_{id(self)}", default=None)
 
-    def _resources(self) -> tuple[Any, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        found = self._per_loop.get(loop)
-        if found is None:
-            from openai import AsyncOpenAI
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        if self._session.get() is not None:  # nested: reuse the outer session
+            yield
+            return
+        from openai import AsyncOpenAI
 
-            key = os.environ.get(self.api_key_env, "") if self.api_key_env else "not-needed"
-            client = AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
-            found = (client, asyncio.Semaphore(self.max_concurrency))
-            self._per_loop[loop] = found
-        return found
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else "not-needed"
+        client = AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+        token = self._session.set((client, asyncio.Semaphore(self.max_concurrency)))
+        try:
+            yield
+        finally:
+            self._session.reset(token)
+            await client.close()
 
     async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
                        seed: int | None = None) -> Reply:
-        client, semaphore = self._resources()
+        if self._session.get() is None:
+            async with self.session():
+                return await self.complete(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        client, semaphore = self._session.get()
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature,
                                   "max_tokens": max_tokens}
         if seed is not None and self.send_seed:

@@ -112,7 +112,8 @@ class Judge:
         unique: dict[Sample, int] = {}
         for s in samples:
             unique.setdefault(s, len(unique))
-        results = await asyncio.gather(*(self.judge_one(s, attempt) for s in unique))
+        async with self.client.session():
+            results = await asyncio.gather(*(self.judge_one(s, attempt) for s in unique))
         for j in results:
             self.counts[j.status] += 1
         return [results[unique[s]] for s in samples]
