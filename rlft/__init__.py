@@ -7,6 +7,11 @@ from rlft.telemetry import disable_unless_opted_in as _no_telemetry
 
 _no_telemetry()  # before transformers/huggingface_hub read their settings
 
+import logging as _logging  # noqa: E402
+
+# bitsandbytes logs a warning on every import on CPU about an optional kernels package; it is not actionable.
+_logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
+
 from rlft.config import Recipe  # noqa: E402
 from rlft.errors import UserError  # noqa: E402
 from rlft.recipe import load_recipe  # noqa: E402

@@ -52,7 +52,15 @@ def _optional_subcommand(sub: argparse._SubParsersAction, module: str, adder: st
         return
 
 
+def quiet_library_warnings() -> None:
+    """transformers 5 deprecates the `gradient_checkpointing` name TRL still uses; the warning is not actionable."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+
+
 def run(argv: Sequence[str] | None = None, entry: Callable[[argparse.Namespace], int] | None = None) -> int:
+    quiet_library_warnings()
     args = build_parser().parse_args(argv)
     try:
         return (entry or args.func)(args)

@@ -15,7 +15,10 @@ def launch(default_config: str | Path) -> None:
     parser.add_argument("--config", default=str(default_config), help="recipe YAML (default: %(default)s)")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. trainer.max_steps=10")
     args = parser.parse_args()
+    from rlft.cli import quiet_library_warnings
     from rlft.pipeline import train
+
+    quiet_library_warnings()
 
     try:
         result = train(args.config, args.overrides)

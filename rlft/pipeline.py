@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlft.checkpoints import MarkCompleteCheckpoints, resolve_resume
 from rlft.config import Recipe
 from rlft.data import prepare, require_columns
 from rlft.evaluate import EvalReport, evaluate
@@ -113,10 +114,13 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         metrics["eval_before_per_intent"] = before.per_intent
 
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, rewards, data.labels, device,
-                       callbacks=list(callbacks or []))
+                       callbacks=[MarkCompleteCheckpoints(), *(callbacks or [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
+    resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
+    if resume:
+        print(f"[rlft] resuming from {resume}", flush=True)
     start = time.time()
-    train_output = trainer.train()
+    train_output = trainer.train(resume_from_checkpoint=resume)
     metrics["train_seconds"] = round(time.time() - start, 1)
     metrics["train"] = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
