@@ -62,7 +62,7 @@ def test_kto_and_dpo_labels_follow_the_intent_reward_exactly():
     assert [(r["chosen"], r["rejected"]) for r in dpo] == [(tag("get_refund"), "no tag"),
                                                            (tag("cancel_order"), tag("get_refund"))]
     assert dpo[0]["meta"]["margin"] == 2.0 and dpo[1]["meta"]["chosen_score"] == 1.0
-    assert dpo_report["dropped"] == {"tie": 1, "unscored_or_empty_samples": 1}
+    assert dpo_report["dropped"] == {"tie": 1, "samples_unscored_or_empty": 1}
 
     strict, strict_report = build_dpo(records, LabelConfig(min_margin=1.5))
     assert len(strict) == 1 and strict_report["dropped"]["below_margin"] == 1
@@ -75,7 +75,9 @@ def test_abstentions_and_label_reward():
     kto, report = build_kto([record], LabelConfig(threshold=0.5, label_reward="judge"))
     assert [(r["completion"], r["label"]) for r in kto] == [("a", True), ("c", False)]
     assert report["dropped"] == {"abstained": 1}
-    assert report["suggested_desirable_weight"] == 1.0
+    assert report["suggested_desirable_weight"] == 1.0 and report["suggested_undesirable_weight"] == 1.0
+    _, skewed = build_kto([record], LabelConfig(threshold=1.0))
+    assert skewed["suggested_desirable_weight"] == 2.0 and skewed["suggested_undesirable_weight"] == 1.0
     by_total, _ = build_kto([record], LabelConfig(threshold=1.0))
     assert [r["label"] for r in by_total] == [True, False, False]
     with pytest.raises(UserError, match="nope"):

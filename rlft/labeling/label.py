@@ -151,9 +151,10 @@ def kto_balance(rows: list[dict[str, Any]], dropped: Counter | dict) -> dict[str
                               "desirable_fraction": round(pos / len(rows), 4) if rows else None,
                               "dropped": dict(sorted(dict(dropped).items()))}
     if pos and neg:
-        # KTO paper: keep desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3].
-        report["suggested_desirable_weight"] = round(max(1.0, neg / pos), 4)
-        report["suggested_undesirable_weight"] = round(min(1.0, (4 / 3) * pos / neg) if neg > pos else 1.0, 4)
+        # KTO paper: keep desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3];
+        # these two (used together) make it 1 by up-weighting the rarer class.
+        report["suggested_desirable_weight"] = round(neg / pos, 4) if neg > pos else 1.0
+        report["suggested_undesirable_weight"] = round(pos / neg, 4) if pos > neg else 1.0
     return report
 
 
@@ -165,7 +166,7 @@ def build_dpo(records: list[dict[str, Any]], cfg: LabelConfig, run_meta: dict[st
         scored = [(i, v) for i, v in enumerate(rec["total"])
                   if v is not None and rec["completions"][i].strip()]
         if len(scored) < len(rec["total"]):
-            dropped["unscored_or_empty_samples"] += len(rec["total"]) - len(scored)
+            dropped["samples_unscored_or_empty"] += len(rec["total"]) - len(scored)
         if len(scored) < 2:
             dropped["too_few_scored"] += 1
             continue

@@ -1,0 +1,86 @@
+"""Do KTO and DPO on `rlft label` sets improve held-out intent accuracy over the base model?
+
+Reads a labelling directory written from the *training* split of a prompt recipe (default
+`recipes/intent_grpo.yaml`, `rlft label ... --split train`), trains `recipes/policy_kto.yaml` and
+`recipes/policy_dpo.yaml` on its `kto.jsonl` / `dpo.jsonl`, and evaluates the base model and both adapters with
+greedy decoding on the recipe's held-out split, which no labelling run saw. Prints a table and writes
+`benchmarks/results/label_preference.json`.
+
+    rlft label recipes/intent_grpo.yaml --split train --limit 200 --n 6 --temperature 0.7 \
+        --max-new-tokens 10 --prefill "<intent>" --out runs/label_intent
+    python benchmarks/label_preference.py --label-dir runs/label_intent --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def evaluate_adapter(recipe, eval_ds, labels, adapter_dir, args):
+    from rlft.config import AdapterConfig
+    from rlft.evaluate import evaluate
+    from rlft.models import load_model, resolve_device
+
+    adapter = AdapterConfig(type="lora", init_from=str(adapter_dir)) if adapter_dir else AdapterConfig(type="none")
+    model, tokenizer = load_model(recipe.model, adapter, resolve_device(recipe.model))
+    report = evaluate(model, tokenizer, eval_ds, label_column=recipe.data.label_column, labels=labels,
+                      max_samples=args.eval_samples, max_new_tokens=args.max_new_tokens, batch_size=16)
+    return report.metrics, report.samples[:4]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompt-recipe", default=str(ROOT / "recipes/intent_grpo.yaml"))
+    parser.add_argument("--label-dir", default="runs/label_intent")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--eval-samples", type=int, default=60)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/label_preference.json"))
+    parser.add_argument("--only", choices=("base", "kto", "dpo"), action="append", help="run only these arms")
+    args = parser.parse_args()
+
+    from rlft.data import prepare
+    from rlft.pipeline import train
+    from rlft.recipe import load_recipe
+
+    prompt_recipe = load_recipe(args.prompt_recipe, check=False)
+    held_out = prepare(prompt_recipe.data, "grpo", prompt_recipe.seed)  # same split `rlft label --split train` used
+    label_dir = Path(args.label_dir)
+    summary = json.loads((label_dir / "summary.json").read_text())
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    results.update({"label_dir": str(label_dir), "labelling": {k: summary[k] for k in ("prompts", "completions",
+                                                                                       "kto", "dpo")},
+                    "held_out_rows": min(args.eval_samples, len(held_out.eval)), "steps": args.steps})
+    results.setdefault("arms", {})
+    arms = args.only or ["base", "kto", "dpo"]
+    for arm in arms:
+        start = time.time()
+        adapter_dir = None
+        train_info = {}
+        if arm != "base":
+            run_dir = ROOT / "runs" / f"bench_label_{arm}"
+            result = train(str(ROOT / f"recipes/policy_{arm}.yaml"),
+                           [f"data.source={label_dir / (arm + '.jsonl')}", f"trainer.max_steps={args.steps}",
+                            "evaluation.before=false", "evaluation.after=false", f"output_dir={run_dir}"])
+            adapter_dir = result.adapter_dir
+            train_info = {"train_rows": result.metrics["train_rows"], "train_seconds": result.metrics["train_seconds"],
+                          "train_loss": result.metrics["train"].get("train_loss")}
+        metrics, samples = evaluate_adapter(prompt_recipe, held_out.eval, held_out.labels, adapter_dir, args)
+        results["arms"][arm] = {**metrics, **train_info, "seconds": round(time.time() - start, 1), "samples": samples}
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=2) + "\n")  # after each arm: a slow run keeps what it has
+    print(f"{'arm':<6} {'intent_acc':>10} {'format':>8} {'macro_f1':>9} {'train_rows':>10} {'seconds':>8}")
+    for arm, m in results["arms"].items():
+        print(f"{arm:<6} {m['intent_accuracy']:>10.3f} {m['format_rate']:>8.3f} {m['macro_f1']:>9.3f} "
+              f"{m.get('train_rows', '-'):>10} {m['seconds']:>8}")
+    print(f"held-out rows: {results['held_out_rows']}; JSON: {out_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""KTO on a preference set labelled by `rlft label` from the model's own samples (see policy_kto.yaml).
+
+    rlft label recipes/intent_grpo.yaml --split train --n 6 --prefill "<intent>" --out runs/label_intent
+    accelerate launch recipes/policy_kto.py                       # embedded model, CPU or GPU
+    accelerate launch recipes/policy_kto.py data.source=runs/other_labels/kto.jsonl trainer.max_steps=100
+
+What it does: loads policy_kto.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with KTO on the
+labelled set, evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.
+Not supported here: labelling inside the launcher (run `rlft label` first), multi-node launch settings.
+"""
+
+from pathlib import Path
+
+from rlft.launch import launch
+
+if __name__ == "__main__":
+    launch(Path(__file__).with_suffix(".yaml"))
