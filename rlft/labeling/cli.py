@@ -92,7 +92,7 @@ def add_label_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--n", type=int, default=4, help="completions per prompt (default: 4)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0, help="0 disables top-k")
+    p.add_argument("--top-k", type=int, default=50, help="top-k filter (default: 50); 0 disables it")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--prompts-per-batch", type=int, default=4, help="prompts per generate call (x n sequences)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the recipe seed)")

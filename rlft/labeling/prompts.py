@@ -61,14 +61,17 @@ def data_labels(ds: Any, cfg: DataConfig) -> list[str]:
 
 
 def select_split(ds: Any, cfg: DataConfig, split: str, seed: int) -> Any:
+    """`all` rows of data.source, or the train/eval part exactly as training splits it (eval_source or seeded)."""
     if split not in SPLITS:
         raise DataError(f"label: split '{split}' is not one of {', '.join(SPLITS)}")
-    if split == "all" or cfg.eval_source:
-        if split == "eval" and cfg.eval_source:
-            return rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source)
+    if split == "all":
         return ds
-    parts = ds.train_test_split(test_size=cfg.eval_fraction, seed=seed)
-    part = parts["train"] if split == "train" else parts["test"]
+    if cfg.eval_source:
+        part = ds if split == "train" else rename_columns(read_source(cfg, cfg.eval_source, seed), cfg,
+                                                          cfg.eval_source)
+    else:
+        parts = ds.train_test_split(test_size=cfg.eval_fraction, seed=seed)
+        part = parts["train"] if split == "train" else parts["test"]
     limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
     return part.select(range(min(limit, len(part)))) if limit else part
 

@@ -24,7 +24,7 @@ class SamplingConfig:
     temperature: float = field(default=0.7, metadata={"help": "0 = greedy (then n must be 1). UBIAI phase 4 uses "
                                                               "0.7 for baseline responses."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
-    top_k: int = field(default=0, metadata={"help": "Top-k filter; 0 disables it."})
+    top_k: int = field(default=50, metadata={"help": "Top-k filter (transformers' default 50); 0 disables it."})
     max_new_tokens: int = field(default=64, metadata={"help": "Completion length limit in tokens."})
     prompts_per_batch: int = field(default=4, metadata={"help": "Prompts per generate call (x n sequences)."})
     seed: int = field(default=0, metadata={"help": "Base seed; batch b uses a seed derived from (seed, b)."})
@@ -81,7 +81,7 @@ def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: Sampli
         kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
                                   "num_return_sequences": cfg.n}
         if cfg.temperature > 0:
-            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or None)
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
         else:
             kwargs.update(do_sample=False)
         torch.manual_seed(batch_seed(cfg.seed, batch_index))
