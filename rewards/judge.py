@@ -170,6 +170,7 @@ class JudgeReward:
         self.keep_rationale = keep_rationale
         self.audit_path = Path(audit_path).expanduser() if audit_path else None
         self._audit_lock = threading.Lock()
+        self.calls = 0  # reward calls so far (one per GRPO generation batch); audit rows carry it as `batch`
         self.stats: Counter = Counter()  # per completion: ok / parse_error / timeout / api_error / skipped / dropped
         cols = []
         if self.guidelines.policies:
@@ -202,6 +203,7 @@ class JudgeReward:
     async def __call__(self, prompts: list, completions: list, log_metric: Callable | None = None,
                        log_extra: Callable | None = None, **kwargs: Any) -> list[float | None]:
         n = len(completions)
+        self.calls += 1
         for col in self.columns:
             if kwargs.get(col) is None:
                 raise RewardError(f"judge reward needs the dataset column '{col}'")
@@ -322,7 +324,7 @@ class JudgeReward:
         lines = []
         for i, status in enumerate(statuses):
             j = judgments.get(i)
-            row = {"prompt": conversation_text(prompts[i]), "completion": completion_text(completions[i]),
+            row = {"batch": self.calls, "prompt": conversation_text(prompts[i]), "completion": completion_text(completions[i]),
                    "policy_key": kwargs[self.policy_column][i] if self.policy_column in kwargs else None,
                    "status": status, "reward": out[i], "label": j.label if j else None,
                    "votes": j.votes if j else [], "agreement": j.agreement if j else None,
