@@ -26,8 +26,9 @@ class PPOConfig(_BaseConfig):
     # TrainingArguments defaults that suit PPO on small models
     learning_rate: float = _f(1e-5, "Optimizer learning rate for the LoRA weights and the value head.")
     per_device_train_batch_size: int = _f(8, "Completions per rollout per device (prompts × num_generations).")
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory "
-                                      "(slower; useful for larger models on GPU).")
+    activation_checkpointing: bool | None = _f(False, "Recompute activations in the backward pass to save memory "
+                                               "(slower; useful for larger models on GPU). TRL configs default to "
+                                               "on; PPO on small models is faster without it.")
     logging_steps: float = _f(1, "Log every N PPO steps (rollouts).")
 
     # Rollout

@@ -29,7 +29,7 @@ class PolicyWithValue(nn.Module):
         self.value_head = value_head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
-                temperature: float = 1.0, with_values: bool = True, with_entropy: bool = False
+                temperature: float = 1.0, with_values: bool = True, with_entropy: bool | None = False
                 ) -> dict[str, torch.Tensor]:
         return forward_policy(self.policy, self.value_head if with_values else None, input_ids, attention_mask,
                               n_completion, temperature, with_entropy)
@@ -37,9 +37,10 @@ class PolicyWithValue(nn.Module):
 
 def forward_policy(model: nn.Module, value_head: nn.Module | None, input_ids: torch.Tensor,
                    attention_mask: torch.Tensor, n_completion: int, temperature: float = 1.0,
-                   with_entropy: bool = False) -> dict[str, torch.Tensor]:
+                   with_entropy: bool | None = False) -> dict[str, torch.Tensor]:
     """Log-probs of the last `n_completion` tokens (at `temperature`), and optionally values and entropies.
 
+    `with_entropy`: True -> differentiable entropies, None -> detached entropies (logging), False -> none.
     Position ids follow the attention mask (left-padded prompts), exactly as `generate` numbered them, so
     log-probs match the sampling distribution. Values are read at the positions whose logits predict each token.
     """
@@ -54,6 +55,9 @@ def forward_policy(model: nn.Module, value_head: nn.Module | None, input_ids: to
         result["values"] = value_head(out.hidden_states[-1][:, -n_completion - 1:-1, :]).float()
     if with_entropy:
         result["entropy"] = core.entropy_from_logits(logits)
+    elif with_entropy is None:  # for logging only: no autograd graph over the vocabulary-sized softmax
+        with torch.no_grad():
+            result["entropy"] = core.entropy_from_logits(logits)
     return result
 
 

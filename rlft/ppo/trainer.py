@@ -219,7 +219,7 @@ class PPOTrainer(Trainer):
         args = self.args
         with self.accelerator.autocast():
             out = self.policy_value(batch.input_ids, batch.attention_mask, batch.n_completion, args.temperature,
-                                    with_values=True, with_entropy=True)
+                                    with_values=True, with_entropy=True if args.entropy_coef else None)
         mask = batch.completion_mask.float()
         pg = core.policy_loss(out["logprobs"], batch.logprobs, batch.advantages, mask, args.cliprange)
         vf = core.value_loss(out["values"], batch.values, batch.returns, mask, args.cliprange_value)
@@ -253,9 +253,9 @@ class PPOTrainer(Trainer):
 
     def _setup(self, max_steps: int) -> None:
         args = self.args
-        if args.gradient_checkpointing:
+        if args.activation_checkpointing:
             self.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs or {"use_reentrant": False})
+                gradient_checkpointing_kwargs=args.activation_checkpointing_kwargs or {"use_reentrant": False})
         self.create_optimizer(self.policy_value)
         self.create_scheduler(max_steps * args.ppo_epochs * args.num_mini_batches, self.optimizer)
         self.policy_value, self.optimizer = self.accelerator.prepare(self.policy_value, self.optimizer)
