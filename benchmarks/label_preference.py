@@ -8,7 +8,7 @@ greedy decoding on the recipe's held-out split, which no labelling run saw. Prin
 
     rlft label recipes/intent_grpo.yaml --split train --limit 200 --n 6 --temperature 0.7 \
         --max-new-tokens 10 --prefill "<intent>" --out runs/label_intent
-    python benchmarks/label_preference.py --label-dir runs/label_intent --steps 30
+    python benchmarks/label_preference.py --label-dir runs/label_intent
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompt-recipe", default=str(ROOT / "recipes/intent_grpo.yaml"))
     parser.add_argument("--label-dir", default="runs/label_intent")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, help="trainer.max_steps (default: the recipe's)")
     parser.add_argument("--eval-samples", type=int, default=60)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/label_preference.json"))
@@ -56,7 +56,7 @@ def main() -> None:
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     results.update({"label_dir": str(label_dir), "labelling": {k: summary[k] for k in ("prompts", "completions",
                                                                                        "kto", "dpo")},
-                    "held_out_rows": min(args.eval_samples, len(held_out.eval)), "steps": args.steps})
+                    "held_out_rows": min(args.eval_samples, len(held_out.eval))})
     results.setdefault("arms", {})
     arms = args.only or ["base", "kto", "dpo"]
     for arm in arms:
@@ -65,12 +65,18 @@ def main() -> None:
         train_info = {}
         if arm != "base":
             run_dir = ROOT / "runs" / f"bench_label_{arm}"
-            result = train(str(ROOT / f"recipes/policy_{arm}.yaml"),
-                           [f"data.source={label_dir / (arm + '.jsonl')}", f"trainer.max_steps={args.steps}",
-                            "evaluation.before=false", "evaluation.after=false", f"output_dir={run_dir}"])
+            overrides = [f"data.source={label_dir / (arm + '.jsonl')}", "evaluation.before=false",
+                         "evaluation.after=false", f"output_dir={run_dir}"]
+            if args.steps:
+                overrides.append(f"trainer.max_steps={args.steps}")
+            if arm == "kto" and "suggested_desirable_weight" in summary["kto"]:  # balance KTO's two classes
+                overrides += [f"trainer.desirable_weight={summary['kto']['suggested_desirable_weight']}",
+                              f"trainer.undesirable_weight={summary['kto']['suggested_undesirable_weight']}"]
+            result = train(str(ROOT / f"recipes/policy_{arm}.yaml"), overrides)
             adapter_dir = result.adapter_dir
             train_info = {"train_rows": result.metrics["train_rows"], "train_seconds": result.metrics["train_seconds"],
-                          "train_loss": result.metrics["train"].get("train_loss")}
+                          "train_loss": result.metrics["train"].get("train_loss"), "overrides": overrides,
+                          "steps": result.metrics["global_step"]}
         metrics, samples = evaluate_adapter(prompt_recipe, held_out.eval, held_out.labels, adapter_dir, args)
         results["arms"][arm] = {**metrics, **train_info, "seconds": round(time.time() - start, 1), "samples": samples}
         out_path.parent.mkdir(parents=True, exist_ok=True)
