@@ -110,15 +110,16 @@ class CountingServer:
                                                 {"role": "agent", "content": "Done."}]})
             roles = ["agent", "customer"] if turns % 2 == 0 else ["customer", "agent"]
             item = WORDS[seed % len(WORDS)] + " " + WORDS[(seed // len(WORDS)) % len(WORDS)]  # text varies by seed
+            order = f"ORD-{10000 + seed % 89999}"
             messages = []
             for t in range(turns):
                 role = roles[t % 2]
                 if t == turns - 1:
-                    content = f"So when do I get my money back for the {item}, ORD-{10000 + seed % 89999}?"
+                    content = f"So when do I get my money back for the {item}, {order}?"
                 elif role == "customer":
-                    content = f"My {item} (order ORD-{10000 + seed % 89999}) from March {1 + seed % 27} is late, turn {t}."
+                    content = f"My {item} (order {order}) from March {1 + seed % 27} is late, turn {t}."
                 else:
-                    content = f"Sorry about that, let me check order ORD-{10000 + seed % 89999} (turn {t})."
+                    content = f"Sorry about that, let me check order {order} (turn {t})."
                 messages.append({"role": role, "content": content})
             return "Here you go:\n" + json.dumps({"messages": messages})
         verdict = "Accurate" if hashlib.sha256(user.encode()).digest()[0] % 2 == 0 else "Inaccurate"

@@ -52,7 +52,8 @@ def test_kto_and_dpo_labels_follow_the_intent_reward_exactly():
     kto, report = build_kto(records, LabelConfig(threshold=0.5))
     assert [(r["completion"], r["label"]) for r in kto] == [
         (tag("get_refund"), True), (tag("track_order"), False), ("no tag", False), (tag("bogus"), False),
-        (tag("track_order"), True), (tag("track_order"), True), (tag("get_refund"), False), (tag("cancel_order"), True)]
+        (tag("track_order"), True), (tag("track_order"), True), (tag("get_refund"), False),
+        (tag("cancel_order"), True)]
     assert report["desirable"] == 4 and report["undesirable"] == 4
     assert report["dropped"] == {"empty_completion": 1}
     assert all(r["meta"]["scores"]["intent"] == r["meta"]["label_score"] for r in kto)

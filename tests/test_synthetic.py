@@ -12,7 +12,7 @@ from rlft.cli import run
 from rlft.config import DataConfig
 from rlft.errors import UserError
 from rlft.labeling.prompts import load_prompts
-from rlft.synthetic import SyntheticConfig, conversation_problem, generate_dataset, write_dataset
+from rlft.synthetic import SyntheticConfig, conversation_problem, generate_dataset
 from rlft.synthetic.dedup import dedup_indices
 from rlft.synthetic.schema import DATE_RE, ORDER_RE
 
@@ -84,8 +84,8 @@ def test_dedup_exact_after_masking_digits_and_near_duplicates():
 def test_openai_compatible_generator_against_local_server(monkeypatch):
     monkeypatch.setenv("TEST_GEN_KEY", "sk-test-secret")
     cfg = SyntheticConfig(aspects=["refund handling", "escalation efficiency"], personas_per_aspect=2,
-                          conversations_per_persona=2, generator="openai", model="gen-model", api_key_env="TEST_GEN_KEY",
-                          seed=11, dedup_threshold=1.0)
+                          conversations_per_persona=2, generator="openai", model="gen-model",
+                          api_key_env="TEST_GEN_KEY", seed=11, dedup_threshold=1.0)
     with CountingServer(bad_conversations=1) as server:
         cfg.base_url = server.url
         rows, report = generate_dataset(cfg)

@@ -76,8 +76,8 @@ def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: Sampli
     was_training = model.training
     model.eval()
     try:
-        enc = tokenizer([t + cfg.prefill for t in render_prompts(tokenizer, prompts)], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(device)
+        texts = [t + cfg.prefill for t in render_prompts(tokenizer, prompts)]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
                                   "num_return_sequences": cfg.n}
         if cfg.temperature > 0:

@@ -31,8 +31,8 @@ ORDER_RE = regex.compile(r"(?:\b[A-Z]{2,5}-?\d{4,}\b|#\d{4,}\b)")
 MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
           "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
 DATE_RE = regex.compile(rf"(?:\b\d{{4}}-\d{{2}}-\d{{2}}\b|\b\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?\b|"
-                        rf"\b(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTHS})\b)",
-                        regex.IGNORECASE)
+                        rf"\b(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|"
+                        rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTHS})\b)", regex.IGNORECASE)
 
 
 @dataclass
