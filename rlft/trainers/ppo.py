@@ -1,0 +1,17 @@
+"""PPO through rlft's own `rlft.ppo.PPOTrainer` (TRL >= 1.13 has none): value head on the LoRA/QLoRA policy, KL
+penalty to the adapter-disabled base, every recipe reward with its weight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlft.trainer_args import build_args
+from rlft.trainers.context import TrainContext
+
+
+def build_trainer(ctx: TrainContext) -> Any:
+    from rlft.ppo.trainer import PPOTrainer
+
+    args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
+    return PPOTrainer(model=ctx.model, processing_class=ctx.tokenizer, reward_funcs=ctx.rewards, args=args,
+                      train_dataset=ctx.train_dataset, callbacks=ctx.callbacks or None)
