@@ -90,6 +90,17 @@ def build_app(stub: StubJudge) -> Any:
     async def health() -> dict:
         return {"status": "ok"}
 
+    @app.get("/stats")
+    async def stats() -> dict:
+        return {"requests": stub.requests, "max_in_flight": stub.max_in_flight, "faults": dict(stub.faults),
+                "cpu_s": time.process_time()}
+
+    @app.post("/stats/reset")
+    async def reset() -> dict:
+        stub.requests, stub.max_in_flight = 0, 0
+        stub.faults.clear()
+        return {"status": "ok"}
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         body = await request.json()
