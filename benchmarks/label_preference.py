@@ -3,7 +3,9 @@
 Reads a labelling directory written from the *training* split of a prompt recipe (default
 `recipes/intent_grpo.yaml`, `rlft label ... --split train`), trains `recipes/policy_kto.yaml` and
 `recipes/policy_dpo.yaml` on its `kto.jsonl` / `dpo.jsonl`, and evaluates the base model and both adapters with
-greedy decoding on the recipe's held-out split, which no labelling run saw. Prints a table and writes
+greedy decoding on the recipe's held-out split, which no labelling run saw. Every arm decodes after the same
+prefill as the labelling run (`--prefill` to change it): DPO's log-ratios cancel on a prefix both completions
+share, so a policy trained on prefilled samples is meant to be run with that prefill. Prints a table and writes
 `benchmarks/results/label_preference.json`.
 
     rlft label recipes/intent_grpo.yaml --split train --limit 200 --n 6 --temperature 0.7 \
@@ -29,7 +31,8 @@ def evaluate_adapter(recipe, eval_ds, labels, adapter_dir, args):
     adapter = AdapterConfig(type="lora", init_from=str(adapter_dir)) if adapter_dir else AdapterConfig(type="none")
     model, tokenizer = load_model(recipe.model, adapter, resolve_device(recipe.model))
     report = evaluate(model, tokenizer, eval_ds, label_column=recipe.data.label_column, labels=labels,
-                      max_samples=args.eval_samples, max_new_tokens=args.max_new_tokens, batch_size=16)
+                      max_samples=args.eval_samples, max_new_tokens=args.max_new_tokens, batch_size=16,
+                      prefill=args.prefill)
     return report.metrics, report.samples[:4]
 
 
@@ -39,7 +42,9 @@ def main() -> None:
     parser.add_argument("--label-dir", default="runs/label_intent")
     parser.add_argument("--steps", type=int, help="trainer.max_steps (default: the recipe's)")
     parser.add_argument("--eval-samples", type=int, default=60)
-    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument("--prefill", help="decode every arm after this text (default: the labelling run's prefill, "
+                                          "so each policy is evaluated the way its samples were drawn)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/label_preference.json"))
     parser.add_argument("--only", choices=("base", "kto", "dpo"), action="append", help="run only these arms")
     args = parser.parse_args()
@@ -52,11 +57,14 @@ def main() -> None:
     held_out = prepare(prompt_recipe.data, "grpo", prompt_recipe.seed)  # same split `rlft label --split train` used
     label_dir = Path(args.label_dir)
     summary = json.loads((label_dir / "summary.json").read_text())
+    if args.prefill is None:
+        args.prefill = summary["run"]["sampling"].get("prefill", "")
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     results.update({"label_dir": str(label_dir), "labelling": {k: summary[k] for k in ("prompts", "completions",
                                                                                        "kto", "dpo")},
-                    "held_out_rows": min(args.eval_samples, len(held_out.eval))})
+                    "held_out_rows": min(args.eval_samples, len(held_out.eval)), "prefill": args.prefill,
+                    "max_new_tokens": args.max_new_tokens})
     results.setdefault("arms", {})
     arms = args.only or ["base", "kto", "dpo"]
     for arm in arms:
@@ -78,12 +86,12 @@ def main() -> None:
                           "train_loss": result.metrics["train"].get("train_loss"), "overrides": overrides,
                           "steps": result.metrics["global_step"]}
         metrics, samples = evaluate_adapter(prompt_recipe, held_out.eval, held_out.labels, adapter_dir, args)
-        results["arms"][arm] = {**metrics, **train_info, "seconds": round(time.time() - start, 1), "samples": samples}
+        results["arms"][arm + (f" (prefill {args.prefill!r})" if args.prefill else "")] = {**metrics, **train_info, "seconds": round(time.time() - start, 1), "samples": samples}
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=2) + "\n")  # after each arm: a slow run keeps what it has
-    print(f"{'arm':<6} {'intent_acc':>10} {'format':>8} {'macro_f1':>9} {'train_rows':>10} {'seconds':>8}")
+    print(f"{'arm':<24} {'intent_acc':>10} {'format':>8} {'macro_f1':>9} {'train_rows':>10} {'seconds':>8}")
     for arm, m in results["arms"].items():
-        print(f"{arm:<6} {m['intent_accuracy']:>10.3f} {m['format_rate']:>8.3f} {m['macro_f1']:>9.3f} "
+        print(f"{arm:<24} {m['intent_accuracy']:>10.3f} {m['format_rate']:>8.3f} {m['macro_f1']:>9.3f} "
               f"{m.get('train_rows', '-'):>10} {m['seconds']:>8}")
     print(f"held-out rows: {results['held_out_rows']}; JSON: {out_path}")
 
