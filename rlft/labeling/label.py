@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,24 +201,31 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, "".join(dumps(r) + "\n" for r in rows))
 
 
-def _run_info(sampler: dict[str, Any], sampling: SamplingConfig, rewards: list[LoadedReward],
+def _run_info(model: str, adapter: str | None, sampling: SamplingConfig, rewards: list[LoadedReward],
               reward_specs: list[dict[str, Any]], split: str, source: str) -> dict[str, Any]:
-    return {"model": sampler["model"], "adapter": sampler["adapter"], "sampling": sampling.as_dict(),
+    return {"model": model, "adapter": adapter, "sampling": sampling.as_dict(),
             "rewards": reward_specs, "reward_versions": _reward_meta(rewards), "data": source, "split": split}
 
 
-def label_prompts(model: Any, tokenizer: Any, rows: list[PromptRow], rewards: list[LoadedReward],
+def label_prompts(load: Callable[[], tuple[Any, Any]], rows: list[PromptRow], rewards: list[LoadedReward],
                   sampling: SamplingConfig, out_dir: str | Path, run_info: dict[str, Any],
                   overwrite: bool = False, progress: bool = True) -> RecordLog:
-    """Sample and score every prompt not yet in `out_dir/records.jsonl`; returns the complete log."""
+    """Sample and score every prompt not yet in `out_dir/records.jsonl`; returns the complete log.
+
+    `load()` returns (model, tokenizer); it is called only if some prompt still needs sampling, so rerunning a
+    finished run loads no model.
+    """
     from rlft.labeling.sample import sample_batch
 
     log = RecordLog(out_dir, run_info, [r.key for r in rows], overwrite)
     size = sampling.prompts_per_batch
+    model = tokenizer = None
     for b in range(0, len(rows), size):
         batch = rows[b:b + size]
         if all(r.key in log.done for r in batch):
             continue
+        if model is None:
+            model, tokenizer = load()
         # The whole batch is re-sampled (cheap, and its seed reproduces the same text), only new prompts scored.
         samples = sample_batch(model, tokenizer, [r.prompt for r in batch], sampling, b // size)
         for row, completions in zip(batch, samples, strict=True):
@@ -271,7 +279,7 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
     checked on the written rows.
     """
     from rlft.labeling.prompts import load_prompts
-    from rlft.labeling.sample import load_sampler, prompt_lengths
+    from rlft.labeling.sample import load_sampler, prompt_lengths, sampling_adapter
     from rlft.pipeline import with_data_labels
     from rlft.reward import load_rewards
 
@@ -291,7 +299,12 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
     if label_cfg.label_reward and label_cfg.label_reward not in [r.name for r in rewards]:
         raise UserError(f"label: --label-reward '{label_cfg.label_reward}' is not one of the rewards "
                         f"({', '.join(r.name for r in rewards)})")
-    model, tokenizer, sampler = load_sampler(recipe, adapter)
+    adapter = sampling_adapter(recipe, adapter)
+    tokenizer = None
+    if max_prompt_tokens or max_length:
+        from rlft.models import load_tokenizer, resolve_model_path
+
+        tokenizer = load_tokenizer(resolve_model_path(recipe.model), recipe.model)
     dropped_long = 0
     if max_prompt_tokens:
         lengths = prompt_lengths(tokenizer, [r.prompt for r in rows])
@@ -301,7 +314,8 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
         if not rows:
             raise UserError(f"label: every prompt is longer than --max-prompt-tokens {max_prompt_tokens}")
     reward_specs = [dataclasses.asdict(s) for s in specs]
-    info = _run_info(sampler, sampling, rewards, reward_specs, split, recipe.data.source)
-    log = label_prompts(model, tokenizer, rows, rewards, sampling, out_dir, info, overwrite, progress)
+    info = _run_info(recipe.model.name, adapter, sampling, rewards, reward_specs, split, recipe.data.source)
+    log = label_prompts(lambda: load_sampler(recipe, adapter), rows, rewards, sampling, out_dir, info, overwrite,
+                        progress)
     extra = {"dropped_prompts": {"prompt_too_long": dropped_long}} if max_prompt_tokens else {}
     return write_outputs(out_dir, log.records, label_cfg, info, extra, max_length, tokenizer)

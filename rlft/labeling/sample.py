@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlft.errors import UserError
@@ -95,26 +96,25 @@ def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: Sampli
     return [[cfg.prefill + t for t in texts[i * cfg.n:(i + 1) * cfg.n]] for i in range(len(prompts))]
 
 
-def load_sampler(recipe: Any, adapter: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
-    """(model, tokenizer, description) for the recipe's base model, plus an adapter when one is given.
+def sampling_adapter(recipe: Any, adapter: str | None = None) -> str | None:
+    """The adapter to sample with: `adapter`, else the recipe's `adapter.init_from`, else None (the plain base; a
+    fresh LoRA would produce the same text, only slower). Checked before any model loads."""
+    adapter = adapter or recipe.adapter.init_from
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise UserError(f"adapter: '{adapter}' is not a PEFT adapter directory (no adapter_config.json)")
+    return adapter
 
-    The adapter is `adapter` or the recipe's `adapter.init_from`; without one the plain base model samples (a fresh
-    LoRA would produce the same text, only slower).
-    """
+
+def load_sampler(recipe: Any, adapter: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer): the recipe's base model in eval mode, with `sampling_adapter(recipe, adapter)` on top."""
     from rlft.config import AdapterConfig
     from rlft.models import load_model, resolve_device
 
-    device = resolve_device(recipe.model)
-    model, tokenizer = load_model(recipe.model, AdapterConfig(type="none"), device)
-    adapter = adapter or recipe.adapter.init_from
+    adapter = sampling_adapter(recipe, adapter)
+    model, tokenizer = load_model(recipe.model, AdapterConfig(type="none"), resolve_device(recipe.model))
     if adapter:
-        from pathlib import Path
-
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise UserError(f"adapter: '{adapter}' is not a PEFT adapter directory (no adapter_config.json)")
         model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
     model.eval()
-    return model, tokenizer, {"model": recipe.model.name, "adapter": adapter, "device": device,
-                              "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+    return model, tokenizer
