@@ -110,7 +110,8 @@ def main() -> None:
             c = max(args.concurrency)
             n = max(c * 4, int(args.seconds * c / args.latency))
             cold = run_once(base, c, n, "cache", cache)
-            cold.update(mode="cold cache (filling)", speedup=round(cold["judgments_per_s"] / seq["judgments_per_s"], 2),
+            cold.update(mode="cold cache (filling)",
+                        speedup=round(cold["judgments_per_s"] / seq["judgments_per_s"], 2),
                         target_speedup=None)
             warm = run_once(base, c, n, "cache", cache)
             warm.update(mode="warm cache", speedup=round(warm["judgments_per_s"] / seq["judgments_per_s"], 2),

@@ -34,13 +34,14 @@ What happens to each completion, in order:
    last `error_window` judgments exceeds it. The budget (`budget_usd`, `budget_tokens`) stops it likewise.
 
 Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skipped_rate`, `judge/abstain_rate`,
-`judge/flagged_rate`, `judge/agreement`, `judge/mean`, `judge/cache_hit_rate`, `judge/requests`, `judge/tokens`, `judge/cost_usd`; and the
-status (plus rationale when `keep_rationale`) per completion through `log_extra`. `audit_path` appends one JSON
-line per judged completion for offline review.
+`judge/flagged_rate`, `judge/agreement`, `judge/mean`, `judge/cache_hit_rate`, `judge/requests`, `judge/tokens`,
+`judge/cost_usd`; and the status (plus rationale when `keep_rationale`) per completion through `log_extra`.
+`audit_path` appends one JSON line per judged completion for offline review.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -53,7 +54,7 @@ from rlft.errors import RewardError
 from rlft.judge.budget import Budget
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
-from rlft.judge.judge import STATUSES, Judge, Judgment, Sample
+from rlft.judge.judge import DEFAULT_LABELS, STATUSES, Judge, Judgment, Sample
 from rlft.judge.policies import Guidelines, normalize_key
 from rlft.judge.prompts import conversation_text, looks_like_injection
 from rlft.rewards.intent import IntentParser, completion_text, normalize_label
@@ -62,6 +63,14 @@ logger = logging.getLogger("rlft.judge")
 FAILURE_POLICIES = ("abstain", "retry", "drop_group")
 SKIPPED, FLAGGED = "skipped", "flagged"
 DEFAULT_CACHE = "~/.cache/rlft/judge_cache.sqlite"
+
+
+def _verdict_choices(mode: str, labels: dict | None, scale: Sequence[float]) -> list[str]:
+    """The replies a constrained local judge chooses between: one `VERDICT: x` line per allowed answer."""
+    if mode == "score":
+        lo, hi = int(scale[0]), int(scale[1])
+        return [f"VERDICT: {n}" for n in range(lo, hi + 1)]
+    return [f"VERDICT: {label}" for label in (labels or DEFAULT_LABELS[mode])]
 
 
 class JudgeErrorRateExceeded(RewardError):
@@ -106,6 +115,7 @@ class JudgeReward:
         breaker_reset_s: float = 30.0,
         extra_body: dict | None = None,
         device: str = "cpu",
+        constrained: bool = False,
         cache: str | None = DEFAULT_CACHE,
         budget_usd: float | None = None,
         budget_tokens: int | None = None,
@@ -140,6 +150,8 @@ class JudgeReward:
             raise ValueError(f"gate must be null or 'intent', got {gate!r}")
         if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
             raise ValueError("max_error_rate must be within [0, 1]")
+        if constrained and backend != "local":
+            raise ValueError("constrained: true needs backend: local (it scores the allowed verdicts in-process)")
         if mode == "pairwise" and not reference_column:
             raise ValueError("mode 'pairwise' needs reference_column (the dataset column with the reference answer)")
         if client is None:
@@ -148,7 +160,9 @@ class JudgeReward:
                                           backoff_max_s, max_retry_after_s, max_concurrency, breaker_threshold,
                                           breaker_reset_s, extra_body)
             elif backend == "local":
-                client = LocalChatClient(model, device=device, logit_bias=(extra_body or {}).get("logit_bias"))
+                choices = _verdict_choices(mode, labels, scale) if constrained else None
+                client = LocalChatClient(model, device=device, logit_bias=(extra_body or {}).get("logit_bias"),
+                                         choices=choices)
             else:
                 raise ValueError(f"backend must be 'openai' or 'local', got {backend!r}")
         self.client = client
@@ -194,6 +208,19 @@ class JudgeReward:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._audit_lock = threading.Lock()
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of everything that decides a verdict (judge model and settings, template, guidelines); it
+        changes when any of them does, so labelled data and metrics can say which judge produced them."""
+        j = self.judge
+        described = {"client": j.client.identity(), "mode": j.mode, "template": j.template.source,
+                     "labels": getattr(j, "labels", None), "scale": j.scale, "votes": j.votes,
+                     "aggregate": j.aggregate, "temperature": j.temperature, "vote_temperature": j.vote_temperature,
+                     "max_tokens": j.max_tokens, "order": j.order, "seed": j.seed,
+                     "policies": self.guidelines.policies, "default": self.guidelines.default}
+        blob = json.dumps(described, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     @property
     def usage(self):  # noqa: ANN201 - rlft.judge.budget.Usage
@@ -324,7 +351,8 @@ class JudgeReward:
         lines = []
         for i, status in enumerate(statuses):
             j = judgments.get(i)
-            row = {"batch": self.calls, "prompt": conversation_text(prompts[i]), "completion": completion_text(completions[i]),
+            row = {"batch": self.calls, "prompt": conversation_text(prompts[i]),
+                   "completion": completion_text(completions[i]),
                    "policy_key": kwargs[self.policy_column][i] if self.policy_column in kwargs else None,
                    "status": status, "reward": out[i], "label": j.label if j else None,
                    "votes": j.votes if j else [], "agreement": j.agreement if j else None,

@@ -45,7 +45,8 @@ def keyword_responder(keyword: str = "fee") -> Callable[[dict], str]:
             score = 9 if keyword.lower() in response.lower() else 2
             return f"Scored on the policy.\nVERDICT: {score}"
         verdict = "Accurate" if keyword.lower() in response.lower() else "Inaccurate"
-        return f"The response {'mentions' if verdict == 'Accurate' else 'does not mention'} {keyword}.\nVERDICT: {verdict}"
+        said = "mentions" if verdict == "Accurate" else "does not mention"
+        return f"The response {said} {keyword}.\nVERDICT: {verdict}"
 
     return respond
 

@@ -82,7 +82,10 @@ def test_attack_keeps_correct_verdict_or_abstains(server, tmp_path, completion, 
     assert value in (0.0, None), f"{why}: got {value}"
 
 
-@pytest.mark.parametrize(("completion", "why"), ATTACKS[:3] + ATTACKS[4:6], ids=[a[1] for a in ATTACKS[:3] + ATTACKS[4:6]])
+DELIMITER_ATTACKS = ATTACKS[:3] + ATTACKS[4:6]
+
+
+@pytest.mark.parametrize(("completion", "why"), DELIMITER_ATTACKS, ids=[a[1] for a in DELIMITER_ATTACKS])
 def test_delimiters_alone_defeat_tag_and_verdict_injection(server, tmp_path, completion, why):
     """Without the injection guard the gullible judge is asked, and the neutralised text no longer fools it."""
     stub, url = server

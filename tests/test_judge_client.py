@@ -276,3 +276,16 @@ def test_local_backend_same_interface(tiny_model_dir):
     out, logged = run(reward, [GOOD, BAD])
     assert out == [1.0, 1.0]
     assert logged["judge/tokens"] > 0
+
+
+def test_local_constrained_judge_always_returns_a_valid_verdict(tiny_model_dir):
+    """constrained: the local model scores the allowed verdict lines instead of generating: never a parse error."""
+    binary = JudgeReward(model=str(tiny_model_dir), backend="local", constrained=True, guideline=GUIDE, cache=None)
+    out, logged = run(binary, [GOOD, BAD, "something else entirely"])
+    assert all(v in (0.0, 1.0) for v in out) and logged["judge/ok_rate"] == 1.0
+    score = JudgeReward(model=str(tiny_model_dir), backend="local", constrained=True, mode="score", scale=[1, 5],
+                        guideline=GUIDE, cache=None)
+    out, _ = run(score, [GOOD, BAD])
+    assert all(v in (0.0, 0.25, 0.5, 0.75, 1.0) for v in out)
+    with pytest.raises(ValueError, match="backend: local"):
+        JudgeReward(model="x", base_url="http://127.0.0.1:9/v1", api_key_env=None, constrained=True, guideline=GUIDE)

@@ -4,8 +4,8 @@
 requests naming that same string as `model`. The fast test serves the tiny random Llama and steers it with the
 standard `logit_bias` request field (served as transformers' `sequence_bias`) so its one-token reply is a known
 verdict: everything else — HTTP, the SDK, usage accounting, parsing, caching — is the real path. (Bias values must
-be floats: transformers 5.23 passes `logit_bias` through unconverted and rejects integer biases with HTTP 500.) The slow test
-serves SmolLM2-135M-Instruct unsteered and checks the judge copes with what a real small model says.
+be floats: transformers 5.23 passes `logit_bias` through unconverted and rejects integer biases with HTTP 500.) The
+slow test serves SmolLM2-135M-Instruct unsteered and checks the judge copes with what a real small model says.
 """
 
 import asyncio

@@ -163,7 +163,8 @@ class OpenAIChatClient(ChatClient):
                                      f"export the API key there, or set api_key_env: null for endpoints without keys")
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.timeout_s, self.max_retries = float(timeout_s), int(max_retries)
-        self.backoff_base_s, self.backoff_max_s, self.max_retry_after_s = backoff_base_s, backoff_max_s, max_retry_after_s
+        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
         self.max_concurrency = int(max_concurrency)
         self.breaker = CircuitBreaker(breaker_threshold, breaker_reset_s)
         self.extra_body = dict(extra_body or {})
@@ -175,7 +176,8 @@ class OpenAIChatClient(ChatClient):
         return {"backend": "openai", "model": self.model, "base_url": self.base_url, "extra_body": self.extra_body}
 
     def __repr__(self) -> str:
-        return (f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r}, "
+        return (f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, "
+                f"api_key_env={self.api_key_env!r}, "
                 f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, max_concurrency={self.max_concurrency})")
 
     def __getstate__(self) -> dict:
@@ -298,18 +300,24 @@ class LocalChatClient(ChatClient):
 
     Generation runs in a worker thread, one request at a time (a CPU model gains nothing from overlapping calls);
     `logit_bias` ({token_id: bias}, as in the OpenAI API) maps to transformers' `sequence_bias`.
+
+    With `choices` (e.g. ["VERDICT: Accurate", "VERDICT: Inaccurate"]) the model does not generate: the reply is
+    the choice with the highest log-likelihood as the assistant's answer. Small models rarely follow a verdict
+    format when generating freely (SmolLM2-135M: 6 of 6 replies unparsable in our check); scoring the allowed
+    answers always yields a valid verdict — how *good* that verdict is still depends on the model.
     """
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", logit_bias: dict | None = None,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, choices: list[str] | None = None):
         self.model_path, self.device, self.dtype = model, device, dtype
+        self.choices = list(choices) if choices else None
         self.logit_bias = {int(k): float(v) for k, v in (logit_bias or {}).items()}
         self.trust_remote_code = trust_remote_code
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "local", "model": self.model_path, "logit_bias": self.logit_bias}
+        return {"backend": "local", "model": self.model_path, "logit_bias": self.logit_bias, "choices": self.choices}
 
     def __repr__(self) -> str:
         return f"LocalChatClient(model={self.model_path!r}, device={self.device!r}, dtype={self.dtype!r})"
@@ -359,9 +367,37 @@ class LocalChatClient(ChatClient):
             text = tokenizer.decode(new, skip_special_tokens=True)
             return Reply(text, int(ids.shape[1]), int(new.shape[0]))
 
+    def _choose(self, messages: list[dict[str, str]]) -> Reply:
+        import torch
+
+        with self._lock:
+            model, tokenizer = self._load()
+            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                   return_dict=True)["input_ids"][0].tolist()
+            options = [tokenizer.encode(c, add_special_tokens=False) for c in self.choices]
+            width = len(prompt) + max(len(o) for o in options)
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            ids = torch.full((len(options), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, option in enumerate(options):  # right-padded: positions of the prompt are shared
+                seq = prompt + option
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            with torch.inference_mode():
+                logprobs = torch.log_softmax(model(input_ids=ids.to(self.device),
+                                                   attention_mask=mask.to(self.device)).logits.float(), dim=-1)
+            scores = []
+            for row, option in enumerate(options):
+                positions = range(len(prompt) - 1, len(prompt) - 1 + len(option))
+                scores.append(sum(float(logprobs[row, p, t]) for p, t in zip(positions, option, strict=True)))
+            best = max(range(len(options)), key=scores.__getitem__)
+            return Reply(self.choices[best], len(prompt), len(options[best]))
+
     async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
                        seed: int | None = None) -> Reply:
         try:
+            if self.choices:
+                return await asyncio.to_thread(self._choose, messages)
             return await asyncio.to_thread(self._generate, messages, temperature, max_tokens, seed)
         except (RuntimeError, ValueError) as exc:  # e.g. a prompt longer than the model's context
             raise JudgeCallError(API_ERROR, f"local generation failed: {type(exc).__name__}: {exc}") from None
