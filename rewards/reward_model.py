@@ -34,7 +34,8 @@ class RewardModelReward:
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
         if not Path(path).expanduser().is_dir():
-            raise ValueError(f"path '{path}' is not a directory (expected a reward-model output_dir)")
+            raise ValueError(f"path {path!r} is not a directory; train a reward model first (algorithm: reward_model, "
+                             f"e.g. recipes/intent_rm.yaml) and point path at its output_dir")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = str(Path(path).expanduser())

@@ -157,3 +157,31 @@ def test_short_ppo_run_raises_reward_and_saves_reloadable_adapter_and_value_head
         b = forward_policy(reloaded, head, ids["input_ids"], ids["attention_mask"], 2)
     torch.testing.assert_close(a["logprobs"], b["logprobs"])
     torch.testing.assert_close(a["values"], b["values"])
+
+
+def test_ppo_recipe_trains_through_rlft_train_and_writes_value_head(tiny_model_dir, write_recipe, tmp_path):
+    import json
+
+    import rlft
+    from rlft.ppo.value_head import WEIGHTS_NAME
+
+    out = tmp_path / "run"
+    recipe = write_recipe(f"""algorithm: ppo
+output_dir: {out}
+model: {{name: {tiny_model_dir}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: demo:intents, demo_size: 40, system_prompt: "Intents: {{labels}}"}}
+rewards: [{{name: intent, weight: 1.0}}, {{name: length, weight: 0.1}}]
+trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_mini_batches: 2, ppo_epochs: 1,
+           max_completion_length: 6, learning_rate: 0.01, init_kl_coef: 0.05, target_kl: 1.0}}
+evaluation: {{max_samples: 4, max_new_tokens: 6, batch_size: 4}}
+""")
+    result = rlft.train(rlft.load_recipe(recipe))
+    for name in ("adapter_model.safetensors", "adapter_config.json", WEIGHTS_NAME, "value_head.json",
+                 "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and metrics["algorithm"] == "ppo"
+    logged = [h for h in metrics["log_history"] if "kl_coef" in h]
+    assert len(logged) == 2 and {"rewards/intent/mean", "rewards/length/mean"} <= set(logged[0])
+    assert result.eval_after is not None
