@@ -36,6 +36,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import pad
 
 from rlft.constrained import LabelTrie, TrieLogitsProcessor, label_regex
+from rlft.shared_prefix import sample_shared_prefix, shared_prefix_logps
 
 logger = logging.getLogger("rlft.signal")
 
@@ -54,6 +55,8 @@ class SignalConfig:
                                 "processor; vLLM: structured-outputs regex). Needs the label set.")
     label_suffix: str = _f("</intent>", "Text that closes a label (after it, generation ends).")
     stop_at_suffix: bool = _f(False, "Unconstrained generation: cut each completion right after label_suffix.")
+    shared_prefix: bool = _f(False, "Run each distinct prompt once per group (generation and loss) and share its KV "
+                             "cache with the group's completions: ~G x fewer prompt tokens per step.")
     decision_tokens_only: bool = _f(False, "With constrain_labels: leave tokens the constraint forces out of "
                                     "the loss.")
     drop_zero_std: bool = _f(False, "Drop groups whose rewards all tie (zero advantage) from the training batch.")
@@ -149,6 +152,14 @@ class SignalGRPOTrainer(GRPOTrainer):
         grpo_args = kwargs.get("args")
         tokenizer = kwargs.get("processing_class")
         self._trie = build_trie(self.signal, tokenizer, self.labels) if self.signal.constrain_labels else None
+        if self.signal.shared_prefix and grpo_args is not None:
+            # checkpointing re-runs layers in backward, which would append to the shared KV cache a second time;
+            # on small models it is also pure overhead (one more forward per step). transformers 5 renamed the
+            # option to activation_checkpointing and keeps both attributes.
+            for name in ("gradient_checkpointing", "activation_checkpointing"):
+                if getattr(grpo_args, name, False):
+                    logger.info("rlft signal: shared_prefix turns off %s", name)
+                    setattr(grpo_args, name, False)
         if self._trie is not None and grpo_args is not None and getattr(grpo_args, "use_vllm", False):
             grpo_args.vllm_structured_outputs_regex = label_regex(self.labels, suffix=self.signal.label_suffix)
         super().__init__(*args, **kwargs)
@@ -172,13 +183,42 @@ class SignalGRPOTrainer(GRPOTrainer):
         return prompt_ids, images, multimodal_fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        wants_own = (self._trie is not None or self.signal.stop_at_suffix) and not self.use_vllm
+        wants_own = (self._trie is not None or self.signal.stop_at_suffix or self.signal.shared_prefix) \
+            and not self.use_vllm
         if not wants_own or images is not None or multimodal_fields or self.use_transformers_continuous_batching:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
         return self._generate_text_only(prompt_ids), None
 
     def _generate_text_only(self, prompt_ids: list[list[int]]) -> list[list[int]]:
+        if self.signal.shared_prefix:
+            completions = self._sample_shared(prompt_ids)
+        else:
+            completions = self._generate_hf(prompt_ids)
+        eos = set(self.eos_token_ids)
+        result = []
+        for ids in completions:
+            cut = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+            ids = ids[:cut]
+            if self._trie is None and self.signal.stop_at_suffix:
+                ids = self._cut_after_suffix(ids)
+            result.append(ids)
+        return result
+
+    def _sample_shared(self, prompt_ids: list[list[int]]) -> list[list[int]]:
+        from trl.models import unwrap_model_for_generation
+
+        processor = None
+        if self._trie is not None:
+            processor = TrieLogitsProcessor(self._trie, 0, self._tokenizer.pad_token_id)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                         generation_kwargs=self.generation_kwargs) as unwrapped:
+            return sample_shared_prefix(unwrapped, prompt_ids, max_new_tokens=self.max_completion_length,
+                                        eos_token_ids=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id,
+                                        temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                                        logits_processor=processor)
+
+    def _generate_hf(self, prompt_ids: list[list[int]]) -> list[list[int]]:
         from trl.models import unwrap_model_for_generation
 
         device = self.accelerator.device
@@ -195,16 +235,17 @@ class SignalGRPOTrainer(GRPOTrainer):
                                           generation_kwargs=self.generation_kwargs) as unwrapped, torch.no_grad()):
             out = unwrapped.generate(input_ids=input_ids, attention_mask=attention_mask,
                                      generation_config=self.generation_config, **extra)
-        completions = out[:, input_ids.size(1):].cpu().tolist()
-        eos = set(self.eos_token_ids)
-        result = []
-        for ids in completions:
-            cut = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
-            ids = ids[:cut]
-            if self._trie is None and self.signal.stop_at_suffix:
-                ids = self._cut_after_suffix(ids)
-            result.append(ids)
-        return result
+        return out[:, input_ids.size(1):].cpu().tolist()
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        if not self.signal.shared_prefix or compute_aux_loss or any(v is not None for v in multimodal.values()):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **multimodal)
+        with self.accelerator.autocast():
+            logps, entropy = shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+        return logps, entropy, None
 
     def _cut_after_suffix(self, ids: list[int]) -> list[int]:
         for k in range(1, len(ids) + 1):

@@ -1,0 +1,181 @@
+"""Signal features of `SignalGRPOTrainer` on a tiny random Llama: prefill + constraint, zero-variance groups
+dropped/refilled and counted, forced tokens out of the loss, shared-prefix scoring equal to per-row scoring,
+the zero-signal warning, and held-out evaluation during training."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from datasets import Dataset
+
+from rlft.signal import SignalConfig, SignalGRPOTrainer, eval_generation_kwargs
+
+LABELS = ["cancel_order", "track_order", "get_refund", "review"]
+G = 4
+
+
+def _rows(n_tie: int, n_var: int) -> Dataset:
+    rows = [{"prompt": [{"role": "user", "content": f"tie question {i}"}], "intent": "review"} for i in range(n_tie)]
+    rows += [{"prompt": [{"role": "user", "content": f"var question {i}"}], "intent": "get_refund"}
+             for i in range(n_var)]
+    return Dataset.from_list(rows)
+
+
+class Recorder:
+    """Reward: prompts saying 'tie' always score 0 (zero variance); others alternate 0/1 within the group."""
+
+    __name__ = "recorder"
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def __call__(self, prompts, completions, **kwargs):
+        texts = [c[0]["content"] for c in completions]
+        self.seen.extend(texts)
+        return [0.0 if "tie" in p[-1]["content"] else float(i % 2) for i, p in enumerate(prompts)]
+
+
+def _trainer(tiny_model_dir, tmp_path, signal: SignalConfig, data: Dataset, reward=None, eval_data=None,
+             **grpo) -> SignalGRPOTrainer:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    settings = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4 * G, num_generations=G,
+                    max_completion_length=12, max_steps=1, learning_rate=1e-3, beta=0.0, report_to=[],
+                    save_strategy="no", use_cpu=True, logging_steps=1, seed=0)
+    settings.update(grpo)
+    return SignalGRPOTrainer(model=model, reward_funcs=[reward or Recorder()], args=GRPOConfig(**settings),
+                             train_dataset=data, eval_dataset=eval_data, processing_class=tok, signal=signal,
+                             labels=LABELS)
+
+
+def _batch(trainer: SignalGRPOTrainer, data: Dataset, n_groups: int) -> list[dict]:
+    return [dict(data[i]) for i in range(n_groups) for _ in range(G)]
+
+
+def test_defaults_are_plain_trl_and_bad_combinations_fail():
+    sig = SignalConfig()
+    assert not (sig.prefill or sig.constrain_labels or sig.drop_zero_std or sig.refill_rounds
+                or sig.shared_prefix or sig.decision_tokens_only or sig.eval_every_steps)
+    with pytest.raises(ValueError, match="refill_rounds needs drop_zero_std"):
+        SignalConfig(refill_rounds=2)
+    with pytest.raises(ValueError, match="decision_tokens_only needs constrain_labels"):
+        SignalConfig(decision_tokens_only=True)
+
+
+def test_constrained_rollouts_are_valid_labels_and_rewards_see_the_prefill(tiny_model_dir, tmp_path):
+    reward = Recorder()
+    data = _rows(2, 2)
+    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True), data,
+                       reward)
+    trainer.model.train()
+    trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    assert len(reward.seen) == 4 * G
+    assert set(reward.seen) <= {f"<intent>{x}</intent>" for x in LABELS}
+    kwargs = eval_generation_kwargs(trainer.signal, trainer.processing_class, LABELS)
+    assert kwargs["prefill"] == "<intent>" and callable(kwargs["logits_processor_factory"])
+
+
+def test_zero_variance_groups_are_dropped_and_counted(tiny_model_dir, tmp_path):
+    data = _rows(2, 2)  # rows 0-1 tie, rows 2-3 have variance
+    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+                                                              drop_zero_std=True), data)
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    adv = out["advantages"].view(-1, G)
+    assert adv.shape[0] == 2  # the two tied groups never reach the backward pass
+    assert bool((adv.abs() > 0).any(dim=1).all())
+    totals = trainer.signal_totals
+    assert (totals["groups_generated"], totals["groups_zero_std"], totals["groups_dropped"],
+            totals["groups_trained"]) == (4, 2, 2, 2)
+    assert trainer._metrics["train"]["signal/frac_zero_std_first_draw"] == [0.5]
+    assert int(out["num_items_in_batch"]) == int(out["completion_mask"].sum())
+
+
+def test_refill_draws_fresh_prompts_until_the_batch_has_signal(tiny_model_dir, tmp_path):
+    data = _rows(4, 12)
+    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+                                                              drop_zero_std=True, refill_rounds=6), data)
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(_batch(trainer, data, 4))  # the 4 tied rows first
+    adv = out["advantages"].view(-1, G)
+    assert adv.shape[0] == 4
+    assert bool((adv.abs() > 0).any(dim=1).all())
+    totals = trainer.signal_totals
+    assert totals["refill_rounds"] >= 1
+    assert totals["groups_generated"] == 4 * (1 + totals["refill_rounds"])
+    assert totals["groups_dropped"] == totals["groups_zero_std"] >= 4
+    assert totals["groups_trained"] == 4
+
+
+def test_all_tied_batch_trains_one_zero_advantage_group_and_warns(tiny_model_dir, tmp_path, caplog):
+    data = _rows(4, 0)
+    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(drop_zero_std=True, warn_window=1,
+                                                              warn_zero_std=0.5), data, max_completion_length=4)
+    trainer.model.train()
+    with caplog.at_level(logging.WARNING, logger="rlft.signal"):
+        out = trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    assert out["advantages"].shape[0] == G and float(out["advantages"].abs().sum()) == 0.0
+    assert trainer.signal_totals["steps_without_signal"] == 1
+    assert "zero reward variance" in caplog.text
+
+
+def test_forced_tokens_are_left_out_of_the_loss(tiny_model_dir, tmp_path):
+    data = _rows(0, 4)
+    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+                                                              decision_tokens_only=True), data)
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    mask, decision = out["completion_mask"], out["tool_mask"]
+    assert int((decision * mask).sum()) < int(mask.sum())  # the `</intent>` tokens and EOS are forced
+    for row, dec in zip(out["completion_ids"].tolist(), decision.tolist(), strict=True):
+        assert dec[0] == 1  # the first label token is always a choice among the labels
+        end = row.index(trainer.processing_class.eos_token_id)
+        assert dec[end] == 0  # EOS after the suffix is forced
+
+
+def test_shared_prefix_scoring_equals_per_row_scoring(tiny_model_dir, tmp_path):
+    data = _rows(0, 4)
+    shared = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+                                                             shared_prefix=True), data)
+    shared.model.train()
+    batch = shared._generate_and_score_completions(_batch(shared, data, 4))
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    k = batch["completion_ids"].size(1)
+    got, _, _ = shared._get_per_token_logps_and_entropies(shared.model, ids, mask, k)
+    model = shared.model
+    for r in range(ids.size(0)):  # reference: each row alone, unpadded, plain logits
+        keep = mask[r].bool()
+        row = ids[r][keep][None]
+        n_completion = int(batch["completion_mask"][r].sum())
+        with torch.no_grad():
+            logits = model(input_ids=row).logits[0].float()
+        logp = torch.log_softmax(logits[:-1], -1).gather(1, row[0, 1:, None])[:, 0][-n_completion:]
+        assert torch.allclose(got[r, :n_completion].detach(), logp, atol=2e-3)
+    assert all(len(set(c)) >= 1 for c in batch["completion_ids"].tolist())
+
+
+def test_training_step_with_all_features_logs_signal_and_heldout_metrics(tiny_model_dir, tmp_path):
+    data = _rows(2, 6)
+    signal = SignalConfig(prefill="<intent>", constrain_labels=True, shared_prefix=True, drop_zero_std=True,
+                          refill_rounds=2, decision_tokens_only=True, eval_every_steps=1, eval_max_samples=4)
+    trainer = _trainer(tiny_model_dir, tmp_path, signal, data, eval_data=data.select(range(4)),
+                       loss_type="dapo")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    logged = {k for row in trainer.state.log_history for k in row}
+    assert {"signal/frac_zero_std_first_draw", "signal/groups_trained", "heldout/intent_accuracy",
+            "heldout/format_rate", "heldout/macro_f1"} <= logged
+    callback = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "IntentEvalCallback")
+    assert callback.history[0]["format_rate"] == 1.0  # constrained evaluation: always a valid label
+    assert set(callback.history[0]["per_intent"]) <= set(LABELS)
