@@ -125,6 +125,7 @@ def test_policies_yaml_markdown_and_defaults(tmp_path):
     demo = Guidelines.from_params(None, str(Path(__file__).parents[1] / "rewards/policies/demo_policies.yaml"))
     assert "$4.99" in demo.for_key("cancel_order")
     assert len(demo.policies) == 27
+    assert Guidelines.from_params(None, "demo").policies == demo.policies
     assert Guidelines.from_params("Always be polite.", None).for_key("anything") == "Always be polite."
     with pytest.raises(RewardError, match="give params.guideline"):
         Guidelines.from_params(None, None)

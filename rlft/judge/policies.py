@@ -6,6 +6,7 @@ Markdown: one `## intent_name` heading per policy, the text below it is the poli
     ## cancel_order
     Confirm which order is cancelled and mention the $4.99 cancellation fee before confirming.
 
+`policies: demo` names the shipped demo file (`rewards/policies/demo_policies.yaml`, one policy per Bitext intent).
 Keys are matched after normalising (lower case, spaces and hyphens to `_`), so `Cancel Order` finds
 `cancel_order`. The dataset column that picks the policy is the judge reward's `policy_column` (default `intent`).
 
@@ -23,6 +24,13 @@ import yaml
 from rlft.errors import RewardError
 
 DEFAULT_KEY = "default"
+
+
+def demo_policies_path() -> Path:
+    """The demo policies inside the installed `rlft.rewards` package (the top-level `rewards/` folder)."""
+    from importlib import resources
+
+    return Path(str(resources.files("rlft.rewards").joinpath("policies", "demo_policies.yaml")))
 
 
 def normalize_key(text: str) -> str:
@@ -46,6 +54,8 @@ class Guidelines:
             return cls({}, str(guideline).strip(), "guideline")
         if isinstance(policies, dict):
             table, source = dict(policies), "params.policies"
+        elif policies == "demo":  # the demo policies shipped with rlft (27 Bitext intents), wherever it is installed
+            table, source = load_policy_file(demo_policies_path()), "demo"
         else:
             table, source = load_policy_file(policies), str(policies)
         parsed = {normalize_key(k): str(v).strip() for k, v in table.items() if str(v).strip()}
