@@ -43,7 +43,8 @@ def test_policy_loss_clips_hand_computed():
     logprobs = torch.log(t(ratios))
     old = torch.zeros_like(logprobs)
     parts = core.policy_loss(logprobs, old, t([1, 1, -2, 100]), t([1, 1, 1, 0]), cliprange=0.2)
-    # token0: max(−1.5, −1.2) = −1.2 (clipped); token1: max(−.5, −.8) = −.5; token2: max(2.2, 2.2); token3 padding
+    # token0: max(−1.5, −1.2) = −1.2 (clipped); token1: max(−.5, −.8) = −.5; token2: max(2.2, 2.2);
+    # token3 is padding
     assert parts.loss.item() == pytest.approx((-1.2 - 0.5 + 2.2) / 3)
     assert parts.clipfrac.item() == pytest.approx(1 / 3)
 

@@ -131,7 +131,8 @@ def test_short_ppo_run_raises_reward_and_saves_reloadable_adapter_and_value_head
     model_dir = _scaled_model_dir(tiny_model_dir, tmp_path, 10.0)
     model, tokenizer = _policy(model_dir)
     trainer = PPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[_in_set_reward(model)],
-                         args=_config(tmp_path, max_steps=10, logging_steps=2, learning_rate=2e-2), train_dataset=_prompts(64))
+                         args=_config(tmp_path, max_steps=10, logging_steps=2, learning_rate=2e-2),
+                         train_dataset=_prompts(64))
     result = trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
     first, last = logs[0]["reward"], logs[-1]["reward"]

@@ -9,7 +9,6 @@ What it does not do: advantages and losses (`rlft.ppo.core`), optimisation (`rlf
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -59,13 +58,6 @@ def forward_policy(model: nn.Module, value_head: nn.Module | None, input_ids: to
         with torch.no_grad():
             result["entropy"] = core.entropy_from_logits(logits)
     return result
-
-
-@contextlib.contextmanager
-def reference_mode(model: nn.Module):
-    """The reference policy: the same PEFT model with adapters disabled."""
-    with model.disable_adapter():
-        yield model
 
 
 @dataclass

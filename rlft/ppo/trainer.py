@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 import math
 import os
 import time
@@ -40,9 +39,6 @@ from rlft.ppo.value_head import ValueHead, hidden_size_of
 from rlft.reward import LoadedReward, validate_output
 from rlft.scoring import score
 
-logger = logging.getLogger(__name__)
-
-
 def as_loaded_rewards(reward_funcs: Sequence[Any], weights: Sequence[float] | None) -> list[LoadedReward]:
     """Accept rlft `LoadedReward`s or bare TRL-convention callables (sync or async); apply `weights` if given."""
     if weights is not None and len(weights) != len(reward_funcs):
@@ -51,7 +47,8 @@ def as_loaded_rewards(reward_funcs: Sequence[Any], weights: Sequence[float] | No
     for i, func in enumerate(reward_funcs):
         if not isinstance(func, LoadedReward):
             name = getattr(func, "name", None) or getattr(func, "__name__", None) or type(func).__name__
-            is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+            call = getattr(func, "__call__", None)
+            is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
             func = LoadedReward(name, _validated(name, func, is_async), 1.0, tuple(getattr(func, "columns", ()) or ()),
                                 is_async)
         if weights is not None:
@@ -96,10 +93,8 @@ class PPOTrainer(Trainer):
             raise TypeError(f"args must be an rlft PPOConfig, got {type(args).__name__}")
         if train_dataset is None or "prompt" not in train_dataset.column_names:
             raise ValueError("PPOTrainer needs a train_dataset with a 'prompt' column")
-        if not callable(reward_funcs) and not isinstance(reward_funcs, LoadedReward):
-            reward_funcs = list(reward_funcs)
-        else:
-            reward_funcs = [reward_funcs]
+        single = callable(reward_funcs) or isinstance(reward_funcs, LoadedReward)
+        reward_funcs = [reward_funcs] if single else list(reward_funcs)
         if not reward_funcs:
             raise ValueError("PPOTrainer needs at least one reward function")
         self.rewards = as_loaded_rewards(reward_funcs, args.reward_weights)

@@ -1,0 +1,61 @@
+"""PPO vs GRPO on the demo intent task at the same generation budget: held-out accuracy and wall-clock.
+
+Trains `recipes/intent_grpo.yaml` and `recipes/intent_ppo.yaml` (same model, data, reward, completions per step and
+max_completion_length) with the same overrides, evaluates both before/after on the same held-out rows (greedy),
+prints a table and writes `benchmarks/results/ppo_vs_grpo.json`. Wall-clock depends on the machine and on other
+load: compare the two arms of one run, not runs across machines.
+
+    python benchmarks/ppo_vs_grpo.py                              # the recipes' budgets (30 steps each)
+    python benchmarks/ppo_vs_grpo.py --steps 4 --eval-samples 16  # a quick cost comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {"grpo": ROOT / "recipes/intent_grpo.yaml", "ppo": ROOT / "recipes/intent_ppo.yaml"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, help="trainer.max_steps for both arms (default: the recipes')")
+    parser.add_argument("--eval-samples", type=int, default=60)
+    parser.add_argument("--only", choices=tuple(ARMS), action="append", help="run only these arms")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/ppo_vs_grpo.json"))
+    args = parser.parse_args()
+
+    from rlft.pipeline import train
+
+    results = {}
+    for arm, recipe in ARMS.items():
+        if args.only and arm not in args.only:
+            continue
+        overrides = [f"output_dir=runs/bench_{arm}", f"evaluation.max_samples={args.eval_samples}"]
+        if args.steps:
+            overrides.append(f"trainer.max_steps={args.steps}")
+        start = time.time()
+        result = train(recipe, overrides)
+        m = result.metrics
+        results[arm] = {"recipe": str(recipe.relative_to(ROOT)), "steps": m["global_step"],
+                        "train_seconds": m["train_seconds"],
+                        "seconds_per_step": round(m["train_seconds"] / max(m["global_step"], 1), 1),
+                        "total_seconds": round(time.time() - start, 1),
+                        "before": m.get("eval_before", {}), "after": m.get("eval_after", {})}
+    print(f"{'arm':<6}{'steps':>6}{'s/step':>8}{'acc before':>12}{'acc after':>11}{'format after':>14}")
+    nan = float("nan")
+    for arm, r in results.items():
+        before, after = r["before"], r["after"]
+        print(f"{arm:<6}{r['steps']:>6}{r['seconds_per_step']:>8}{before.get('intent_accuracy', nan):>12.3f}"
+              f"{after.get('intent_accuracy', nan):>11.3f}{after.get('format_rate', nan):>14.3f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"eval_samples": args.eval_samples, "arms": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
