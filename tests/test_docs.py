@@ -13,6 +13,9 @@ def test_every_recipe_key_is_in_docs_recipes():
                 "evaluation.": EvaluationConfig, "export.": ExportConfig}
     missing = [f"{p}{f.name}" for p, cls in sections.items() for f in dataclasses.fields(cls)
                if f.name != "source_file" and f"`{p}{f.name}`" not in text]
+    from rlft.signal import SignalConfig
+
+    missing += [f"signal.{f.name}" for f in dataclasses.fields(SignalConfig) if f"`signal.{f.name}`" not in text]
     assert not missing, f"undocumented recipe keys: {missing}"
 
 
