@@ -1,16 +1,19 @@
 """Do KTO and DPO on `rlft label` sets improve held-out intent accuracy over the base model?
 
 Reads a labelling directory written from the *training* split of a prompt recipe (default
-`recipes/intent_grpo.yaml`, `rlft label ... --split train`), trains `recipes/policy_kto.yaml` and
+`recipes/label_intent.yaml`, `rlft label ... --split train`), trains `recipes/policy_kto.yaml` and
 `recipes/policy_dpo.yaml` on its `kto.jsonl` / `dpo.jsonl`, and evaluates the base model and both adapters with
 greedy decoding on the recipe's held-out split, which no labelling run saw. Every arm decodes after the same
 prefill as the labelling run (`--prefill` to change it): DPO's log-ratios cancel on a prefix both completions
 share, so a policy trained on prefilled samples is meant to be run with that prefill. Prints a table and writes
 `benchmarks/results/label_preference.json`.
 
-    rlft label recipes/intent_grpo.yaml --split train --limit 200 --n 6 --temperature 0.7 \
+    rlft label recipes/label_intent.yaml --split train --limit 40 --n 6 --temperature 0.7 \
         --max-new-tokens 10 --prefill "<intent>" --out runs/label_intent
     python benchmarks/label_preference.py --label-dir runs/label_intent
+    # DPO on the best sample vs every lower one, only when the best is correct (same records, no re-sampling):
+    rlft label ...same flags... --pairs best_vs_rest --chosen-min-score 0.5 --out runs/label_intent_rest
+    python benchmarks/label_preference.py --label-dir runs/label_intent_rest --only dpo --tag " best_vs_rest"
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ def evaluate_adapter(recipe, eval_ds, labels, adapter_dir, args):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prompt-recipe", default=str(ROOT / "recipes/intent_grpo.yaml"))
+    parser.add_argument("--prompt-recipe", default=str(ROOT / "recipes/label_intent.yaml"),
+                        help="the recipe the labelling run used (its held-out split is evaluated)")
+    parser.add_argument("--tag", default="", help="suffix for the arm names (compare labelling settings)")
     parser.add_argument("--label-dir", default="runs/label_intent")
     parser.add_argument("--steps", type=int, help="trainer.max_steps (default: the recipe's)")
     parser.add_argument("--eval-samples", type=int, default=60)
@@ -86,7 +91,8 @@ def main() -> None:
                           "train_loss": result.metrics["train"].get("train_loss"), "overrides": overrides,
                           "steps": result.metrics["global_step"]}
         metrics, samples = evaluate_adapter(prompt_recipe, held_out.eval, held_out.labels, adapter_dir, args)
-        results["arms"][arm + (f" (prefill {args.prefill!r})" if args.prefill else "")] = {**metrics, **train_info, "seconds": round(time.time() - start, 1), "samples": samples}
+        name = arm + args.tag + (f" (prefill {args.prefill!r})" if args.prefill else "")
+        results["arms"][name] = {**metrics, **train_info, "seconds": round(time.time() - start, 1), "samples": samples}
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=2) + "\n")  # after each arm: a slow run keeps what it has
     print(f"{'arm':<24} {'intent_acc':>10} {'format':>8} {'macro_f1':>9} {'train_rows':>10} {'seconds':>8}")

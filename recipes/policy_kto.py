@@ -1,6 +1,6 @@
 """KTO on a preference set labelled by `rlft label` from the model's own samples (see policy_kto.yaml).
 
-    rlft label recipes/intent_grpo.yaml --split train --n 6 --prefill "<intent>" --out runs/label_intent
+    rlft label recipes/label_intent.yaml --split train --n 6 --prefill "<intent>" --out runs/label_intent
     accelerate launch recipes/policy_kto.py                       # embedded model, CPU or GPU
     accelerate launch recipes/policy_kto.py data.source=runs/other_labels/kto.jsonl trainer.max_steps=100
 

@@ -69,6 +69,22 @@ def test_kto_and_dpo_labels_follow_the_intent_reward_exactly():
     assert len(strict) == 1 and strict_report["dropped"]["below_margin"] == 1
 
 
+def test_best_vs_rest_pairs_and_chosen_min_score():
+    records = [
+        intent_record("0:a", "get_refund", [tag("track_order"), tag("get_refund"), "no tag", tag("track_order")]),
+        intent_record("1:b", "track_order", [tag("get_refund"), "no tag"]),  # best is wrong: no correct answer
+    ]
+    rest, report = build_dpo(records, LabelConfig(pairs="best_vs_rest", chosen_min_score=0.5))
+    assert [(r["chosen"], r["rejected"]) for r in rest] == [(tag("get_refund"), tag("track_order")),
+                                                            (tag("get_refund"), "no tag")]
+    assert report["dropped"] == {"chosen_below_min_score": 1, "duplicate_rejected": 1}
+    assert [r["meta"]["rejected_score"] for r in rest] == [0.0, -1.0]
+    worst_only, _ = build_dpo(records, LabelConfig())
+    assert len(worst_only) == 2
+    with pytest.raises(UserError, match="pairs must be one of"):
+        build_dpo(records, LabelConfig(pairs="all"))
+
+
 def test_abstentions_and_label_reward():
     record = {"key": "0:x", "prompt": [{"role": "user", "content": "q"}], "columns": {},
               "completions": ["a", "b", "c"], "scores": {"judge": [1.0, None, 0.0], "length": [0.2, 0.9, 0.9]},

@@ -60,7 +60,8 @@ def _label(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                               max_new_tokens=args.max_new_tokens, prompts_per_batch=args.prompts_per_batch,
                               seed=recipe.seed if args.seed is None else args.seed, prefill=args.prefill)
-    label_cfg = LabelConfig(threshold=args.threshold, label_reward=args.label_reward, min_margin=args.min_margin)
+    label_cfg = LabelConfig(threshold=args.threshold, label_reward=args.label_reward, min_margin=args.min_margin,
+                            pairs=args.pairs, chosen_min_score=args.chosen_min_score)
     result = label_dataset(recipe, args.out, sampling, label_cfg, split=args.split, limit=args.limit,
                            adapter=args.adapter, max_prompt_tokens=args.max_prompt_tokens, max_length=args.max_length,
                            overwrite=args.overwrite, progress=not args.quiet)
@@ -99,7 +100,10 @@ def add_label_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--prefill", default="", help="text that starts every completion, e.g. '<intent>'")
     p.add_argument("--threshold", type=float, default=0.5, help="KTO: score >= threshold is desirable")
     p.add_argument("--label-reward", help="KTO: label by this reward (e.g. judge) instead of the weighted total")
-    p.add_argument("--min-margin", type=float, default=0.0, help="DPO: drop pairs whose best-worst gap is smaller")
+    p.add_argument("--min-margin", type=float, default=0.0, help="DPO: drop pairs whose score gap is smaller")
+    p.add_argument("--pairs", default="best_vs_worst", choices=("best_vs_worst", "best_vs_rest"),
+                   help="DPO: one best-vs-worst pair per prompt, or the best against every lower sample")
+    p.add_argument("--chosen-min-score", type=float, help="DPO: drop pairs whose chosen score is below this")
     p.add_argument("--max-prompt-tokens", type=int, help="drop (and count) longer prompts before sampling")
     p.add_argument("--max-length", type=int, help="drop (and count) rows whose prompt leaves no room under this")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out instead of resuming")

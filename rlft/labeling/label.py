@@ -11,8 +11,9 @@ Labels:
   or one reward's value with `label_reward` (e.g. a judge's 1/0 verdict). A score of None (every reward abstained)
   drops the completion, counted as `abstained`.
 - DPO: per prompt, the best-scored completion is `chosen` and the worst `rejected` (first index wins ties
-  for best/worst). The pair is dropped, and counted, when the scores are equal (`tie`), closer than `min_margin`
-  (`below_margin`), the texts are identical (`identical`), or fewer than two completions were scored.
+  for best/worst); `pairs="best_vs_rest"` pairs the best with every lower-scored sample instead. A pair is dropped,
+  and counted, when the scores are equal (`tie`), closer than `min_margin` (`below_margin`), the chosen score is
+  under `chosen_min_score`, the texts are identical (`identical`), or fewer than two completions were scored.
 
 Scoring one prompt at a time keeps the resume window small: at most the prompt in flight is scored again.
 """
@@ -35,6 +36,9 @@ from rlft.reward import LoadedReward
 from rlft.scoring import score
 
 
+PAIRINGS = ("best_vs_worst", "best_vs_rest")
+
+
 @dataclass
 class LabelConfig:
     """How scores become labels and pairs (applied when outputs are rebuilt; not part of the resume key)."""
@@ -42,8 +46,13 @@ class LabelConfig:
     threshold: float = field(default=0.5, metadata={"help": "KTO: score >= threshold is desirable (label true)."})
     label_reward: str | None = field(default=None, metadata={"help": "KTO: label by this reward's value (e.g. "
                                                                       "a judge verdict) instead of the total."})
-    min_margin: float = field(default=0.0, metadata={"help": "DPO: keep a pair only if best - worst >= this "
+    min_margin: float = field(default=0.0, metadata={"help": "DPO: keep a pair only if chosen - rejected >= this "
                                                              "(equal scores are ties and always dropped)."})
+    pairs: str = field(default="best_vs_worst", metadata={"help": "DPO: best_vs_worst (one pair per prompt) or "
+                                                                  "best_vs_rest (best against every lower sample)."})
+    chosen_min_score: float | None = field(default=None, metadata={"help": "DPO: keep a pair only if the chosen "
+                                                                           "score is >= this (e.g. only correct "
+                                                                           "answers are chosen)."})
 
 
 @dataclass
@@ -159,9 +168,41 @@ def kto_balance(rows: list[dict[str, Any]], dropped: Counter | dict) -> dict[str
     return report
 
 
+def _pair(rec: dict[str, Any], best: tuple[int, float], other: tuple[int, float], cfg: LabelConfig,
+          run_meta: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """One DPO row (chosen = `best`, rejected = `other`) or the reason it is dropped."""
+    margin = best[1] - other[1]
+    if math.isclose(margin, 0.0, abs_tol=1e-12):
+        return None, "tie"
+    if margin < cfg.min_margin:
+        return None, "below_margin"
+    if cfg.chosen_min_score is not None and best[1] < cfg.chosen_min_score:
+        return None, "chosen_below_min_score"
+    chosen, rejected = rec["completions"][best[0]], rec["completions"][other[0]]
+    if chosen.strip() == rejected.strip():
+        return None, "identical"
+    meta = {"key": rec["key"], "chosen_sample": best[0], "rejected_sample": other[0],
+            "chosen_score": best[1], "rejected_score": other[1], "margin": margin, "min_margin": cfg.min_margin,
+            "chosen_scores": {k: v[best[0]] for k, v in rec["scores"].items()},
+            "rejected_scores": {k: v[other[0]] for k, v in rec["scores"].items()}}
+    extras = rec.get("extras", {})
+    if extras:
+        meta["chosen_extras"] = {k: v[best[0]] for k, v in extras.items()}
+        meta["rejected_extras"] = {k: v[other[0]] for k, v in extras.items()}
+    return {"prompt": rec["prompt"], "chosen": chosen, "rejected": rejected, **_columns(rec),
+            "meta": {**meta, **(run_meta or {})}}, None
+
+
 def build_dpo(records: list[dict[str, Any]], cfg: LabelConfig, run_meta: dict[str, Any] | None = None
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Best-vs-worst DPO pairs per prompt (`prompt, chosen, rejected`, source columns, `meta`) and drop counts."""
+    """DPO pairs per prompt (`prompt, chosen, rejected`, source columns, `meta`) and drop counts.
+
+    `best_vs_worst`: one pair, the best and the worst sample. `best_vs_rest`: the best sample against every
+    lower-scored one (a rejected text sampled twice is paired once), so a correct answer is also contrasted with
+    the plausible wrong ones, not only with the worst.
+    """
+    if cfg.pairs not in PAIRINGS:
+        raise UserError(f"label: pairs must be one of {', '.join(PAIRINGS)}, got {cfg.pairs!r}")
     rows, dropped = [], Counter()
     for rec in records:
         scored = [(i, v) for i, v in enumerate(rec["total"])
@@ -172,28 +213,26 @@ def build_dpo(records: list[dict[str, Any]], cfg: LabelConfig, run_meta: dict[st
             dropped["too_few_scored"] += 1
             continue
         best = max(scored, key=lambda t: (t[1], -t[0]))
-        worst = min(scored, key=lambda t: (t[1], t[0]))
-        margin = best[1] - worst[1]
-        if math.isclose(margin, 0.0, abs_tol=1e-12):
-            dropped["tie"] += 1
-            continue
-        if margin < cfg.min_margin:
-            dropped["below_margin"] += 1
-            continue
-        chosen, rejected = rec["completions"][best[0]], rec["completions"][worst[0]]
-        if chosen.strip() == rejected.strip():
-            dropped["identical"] += 1
-            continue
-        meta = {"key": rec["key"], "chosen_sample": best[0], "rejected_sample": worst[0],
-                "chosen_score": best[1], "rejected_score": worst[1], "margin": margin, "min_margin": cfg.min_margin,
-                "chosen_scores": {k: v[best[0]] for k, v in rec["scores"].items()},
-                "rejected_scores": {k: v[worst[0]] for k, v in rec["scores"].items()}}
-        extras = rec.get("extras", {})
-        if extras:
-            meta["chosen_extras"] = {k: v[best[0]] for k, v in extras.items()}
-            meta["rejected_extras"] = {k: v[worst[0]] for k, v in extras.items()}
-        rows.append({"prompt": rec["prompt"], "chosen": chosen, "rejected": rejected, **_columns(rec),
-                     "meta": {**meta, **(run_meta or {})}})
+        if cfg.pairs == "best_vs_worst":
+            others = [min(scored, key=lambda t: (t[1], t[0]))]
+        else:
+            seen = {rec["completions"][best[0]].strip()}
+            others = []
+            for item in scored:
+                text = rec["completions"][item[0]].strip()
+                if item[0] == best[0]:
+                    continue
+                if text in seen:
+                    dropped["duplicate_rejected"] += 1
+                    continue
+                seen.add(text)
+                others.append(item)
+        for other in others:
+            row, reason = _pair(rec, best, other, cfg, run_meta)
+            if row is None:
+                dropped[reason] += 1
+            else:
+                rows.append(row)
     return rows, {"pairs": len(rows), "prompts": len(records), "dropped": dict(sorted(dropped.items()))}
 
 
