@@ -31,7 +31,9 @@ What happens to each completion, in order:
    seed, sampling temperature), then None; `drop_group` -> the whole group of `group_size` completions (default:
    consecutive rows with the same prompt, i.e. one GRPO group) gets None, so a group is never ranked on partial
    judgments. With `max_error_rate` set, the run stops (`JudgeErrorRateExceeded`) when the failure share of the
-   last `error_window` judgments exceeds it. The budget (`budget_usd`, `budget_tokens`) stops it likewise.
+   last `error_window` judgments exceeds it. The budget (`budget_usd`, `budget_tokens`) stops it likewise. With
+   `on_limit: stop` (default) and `trainer_callback()` registered, stopping is graceful (the step finishes, the
+   rest abstains with status `stopped`, training ends and saves); otherwise the limit raises.
 
 Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skipped_rate`, `judge/abstain_rate`,
 `judge/flagged_rate`, `judge/agreement`, `judge/mean`, `judge/cache_hit_rate`, `judge/requests`, `judge/tokens`,
@@ -54,7 +56,7 @@ from rlft.errors import RewardError
 from rlft.judge.budget import Budget
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
-from rlft.judge.judge import DEFAULT_LABELS, STATUSES, Judge, Judgment, Sample
+from rlft.judge.judge import DEFAULT_LABELS, STATUSES, STOPPED, Judge, Judgment, Sample
 from rlft.judge.policies import Guidelines, normalize_key
 from rlft.judge.prompts import conversation_text, looks_like_injection
 from rlft.rewards.intent import IntentParser, completion_text, normalize_label
@@ -122,6 +124,7 @@ class JudgeReward:
         price_input_per_mtok: float = 0.0,
         price_output_per_mtok: float = 0.0,
         on_failure: str = "abstain",
+        on_limit: str = "stop",
         failure_retries: int = 1,
         group_size: int | None = None,
         max_error_rate: float | None = None,
@@ -146,6 +149,8 @@ class JudgeReward:
             raise ValueError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, got {on_failure!r}")
         if on_missing_policy not in ("error", "abstain"):
             raise ValueError(f"on_missing_policy must be 'error' or 'abstain', got {on_missing_policy!r}")
+        if on_limit not in ("stop", "raise"):
+            raise ValueError(f"on_limit must be 'stop' or 'raise', got {on_limit!r}")
         if gate not in (None, "intent"):
             raise ValueError(f"gate must be null or 'intent', got {gate!r}")
         if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
@@ -175,6 +180,9 @@ class JudgeReward:
         self.reference_column = reference_column
         self.on_failure, self.failure_retries, self.group_size = on_failure, int(failure_retries), group_size
         self.max_error_rate, self.min_error_samples = max_error_rate, int(min_error_samples)
+        self.on_limit = on_limit
+        self.stop_reason: str | None = None  # set when a limit is hit and the run is being stopped gracefully
+        self.stop_callback_attached = False  # set by JudgeStopCallback.on_train_begin
         self.recent: deque[bool] = deque(maxlen=int(error_window))  # True = failed judgment
         self.gate, self.gate_column, self.skip_if_column = gate, gate_column, skip_if_column
         self.gate_parser = IntentParser(gate_pattern) if gate == "intent" else None
@@ -234,6 +242,8 @@ class JudgeReward:
         for col in self.columns:
             if kwargs.get(col) is None:
                 raise RewardError(f"judge reward needs the dataset column '{col}'")
+        # graceful stop needs someone to stop the trainer: without the callback, limits raise
+        self.judge.soft_limits = self.on_limit == "stop" and self.stop_callback_attached
         skip = [self._skip_reason(i, completions[i], kwargs) for i in range(n)]
         todo = [i for i in range(n) if skip[i] is None]
         samples = {i: self._sample(i, prompts[i], completions[i], kwargs) for i in todo}
@@ -272,8 +282,20 @@ class JudgeReward:
         self.stats.update(statuses)
         self._report(judgments, statuses, out, log_metric, log_extra)
         self._audit(prompts, completions, statuses, out, judgments, kwargs)
+        if self.judge.limit_error is not None and self.stop_reason is None:
+            self.stop_reason = str(self.judge.limit_error)
+            logger.warning("%s -- stopping the run after this step (on_limit: stop)", self.stop_reason)
         self._check_error_rate(judgments)
         return out
+
+    def trainer_callback(self) -> Any:
+        """A transformers `TrainerCallback` that ends training after the step in which a limit was hit.
+
+        With it registered (and `on_limit: stop`, the default) a spent budget or a passed `max_error_rate` stops
+        the run like `max_steps` would: the step finishes (unjudged samples abstain, status `stopped`), then the
+        trainer returns normally and the adapter, metrics and cache are saved. Without it, limits raise.
+        """
+        return _stop_callback(self)
 
     # ---- steps --------------------------------------------------------------------------------------------
     def _skip_reason(self, i: int, completion: Any, kwargs: dict) -> str | None:
@@ -325,7 +347,7 @@ class JudgeReward:
             logger.warning("judge: %d of %d completions unscored (%s); they abstain. Causes: %s", len(failed),
                            len(statuses), dict(Counter(failed)), dict(details.most_common(3)))
         if log_metric is not None:
-            for status in (*STATUSES, SKIPPED, FLAGGED):
+            for status in (*STATUSES, SKIPPED, FLAGGED, STOPPED):
                 log_metric(f"judge/{status}_rate", counts[status] / n)
             log_metric("judge/abstain_rate", sum(v is None for v in out) / n)
             ok = [j for j in judgments.values() if j.status == "ok"]
@@ -366,13 +388,37 @@ class JudgeReward:
                 f.write("\n".join(lines) + "\n")
 
     def _check_error_rate(self, judgments: dict[int, Judgment]) -> None:
-        self.recent.extend(j.status != "ok" for j in judgments.values())
+        self.recent.extend(j.status != "ok" for j in judgments.values() if j.status != STOPPED)
         if self.max_error_rate is None or len(self.recent) < self.min_error_samples:
             return
         rate = sum(self.recent) / len(self.recent)
         if rate > self.max_error_rate:
-            raise JudgeErrorRateExceeded(
+            error = JudgeErrorRateExceeded(
                 f"judge: {rate:.0%} of the last {len(self.recent)} judgments failed (max_error_rate="
                 f"{self.max_error_rate}); statuses so far {dict(self.judge.counts)}; check the endpoint, then resume "
                 f"(judged samples are cached)"
             )
+            if not self.judge.soft_limits:
+                raise error
+            if self.stop_reason is None:
+                self.stop_reason = str(error)
+                logger.warning("%s -- stopping the run after this step (on_limit: stop)", error)
+            self.judge.limit_error = self.judge.limit_error or error
+
+
+def _stop_callback(reward: JudgeReward) -> Any:
+    from transformers import TrainerCallback  # imported here: the reward itself never needs transformers
+
+    class JudgeStopCallback(TrainerCallback):
+        """Ends training after the step in which the judge hit a limit (see JudgeReward.trainer_callback)."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            reward.stop_callback_attached = True
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if reward.stop_reason is not None:
+                control.should_training_stop = True
+            return control
+
+    return JudgeStopCallback()

@@ -289,3 +289,34 @@ def test_local_constrained_judge_always_returns_a_valid_verdict(tiny_model_dir):
     assert all(v in (0.0, 0.25, 0.5, 0.75, 1.0) for v in out)
     with pytest.raises(ValueError, match="backend: local"):
         JudgeReward(model="x", base_url="http://127.0.0.1:9/v1", api_key_env=None, constrained=True, guideline=GUIDE)
+
+
+def test_budget_soft_stop_with_the_trainer_callback(stub):
+    """on_limit: stop + callback registered: no exception; unjudged samples abstain, training is told to stop."""
+    from transformers import TrainerControl
+
+    reward = make(stub, budget_tokens=1, max_concurrency=1)
+    callback, control = reward.trainer_callback(), TrainerControl()
+    callback.on_train_begin(None, None, control)
+    out, logged = run(reward, [GOOD])  # the first request spends the budget
+    assert out == [1.0] and reward.stop_reason is None
+    callback.on_step_end(None, None, control)
+    assert not control.should_training_stop
+    out, logged = run(reward, [GOOD + " again", BAD])
+    assert out == [None, None] and logged["judge/stopped_rate"] == 1.0 and stub.requests == 1
+    assert "max_tokens=1" in reward.stop_reason
+    callback.on_step_end(None, None, control)
+    assert control.should_training_stop
+
+
+def test_error_rate_soft_stop(stub):
+    from transformers import TrainerControl
+
+    stub.fault_rate, stub.fault_types = 1.0, ("500",)
+    reward = make(stub, max_error_rate=0.3, min_error_samples=4, breaker_threshold=0)
+    reward.trainer_callback().on_train_begin(None, None, TrainerControl())
+    run(reward, [f"x{i}" for i in range(5)])
+    assert "max_error_rate=0.3" in reward.stop_reason
+    requests = stub.requests
+    out, _ = run(reward, ["more"])
+    assert out == [None] and stub.requests == requests  # nothing more is sent once stopping

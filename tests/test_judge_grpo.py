@@ -9,6 +9,8 @@ import hashlib
 import json
 from collections import Counter
 
+import pytest
+
 import rlft
 from tests.judge_stub_server import StubJudge, StubServer
 
@@ -80,3 +82,43 @@ evaluation: {{before: false, after: false}}
     assert any(p.name == "recipe.yaml" for p in written) and any("checkpoint-" in str(p) for p in written)
     for p in written:
         assert SECRET.encode() not in p.read_bytes(), p
+
+
+@pytest.mark.slow
+def test_grpo_stops_cleanly_when_the_budget_is_spent(tiny_model_dir, write_recipe, tmp_path):
+    """With the judge's trainer callback registered, a spent budget ends training after that step, normally:
+    no exception, fewer steps than max_steps, the unjudged samples abstained, and the adapter can be saved."""
+    from rlft.data import prepare
+    from rlft.models import load_model
+    from rlft.pipeline import load_recipe_rewards
+    from rlft.trainers import trainer_builder
+    from rlft.trainers.context import TrainContext
+
+    stub = StubJudge(responder=coin_flip)
+    with StubServer(stub) as url:
+        recipe = rlft.load_recipe(write_recipe(f"""algorithm: grpo
+output_dir: {tmp_path / "run"}
+model: {{name: {tiny_model_dir}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: "demo:intents", demo_size: 40, system_prompt: "Answer the customer."}}
+rewards:
+  - name: judge
+    params: {{model: stub-judge, base_url: "{url}", api_key_env: null, guideline: Be polite., cache: null,
+              injection_guard: false, budget_tokens: 2000, price_input_per_mtok: 1.0}}
+trainer: {{max_steps: 6, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 8,
+          learning_rate: 0.05, beta: 0.0}}
+"""))
+        data = prepare(recipe.data, "grpo", recipe.seed)
+        rewards = load_recipe_rewards(recipe, data.labels, [data.train])
+        judge = rewards[0].func.rlft_inner
+        model, tok = load_model(recipe.model, recipe.adapter, "cpu")
+        ctx = TrainContext(recipe, model, tok, data.train, data.eval, rewards, data.labels, "cpu",
+                           callbacks=[judge.trainer_callback()])
+        trainer = trainer_builder("grpo")(ctx)
+        trainer.train()
+        trainer.save_model(str(tmp_path / "run"))
+
+    assert judge.stop_reason and "max_tokens=2000" in judge.stop_reason
+    assert 1 <= trainer.state.global_step < 6
+    assert judge.stats["stopped"] > 0 and judge.usage.total_tokens >= 2000
+    assert (tmp_path / "run" / "adapter_model.safetensors").is_file()

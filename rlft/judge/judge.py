@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlft.judge.budget import Budget
+from rlft.judge.budget import Budget, JudgeBudgetExceeded
 from rlft.judge.cache import JudgeCache, cache_key
 from rlft.judge.client import ChatClient, JudgeCallError
 from rlft.judge.parsing import OK, PARSE_ERROR, Parsed, VerdictParser
@@ -31,6 +31,7 @@ from rlft.judge.prompts import JudgeTemplate
 
 MODES = ("binary", "score", "pairwise")
 STATUSES = (OK, PARSE_ERROR, "timeout", "api_error")
+STOPPED = "stopped"  # not judged because a budget was spent (soft limits: the run is being stopped)
 DEFAULT_LABELS = {"binary": {"Accurate": 1.0, "Inaccurate": 0.0}, "pairwise": {"A": 1.0, "B": 0.0, "tie": 0.5}}
 
 
@@ -106,6 +107,10 @@ class Judge:
         if not 1 <= self.min_votes <= self.votes:
             raise ValueError("min_votes must be between 1 and votes")
         self.counts: Counter = Counter()  # judgments by status, over the judge's lifetime
+        # soft_limits: a spent budget makes the remaining requests `stopped` (abstain) instead of raising, and is
+        # kept in `limit_error` for the caller to end the run gracefully (see rlft.rewards.judge, on_limit: stop)
+        self.soft_limits = False
+        self.limit_error: Exception | None = None
 
     # ---- public -------------------------------------------------------------------------------------------
     async def judge_many(self, samples: list[Sample], attempt: int = 0) -> list[Judgment]:
@@ -176,7 +181,15 @@ class Judge:
             if hit is not None:
                 self.budget.charge(hit[1], hit[2], cached=True)
                 return _Vote(self.parser.parse(hit[0]), True)
-        self.budget.check()
+        if self.limit_error is not None:  # soft limit already hit: no more requests
+            return _Vote(Parsed(STOPPED), False, str(self.limit_error))
+        try:
+            self.budget.check()
+        except JudgeBudgetExceeded as exc:
+            if not self.soft_limits:
+                raise
+            self.limit_error = exc
+            return _Vote(Parsed(STOPPED), False, str(exc))
         try:
             reply = await self.client.complete(messages, temperature=temperature, max_tokens=self.max_tokens,
                                                seed=seed)
