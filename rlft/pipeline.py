@@ -113,8 +113,11 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         metrics["eval_before"] = before.metrics
         metrics["eval_before_per_intent"] = before.per_intent
 
+    # Rewards may ask to stop training cleanly (a judge's budget or error-rate bound): they offer a callback.
+    reward_callbacks = [make() for r in rewards
+                        if (make := getattr(getattr(r.func, "rlft_inner", None), "trainer_callback", None))]
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, rewards, data.labels, device,
-                       callbacks=[MarkCompleteCheckpoints(), *(callbacks or [])])
+                       callbacks=[MarkCompleteCheckpoints(), *(callbacks or []), *reward_callbacks])
     trainer = trainer_builder(recipe.algorithm)(ctx)
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
     if resume:
