@@ -280,8 +280,9 @@ class SignalGRPOTrainer(GRPOTrainer):
         have = len(kept)
         while self._surplus and have < n_groups:  # groups with signal left over from the previous step
             part = self._surplus.pop(0)
-            parts.append(part)
-            have += len(part["advantages"]) // g
+            take = min(len(part["advantages"]) // g, n_groups - have)
+            parts.append(_select_rows(part, list(range(take * g))))
+            have += take
         self._surplus = []
         rounds = 0
         while have < n_groups and rounds < self.signal.refill_rounds:

@@ -113,6 +113,9 @@ def test_refill_draws_fresh_prompts_until_the_batch_has_signal(tiny_model_dir, t
     assert totals["groups_generated"] == 4 * (1 + totals["refill_rounds"])
     assert totals["groups_dropped"] == totals["groups_zero_std"] >= 4
     assert totals["groups_trained"] == 4
+    again = trainer._generate_and_score_completions(_batch(trainer, data, 4))  # may use last step's surplus
+    assert again["advantages"].shape[0] == 4 * G
+    assert trainer.signal_totals["groups_trained"] == 8
 
 
 def test_all_tied_batch_trains_one_zero_advantage_group_and_warns(tiny_model_dir, tmp_path, caplog):
