@@ -160,7 +160,8 @@ def test_short_ppo_run_raises_reward_and_saves_reloadable_adapter_and_value_head
     torch.testing.assert_close(a["values"], b["values"])
 
 
-def test_ppo_recipe_trains_through_rlft_train_and_writes_value_head(tiny_model_dir, write_recipe, tmp_path):
+@pytest.mark.parametrize("adapter", ["lora", "qlora"])
+def test_ppo_recipe_trains_through_rlft_train_and_writes_value_head(adapter, tiny_model_dir, write_recipe, tmp_path):
     import json
 
     import rlft
@@ -170,7 +171,7 @@ def test_ppo_recipe_trains_through_rlft_train_and_writes_value_head(tiny_model_d
     recipe = write_recipe(f"""algorithm: ppo
 output_dir: {out}
 model: {{name: {tiny_model_dir}}}
-adapter: {{type: lora, r: 4, alpha: 8}}
+adapter: {{type: {adapter}, r: 4, alpha: 8}}
 data: {{source: demo:intents, demo_size: 40, system_prompt: "Intents: {{labels}}"}}
 rewards: [{{name: intent, weight: 1.0}}, {{name: length, weight: 0.1}}]
 trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_mini_batches: 2, ppo_epochs: 1,
