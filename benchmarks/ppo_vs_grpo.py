@@ -3,7 +3,9 @@
 Trains `recipes/intent_grpo.yaml` and `recipes/intent_ppo.yaml` (same model, data, reward, completions per step and
 max_completion_length) with the same overrides, evaluates both before/after on the same held-out rows (greedy),
 prints a table and writes `benchmarks/results/ppo_vs_grpo.json`. Wall-clock depends on the machine and on other
-load: compare the two arms of one run, not runs across machines.
+load: compare the two arms of one run, not runs across machines. `intent_grpo.yaml` now uses rlft's GRPO-only
+signal features (prefill, label-constrained rollouts, a shorter prompt); for a plain like-for-like comparison pass
+`--grpo-recipe` a GRPO recipe with intent_ppo.yaml's prompt and no `signal:` section.
 
     python benchmarks/ppo_vs_grpo.py                              # the recipes' budgets (30 steps each)
     python benchmarks/ppo_vs_grpo.py --steps 4 --eval-samples 16  # a quick cost comparison
@@ -25,13 +27,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="trainer.max_steps for both arms (default: the recipes')")
     parser.add_argument("--eval-samples", type=int, default=60)
     parser.add_argument("--only", choices=tuple(ARMS), action="append", help="run only these arms")
+    parser.add_argument("--grpo-recipe", type=Path, default=ARMS["grpo"], help="GRPO arm's recipe")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/ppo_vs_grpo.json"))
     args = parser.parse_args()
 
     from rlft.pipeline import train
 
     results = {}
-    for arm, recipe in ARMS.items():
+    for arm, recipe in {**ARMS, "grpo": args.grpo_recipe.resolve()}.items():
         if args.only and arm not in args.only:
             continue
         overrides = [f"output_dir=runs/bench_{arm}", f"evaluation.max_samples={args.eval_samples}"]
@@ -40,7 +43,7 @@ def main() -> None:
         start = time.time()
         result = train(recipe, overrides)
         m = result.metrics
-        results[arm] = {"recipe": str(recipe.relative_to(ROOT)), "steps": m["global_step"],
+        results[arm] = {"recipe": str(recipe), "steps": m["global_step"],
                         "train_seconds": m["train_seconds"],
                         "seconds_per_step": round(m["train_seconds"] / max(m["global_step"], 1), 1),
                         "total_seconds": round(time.time() - start, 1),
