@@ -1,6 +1,7 @@
 """DPO on a preference set labelled by `rlft label` from the model's own samples (see policy_dpo.yaml).
 
-    rlft label recipes/label_intent.yaml --split train --n 6 --prefill "<intent>" --out runs/label_intent
+    rlft label recipes/label_intent.yaml --split train --n 6 --prefill "<intent>" --pairs best_vs_rest \
+        --chosen-min-score 0.5 --out runs/label_intent_rest
     accelerate launch recipes/policy_dpo.py                       # embedded model, CPU or GPU
     accelerate launch recipes/policy_dpo.py data.source=runs/other_labels/dpo.jsonl trainer.max_steps=100
 
