@@ -224,14 +224,16 @@ def main() -> None:
     ns = p.parse_args()
     kinds = [ns.only] if ns.only else ["rlft", "baseline"]
     out = Path(ns.out)
-    previous = json.loads(out.read_text()) if out.exists() else {}
-    results = {r["kind"]: r for r in previous.get("runs", [])}
     for kind in kinds:
-        results[kind] = run(kind, ns)
-        results[kind]["budget_minutes"] = ns.budget_minutes
+        result = run(kind, ns)
+        result["budget_minutes"] = ns.budget_minutes
+        result["command"] = "python benchmarks/intent_rlef.py " + " ".join(os.sys.argv[1:])
+        # re-read just before writing: the two sides may run side by side as separate processes
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        results = {r["kind"]: r for r in previous.get("runs", [])}
+        results[kind] = result
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"command": "python benchmarks/intent_rlef.py " + " ".join(os.sys.argv[1:]),
-                                   "runs": list(results.values())}, indent=1))
+        out.write_text(json.dumps({"runs": list(results.values())}, indent=1))
     print(table(list(results.values())))
     print(f"wrote {out}")
 

@@ -14,6 +14,9 @@ share, so a policy trained on prefilled samples is meant to be run with that pre
     # DPO on the best sample vs every lower one, only when the best is correct (same records, no re-sampling):
     rlft label ...same flags... --pairs best_vs_rest --chosen-min-score 0.5 --out runs/label_intent_rest
     python benchmarks/label_preference.py --label-dir runs/label_intent_rest --only dpo --tag " best_vs_rest"
+    # KTO only on prompts whose samples hold both labels (same records):
+    rlft label ...same flags... --kto-prompts contrast --out runs/label_intent_contrast
+    python benchmarks/label_preference.py --label-dir runs/label_intent_contrast --only kto --tag " contrast"
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def main() -> None:
                                           "so each policy is evaluated the way its samples were drawn)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/label_preference.json"))
     parser.add_argument("--only", choices=("base", "kto", "dpo"), action="append", help="run only these arms")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra recipe override for the trained arms, e.g. trainer.learning_rate=1e-4")
     args = parser.parse_args()
 
     from rlft.data import prepare
@@ -82,6 +87,7 @@ def main() -> None:
                          "evaluation.after=false", f"output_dir={run_dir}"]
             if args.steps:
                 overrides.append(f"trainer.max_steps={args.steps}")
+            overrides += args.set
             if arm == "kto" and "suggested_desirable_weight" in summary["kto"]:  # balance KTO's two classes
                 overrides += [f"trainer.desirable_weight={summary['kto']['suggested_desirable_weight']}",
                               f"trainer.undesirable_weight={summary['kto']['suggested_undesirable_weight']}"]

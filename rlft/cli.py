@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rlft.errors import UserError
+from rlft.labeling.cli import add_generate_parser, add_label_parser
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -38,18 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("recipe", help="recipe YAML file")
         p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. trainer.max_steps=10")
         p.set_defaults(func=func)
-    for module, adder in (("rlft.labeling.cli", "add_label_parser"), ("rlft.labeling.cli", "add_generate_parser")):
-        _optional_subcommand(sub, module, adder)
+    add_label_parser(sub)
+    add_generate_parser(sub)
     return parser
-
-
-def _optional_subcommand(sub: argparse._SubParsersAction, module: str, adder: str) -> None:
-    import importlib
-
-    try:
-        getattr(importlib.import_module(module), adder)(sub)
-    except (ImportError, AttributeError):
-        return
 
 
 def quiet_library_warnings() -> None:

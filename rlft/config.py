@@ -76,6 +76,8 @@ class EvaluationConfig:
     max_new_tokens: int = _f(32, "Generation length for evaluation.")
     batch_size: int = _f(16, "Generation batch size for evaluation.")
     rewards: bool = _f(True, "Also report the mean of each recipe reward on the held-out completions.")
+    prefill: str = _f("", "Text every evaluated reply starts with, e.g. '<intent>' (the `signal` section's "
+                          "decoding wins when set).")
 
 
 @dataclass

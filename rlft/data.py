@@ -116,10 +116,11 @@ def system_message(cfg: DataConfig, labels: list[str]) -> str | None:
 
 def as_prompt(system: str | None, user: Any) -> list[dict[str, str]]:
     """A conversational prompt; a prompt that already is a message list keeps its turns."""
-    messages = [{"role": "system", "content": system}] if system else []
     if isinstance(user, list):
-        return [m for m in user if m.get("role") != "system" or not system] if system else list(user)
-    return messages + [{"role": "user", "content": user}]
+        if not system:
+            return list(user)
+        return [{"role": "system", "content": system}] + [m for m in user if m.get("role") != "system"]
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
 def _prompt_rows(ds: Any, cfg: DataConfig, labels: list[str], source: str) -> Any:
@@ -127,10 +128,17 @@ def _prompt_rows(ds: Any, cfg: DataConfig, labels: list[str], source: str) -> An
     require_columns(ds, fields, source, f"data.prompt_template '{cfg.prompt_template}'")
     system = system_message(cfg, labels)
 
-    def build(row: dict) -> dict:
-        return {"prompt": as_prompt(system, cfg.prompt_template.format(**row))}
+    whole_field = fields[0] if len(fields) == 1 and cfg.prompt_template == "{" + fields[0] + "}" else None
 
-    if "prompt" in ds.column_names:
+    renamed = "prompt" in ds.column_names  # TRL's `prompt` column is rebuilt; the original is kept beside it
+
+    def build(row: dict) -> dict:
+        values = {**row, "prompt": row["source_prompt"]} if renamed else row
+        if whole_field and isinstance(values[whole_field], list):  # a conversation (e.g. from `rlft generate`)
+            return {"prompt": as_prompt(system, values[whole_field])}
+        return {"prompt": as_prompt(system, cfg.prompt_template.format(**values))}
+
+    if renamed:
         ds = ds.rename_column("prompt", "source_prompt")
     return ds.map(build)
 

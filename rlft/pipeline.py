@@ -70,6 +70,8 @@ def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[L
 
         gen_kwargs = eval_generation_kwargs(recipe, tokenizer, data.labels)
     ev = recipe.evaluation
+    if ev.prefill and not gen_kwargs:
+        gen_kwargs = {"prefill": ev.prefill}
     return evaluate(model, tokenizer, data.eval, label_column=recipe.data.label_column, labels=data.labels,
                     rewards=rewards if ev.rewards else (), max_samples=ev.max_samples,
                     max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, **gen_kwargs)
@@ -128,6 +130,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     metrics["train"] = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     metrics["log_history"] = trainer.state.log_history
+    if getattr(trainer, "calibration", None) is not None:  # the reward-model trainer's held-out report
+        metrics["calibration"] = trainer.calibration
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
 

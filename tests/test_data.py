@@ -105,3 +105,16 @@ def test_bad_data_gives_one_line_errors(tmp_path, content, algorithm, cfg, messa
         prepare(DataConfig(source=str(path), eval_source=str(path), **cfg), algorithm, seed=0)
     assert str(err.value) == message.format(path=path)
     assert "\n" not in str(err.value)
+
+
+def test_conversation_prompts_keep_their_turns_under_the_recipe_system_prompt(tmp_path):
+    """`rlft generate` writes `prompt` as a message list; a recipe reads it with prompt_template '{prompt}'."""
+    turns = [{"role": "system", "content": "old system"}, {"role": "user", "content": "my order #123 is late"},
+             {"role": "assistant", "content": "Sorry! Let me check."}, {"role": "user", "content": "still nothing"}]
+    path = tmp_path / "conv.jsonl"
+    path.write_text("".join(json.dumps({"prompt": turns, "aspect": "shipping"}) + "\n" for _ in range(4)))
+    cfg = DataConfig(source=str(path), prompt_template="{prompt}", system_prompt="Be kind.", eval_fraction=0.25)
+    prompt = prepare(cfg, "grpo", seed=0).train[0]["prompt"]
+    assert prompt == [{"role": "system", "content": "Be kind."}] + turns[1:]
+    no_system = DataConfig(source=str(path), prompt_template="{prompt}", system_prompt=None, eval_fraction=0.25)
+    assert prepare(no_system, "grpo", seed=0).train[0]["prompt"] == turns

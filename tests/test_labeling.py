@@ -85,6 +85,21 @@ def test_best_vs_rest_pairs_and_chosen_min_score():
         build_dpo(records, LabelConfig(pairs="all"))
 
 
+def test_kto_contrast_keeps_only_prompts_with_both_labels():
+    records = [
+        intent_record("0:a", "get_refund", [tag("get_refund"), tag("track_order"), "no tag"]),   # contrast: kept
+        intent_record("1:b", "track_order", [tag("get_refund"), tag("bogus")]),                  # all wrong
+        intent_record("2:c", "cancel_order", [tag("cancel_order"), tag("cancel_order")]),        # all right
+    ]
+    kto, report = build_kto(records, LabelConfig(kto_prompts="contrast"))
+    assert [(r["completion"], r["label"]) for r in kto] == [
+        (tag("get_refund"), True), (tag("track_order"), False), ("no tag", False)]
+    assert report["dropped"] == {"no_contrast": 4} and report["desirable"] == 1 and report["undesirable"] == 2
+    assert len(build_kto(records, LabelConfig())[0]) == 7
+    with pytest.raises(UserError, match="kto_prompts must be one of"):
+        build_kto(records, LabelConfig(kto_prompts="some"))
+
+
 def test_abstentions_and_label_reward():
     record = {"key": "0:x", "prompt": [{"role": "user", "content": "q"}], "columns": {},
               "completions": ["a", "b", "c"], "scores": {"judge": [1.0, None, 0.0], "length": [0.2, 0.9, 0.9]},

@@ -61,7 +61,7 @@ def _label(args: argparse.Namespace) -> int:
                               max_new_tokens=args.max_new_tokens, prompts_per_batch=args.prompts_per_batch,
                               seed=recipe.seed if args.seed is None else args.seed, prefill=args.prefill)
     label_cfg = LabelConfig(threshold=args.threshold, label_reward=args.label_reward, min_margin=args.min_margin,
-                            pairs=args.pairs, chosen_min_score=args.chosen_min_score)
+                            pairs=args.pairs, chosen_min_score=args.chosen_min_score, kto_prompts=args.kto_prompts)
     result = label_dataset(recipe, args.out, sampling, label_cfg, split=args.split, limit=args.limit,
                            adapter=args.adapter, max_prompt_tokens=args.max_prompt_tokens, max_length=args.max_length,
                            overwrite=args.overwrite, progress=not args.quiet)
@@ -100,6 +100,8 @@ def add_label_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--prefill", default="", help="text that starts every completion, e.g. '<intent>'")
     p.add_argument("--threshold", type=float, default=0.5, help="KTO: score >= threshold is desirable")
     p.add_argument("--label-reward", help="KTO: label by this reward (e.g. judge) instead of the weighted total")
+    p.add_argument("--kto-prompts", default="all", choices=("all", "contrast"),
+                   help="KTO: every prompt, or only prompts with both a desirable and an undesirable sample")
     p.add_argument("--min-margin", type=float, default=0.0, help="DPO: drop pairs whose score gap is smaller")
     p.add_argument("--pairs", default="best_vs_worst", choices=("best_vs_worst", "best_vs_rest"),
                    help="DPO: one best-vs-worst pair per prompt, or the best against every lower sample")

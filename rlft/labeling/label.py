@@ -37,6 +37,7 @@ from rlft.scoring import score
 
 
 PAIRINGS = ("best_vs_worst", "best_vs_rest")
+KTO_PROMPTS = ("all", "contrast")
 
 
 @dataclass
@@ -53,6 +54,9 @@ class LabelConfig:
     chosen_min_score: float | None = field(default=None, metadata={"help": "DPO: keep a pair only if the chosen "
                                                                            "score is >= this (e.g. only correct "
                                                                            "answers are chosen)."})
+    kto_prompts: str = field(default="all", metadata={"help": "KTO: all prompts, or only prompts whose samples "
+                                                               "hold both a desirable and an undesirable one "
+                                                               "(contrast; the rest are dropped and counted)."})
 
 
 @dataclass
@@ -136,8 +140,11 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
 def build_kto(records: list[dict[str, Any]], cfg: LabelConfig, run_meta: dict[str, Any] | None = None
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """KTO rows (`prompt, completion, label`, the source columns, `meta`) and a balance report."""
+    if cfg.kto_prompts not in KTO_PROMPTS:
+        raise UserError(f"kto_prompts must be one of {', '.join(KTO_PROMPTS)}, got {cfg.kto_prompts!r}")
     rows, dropped = [], Counter()
     for rec in records:
+        kept = []
         for i, completion in enumerate(rec["completions"]):
             value = _label_score(rec, i, cfg)
             if value is None:
@@ -148,8 +155,14 @@ def build_kto(records: list[dict[str, Any]], cfg: LabelConfig, run_meta: dict[st
                 continue
             meta = _row_meta(rec, i, {"label_score": value, "threshold": cfg.threshold,
                                       "label_by": cfg.label_reward or "total", **(run_meta or {})})
-            rows.append({"prompt": rec["prompt"], "completion": completion, "label": value >= cfg.threshold,
+            kept.append({"prompt": rec["prompt"], "completion": completion, "label": value >= cfg.threshold,
                          **_columns(rec), "meta": meta})
+        if cfg.kto_prompts == "contrast" and len({r["label"] for r in kept}) < 2:
+            # every sample of this prompt got the same label: no contrast to learn from (the KTO analogue of a
+            # zero-variance GRPO group); all-undesirable prompts otherwise push every label down at once
+            dropped["no_contrast"] += len(kept)
+            continue
+        rows.extend(kept)
     return rows, kto_balance(rows, dropped)
 
 
