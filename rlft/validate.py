@@ -13,6 +13,7 @@ from rlft.reward import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
 
 REWARD_ALGOS = ("grpo", "ppo")
+PPO_SIGNAL_KEYS = ("prefill", "constrain_labels", "label_suffix")  # the decoding part of `signal:`
 
 
 def _where(recipe: Recipe, key: str) -> str:
@@ -72,8 +73,13 @@ def _validate_rewards(recipe: Recipe) -> None:
 def _validate_signal(recipe: Recipe) -> None:
     if not recipe.signal:
         return
-    if recipe.algorithm != "grpo":
-        raise RecipeError(f"{_where(recipe, 'signal')}: signal: only applies to algorithm grpo "
+    if recipe.algorithm == "ppo":
+        extra = sorted(set(recipe.signal) - set(PPO_SIGNAL_KEYS))
+        if extra:
+            raise RecipeError(f"{_where(recipe, 'signal')}: signal.{extra[0]} only applies to algorithm grpo; "
+                              f"ppo accepts signal.{', signal.'.join(PPO_SIGNAL_KEYS)}")
+    elif recipe.algorithm != "grpo":
+        raise RecipeError(f"{_where(recipe, 'signal')}: signal: only applies to algorithms grpo and ppo "
                           f"(this recipe is {recipe.algorithm})")
     from rlft.signal_options import build_signal_config
 

@@ -187,3 +187,37 @@ evaluation: {{max_samples: 4, max_new_tokens: 6, batch_size: 4}}
     logged = [h for h in metrics["log_history"] if "kl_coef" in h]
     assert len(logged) == 2 and {"rewards/intent/mean", "rewards/length/mean"} <= set(logged[0])
     assert result.eval_after is not None
+
+
+def test_prefilled_label_constrained_rollouts(tiny_model_dir, tmp_path):
+    """signal.prefill / constrain_labels for PPO: every rollout is one allowed label after the prefill, the
+    prefill is prompt (no loss, no KL), and rewards see it as the start of the completion."""
+    from rlft.constrained import processor_factory
+    from rlft.ppo import PPOTrainer
+    from rlft.rewards.intent import IntentReward
+
+    labels = ["cancel_order", "track_order", "get_refund"]
+    model, tokenizer = _policy(tiny_model_dir)
+    seen = []
+
+    def spy(prompts, completions, **kwargs):
+        seen.extend(c[0]["content"] for c in completions)
+        return [0.0] * len(completions)
+
+    intent = IntentReward(labels=labels)
+    rows = [{"prompt": [{"role": "user", "content": f"order {i}"}], "intent": labels[i % 3]} for i in range(8)]
+    import datasets
+
+    trainer = PPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[intent, spy],
+                         args=_config(tmp_path, init_kl_coef=0.1, max_completion_length=12, num_generations=2),
+                         train_dataset=datasets.Dataset.from_list(rows), prefill="<intent>",
+                         logits_processor_factory=processor_factory(tokenizer, labels, "<intent>", "</intent>"))
+    rollout, stats = trainer.make_rollout(rows)
+    allowed = {f"<intent>{label}</intent>" for label in labels}
+    assert len(seen) == 16 and set(seen) <= allowed  # a random tiny model, yet never a format failure
+    prefill_ids = tokenizer.encode("<intent>", add_special_tokens=False)
+    width = rollout.input_ids.shape[1] - rollout.n_completion
+    assert rollout.input_ids[:, width - len(prefill_ids):width].tolist() == [prefill_ids] * 16
+    label_lengths = {len(tokenizer.encode(text[len("<intent>"):], add_special_tokens=False)) + 1 for text in seen}
+    assert set(rollout.completion_mask.sum(1).tolist()) <= label_lengths  # label + suffix + EOS, no prefill
+    assert stats["rewards/intent/mean"] >= 0  # only correct (1) or valid-but-wrong (0): no -1 format penalties

@@ -75,6 +75,10 @@ CASES = [
     ("", ["data.eval_fraction=1.5"], "{cli}: data.eval_fraction: expected a number between 0 and 1 (exclusive), "
      "got 1.5"),
     ("model: {dtype: fp32}\n", [], "{file}: model.dtype: 'fp32' is not one of auto, float32, bfloat16, float16"),
+    ("signal: {prefill: '<intent>', drop_zero_std: true}\n", ["algorithm=ppo"], "{file}: signal.drop_zero_std only "
+     "applies to algorithm grpo; ppo accepts signal.prefill, signal.constrain_labels, signal.label_suffix"),
+    ("signal: {prefill: '<intent>'}\n", ["algorithm=kto", "rewards=[]"], "{file}: signal: only applies to "
+     "algorithms grpo and ppo (this recipe is kto)"),
     ("", ["trainer.num_generations=3"], "{file}: GRPOConfig rejected the trainer settings: generation_batch_size "
      "(8) must be divisible by num_generations (3)."),
 ]

@@ -122,9 +122,11 @@ def eos_ids(model: nn.Module, tokenizer: Any) -> list[int]:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, tokenizer: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, args: Any
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample(model: nn.Module, tokenizer: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, args: Any,
+           logits_processor: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample completions -> (completion_ids padded to max_completion_length, completion_mask)."""
+    from transformers import LogitsProcessorList
+
     from transformers import GenerationConfig
 
     stop = eos_ids(model, tokenizer)
@@ -137,7 +139,9 @@ def sample(model: nn.Module, tokenizer: Any, prompt_ids: torch.Tensor, prompt_ma
     was_training = model.training
     model.eval()
     try:
-        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        processors = LogitsProcessorList([logits_processor]) if logits_processor is not None else None
+        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
+                             logits_processor=processors)
     finally:
         model.train(was_training)
     completion = out[:, prompt_ids.shape[1]:]
@@ -149,10 +153,11 @@ def sample(model: nn.Module, tokenizer: Any, prompt_ids: torch.Tensor, prompt_ma
     return completion, mask
 
 
-def decode_completions(tokenizer: Any, completion_ids: torch.Tensor, mask: torch.Tensor, prompts: Sequence[Any]
-                       ) -> list[Any]:
-    """Completion text per row; conversational prompts get `[{"role": "assistant", "content": text}]` like TRL."""
-    texts = [tokenizer.decode(ids[m.bool()].tolist(), skip_special_tokens=True)
+def decode_completions(tokenizer: Any, completion_ids: torch.Tensor, mask: torch.Tensor, prompts: Sequence[Any],
+                       prefill: str = "") -> list[Any]:
+    """Completion text per row (after `prefill`, which rewards see as its start); conversational prompts get
+    `[{"role": "assistant", "content": text}]` like TRL."""
+    texts = [prefill + tokenizer.decode(ids[m.bool()].tolist(), skip_special_tokens=True)
              for ids, m in zip(completion_ids, mask, strict=True)]
     return [[{"role": "assistant", "content": t}] if isinstance(p, list) else t
             for t, p in zip(texts, prompts, strict=True)]

@@ -13,6 +13,10 @@ Trainer's) whose `train()` runs PPO's own loop::
 `save_model` writes the adapter (as the Trainer does) plus `value_head.safetensors`. Tested with TRL 1.16,
 transformers 5.23, PEFT 0.21 on CPU. Not supported: vLLM generation, evaluation during training, resuming the
 optimizer state from a checkpoint (start again with `adapter.init_from` + `value_head_init` instead).
+
+Rollouts can start after a `prefill` and be restricted by a logits processor (the recipe's `signal.prefill` /
+`signal.constrain_labels`, as for GRPO). Log-probs for the ratio, KL and loss come from the unconstrained
+policy, as in TRL's GRPO with constrained decoding; the constraint only decides which tokens get sampled.
 """
 
 from __future__ import annotations
@@ -85,7 +89,11 @@ class PPOTrainer(Trainer):
 
     def __init__(self, model: Any, processing_class: Any, reward_funcs: Any, args: PPOConfig | None = None,
                  train_dataset: Any = None, value_head: ValueHead | None = None, callbacks: list | None = None,
-                 optimizers: tuple = (None, None)) -> None:
+                 optimizers: tuple = (None, None), prefill: str = "",
+                 logits_processor_factory: Callable[[int], Any] | None = None) -> None:
+        """`prefill`: text every reply starts with (part of the prompt, so never trained on; rewards see it as the
+        start of the completion). `logits_processor_factory`: `prompt_length -> LogitsProcessor` constraining the
+        rollouts, e.g. `rlft.constrained.processor_factory(tokenizer, labels, prefill, "</intent>")`."""
         from trl.trainer.utils import disable_dropout_in_model
 
         args = args or PPOConfig(output_dir="ppo-output")
@@ -113,6 +121,9 @@ class PPOTrainer(Trainer):
         if not self.is_peft and self.uses_reference:  # full fine-tuning: the reference needs its own frozen copy
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.kl_ctl = make_kl_controller(args.init_kl_coef, args.target_kl, args.kl_horizon)
+        self.prefill = prefill
+        self._prefill_ids = processing_class.encode(prefill, add_special_tokens=False) if prefill else []
+        self.logits_processor_factory = logits_processor_factory
         self._generator = torch.Generator().manual_seed(args.seed)
 
     @property
@@ -165,11 +176,16 @@ class PPOTrainer(Trainer):
         prompts = [row["prompt"] for row in rows]
         columns = {k: [row[k] for row in rows] for k in rows[0] if k != "prompt"}
         prompt_ids, prompt_mask = encode_prompts(tok, prompts, args.max_prompt_length, self.args.device)
+        if self._prefill_ids:  # appended as ids (not text) so the chat template's last token cannot merge with it
+            prefill = torch.tensor(self._prefill_ids, device=prompt_ids.device).expand(len(rows), -1)
+            prompt_ids = torch.cat([prompt_ids, prefill], 1)
+            prompt_mask = torch.cat([prompt_mask, torch.ones_like(prefill)], 1)
+        processor = self.logits_processor_factory(prompt_ids.shape[1]) if self.logits_processor_factory else None
         completion_ids, completion_mask = sample(self.accelerator.unwrap_model(self.model), tok, prompt_ids,
-                                                 prompt_mask, args)
+                                                 prompt_mask, args, logits_processor=processor)
         rollout = Rollout(torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1),
                           completion_mask)
-        completions = decode_completions(tok, completion_ids, completion_mask, prompts)
+        completions = decode_completions(tok, completion_ids, completion_mask, prompts, self.prefill)
         columns["completion_ids"] = [ids[m.bool()].tolist() for ids, m in zip(completion_ids, completion_mask,
                                                                                strict=True)]
         scored = score(self.rewards, prompts, completions, columns, trainer_state=self.state)

@@ -1,5 +1,6 @@
 """PPO through rlft's own `rlft.ppo.PPOTrainer` (TRL >= 1.13 has none): value head on the LoRA/QLoRA policy, KL
-penalty to the adapter-disabled base, every recipe reward with its weight."""
+penalty to the adapter-disabled base, every recipe reward with its weight; the recipe's `signal.prefill` and
+`signal.constrain_labels` shape the rollouts as they do for GRPO."""
 
 from __future__ import annotations
 
@@ -13,5 +14,10 @@ def build_trainer(ctx: TrainContext) -> Any:
     from rlft.ppo.trainer import PPOTrainer
 
     args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
+    decoding: dict[str, Any] = {}
+    if ctx.recipe.signal:  # validated to hold only the decoding keys PPO supports (prefill, constrain_labels)
+        from rlft.signal_options import eval_generation_kwargs
+
+        decoding = eval_generation_kwargs(ctx.recipe, ctx.tokenizer, ctx.labels)
     return PPOTrainer(model=ctx.model, processing_class=ctx.tokenizer, reward_funcs=ctx.rewards, args=args,
-                      train_dataset=ctx.train_dataset, callbacks=ctx.callbacks or None)
+                      train_dataset=ctx.train_dataset, callbacks=ctx.callbacks or None, **decoding)
