@@ -24,6 +24,7 @@ Not here: prompts, parsing, caching, votes (see `rlft.judge.judge`).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -108,20 +109,22 @@ class CircuitBreaker:
         self.__init__(**state)
 
 
-class ChatClient:
+class ChatClient(abc.ABC):
     """Interface of a judge backend. `identity()` names what answers (goes into the cache key, never secrets)."""
 
+    @abc.abstractmethod
     def identity(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What answers: backend, model, endpoint host (never a key)."""
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
         """Scope for a batch of calls (connections, concurrency limit). Calls outside a session open their own."""
         yield
 
+    @abc.abstractmethod
     async def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
                        seed: int | None = None) -> Reply:
-        raise NotImplementedError
+        """One chat completion; raises on transport/API failure (the judge classifies and retries)."""
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
