@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -75,14 +76,14 @@ def main() -> None:
                       "seconds_per_step": round(m["train_seconds"] / max(m["global_step"], 1), 1),
                       "total_seconds": round(time.time() - start, 1), "budget_minutes": args.budget_minutes,
                       "threads": torch.get_num_threads(), "overrides": overrides,
+                      "command": "python benchmarks/ppo_vs_grpo.py " + " ".join(sys.argv[1:]),
                       "before": m.get("eval_before", {}), "after": m.get("eval_after", {})}
         # re-read before writing: the arms may run side by side as separate processes
         previous = json.loads(out.read_text()) if out.is_file() else {}
         results = previous.get("arms", {}) if previous.get("eval_samples") == args.eval_samples else {}
         results[arm] = arm_result
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"eval_samples": args.eval_samples, "command": "python benchmarks/ppo_vs_grpo.py "
-                                   + " ".join(__import__("sys").argv[1:]), "arms": results}, indent=2))
+        out.write_text(json.dumps({"eval_samples": args.eval_samples, "arms": results}, indent=2))
     print(f"{'arm':<6}{'steps':>6}{'s/step':>8}{'acc before':>12}{'acc after':>11}{'format after':>14}")
     nan = float("nan")
     for arm, r in results.items():
