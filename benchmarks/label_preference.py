@@ -16,8 +16,7 @@ share, so a policy trained on prefilled samples is meant to be run with that pre
     python benchmarks/label_preference.py --label-dir runs/label_intent_rest --only dpo --tag " best_vs_rest"
     # KTO only on prompts whose samples hold both labels (same records):
     rlft label ...same flags... --kto-prompts contrast --out runs/label_intent_contrast
-    python benchmarks/label_preference.py --label-dir runs/label_intent_contrast --only kto --tag " contrast" \
-        --steps 20 --set trainer.learning_rate=1e-4
+    python benchmarks/label_preference.py --label-dir runs/label_intent_contrast --only kto --tag " contrast"
 """
 
 from __future__ import annotations
