@@ -25,6 +25,7 @@ class Scores:
     per_reward: dict[str, list[float | None]]
     total: list[float | None]
     metrics: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, list[Any]] = field(default_factory=dict)  # per-completion values rewards gave `log_extra`
 
 
 def combine(
@@ -95,9 +96,10 @@ def score(
 ) -> Scores:
     """Score completions with every reward; `columns` holds one value per completion for each dataset column."""
     logged: dict[str, list[float]] = defaultdict(list)
+    extras: dict[str, list[Any]] = {}
     kwargs = dict(columns or {})
     kwargs.update(trainer_state=trainer_state, log_metric=lambda k, v: logged[k].append(float(v)),
-                  log_extra=lambda k, v: None)
+                  log_extra=lambda k, v: extras.__setitem__(k, list(v)))
     prompts, completions = list(prompts), list(completions)
     per_reward: dict[str, list[float | None]] = {}
     async_rewards = [r for r in rewards if r.is_async]
@@ -116,4 +118,4 @@ def score(
     per_reward = {r.name: per_reward[r.name] for r in rewards}  # recipe order
     total = combine(per_reward, {r.name: r.weight for r in rewards}, aggregation, group_size)
     metrics = {k: sum(v) / len(v) for k, v in logged.items() if v}
-    return Scores(per_reward, total, metrics)
+    return Scores(per_reward, total, metrics, extras)
