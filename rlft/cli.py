@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rlft.errors import UserError
+from rlft.eval_run import add_eval_parser
 from rlft.labeling.cli import add_generate_parser, add_label_parser
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     add_label_parser(sub)
     add_generate_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
