@@ -342,6 +342,7 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, ref.path)
+            start = time.time()  # generation speed, without loading
             completions = generate_local(model, tokenizer, prompts, gen, max_new, batch, ref.name)
             run = ModelRun(ref.name, ref.source, completions,
                            decoding={**settings, "greedy": True, "max_new_tokens": max_new})

@@ -57,7 +57,7 @@ def svg(curve: str, key: str, points: list[tuple[float, float]], width: int = 32
     path = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(x, y) for x, y in points))
     dots = "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2"/>' for a, b in (px(x, y) for x, y in points))
     title = html.escape(f"{curve} ({key})")
-    return (f'<svg class="curve" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    return (f'<svg class="curve" width="{width}" height="{height}" '
             f'role="img" aria-label="{title}"><text x="{left}" y="14" class="t">{title}</text>'
             f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" class="ax"/>'
             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" class="ax"/>'

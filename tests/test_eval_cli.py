@@ -1,0 +1,201 @@
+"""`rlft eval` end to end on the tiny random Llama: base vs a tiny LoRA adapter, every report file written."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from rlft.cli import run
+from rlft.errors import UserError
+from rlft.eval_run import ModelRef, evaluate_models, parse_model_ref
+from rlft.recipe import load_recipe
+
+LABELS = ["cancel_order", "track_order", "get_refund"]
+ROWS = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
+        ("I want my money back", "get_refund"), ("stop the order now", "cancel_order"),
+        ("track package 123", "track_order"), ("refund please", "get_refund")]
+
+ABSTAIN_REWARD = '''
+def every_other(prompts, completions, **kw):
+    """Abstains (None) on odd rows, 0.25 on even rows: its mean must be 0.25, not 0.125."""
+    return [0.25 if i % 2 == 0 else None for i in range(len(completions))]
+'''
+
+
+@pytest.fixture(scope="module")
+def eval_setup(tmp_path_factory, tiny_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("eval")
+    data = root / "eval.csv"
+    data.write_text("utterance,intent\n" + "".join(f"{u},{i}\n" for u, i in ROWS))
+    (root / "my_rewards.py").write_text(ABSTAIN_REWARD)
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    adapter = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                              init_lora_weights=False))
+    for name, param in adapter.named_parameters():
+        if "lora_" in name:  # large random LoRA weights, so the tuned model answers differently from the base
+            param.data.normal_(0.0, 0.5)
+    adapter_dir = root / "adapter"
+    adapter.save_pretrained(adapter_dir)
+    history = [{"step": s, "reward": 0.1 * s, "kl": 0.01 * s, "frac_reward_zero_std": 1 - 0.1 * s,
+                "intent/accuracy": 0.2 + 0.05 * s} for s in (1, 2, 3, 4)]
+    (adapter_dir / "metrics.json").write_text(json.dumps({"log_history": history}))
+    recipe = root / "recipe.yaml"
+    recipe.write_text(f"""
+model: {{name: {tiny_model_dir}, device: cpu}}
+data:
+  source: {data}
+  label_column: intent
+  labels: {LABELS}
+  system_prompt: "Classify. Reply as <intent>label</intent>."
+rewards:
+  - name: intent
+  - name: {root / 'my_rewards.py'}:every_other
+decoding: {{prefill: "<intent>", constrain_labels: true}}
+evaluation: {{max_new_tokens: 8, batch_size: 4}}
+""")
+    return root, recipe, data, adapter_dir
+
+
+@pytest.fixture(scope="module")
+def evaluated(eval_setup):
+    root, recipe_path, data, adapter_dir = eval_setup
+    recipe = load_recipe(recipe_path)
+    out = root / "report"
+    result = evaluate_models([ModelRef("base", "base"), ModelRef("adapter", "tuned", path=str(adapter_dir))],
+                             recipe, out, data_file=str(data))
+    return result, out
+
+
+def test_two_model_eval_writes_every_file_with_the_right_rows(evaluated):
+    result, out = evaluated
+    for name in ("report.json", "report.md", "traces.jsonl", "traces.html"):
+        assert (out / name).is_file(), name
+    records = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert len(records) == len(ROWS) * 2  # one inspect-shaped record per (sample, model)
+    first = records[0]
+    assert set(first) >= {"id", "input", "output", "target", "scores", "metadata"}
+    assert first["target"] == "cancel_order" and first["output"]["completion"].startswith("<intent>")
+    assert {r["metadata"]["model"] for r in records} == {"base", "tuned"}
+    report = json.loads((out / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["base", "tuned"]
+    for m in report["models"]:
+        assert m["n"] == len(ROWS)
+        assert m["headline"]["format_rate"] == 1.0  # constrained decoding: always one allowed label
+        lo, hi = m["headline"]["intent_accuracy_ci"]
+        assert lo <= m["headline"]["intent_accuracy"] <= hi
+        assert sum(sum(v.values()) for v in m["confusion"].values()) == len(ROWS)
+        assert m["decoding"]["prefill"] == "<intent>" and m["decoding"]["constrain_labels"] is True
+    tuned = report["models"][1]
+    assert tuned["canaries"]["kl_to_base"]["n"] == len(ROWS)
+    assert "length_drift_vs_base" in tuned["canaries"]
+    assert set(report["curves"]) == {"reward", "accuracy", "kl", "zero_signal_fraction"}
+    for curve in report["curves"]:
+        assert (out / f"curve_{curve}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "| base |" in md and "| tuned |" in md and "intent_accuracy" in md
+
+
+def test_abstentions_are_not_zeros_in_the_report(evaluated):
+    result, out = evaluated
+    reward = result["models"][0]["rewards"]["every_other"]
+    assert reward["mean"] == 0.25 and reward["n"] == 3 and reward["abstained"] == 3
+    records = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    values = [r["scores"]["every_other"]["value"] for r in records if r["metadata"]["model"] == "base"]
+    assert values == [0.25, None, 0.25, None, 0.25, None]
+
+
+class _Rows(HTMLParser):
+    """Collects the trace rows' data attributes and every URL-bearing attribute and script text."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.urls, self.scripts, self._in_script = [], [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-disagree" in a:
+            self.rows.append(a)
+        for key in ("src", "href", "xmlns"):
+            if key in a:
+                self.urls.append(a[key])
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts.append(data)
+
+
+def test_html_rows_carry_the_filter_attributes_and_nothing_external(evaluated):
+    result, out = evaluated
+    text = (out / "traces.html").read_text()
+    parsed = _Rows()
+    parsed.feed(text)
+    assert len(parsed.rows) == len(ROWS)
+    base, tuned = result["runs"]
+    expected = [int(a != b) for a, b in zip(base.predicted, tuned.predicted, strict=True)]
+    assert [int(r["data-disagree"]) for r in parsed.rows] == expected
+    assert 0 < sum(expected) < len(ROWS)  # the check means something: some rows differ, some do not
+    assert [r["data-intent"] for r in parsed.rows] == [i for _, i in ROWS]
+    wrong = [int(a != g or b != g) for a, b, g in zip(base.predicted, tuned.predicted, [i for _, i in ROWS],
+                                                          strict=True)]
+    assert [int(r["data-fail"]) for r in parsed.rows] == wrong
+    # "disagree" shows exactly the rows with data-disagree=1: what the script's filter reads
+    assert "tr.dataset.disagree !== '1'" in "".join(parsed.scripts)
+    assert parsed.urls == [] and re.findall(r"https?:", text) == []  # no CDN, no external asset, no link
+    assert "<svg" in text and "zero_signal_fraction" in text  # the training curves are inline
+
+
+def test_hostile_completion_is_escaped_and_inert(tmp_path):
+    from rlft.report.files import samples, write_report
+    from rlft.report.summary import ModelRun, summarise
+
+    evil = '<script>alert(1)</script><img src=x onerror=alert(2)> see http://evil.example/x </script>'
+    run_ = ModelRun("m", "test", [evil, "<intent>a</intent>"], predicted=[None, "a"], parse_status=["missing", "ok"],
+                    rewards={"r": [None, 1.0]}, judge_status=["ok", "skipped"],
+                    judge_rationale=['"><script>alert(3)</script>', ""], policy=[0.0, None])
+    gold = ["a", "a"]
+    paths = write_report(tmp_path, "t<script>", [summarise(run_, gold, ["a"])],
+                         samples(["<b>prompt</b>", "p"], gold, [run_]), {"recipe": "x"})
+    text = paths["traces.html"].read_text()
+    parsed = _Rows()
+    parsed.feed(text)
+    assert len(parsed.scripts) == 1 and "alert" not in parsed.scripts[0]  # only our own script runs
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<img" not in text and "&lt;img src=x onerror=alert(2)&gt;" in text
+    assert parsed.urls == []
+    assert re.findall(r"https?:", text) == ["http:"] and "see http://evil.example/x" in text  # only inside escaped sample text
+
+
+def test_model_refs_and_errors(tmp_path, eval_setup):
+    adapter_dir = eval_setup[3]
+    assert parse_model_ref("base") == ModelRef("base", "base")
+    assert parse_model_ref(f"mine={adapter_dir}") == ModelRef("adapter", "mine", path=str(adapter_dir))
+    ref = parse_model_ref("openai:http://127.0.0.1:8000/v1#qwen", "KEY_VAR")
+    assert (ref.kind, ref.name, ref.base_url, ref.model, ref.api_key_env) == (
+        "openai", "qwen", "http://127.0.0.1:8000/v1", "qwen", "KEY_VAR")
+    with pytest.raises(UserError, match="no adapter_config.json"):
+        parse_model_ref(str(tmp_path))
+    with pytest.raises(UserError, match="expected openai:http"):
+        parse_model_ref("openai:localhost#x")
+
+
+def test_cli_prints_the_headline_table_and_exits_2_on_a_bad_model(eval_setup, capsys):
+    root, recipe, data, adapter_dir = eval_setup
+    out = root / "cli_report"
+    code = run(["eval", str(recipe), "--model", "base", "--data", str(data), "--max-samples", "3", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["model", "n", "intent_accuracy"]
+    assert printed.splitlines()[2].split()[:2] == ["base", "3"]
+    assert len((out / "traces.jsonl").read_text().splitlines()) == 3
+    assert run(["eval", str(recipe), "--model", str(root / "nope")]) == 2
+    assert "not 'base', an 'openai:URL#MODEL' endpoint, or an adapter directory" in capsys.readouterr().err
