@@ -45,6 +45,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "judge": "rlft.rewards.judge:JudgeReward",
     "reward_model": "rlft.rewards.reward_model:RewardModelReward",
     "length": "rlft.rewards.length:LengthReward",
+    "rubric": "rlft.rewards.rubric:RubricReward",
 }
 
 

@@ -9,6 +9,8 @@ Markdown: one `## intent_name` heading per policy, the text below it is the poli
 `policies: demo` names the shipped demo file (`rewards/policies/demo_policies.yaml`, one policy per Bitext intent).
 Keys are matched after normalising (lower case, spaces and hyphens to `_`), so `Cancel Order` finds
 `cancel_order`. The dataset column that picks the policy is the judge reward's `policy_column` (default `intent`).
+A top-level `rubric:` key (a `## rubric` section in Markdown) belongs to the rubric reward (`rewards/rubric.py`) and
+is not a policy: the same file drives both.
 
 Not here: filling the template (`prompts`).
 """
@@ -24,6 +26,7 @@ import yaml
 from rlft.errors import RewardError
 
 DEFAULT_KEY = "default"
+RUBRIC_KEY = "rubric"  # the rubric reward's section of a policy file; never a policy text
 
 
 def demo_policies_path() -> Path:
@@ -53,7 +56,7 @@ class Guidelines:
                                   "mapping intent -> policy)")
             return cls({}, str(guideline).strip(), "guideline")
         if isinstance(policies, dict):
-            table, source = dict(policies), "params.policies"
+            table, source = {k: v for k, v in policies.items() if k != RUBRIC_KEY}, "params.policies"
         elif policies == "demo":  # the demo policies shipped with rlft (27 Bitext intents), wherever it is installed
             table, source = load_policy_file(demo_policies_path()), "demo"
         else:
@@ -84,6 +87,8 @@ def load_policy_file(path: str | Path) -> dict[str, str]:
         except yaml.YAMLError as exc:
             raise RewardError(f"judge: policies file '{path}' is not valid YAML: {getattr(exc, 'problem', exc)}"
                               ) from None
+        if isinstance(data, dict):
+            data.pop(RUBRIC_KEY, None)
         if isinstance(data, dict) and set(data) == {"policies"}:  # tolerate a wrapping `policies:` key
             data = data["policies"]
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
@@ -92,6 +97,7 @@ def load_policy_file(path: str | Path) -> dict[str, str]:
     if p.suffix.lower() in (".md", ".markdown"):
         sections = regex.split(r"(?m)^##[ \t]+(.+?)[ \t]*$", text)
         out = {sections[i].strip(): sections[i + 1].strip() for i in range(1, len(sections) - 1, 2)}
+        out = {k: v for k, v in out.items() if normalize_key(k) != RUBRIC_KEY}
         if not out:
             raise RewardError(f"judge: policies file '{path}' has no '## intent' sections")
         return out
