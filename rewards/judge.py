@@ -44,27 +44,30 @@ Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skip
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from rlft.errors import RewardError
-from rlft.judge.budget import Budget
+from rlft.judge.budget import Budget, JudgeBudgetExceeded
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
 from rlft.judge.judge import DEFAULT_LABELS, STATUSES, STOPPED, Judge, Judgment, Sample
 from rlft.judge.policies import Guidelines, normalize_key
-from rlft.judge.prompts import conversation_text, looks_like_injection
+from rlft.judge.prompts import conversation_text
+from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
+from rlft.judge.untrusted import clip, count_words, scan_injection
 from rlft.rewards.intent import IntentParser, completion_text, normalize_label
 
 logger = logging.getLogger("rlft.judge")
-FAILURE_POLICIES = ("abstain", "retry", "drop_group")
-SKIPPED, FLAGGED = "skipped", "flagged"
-DEFAULT_CACHE = "~/.cache/rlft/judge_cache.sqlite"
+SKIPPED, FLAGGED, GUARD_TIMEOUT = "skipped", "flagged", "guard_timeout"
 
 
 def _verdict_choices(mode: str, labels: dict | None, scale: Sequence[float]) -> list[str]:
@@ -75,134 +78,77 @@ def _verdict_choices(mode: str, labels: dict | None, scale: Sequence[float]) -> 
     return [f"VERDICT: {label}" for label in (labels or DEFAULT_LABELS[mode])]
 
 
+def _make_client(spec: JudgeSpec) -> ChatClient:
+    c, j = spec.client, spec.judging
+    if c.backend == "openai":
+        return OpenAIChatClient(c.model, c.base_url, c.api_key_env, c.timeout_s, c.max_retries, c.backoff_base_s,
+                                c.backoff_max_s, c.max_retry_after_s, c.max_concurrency, c.breaker_threshold,
+                                c.breaker_reset_s, dict(c.extra_body or {}))
+    choices = _verdict_choices(j.mode, j.labels, j.scale) if c.constrained else None
+    return LocalChatClient(c.model, device=c.device, logit_bias=(c.extra_body or {}).get("logit_bias"),
+                           choices=choices)
+
+
 class JudgeErrorRateExceeded(RewardError):
     """Too many recent judgments failed: the run stops instead of training on a thinning signal."""
 
 
 class JudgeReward:
-    """LLM-judge reward (see module docstring for every parameter's role)."""
+    """LLM-judge reward (see module docstring for every parameter's role).
+
+    Give the flat recipe keys (`JudgeReward(model="gpt-4o-mini", budget_usd=5)`, every key of
+    `rlft.judge.specs.FLAT_KEYS`) or a typed `spec=JudgeSpec(...)`; `client=` replaces the backend (tests, custom
+    transports). The settings in use are `self.spec`.
+    """
 
     name = "judge"
 
-    def __init__(
-        self,
-        model: str,
-        backend: str = "openai",
-        base_url: str | None = None,
-        api_key_env: str | None = "OPENAI_API_KEY",
-        mode: str = "binary",
-        template: str | None = None,
-        labels: dict[str, float] | None = None,
-        scale: Sequence[float] = (1, 10),
-        guideline: str | None = None,
-        policies: str | dict | None = None,
-        policy_column: str = "intent",
-        on_missing_policy: str = "error",
-        reference_column: str | None = None,
-        votes: int = 1,
-        aggregate: str | None = None,
-        min_votes: int | None = None,
-        temperature: float = 0.0,
-        vote_temperature: float = 0.7,
-        max_tokens: int = 256,
-        order: str = "both",
-        seed: int = 0,
-        timeout_s: float = 30.0,
-        max_retries: int = 3,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 8.0,
-        max_retry_after_s: float = 60.0,
-        max_concurrency: int = 16,
-        breaker_threshold: int = 10,
-        breaker_reset_s: float = 30.0,
-        extra_body: dict | None = None,
-        device: str = "cpu",
-        constrained: bool = False,
-        cache: str | None = DEFAULT_CACHE,
-        budget_usd: float | None = None,
-        budget_tokens: int | None = None,
-        price_input_per_mtok: float = 0.0,
-        price_output_per_mtok: float = 0.0,
-        on_failure: str = "abstain",
-        on_limit: str = "stop",
-        failure_retries: int = 1,
-        group_size: int | None = None,
-        max_error_rate: float | None = None,
-        error_window: int = 200,
-        min_error_samples: int = 20,
-        gate: str | None = None,
-        gate_column: str = "intent",
-        gate_pattern: str = r"<intent>(.*?)</intent>",
-        skip_if_column: str | None = None,
-        skip_value: float | None = None,
-        min_words: int = 0,
-        max_words: int | None = None,
-        injection_guard: bool = True,
-        injection_value: float | None = 0.0,
-        scale_reward: float = 1.0,
-        offset: float = 0.0,
-        keep_rationale: bool = True,
-        audit_path: str | None = None,
-        client: ChatClient | None = None,
-    ):
-        if on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, got {on_failure!r}")
-        if on_missing_policy not in ("error", "abstain"):
-            raise ValueError(f"on_missing_policy must be 'error' or 'abstain', got {on_missing_policy!r}")
-        if on_limit not in ("stop", "raise"):
-            raise ValueError(f"on_limit must be 'stop' or 'raise', got {on_limit!r}")
-        if gate not in (None, "intent"):
-            raise ValueError(f"gate must be null or 'intent', got {gate!r}")
-        if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
-            raise ValueError("max_error_rate must be within [0, 1]")
-        if constrained and backend != "local":
-            raise ValueError("constrained: true needs backend: local (it scores the allowed verdicts in-process)")
-        if mode == "pairwise" and not reference_column:
-            raise ValueError("mode 'pairwise' needs reference_column (the dataset column with the reference answer)")
-        if client is None:
-            if backend == "openai":
-                client = OpenAIChatClient(model, base_url, api_key_env, timeout_s, max_retries, backoff_base_s,
-                                          backoff_max_s, max_retry_after_s, max_concurrency, breaker_threshold,
-                                          breaker_reset_s, extra_body)
-            elif backend == "local":
-                choices = _verdict_choices(mode, labels, scale) if constrained else None
-                client = LocalChatClient(model, device=device, logit_bias=(extra_body or {}).get("logit_bias"),
-                                         choices=choices)
-            else:
-                raise ValueError(f"backend must be 'openai' or 'local', got {backend!r}")
-        self.client = client
-        self.guidelines = Guidelines.from_params(guideline, policies)
-        self.judge = Judge(client, mode, template, labels, tuple(scale), votes, aggregate, temperature,
-                           vote_temperature, max_tokens, JudgeCache(cache) if cache else None,
-                           Budget(budget_usd, budget_tokens, price_input_per_mtok, price_output_per_mtok), order,
-                           seed, min_votes)
-        self.policy_column, self.on_missing_policy = policy_column, on_missing_policy
-        self.reference_column = reference_column
-        self.on_failure, self.failure_retries, self.group_size = on_failure, int(failure_retries), group_size
-        self.max_error_rate, self.min_error_samples = max_error_rate, int(min_error_samples)
-        self.on_limit = on_limit
+    def __init__(self, model: str | None = None, *, spec: JudgeSpec | None = None, client: ChatClient | None = None,
+                 **params: Any):
+        if spec is None:
+            spec = JudgeSpec.from_params(**({"model": model} if model is not None else {}), **params)
+        elif model is not None or params:
+            raise TypeError("give the judge either spec= or flat parameters, not both")
+        self.spec = spec
+        j, v, b, g, f = spec.judging, spec.votes, spec.budget, spec.gate, spec.failure
+        self.client = client if client is not None else _make_client(spec)
+        self.guidelines = Guidelines.from_params(j.guideline, j.policies)
+        self.judge = Judge(self.client, j.mode, j.template, dict(j.labels) if j.labels else None, tuple(j.scale),
+                           v.votes, v.aggregate, j.temperature, v.vote_temperature, j.max_tokens,
+                           JudgeCache(b.cache) if b.cache else None,
+                           Budget(b.budget_usd, b.budget_tokens, b.price_input_per_mtok, b.price_output_per_mtok),
+                           j.order, j.seed, v.min_votes)
+        self.policy_column, self.on_missing_policy = j.policy_column, j.on_missing_policy
+        self.reference_column, self.max_chars = j.reference_column, j.max_chars
+        self.on_failure, self.failure_retries, self.group_size = f.on_failure, f.failure_retries, f.group_size
+        self.max_error_rate, self.min_error_samples = f.max_error_rate, f.min_error_samples
+        self.on_limit = f.on_limit
         self.stop_reason: str | None = None  # set when a limit is hit and the run is being stopped gracefully
+        self.stop_kind: str | None = None  # "budget" | "error_rate", with stop_reason
         self.stop_callback_attached = False  # set by JudgeStopCallback.on_train_begin
-        self.recent: deque[bool] = deque(maxlen=int(error_window))  # True = failed judgment
-        self.gate, self.gate_column, self.skip_if_column = gate, gate_column, skip_if_column
-        self.gate_parser = IntentParser(gate_pattern) if gate == "intent" else None
-        self.skip_value, self.min_words, self.max_words = skip_value, int(min_words), max_words
-        self.injection_guard, self.injection_value = injection_guard, injection_value
-        self.scale_reward, self.offset = float(scale_reward), float(offset)
-        self.keep_rationale = keep_rationale
-        self.audit_path = Path(audit_path).expanduser() if audit_path else None
+        self.recent: deque[bool] = deque(maxlen=f.error_window)  # True = failed judgment
+        self.gate, self.gate_column, self.skip_if_column = g.gate, g.gate_column, g.skip_if_column
+        self.gate_parser = IntentParser(g.gate_pattern, g.regex_timeout_s) if g.gate == "intent" else None
+        self.skip_value, self.min_words, self.max_words = g.skip_value, g.min_words, g.max_words
+        self.injection_guard, self.injection_value = g.injection_guard, g.injection_value
+        self.regex_timeout_s, self.batch_budget_s = g.regex_timeout_s, g.batch_budget_s
+        self.scale_reward, self.offset = float(j.scale_reward), float(j.offset)
+        self.keep_rationale = j.keep_rationale
+        self.audit_path = Path(j.audit_path).expanduser() if j.audit_path else None
         self._audit_lock = threading.Lock()
         self.calls = 0  # reward calls so far (one per GRPO generation batch); audit rows carry it as `batch`
-        self.stats: Counter = Counter()  # per completion: ok / parse_error / timeout / api_error / skipped / dropped
+        # per completion: ok / parse_error / timeout / api_error / skipped / flagged / guard_timeout / dropped, and
+        # `truncated` (judged with a field cut to max_chars)
+        self.stats: Counter = Counter()
         cols = []
         if self.guidelines.policies:
-            cols.append(policy_column)
-        if gate == "intent":
-            cols.append(gate_column)
-        if reference_column:
-            cols.append(reference_column)
-        if skip_if_column:
-            cols.append(skip_if_column)
+            cols.append(j.policy_column)
+        if g.gate == "intent":
+            cols.append(g.gate_column)
+        if j.reference_column:
+            cols.append(j.reference_column)
+        if g.skip_if_column:
+            cols.append(g.skip_if_column)
         self.columns = tuple(dict.fromkeys(cols))
 
     def __repr__(self) -> str:
@@ -226,7 +172,8 @@ class JudgeReward:
                      "labels": getattr(j, "labels", None), "scale": j.scale, "votes": j.votes,
                      "aggregate": j.aggregate, "temperature": j.temperature, "vote_temperature": j.vote_temperature,
                      "max_tokens": j.max_tokens, "order": j.order, "seed": j.seed,
-                     "policies": self.guidelines.policies, "default": self.guidelines.default}
+                     "policies": self.guidelines.policies, "default": self.guidelines.default,
+                     "max_chars": self.max_chars}
         blob = json.dumps(described, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -243,10 +190,13 @@ class JudgeReward:
             if kwargs.get(col) is None:
                 raise RewardError(f"judge reward needs the dataset column '{col}'")
         # graceful stop needs someone to stop the trainer: without the callback, limits raise
-        self.judge.soft_limits = self.on_limit == "stop" and self.stop_callback_attached
-        skip = [self._skip_reason(i, completions[i], kwargs) for i in range(n)]
+        self.judge.soft_limits = self.on_limit in ("stop", "finish") and self.stop_callback_attached
+        deadline = time.monotonic() + self.batch_budget_s  # one time budget for all screening regexes of the batch
+        skip = [self._skip_reason(i, completions[i], kwargs, deadline) for i in range(n)]
         todo = [i for i in range(n) if skip[i] is None]
-        samples = {i: self._sample(i, prompts[i], completions[i], kwargs) for i in todo}
+        made = {i: self._sample(i, prompts[i], completions[i], kwargs) for i in todo}
+        samples = {i: sample for i, (sample, _) in made.items()}
+        truncated = sum(cut for sample, cut in made.values() if sample is not None)
         missing = [i for i in todo if samples[i] is None]
         todo = [i for i in todo if samples[i] is not None]
         for i in missing:
@@ -265,9 +215,11 @@ class JudgeReward:
         statuses: list[str] = []
         for i in range(n):
             if skip[i] is not None:
-                value = {"no_policy": None, "injection": self.injection_value}.get(skip[i], self.skip_value)
+                value = {"no_policy": None, "injection": self.injection_value, GUARD_TIMEOUT: None}.get(
+                    skip[i], self.skip_value)
                 out.append(value)
-                statuses.append({"no_policy": "no_policy", "injection": FLAGGED}.get(skip[i], SKIPPED))
+                statuses.append({"no_policy": "no_policy", "injection": FLAGGED, GUARD_TIMEOUT: GUARD_TIMEOUT}.get(
+                    skip[i], SKIPPED))
                 continue
             j = judgments[i]
             statuses.append(j.status)
@@ -280,40 +232,69 @@ class JudgeReward:
                         if statuses[k] not in STATUSES or statuses[k] == "ok":
                             self.stats["dropped"] += 1
         self.stats.update(statuses)
-        self._report(judgments, statuses, out, log_metric, log_extra)
+        if truncated:
+            self.stats["truncated"] += truncated
+        self._report(judgments, statuses, out, log_metric, log_extra, truncated)
         self._audit(prompts, completions, statuses, out, judgments, kwargs)
         if self.judge.limit_error is not None and self.stop_reason is None:
-            self.stop_reason = str(self.judge.limit_error)
-            logger.warning("%s -- stopping the run after this step (on_limit: stop)", self.stop_reason)
+            self._record_stop(self.judge.limit_error)
         self._check_error_rate(judgments)
         return out
+
+    @property
+    def stop_ok(self) -> bool:
+        """True when the run was stopped by a spent budget and the recipe says that is a success (`on_limit:
+        finish`); an error-rate stop, or any stop under `on_limit: stop`, is an early, failed end."""
+        return self.stop_kind == "budget" and self.on_limit == "finish"
+
+    def _record_stop(self, error: Exception) -> None:
+        self.stop_reason = str(error)
+        self.stop_kind = "budget" if isinstance(error, JudgeBudgetExceeded) else "error_rate"
+        logger.warning("%s -- stopping the run after this step (on_limit: %s)", self.stop_reason, self.on_limit)
 
     def trainer_callback(self) -> Any:
         """A transformers `TrainerCallback` that ends training after the step in which a limit was hit.
 
-        With it registered (and `on_limit: stop`, the default) a spent budget or a passed `max_error_rate` stops
-        the run like `max_steps` would: the step finishes (unjudged samples abstain, status `stopped`), then the
-        trainer returns normally and the adapter, metrics and cache are saved. Without it, limits raise.
+        With it registered (and `on_limit: stop`, the default, or `finish`) a spent budget or a passed
+        `max_error_rate` stops the run like `max_steps` would: the step finishes (unjudged samples abstain, status
+        `stopped`), then the trainer returns normally and the adapter, metrics and cache are saved. Without it,
+        limits raise. The callback's `stop_reason` / `stop_kind` / `stop_ok` tell the caller whether and why the run
+        ended early, so it can record that and choose the exit status.
         """
         return _stop_callback(self)
 
     # ---- steps --------------------------------------------------------------------------------------------
-    def _skip_reason(self, i: int, completion: Any, kwargs: dict) -> str | None:
+    def _skip_reason(self, i: int, completion: Any, kwargs: dict, deadline: float) -> str | None:
         if self.skip_if_column and kwargs[self.skip_if_column][i]:
             return "column"
         text = completion_text(completion)
-        words = len(text.split())
+        words = count_words(text, limit=self.max_words)
         if words < self.min_words or (self.max_words is not None and words > self.max_words):
             return "length"
         if self.gate_parser is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return GUARD_TIMEOUT
+            # rlft.rewards.intent.IntentParser reads its timeout per call; give it what is left of the batch budget
+            self.gate_parser.timeout_s = min(self.regex_timeout_s, left)
             status, label = self.gate_parser.parse(text)
+            if status == "timeout" and time.monotonic() >= deadline:
+                return GUARD_TIMEOUT
             if status != "ok" or label != normalize_label(str(kwargs[self.gate_column][i])):
                 return "gate"
-        if self.injection_guard and looks_like_injection(text):
-            return "injection"
+        if self.injection_guard:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return GUARD_TIMEOUT
+            found = scan_injection(text, min(self.regex_timeout_s, left))
+            if found is None:  # timed out: on its own time pathological input is suspicious; on the batch's, abstain
+                return GUARD_TIMEOUT if time.monotonic() >= deadline else "injection"
+            if found:
+                return "injection"
         return None
 
-    def _sample(self, i: int, prompt: Any, completion: Any, kwargs: dict) -> Sample | None:
+    def _sample(self, i: int, prompt: Any, completion: Any, kwargs: dict) -> tuple[Sample | None, bool]:
+        """(the sample to judge or None when no policy applies, whether a field was cut to max_chars)."""
         key = kwargs[self.policy_column][i] if self.guidelines.policies else None
         guideline = self.guidelines.for_key(key)
         if guideline is None:
@@ -322,9 +303,14 @@ class JudgeReward:
                 raise RewardError(f"judge: no policy for {self.policy_column}='{normalize_key(key)}' in "
                                   f"{self.guidelines.source} and no default (known: {known}, ...); add one, add a "
                                   f"'default' policy, or set on_missing_policy: abstain")
-            return None
+            return None, False
         reference = str(kwargs[self.reference_column][i]) if self.reference_column else None
-        return Sample(conversation_text(prompt), completion_text(completion), guideline, reference)
+        # the cap on what is sent: a 200,000-character completion costs the judge at most max_chars of it
+        texts = [clip(t, self.max_chars) for t in (conversation_text(prompt), completion_text(completion))]
+        if reference is not None:
+            reference, cut = clip(reference, self.max_chars)
+            texts.append((reference, cut))
+        return Sample(texts[0][0], texts[1][0], guideline, reference), any(cut for _, cut in texts)
 
     def _groups(self, prompts: list) -> list[tuple[int, int]]:
         n = len(prompts)
@@ -338,7 +324,7 @@ class JudgeReward:
         return groups
 
     def _report(self, judgments: dict[int, Judgment], statuses: list[str], out: list, log_metric: Callable | None,
-                log_extra: Callable | None) -> None:
+                log_extra: Callable | None, truncated: int = 0) -> None:
         n = max(len(statuses), 1)
         counts = Counter(statuses)
         failed = [s for s in statuses if s in STATUSES and s != "ok"]
@@ -347,8 +333,9 @@ class JudgeReward:
             logger.warning("judge: %d of %d completions unscored (%s); they abstain. Causes: %s", len(failed),
                            len(statuses), dict(Counter(failed)), dict(details.most_common(3)))
         if log_metric is not None:
-            for status in (*STATUSES, SKIPPED, FLAGGED, STOPPED):
+            for status in (*STATUSES, SKIPPED, FLAGGED, STOPPED, GUARD_TIMEOUT):
                 log_metric(f"judge/{status}_rate", counts[status] / n)
+            log_metric("judge/truncated_rate", truncated / n)  # judged with a field cut to max_chars
             log_metric("judge/abstain_rate", sum(v is None for v in out) / n)
             ok = [j for j in judgments.values() if j.status == "ok"]
             if ok:
@@ -401,8 +388,7 @@ class JudgeReward:
             if not self.judge.soft_limits:
                 raise error
             if self.stop_reason is None:
-                self.stop_reason = str(error)
-                logger.warning("%s -- stopping the run after this step (on_limit: stop)", error)
+                self._record_stop(error)
             self.judge.limit_error = self.judge.limit_error or error
 
 
@@ -410,7 +396,23 @@ def _stop_callback(reward: JudgeReward) -> Any:
     from transformers import TrainerCallback  # imported here: the reward itself never needs transformers
 
     class JudgeStopCallback(TrainerCallback):
-        """Ends training after the step in which the judge hit a limit (see JudgeReward.trainer_callback)."""
+        """Ends training after the step in which the judge hit a limit (see JudgeReward.trainer_callback).
+
+        After training, `stop_reason` says why it stopped early (None: it did not), `stop_kind` is `budget` or
+        `error_rate`, and `stop_ok` is True only for a budget stop under `on_limit: finish`.
+        """
+
+        @property
+        def stop_reason(self) -> str | None:
+            return reward.stop_reason
+
+        @property
+        def stop_kind(self) -> str | None:
+            return reward.stop_kind
+
+        @property
+        def stop_ok(self) -> bool:
+            return reward.stop_ok
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             reward.stop_callback_attached = True
@@ -422,3 +424,21 @@ def _stop_callback(reward: JudgeReward) -> Any:
             return control
 
     return JudgeStopCallback()
+
+
+def _flat_signature() -> inspect.Signature:
+    """`JudgeReward.__init__` as the recipe loader sees it: every flat key of the specs, with its default, so an
+    unknown or misspelt recipe key is refused by name (`rlft.reward.check_params`) before anything is built."""
+    p = inspect.Parameter
+    params = [p("self", p.POSITIONAL_OR_KEYWORD), p("model", p.POSITIONAL_OR_KEYWORD, default=None, annotation=str)]
+    for spec_cls in SECTIONS.values():
+        for f in fields(spec_cls):
+            if f.name != "model":
+                default = f.default if f.default is not MISSING else f.default_factory()
+                params.append(p(f.name, p.KEYWORD_ONLY, default=default, annotation=f.type))
+    params += [p("spec", p.KEYWORD_ONLY, default=None, annotation="JudgeSpec | None"),
+               p("client", p.KEYWORD_ONLY, default=None, annotation="ChatClient | None")]
+    return inspect.Signature(params)
+
+
+JudgeReward.__init__.__signature__ = _flat_signature()

@@ -179,7 +179,7 @@ def test_missing_key_variable_and_rejected_key_are_user_errors(stub, monkeypatch
 def test_cost_budget_stops_the_run_and_cache_hits_are_free(stub, tmp_path):
     cache = str(tmp_path / "c.sqlite")
     reward = make(stub, cache=cache, price_input_per_mtok=1000.0, budget_usd=0.2, max_concurrency=1)
-    with pytest.raises(JudgeBudgetExceeded, match="max_cost_usd=0.2"):
+    with pytest.raises(JudgeBudgetExceeded, match=r"budget_usd=0.2\b.*params.budget_usd"):
         for i in range(20):
             run(reward, [f"{GOOD} {i}"])
     spent = stub.requests
@@ -192,16 +192,16 @@ def test_cost_budget_stops_the_run_and_cache_hits_are_free(stub, tmp_path):
 def test_token_budget(stub):
     reward = make(stub, budget_tokens=1)
     run(reward, [GOOD])
-    with pytest.raises(JudgeBudgetExceeded, match="max_tokens=1"):
+    with pytest.raises(JudgeBudgetExceeded, match=r"budget_tokens=1\b.*params.budget_tokens"):
         run(reward, [BAD])
 
 
 def test_error_rate_bound_stops_the_run(stub):
     stub.fault_rate, stub.fault_types = 1.0, ("500",)
     reward = make(stub, max_error_rate=0.3, min_error_samples=10, breaker_threshold=0)
-    run(reward, [f"x{i}" for i in range(5)])  # 5 failures: below min_error_samples, keep going
+    run(reward, [f"reply number {i}" for i in range(5)])  # 5 failures: below min_error_samples, keep going
     with pytest.raises(JudgeErrorRateExceeded, match="max_error_rate=0.3"):
-        run(reward, [f"y{i}" for i in range(5)])
+        run(reward, [f"another reply {i}" for i in range(5)])
 
 
 def test_drop_group_discards_the_whole_group(stub):
@@ -304,7 +304,7 @@ def test_budget_soft_stop_with_the_trainer_callback(stub):
     assert not control.should_training_stop
     out, logged = run(reward, [GOOD + " again", BAD])
     assert out == [None, None] and logged["judge/stopped_rate"] == 1.0 and stub.requests == 1
-    assert "max_tokens=1" in reward.stop_reason
+    assert "budget_tokens=1" in reward.stop_reason
     callback.on_step_end(None, None, control)
     assert control.should_training_stop
 
@@ -315,8 +315,8 @@ def test_error_rate_soft_stop(stub):
     stub.fault_rate, stub.fault_types = 1.0, ("500",)
     reward = make(stub, max_error_rate=0.3, min_error_samples=4, breaker_threshold=0)
     reward.trainer_callback().on_train_begin(None, None, TrainerControl())
-    run(reward, [f"x{i}" for i in range(5)])
+    run(reward, [f"reply number {i}" for i in range(5)])
     assert "max_error_rate=0.3" in reward.stop_reason
     requests = stub.requests
-    out, _ = run(reward, ["more"])
+    out, _ = run(reward, ["one more reply"])
     assert out == [None] and stub.requests == requests  # nothing more is sent once stopping

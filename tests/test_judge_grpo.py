@@ -118,7 +118,7 @@ trainer: {{max_steps: 6, per_device_train_batch_size: 8, num_generations: 4, max
         trainer.train()
         trainer.save_model(str(tmp_path / "run"))
 
-    assert judge.stop_reason and "max_tokens=2000" in judge.stop_reason
+    assert judge.stop_reason and "budget_tokens=2000" in judge.stop_reason
     assert 1 <= trainer.state.global_step < 6
     assert judge.stats["stopped"] > 0 and judge.usage.total_tokens >= 2000
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()

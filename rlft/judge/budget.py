@@ -41,15 +41,15 @@ class Usage:
 class Budget:
     """Limits (None = unlimited) and prices; `charge` adds a reply's usage, `check` raises once spent."""
 
-    max_cost_usd: float | None = None
-    max_tokens: int | None = None
+    budget_usd: float | None = None  # named like the judge's recipe params, which the messages tell users to raise
+    budget_tokens: int | None = None
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
     usage: Usage = field(default_factory=Usage)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        for name in ("max_cost_usd", "max_tokens", "price_input_per_mtok", "price_output_per_mtok"):
+        for name in ("budget_usd", "budget_tokens", "price_input_per_mtok", "price_output_per_mtok"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -69,15 +69,15 @@ class Budget:
 
     def check(self) -> None:
         u = self.usage
-        if self.max_cost_usd is not None and u.cost_usd >= self.max_cost_usd:
+        if self.budget_usd is not None and u.cost_usd >= self.budget_usd:
             raise JudgeBudgetExceeded(
-                f"judge: cost budget spent (${u.cost_usd:.4f} of max_cost_usd={self.max_cost_usd}) after "
-                f"{u.requests} requests; raise judge params.max_cost_usd or resume later (cached judgments are kept)"
+                f"judge: cost budget spent (${u.cost_usd:.4f} of budget_usd={self.budget_usd}) after "
+                f"{u.requests} requests; raise judge params.budget_usd or resume later (cached judgments are kept)"
             )
-        if self.max_tokens is not None and u.total_tokens >= self.max_tokens:
+        if self.budget_tokens is not None and u.total_tokens >= self.budget_tokens:
             raise JudgeBudgetExceeded(
-                f"judge: token budget spent ({u.total_tokens} of max_tokens={self.max_tokens}) after {u.requests} "
-                f"requests; raise judge params.max_tokens or resume later (cached judgments are kept)"
+                f"judge: token budget spent ({u.total_tokens} of budget_tokens={self.budget_tokens}) after "
+                f"{u.requests} requests; raise judge params.budget_tokens or resume later (cached judgments are kept)"
             )
 
     def __getstate__(self) -> dict:

@@ -17,7 +17,9 @@ The OpenAI client (the `openai` SDK, so OpenAI, vLLM, a LiteLLM proxy or `transf
   `breaker_reset_s`, then one trial call decides whether to close it again.
 
 The API key is read from the environment variable *named* by `api_key_env` when a connection is opened; it is
-not kept on the client object, not in its repr or pickled state, nor in any cache key.
+not kept on the client object, not in its repr or pickled state, nor in any cache key. Credentials inside
+`base_url` (`http://user:pass@host`, `?api_key=`) are redacted (`rlft.redact`) wherever the client shows the URL:
+its repr, its error messages and its identity (so they are not part of cache keys or fingerprints either).
 
 Not here: prompts, parsing, caching, votes (see `rlft.judge.judge`).
 """
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlft.errors import RewardError
+from rlft.redact import redact_url
 
 TIMEOUT, API_ERROR = "timeout", "api_error"
 POOL_SIZE = 8  # concurrent requests per HTTP connection pool (see OpenAIChatClient.session)
@@ -176,10 +179,12 @@ class OpenAIChatClient(ChatClient):
         self._session: ContextVar = ContextVar(f"rlft_judge_session_{id(self)}", default=None)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "openai", "model": self.model, "base_url": self.base_url, "extra_body": self.extra_body}
+        # redacted: a password in base_url is not part of what decides a verdict, and must not enter cache keys
+        return {"backend": "openai", "model": self.model, "base_url": redact_url(self.base_url),
+                "extra_body": self.extra_body}
 
     def __repr__(self) -> str:
-        return (f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, "
+        return (f"OpenAIChatClient(model={self.model!r}, base_url={redact_url(self.base_url)!r}, "
                 f"api_key_env={self.api_key_env!r}, "
                 f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, max_concurrency={self.max_concurrency})")
 
@@ -269,7 +274,7 @@ class OpenAIChatClient(ChatClient):
         if isinstance(exc, openai.APIStatusError):
             code = exc.status_code
             if code in (401, 403, 404):
-                where = self.base_url or "the OpenAI API"
+                where = redact_url(self.base_url) or "the OpenAI API"
                 hint = f"check the key in ${self.api_key_env}" if code != 404 else "check params.model and base_url"
                 raise JudgeEndpointError(f"judge: {where} answered HTTP {code} for model '{self.model}'; {hint}")
             if code == 429 or code >= 500:

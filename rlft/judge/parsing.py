@@ -7,7 +7,9 @@ Rules (they are what makes the judge hard to fool, see docs/judge.md#threat-mode
   back to an earlier, valid-looking one.
 * The value must be exactly one allowed label (case-insensitive, after trimming quotes, markdown and a trailing
   period) or, for scores, one number inside the scale. Anything else is a `parse_error` and the sample abstains.
-* Zero-width characters and full-width look-alikes are normalised away before matching.
+* Matching runs on the text's skeleton (`untrusted.skeleton`: invisible characters dropped, NFKD without marks,
+  Cyrillic/Greek look-alikes as ASCII), the same one the neutraliser uses on graded text: whatever this parser would
+  read as a verdict inside a completion has already been rewritten to ``VERDICT (quoted):``.
 * A reply that is nothing but one allowed label (small judges often answer just ``Accurate``) is accepted.
 
 Not here: talking to the judge (`client`), what a parse error does to the reward (`rlft.rewards.judge`).
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 import regex
 
-from rlft.judge.prompts import strip_invisible
+from rlft.judge.untrusted import skeleton_with_index, skeleton, strip_invisible
 
 OK, PARSE_ERROR = "ok", "parse_error"
 _TRIM = " \t*_`\"'“”‘’[](){}<>.!"
@@ -39,12 +41,14 @@ class Parsed:
 def last_verdict(reply: str, marker: str = "VERDICT") -> tuple[str | None, str]:
     """(raw value of the last `MARKER: value` line or None, text before it as rationale)."""
     text = strip_invisible(reply)
-    # Anywhere in the reply, at a line start or mid-sentence ("... so VERDICT: X"); only the last one counts.
-    matches = list(regex.finditer(r"(?i)\b" + regex.escape(marker) + r"\**[ \t]*[:=][ \t]*([^\n]*)", text))
+    folded, index = skeleton_with_index(text)
+    # Anywhere in the reply, at a line start or mid-sentence ("... so VERDICT: X"), in markdown emphasis
+    # ("**VERDICT**: X"); only the last one counts. The neutraliser's pattern is a superset of this one.
+    matches = list(regex.finditer(r"(?i)\b" + regex.escape(marker) + r"[*_`~ \t]*[:=][ \t]*([^\n]*)", folded))
     if not matches:
         return None, text.strip()
     last = matches[-1]
-    return last.group(1), text[: last.start()].strip()
+    return last.group(1), text[: index[last.start()]].strip()
 
 
 def _clean(value: str) -> str:
@@ -58,7 +62,7 @@ class VerdictParser:
                  marker: str = "VERDICT", integer_scale: bool = True):
         if (labels is None) == (scale is None):
             raise ValueError("give either labels or scale")
-        self.labels = {_clean(k): (k, float(v)) for k, v in (labels or {}).items()}
+        self.labels = {_clean(skeleton(k)): (k, float(v)) for k, v in (labels or {}).items()}
         self.scale = scale
         self.marker = marker
         self.integer_scale = integer_scale
@@ -66,7 +70,7 @@ class VerdictParser:
     def parse(self, reply: str) -> Parsed:
         raw, rationale = last_verdict(reply, self.marker)
         if raw is None:
-            raw = strip_invisible(reply)  # a bare answer; a multi-line reply will not clean to a label or number
+            raw = skeleton(reply)  # a bare answer; a multi-line reply will not clean to a label or number
             rationale = ""
         return self._judge_value(raw, rationale)
 

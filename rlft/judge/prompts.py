@@ -4,15 +4,14 @@ A template is a text file a user can read and override, with a `[system]` and a 
 in braces. Data placeholders (`{policy}`, `{prompt}`, `{response}`, `{reference}`, `{response_a}`, `{response_b}`)
 are replaced by the text wrapped in tags the library writes itself, e.g. ``<response>…</response>``; inside the
 text, anything that looks like one of those tags or like the verdict line (``VERDICT:``) is neutralised first, so a
-completion cannot close its own tag or pre-write a verdict. Plain placeholders (`{labels}`, `{scale_min}`,
-`{scale_max}`) are filled with library values. Substitution is one pass: text put in is never scanned again.
+completion cannot close its own tag or pre-write a verdict (look-alike spellings included: see `untrusted`).
+Plain placeholders (`{labels}`, `{scale_min}`, `{scale_max}`) are filled with library values. Substitution is one pass: text put in is never scanned again.
 
 Not here: choosing the guideline (`policies`), reading the judge's reply (`parsing`).
 """
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,10 +20,8 @@ from typing import Any
 import regex
 
 from rlft.errors import RewardError
+from rlft.judge.untrusted import looks_like_injection, neutralize, strip_invisible  # noqa: F401 - re-exported
 
-# Characters that render as nothing; attackers use them to split keywords past filters (U+200B-U+200F, U+2060-U+2064,
-# U+FEFF, and the soft hyphen U+00AD).
-ZERO_WIDTH = regex.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 DATA_FIELDS = ("policy", "prompt", "response", "reference", "response_a", "response_b")
 PLAIN_FIELDS = ("labels", "scale_min", "scale_max")
 TAG_NAMES = {"policy": "policy", "prompt": "customer_message", "response": "response", "reference": "reference",
@@ -33,48 +30,6 @@ BUILTIN_TEMPLATES = ("binary", "score", "pairwise")
 REQUIRED = {"binary": ("response",), "score": ("response",), "pairwise": ("response_a", "response_b")}
 PLACEHOLDER = regex.compile(r"\{([a-z_]+)\}")
 SECTION = regex.compile(r"^\[(system|user)\]\s*$", regex.MULTILINE)
-# Any opening or closing tag with one of our names, tolerant of spaces and case: `< /Response >`, `<RESPONSE_A x=1>`.
-_TAG_RE = regex.compile(r"<(\s*/?\s*(?:" + "|".join(sorted(set(TAG_NAMES.values()), key=len, reverse=True))
-                        + r")(?![a-z_]))", regex.IGNORECASE)
-
-
-# Text in a graded completion that addresses the grader rather than the customer. A customer-support reply has no
-# reason to contain any of these; the judge reward scores such completions `injection_value` without asking.
-INJECTION_PATTERNS = [
-    r"\bignore\b.{0,40}\b(rubric|instructions?|guidelines?|polic(y|ies)|criteria)\b",
-    r"\bas\s+(the|a|an|your)\s+(grader|judge|evaluator|reviewer)\b",
-    r"\b(you|grader|judge)\s+(must|should|will|have\s+to)\s+(output|answer|respond|return|give|say|rate|score)\b",
-    r"\b(verdict|score|grade|rating)\s*[:=]",
-    r"\bend\s+of\s+(the\s+)?(data|response|input|conversation|transcript|answer)\b",
-    r"\b(any|every|this)\s+(answer|response|reply)\s+(scores?|is\s+rated|gets|deserves|must\s+get)\b",
-    r"\b(new|updated|revised)\s+(rubric|instructions|grading)\b",
-    r"<\s*/?\s*(response|policy|customer_message|reference|response_[ab]|system|rubric|instructions?)\b",
-]
-_INJECTION_RE = regex.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), regex.IGNORECASE | regex.DOTALL)
-
-
-def looks_like_injection(text: str, max_chars: int = 20000) -> bool:
-    """True when the (normalised) text contains grader-directed phrasing; clipped and time-limited."""
-    try:
-        return _INJECTION_RE.search(strip_invisible(text[:max_chars]), timeout=0.5) is not None
-    except TimeoutError:  # pathological input: treat as suspicious rather than hang
-        return True
-
-
-def strip_invisible(text: str) -> str:
-    """NFKC-normalise and drop zero-width characters (so `VER\\u200bDICT` and full-width `＜` read as plain)."""
-    return ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
-
-
-def neutralize(text: str, marker: str = "VERDICT") -> str:
-    """Make untrusted text unable to close our tags or write a verdict line the parser would read.
-
-    Our tag openers become `‹tag` (a look-alike the judge still reads, but not a delimiter) and `MARKER:` becomes
-    `MARKER (quoted):`, which the verdict parser does not accept.
-    """
-    text = strip_invisible(text)
-    text = _TAG_RE.sub(lambda m: "‹" + m.group(1), text)
-    return regex.sub(r"(?i)\b(" + regex.escape(marker) + r")(\s*[:=])", r"\1 (quoted)\2", text)
 
 
 def conversation_text(prompt: Any) -> str:
