@@ -48,6 +48,7 @@ rewards:
       max_retries: 0            # one request per judgment, so failures can be matched to injected faults
       breaker_threshold: 0      # no fail-fast: every failure is an injected one
       injection_guard: false    # random-model text must reach the judge
+      min_words: 0              # (8 random tokens may be fewer than the default 3 words)
       cache: {tmp_path / "judge.sqlite"}
       audit_path: {audit}
 trainer: {{max_steps: 2, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 8,
@@ -104,7 +105,7 @@ data: {{source: "demo:intents", demo_size: 40, system_prompt: "Answer the custom
 rewards:
   - name: judge
     params: {{model: stub-judge, base_url: "{url}", api_key_env: null, guideline: Be polite., cache: null,
-              injection_guard: false, budget_tokens: 2000, price_input_per_mtok: 1.0}}
+              injection_guard: false, min_words: 0, budget_tokens: 2000, price_input_per_mtok: 1.0}}
 trainer: {{max_steps: 6, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 8,
           learning_rate: 0.05, beta: 0.0}}
 """))

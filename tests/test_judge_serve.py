@@ -91,7 +91,7 @@ def test_binary_and_score_through_transformers_serve(tiny_server, tiny_model_dir
     params = dict(model=tiny_server.model, base_url=tiny_server.url, api_key_env=None, guideline=GUIDE,
                   max_tokens=1, timeout_s=60, cache=cache, max_concurrency=2)
     accurate = JudgeReward(**params, extra_body={"logit_bias": {str(_token(tiny_model_dir, " Accurate")): 100.0}})
-    out, logged = _judge(accurate, ["Cancelled, $4.99 fee.", "Cancelled."])
+    out, logged = _judge(accurate, ["Cancelled, $4.99 fee.", "Your order is cancelled."])
     assert out == [1.0, 1.0]
     assert accurate.usage.requests == 2 and accurate.usage.prompt_tokens > 50  # real usage from the server
     assert accurate.usage.completion_tokens == 2
@@ -101,7 +101,7 @@ def test_binary_and_score_through_transformers_serve(tiny_server, tiny_model_dir
     assert out == [pytest.approx(6 / 9)]
 
     again = JudgeReward(**params, extra_body={"logit_bias": {str(_token(tiny_model_dir, " Accurate")): 100.0}})
-    out, logged = _judge(again, ["Cancelled, $4.99 fee.", "Cancelled."])
+    out, logged = _judge(again, ["Cancelled, $4.99 fee.", "Your order is cancelled."])
     assert out == [1.0, 1.0] and again.usage.requests == 0 and logged["judge/cache_hit_rate"] == 1.0
 
 
@@ -109,7 +109,7 @@ def test_unsteered_random_model_abstains_instead_of_scoring(tiny_server, tmp_pat
     """A judge that answers gibberish (as a random model does) yields parse errors, i.e. None, never 0."""
     reward = JudgeReward(model=tiny_server.model, base_url=tiny_server.url, api_key_env=None, guideline=GUIDE,
                          max_tokens=8, timeout_s=60, cache=None)
-    out, logged = _judge(reward, ["Cancelled, $4.99 fee.", "Cancelled."])
+    out, logged = _judge(reward, ["Cancelled, $4.99 fee.", "Your order is cancelled."])
     assert out == [None, None]
     assert logged["judge/parse_error_rate"] == 1.0
 

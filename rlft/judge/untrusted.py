@@ -56,7 +56,7 @@ INJECTION_PATTERNS = [
     r"\bignore\b.{0,40}\b(rubric|instructions?|guidelines?|polic(y|ies)|criteria)\b",
     r"\bas\s+(the|a|an|your)\s+(grader|judge|evaluator|reviewer)\b",
     r"\b(you|grader|judge)\s+(must|should|will|have\s+to)\s+(output|answer|respond|return|give|say|rate|score)\b",
-    r"\b(verdict|score|grade|rating)\b" + EMPHASIS + r"[:=]",
+    r"(?<![a-z0-9])(verdict|score|grade|rating)" + EMPHASIS + r"[:=]",  # `_` is emphasis here, not a letter
     r"\bend\s+of\s+(the\s+)?(data|response|input|conversation|transcript|answer)\b",
     r"\b(any|every|this)\s+(answer|response|reply)\s+(scores?|is\s+rated|gets|deserves|must\s+get)\b",
     r"\b(new|updated|revised)\s+(rubric|instructions|grading)\b",
@@ -129,14 +129,16 @@ def neutralize(text: str, marker: str = "VERDICT") -> str:
     """Make untrusted text unable to close our tags or write a verdict line the parser would read.
 
     Matching runs on the skeleton, so look-alike and split spellings are caught; only the matched spans are
-    rewritten (to plain ASCII), the rest keeps its own letters. A tag opener becomes `‹tag` (the judge still reads
-    it, but it is no delimiter) and `MARKER:` in any emphasis becomes `MARKER (quoted):`, which the verdict parser
-    (same skeleton, see `parsing`) does not accept.
+    rewritten (to plain ASCII), the rest keeps its own letters. A tag opener becomes `[tag` (`</response>` ->
+    `[/response>`: still legible, but no delimiter, and no look-alike of one: `‹` would read as `<`) and `MARKER:`
+    in any emphasis becomes `MARKER (quoted):`, which the verdict parser (same skeleton, see `parsing`) does not
+    accept.
     """
     text = strip_invisible(text)
-    marker_re = regex.compile(r"\b" + regex.escape(marker) + EMPHASIS + r"[:=]", regex.IGNORECASE)
+    # (?<![a-z0-9]) rather than \b: `__VERDICT__:` is emphasis too; this is a superset of the parser's pattern
+    marker_re = regex.compile(r"(?<![a-z0-9])" + regex.escape(marker) + EMPHASIS + r"[:=]", regex.IGNORECASE)
     folded, index = skeleton_with_index(text)
-    edits = [(m.start(), m.end(), "‹" + m.group(1)) for m in _TAG_RE.finditer(folded)]
+    edits = [(m.start(), m.end(), "[" + m.group(1)) for m in _TAG_RE.finditer(folded)]
     edits += [(m.start(), m.end(), f"{marker} (quoted):") for m in marker_re.finditer(folded)]
     if not edits:
         return text
