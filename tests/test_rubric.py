@@ -1,5 +1,6 @@
 """The rubric reward: score table on the demo policy file, abstention, gates, hostile input, file errors, metrics."""
 
+import pickle
 import time
 
 import pytest
@@ -301,6 +302,8 @@ def test_builtin_name_loads_with_its_column():
     loaded = load_reward(RewardSpec("rubric", params={"policies": "demo", "max_words": 60}))
     assert loaded.name == "rubric" and loaded.columns == ("intent",) and not loaded.is_async
     assert loaded.func(prompts=["p"], completions=[GOOD["get_refund"]], intent=["get_refund"]) == [1.0]
+    copy = pickle.loads(pickle.dumps(loaded.func.rlft_inner))  # spawned workers and deep copies get the reward
+    assert copy(prompts=["p"], completions=[GOOD["get_refund"]], intent=["get_refund"]) == [1.0]
 
 
 def test_markdown_policy_file_drives_judge_and_rubric(tmp_path):
