@@ -77,7 +77,8 @@ import yaml
 
 from rlft.errors import RewardError, did_you_mean
 from rlft.judge.policies import DEFAULT_KEY, RUBRIC_KEY, demo_policies_path, normalize_key
-from rlft.judge.prompts import conversation_text, strip_invisible
+from rlft.judge.prompts import conversation_text
+from rlft.judge.untrusted import strip_invisible
 from rlft.rewards.intent import IntentParser, completion_text
 
 logger = logging.getLogger("rlft.rubric")
