@@ -172,7 +172,8 @@ def test_hostile_completion_is_escaped_and_inert(tmp_path):
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "<img" not in text and "&lt;img src=x onerror=alert(2)&gt;" in text
     assert parsed.urls == []
-    assert re.findall(r"https?:", text) == ["http:"] and "see http://evil.example/x" in text  # only inside escaped sample text
+    # the only URL is inside escaped sample text
+    assert re.findall(r"https?:", text) == ["http:"] and "see http://evil.example/x" in text
 
 
 def test_model_refs_and_errors(tmp_path, eval_setup):
@@ -199,3 +200,38 @@ def test_cli_prints_the_headline_table_and_exits_2_on_a_bad_model(eval_setup, ca
     assert len((out / "traces.jsonl").read_text().splitlines()) == 3
     assert run(["eval", str(recipe), "--model", str(root / "nope")]) == 2
     assert "not 'base', an 'openai:URL#MODEL' endpoint, or an adapter directory" in capsys.readouterr().err
+
+
+def test_endpoint_models_and_pairwise_win_rate_in_both_orders(tmp_path, eval_setup, monkeypatch):
+    from tests.judge_stub_server import StubJudge, StubServer
+
+    _, _, data, _ = eval_setup
+    def respond(body):
+        if body["model"] == "judge":  # a judge that always prefers whichever answer it is shown first
+            return "Both are labels.\nVERDICT: A"
+        label = "track_order" if body["model"] == "m1" else "cancel_order"
+        return f"<intent>{label}</intent>"
+
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(f"data: {{source: {data}, labels: {LABELS}}}\nrewards: [intent]\n")
+    recipe = load_recipe(recipe_file)
+    stub = StubJudge(respond)
+    monkeypatch.setenv("EVAL_TEST_KEY", "sk-test-secret")
+    with StubServer(stub) as url:
+        from rlft.eval_run import build_pairwise_judge
+
+        models = [parse_model_ref(f"openai:{url}#m1", "EVAL_TEST_KEY"), parse_model_ref(f"openai:{url}#m2")]
+        result = evaluate_models(models, recipe, tmp_path / "out", data_file=str(data),
+                                 pairwise_judge=build_pairwise_judge(f"openai:{url}#judge", None))
+    m1, m2 = result["models"]
+    assert m1["headline"]["intent_accuracy"] == pytest.approx(2 / 6)  # says track_order to every row
+    assert m2["headline"]["intent_accuracy"] == pytest.approx(2 / 6)
+    assert m1["decoding"]["mode"].startswith("free (endpoint")
+    w = result["win_rate"]
+    # each prompt judged twice (m1 first, then m2 first); the first answer always wins -> every item flips
+    assert (w["judgments"], w["items"], w["wins_a"], w["wins_b"], w["ties"]) == (12, 6, 6, 6, 0)
+    assert w["win_rate_a"] == 0.5 and w["position_bias"] == 0.5 and w["order_flips"] == 6
+    written = "".join(p.read_text() for p in (tmp_path / "out").iterdir() if p.suffix in (".json", ".md", ".jsonl",
+                                                                                        ".html"))
+    assert "sk-test-secret" not in written and "position bias" in (tmp_path / "out" / "report.md").read_text()
+    assert "Bearer sk-test-secret" in stub.auth_headers  # the key reached the endpoint, read from the variable

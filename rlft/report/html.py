@@ -24,7 +24,7 @@ table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
 th{background:#f0f0f0;cursor:pointer;position:sticky;top:0}
 th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
-tr.fail td.m{background:#fff3f3}tr.disagree td.idx{border-left:4px solid #e69f00}
+td.m.fail{background:#fff3f3}tr.disagree td.idx{border-left:4px solid #e69f00}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font:12px/1.3 ui-monospace,monospace;
 max-height:12em;overflow:auto}
 .ok{color:#137333}.bad{color:#b3261e}.muted{color:#777}
@@ -120,7 +120,8 @@ def _model_cell(m: dict) -> str:
         if m.get("rationale"):
             judge += f"<pre>{escape(str(m['rationale']))}</pre>"
     sort_value = "" if m.get("correct") is None else str(int(m["correct"]))
-    return (f'<td class="m" data-v="{escape(sort_value)}"><pre>{escape(m["completion"])}</pre>'
+    cls = "m fail" if m.get("fail") else "m"
+    return (f'<td class="{cls}" data-v="{escape(sort_value)}"><pre>{escape(m["completion"])}</pre>'
             f"<div>parsed: {parsed}</div><div class=\"muted\">{rewards}</div>{judge}</td>")
 
 
