@@ -13,7 +13,8 @@ from typing import Any
 from rlft.reward import RewardSpec
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-ALGORITHMS = ("grpo", "dpo", "kto", "ppo", "reward_model")
+ALGORITHMS = ("grpo", "label_pg", "dpo", "kto", "ppo", "reward_model")
+GENERATING_ALGORITHMS = ("grpo", "label_pg", "ppo")  # algorithms whose training decodes with the `decoding:` section
 
 
 def _f(default: Any = None, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - mirrors dataclass naming
@@ -69,6 +70,51 @@ class DataConfig:
 
 
 @dataclass
+class DecodingConfig:
+    """How replies are decoded, everywhere: training rollouts, evaluation, labelling, PPO and export."""
+
+    prefill: str = _f("", "Text every reply starts with, e.g. '<intent>' (appended as token ids after the chat "
+                      "template's assistant header). Rewards and reports see it as the start of the completion.")
+    constrain_labels: bool = _f(False, "Only decode one allowed label + label_suffix + EOS (prefix-trie logits "
+                                "processor; vLLM: structured-outputs regex). Needs the label set.")
+    label_suffix: str = _f("</intent>", "Text that closes a label.")
+    stop_at_suffix: bool = _f(False, "Without the constraint: end each reply right after label_suffix.")
+
+
+@dataclass
+class SignalConfig:
+    """GRPO sampling features (`signal:`); defaults reproduce plain TRL GRPO."""
+
+    shared_prefix: bool = _f(False, "Run each distinct prompt once per group (generation and loss) and share its KV "
+                             "cache with the group's completions: ~G x fewer prompt tokens per step.")
+    decision_tokens_only: bool = _f(False, "With decoding.constrain_labels: leave tokens the constraint forces out "
+                                    "of the loss.")
+    drop_zero_std: bool = _f(False, "Drop groups whose rewards all tie (zero advantage) from the training batch.")
+    refill_rounds: int = _f(0, "With drop_zero_std: up to this many extra generation rounds on fresh prompts to "
+                            "refill the batch with groups that have reward variance.")
+    keep_surplus: bool = _f(True, "With refill_rounds: keep surplus signal groups for the next step (one step "
+                            "stale at most).")
+    warn_zero_std: float = _f(0.9, "Warn when the mean fraction of zero-std groups over `warn_window` steps "
+                              "exceeds this (1.0: never).")
+    warn_window: int = _f(10, "Steps averaged for the zero-signal warning.")
+    seed: int = _f(0, "Seed of the refill prompt sampler.")
+
+
+@dataclass
+class LabelPGConfig:
+    """Exact label-space policy gradient (`algorithm: label_pg`, section `label_pg:`); docs/algorithms.md."""
+
+    weighting: str = _f("log", "Per-prompt weight w(p) on grad log p, p = expected (normalised) reward: "
+                        "expected (w=p: maximise E[r]) | maxrl (w=1-(1-p)^maxrl_t) | log (w=1: maximise log E[r]).")
+    maxrl_t: int = _f(8, "T of the maxrl weighting (1 = expected reward; larger approaches log).")
+    normaliser: str = _f("free", "Policy the expectation is taken under: free (full-vocabulary softmax, what plain "
+                         "decoding samples from) | constrained (softmax over the trie's allowed tokens) | both.")
+    free_weight: float = _f(0.5, "With normaliser both: weight of the free term (the constrained term gets 1-w).")
+    prune_zero_reward: bool = _f(True, "Skip label paths whose normalised reward is 0 (exact: they add nothing to "
+                                 "the expectation or its gradient).")
+
+
+@dataclass
 class EvaluationConfig:
     before: bool = _f(True, "Evaluate the base model on the held-out split before training.")
     after: bool = _f(True, "Evaluate the trained model on the held-out split after training.")
@@ -76,8 +122,11 @@ class EvaluationConfig:
     max_new_tokens: int = _f(32, "Generation length for evaluation.")
     batch_size: int = _f(16, "Generation batch size for evaluation.")
     rewards: bool = _f(True, "Also report the mean of each recipe reward on the held-out completions.")
-    prefill: str = _f("", "Text every evaluated reply starts with, e.g. '<intent>' (the `signal` section's "
-                          "decoding wins when set).")
+    every_steps: int = _f(0, "Also evaluate every N optimizer steps during training (0: off); logged as heldout/*.")
+    keep_best: bool = _f(False, "With every_steps: save the adapter of the best periodic evaluation to "
+                         "output_dir/best and record its step in metrics.json and the model card.")
+    best_metric: str = _f("intent_accuracy", "Metric that picks the best evaluation (higher is better), e.g. "
+                          "intent_accuracy or reward/<name>.")
 
 
 @dataclass
@@ -87,9 +136,9 @@ class ExportConfig:
 
 @dataclass
 class Recipe:
-    """A whole recipe. `trainer` goes to TRL's config class; `signal` to rlft's GRPO signal features."""
+    """A whole recipe. `trainer` goes to TRL's config class; the other sections are rlft's own."""
 
-    algorithm: str = _f("grpo", "grpo | dpo | kto | ppo | reward_model.")
+    algorithm: str = _f("grpo", "grpo | label_pg | dpo | kto | ppo | reward_model.")
     output_dir: str = _f("runs/rlft", "Where the adapter, recipe, metrics and model card are written.")
     seed: int = _f(42, "Seed for data splits, sampling and initialisation.")
     model: ModelConfig = _f(factory=ModelConfig, help="The base model.")
@@ -97,7 +146,9 @@ class Recipe:
     data: DataConfig = _f(factory=DataConfig, help="Dataset, columns and prompts.")
     rewards: list[RewardSpec] = _f(factory=list, help="Rewards: [{name, weight, params, alias}].")
     trainer: dict[str, Any] = _f(factory=dict, help="Settings for TRL's config class of the algorithm.")
-    signal: dict[str, Any] = _f(factory=dict, help="GRPO signal features (see docs/recipes.md#signal).")
+    decoding: DecodingConfig = _f(factory=DecodingConfig, help="Prefill, label constraint, stop suffix.")
+    signal: SignalConfig = _f(factory=SignalConfig, help="GRPO sampling features (docs/recipes.md#signal).")
+    label_pg: LabelPGConfig = _f(factory=LabelPGConfig, help="Exact label-space policy gradient settings.")
     evaluation: EvaluationConfig = _f(factory=EvaluationConfig, help="Held-out evaluation before/after.")
     export: ExportConfig = _f(factory=ExportConfig, help="Extra exports.")
     source_file: str | None = field(default=None, repr=False, metadata={"help": "Recipe file (not a key)."})

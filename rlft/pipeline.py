@@ -22,9 +22,12 @@ from typing import Any
 from rlft.checkpoints import MarkCompleteCheckpoints, resolve_resume
 from rlft.config import Recipe
 from rlft.data import prepare, require_columns
+from rlft.decoding import generation_kwargs
+from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
 from rlft.models import load_model, resolve_device, resolve_model_path
 from rlft.outputs import write_metrics, write_model_card, write_recipe
+from rlft.periodic_eval import PeriodicEval
 from rlft.recipe import load_recipe
 from rlft.reward import LoadedReward, RewardSpec, load_rewards, resolve_target
 from rlft.telemetry import disable_unless_opted_in
@@ -64,14 +67,11 @@ def load_recipe_rewards(recipe: Recipe, labels: list[str], datasets: list[Any]) 
 
 
 def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward]) -> EvalReport:
-    gen_kwargs: dict[str, Any] = {}
-    if recipe.signal:
-        from rlft.signal_options import eval_generation_kwargs
-
-        gen_kwargs = eval_generation_kwargs(recipe, tokenizer, data.labels)
     ev = recipe.evaluation
-    if ev.prefill and not gen_kwargs:
-        gen_kwargs = {"prefill": ev.prefill}
+    try:
+        gen_kwargs = generation_kwargs(tokenizer, data.labels, recipe.decoding)
+    except ValueError as exc:
+        raise RecipeError(f"{recipe.source_file or 'recipe'}: decoding: {exc}") from None
     return evaluate(model, tokenizer, data.eval, label_column=recipe.data.label_column, labels=data.labels,
                     rewards=rewards if ev.rewards else (), max_samples=ev.max_samples,
                     max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, **gen_kwargs)
@@ -118,8 +118,14 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     # Rewards may ask to stop training cleanly (a judge's budget or error-rate bound): they offer a callback.
     reward_callbacks = [make() for r in rewards
                         if (make := getattr(getattr(r.func, "rlft_inner", None), "trainer_callback", None))]
+    periodic = None
+    if recipe.evaluation.every_steps and can_generate:
+        ev = recipe.evaluation
+        periodic = PeriodicEval(lambda m: _eval(recipe, m, tokenizer, data, rewards), ev.every_steps, out,
+                                keep_best=ev.keep_best, best_metric=ev.best_metric)
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, rewards, data.labels, device,
-                       callbacks=[MarkCompleteCheckpoints(), *(callbacks or []), *reward_callbacks])
+                       callbacks=[MarkCompleteCheckpoints(), *(callbacks or []), *reward_callbacks,
+                                  *([periodic] if periodic else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
     if resume:
@@ -134,6 +140,13 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         metrics["calibration"] = trainer.calibration
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
+    if periodic is not None:
+        metrics["heldout_history"] = periodic.history
+        if periodic.best is not None:
+            tokenizer.save_pretrained(periodic.best["dir"])
+            metrics["best"] = periodic.best
+            print(f"[rlft] best held-out {periodic.best['metric']}={periodic.best['value']:.3f} at step "
+                  f"{periodic.best['step']}: adapter in {periodic.best['dir']}", flush=True)
 
     if recipe.evaluation.after and can_generate:
         after = _eval(recipe, trainer.model, tokenizer, data, rewards)

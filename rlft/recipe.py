@@ -14,13 +14,24 @@ from typing import Any
 
 import yaml
 
-from rlft.config import ALGORITHMS, AdapterConfig, DataConfig, EvaluationConfig, ExportConfig, ModelConfig, Recipe
+from rlft.config import (
+    ALGORITHMS,
+    AdapterConfig,
+    DataConfig,
+    DecodingConfig,
+    EvaluationConfig,
+    ExportConfig,
+    LabelPGConfig,
+    ModelConfig,
+    Recipe,
+    SignalConfig,
+)
 from rlft.errors import RecipeError, did_you_mean
 from rlft.reward import RewardSpec
 from rlft.typecheck import describe, matches
 
-SECTIONS = {"model": ModelConfig, "adapter": AdapterConfig, "data": DataConfig, "evaluation": EvaluationConfig,
-            "export": ExportConfig}
+SECTIONS = {"model": ModelConfig, "adapter": AdapterConfig, "data": DataConfig, "decoding": DecodingConfig,
+            "signal": SignalConfig, "label_pg": LabelPGConfig, "evaluation": EvaluationConfig, "export": ExportConfig}
 CHOICES = {
     "algorithm": ALGORITHMS,
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
@@ -30,6 +41,16 @@ CHOICES = {
     "adapter.quant_type": ("nf4", "fp4"),
     "adapter.compute_dtype": ("auto", "float32", "bfloat16", "float16"),
     "data.format": ("auto", "csv", "json", "jsonl", "datasets"),
+    "label_pg.weighting": ("expected", "maxrl", "log"),
+    "label_pg.normaliser": ("free", "constrained", "both"),
+}
+# Keys that moved to another section (recipes written before the `decoding:` section existed).
+MOVED = {
+    "signal.prefill": "decoding.prefill", "signal.constrain_labels": "decoding.constrain_labels",
+    "signal.label_suffix": "decoding.label_suffix", "signal.stop_at_suffix": "decoding.stop_at_suffix",
+    "evaluation.prefill": "decoding.prefill", "signal.eval_every_steps": "evaluation.every_steps",
+    "signal.eval_max_samples": "evaluation.max_samples", "signal.eval_batch_size": "evaluation.batch_size",
+    "signal.eval_max_new_tokens": "evaluation.max_new_tokens", "signal.label_column": "data.label_column",
 }
 COMMAND_LINE = "command line"
 
@@ -163,6 +184,9 @@ def _build_section(cls: type, raw: Any, section: str, prov: _Provenance, default
     for key, value in raw.items():
         dotted = f"{section}.{key}"
         where = prov.origin(dotted, default_file)
+        if dotted in MOVED:
+            raise RecipeError(f"{where}: {dotted}: moved to {MOVED[dotted]} (one decoding section for training, "
+                              f"evaluation and export)")
         if key not in fields:
             raise RecipeError(f"{where}: {dotted}: unknown key{did_you_mean(str(key), fields)}; "
                               f"allowed: {', '.join(fields)}")
@@ -219,11 +243,10 @@ def build_recipe(raw: dict[str, Any], prov: _Provenance | None = None, file: str
         if name in raw:
             kwargs[name] = _build_section(cls, raw[name], name, prov, file)
     kwargs["rewards"] = _build_rewards(raw.get("rewards"), prov, file)
-    for name in ("trainer", "signal"):
-        value = raw.get(name) or {}
-        if not isinstance(value, dict):
-            raise RecipeError(f"{prov.origin(name, file)}: {name}: expected a mapping, got {type(value).__name__}")
-        kwargs[name] = dict(value)
+    value = raw.get("trainer") or {}
+    if not isinstance(value, dict):
+        raise RecipeError(f"{prov.origin('trainer', file)}: trainer: expected a mapping, got {type(value).__name__}")
+    kwargs["trainer"] = dict(value)
     return Recipe(**kwargs, source_file=file)
 
 
@@ -249,6 +272,3 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     out.pop("source_file", None)
     return out
 
-
-def save_recipe(recipe: Recipe, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8")

@@ -1,22 +1,22 @@
-"""GRPO with learning signal where plain TRL has none: `SignalGRPOTrainer` and its one config, `SignalConfig`.
+"""GRPO with learning signal where plain TRL has none: `SignalGRPOTrainer`.
 
-Features (each off by default, so an empty `SignalConfig` behaves like TRL's `GRPOTrainer`):
+It reads two recipe sections (`rlft.config`): `decoding:` (shared with evaluation, labelling, PPO and export)
+and `signal:` (GRPO sampling). With both at their defaults it behaves like TRL's `GRPOTrainer`.
 
-- **prefill**: text appended to every prompt after the chat template (e.g. ``<intent>``); rewards and logs see it
-  as the start of each completion, exactly as `rlft.evaluate.generate(prefill=...)` returns it.
-- **constrain_labels**: generation may only emit one allowed label + `label_suffix` + EOS (`rlft.constrained`).
-  Every rollout is then a valid, few-token answer; no label list is needed in the prompt. With vLLM the same
-  constraint goes to TRL's ``vllm_structured_outputs_regex``.
-- **stop_at_suffix**: without the constraint, cut each completion right after `label_suffix` (e.g. ``</intent>``).
-- **decision_tokens_only**: with the constraint, leave tokens the trie forces (one possible continuation) out of
-  the loss, so the gradient goes to the tokens where the policy chose.
-- **drop_zero_std** / **refill_rounds**: groups whose rewards all tie carry no gradient; drop them from the
-  batch (no backward pass is spent on them), and draw fresh prompts up to `refill_rounds` times to refill the
+- **decoding.prefill**: token ids appended to every prompt after the chat template (e.g. ``<intent>``); rewards
+  and logs see it as the start of each completion, exactly as evaluation returns it.
+- **decoding.constrain_labels**: generation may only emit one allowed label + `label_suffix` + EOS
+  (`rlft.constrained`). Every rollout is then a valid, few-token answer; no label list is needed in the prompt.
+  With vLLM the same constraint goes to TRL's ``vllm_structured_outputs_regex``.
+- **decoding.stop_at_suffix**: without the constraint, cut each completion right after `label_suffix`.
+- **signal.decision_tokens_only**: with the constraint, leave tokens the trie forces (one possible continuation)
+  out of the loss, so the gradient goes to the tokens where the policy chose.
+- **signal.drop_zero_std** / **refill_rounds**: groups whose rewards all tie carry no gradient; drop them from
+  the batch (no backward pass is spent on them), and draw fresh prompts up to `refill_rounds` times to refill the
   batch with groups that have signal. Surplus signal groups wait in a one-step buffer. Counted in metrics
   ``signal/*``; a warning fires when the zero-signal fraction stays above `warn_zero_std`.
-- **eval_every_steps**: held-out greedy intent accuracy, format rate, macro-F1 and per-intent accuracy during
-  training (`IntentEvalCallback`), with the same prefill/constraint as the rollouts.
 
+Periodic held-out evaluation is not here: it is task-neutral and works for every trainer (`rlft.periodic_eval`).
 Not here: rewards (``rewards/``), recipes, model loading.
 """
 
@@ -24,83 +24,20 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import pad
 
-from rlft.constrained import LabelTrie, TrieLogitsProcessor, label_regex
+from rlft.config import DecodingConfig, SignalConfig
+from rlft.constrained import TrieLogitsProcessor
+from rlft.decoding import build_trie, prefill_ids, structured_output_regex
 from rlft.shared_prefix import sample_shared_prefix, shared_prefix_logps
 
 logger = logging.getLogger("rlft.signal")
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors dataclass naming
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class SignalConfig:
-    """The recipe's `signal:` section. Defaults reproduce plain TRL GRPO."""
-
-    prefill: str = _f("", "Text appended after the chat template's assistant header, e.g. '<intent>'. "
-                      "Rewards and evaluation see it as the start of the completion.")
-    constrain_labels: bool = _f(False, "Only generate one allowed label + label_suffix + EOS (prefix-trie logits "
-                                "processor; vLLM: structured-outputs regex). Needs the label set.")
-    label_suffix: str = _f("</intent>", "Text that closes a label (after it, generation ends).")
-    stop_at_suffix: bool = _f(False, "Unconstrained generation: cut each completion right after label_suffix.")
-    shared_prefix: bool = _f(False, "Run each distinct prompt once per group (generation and loss) and share its KV "
-                             "cache with the group's completions: ~G x fewer prompt tokens per step.")
-    decision_tokens_only: bool = _f(False, "With constrain_labels: leave tokens the constraint forces out of "
-                                    "the loss.")
-    drop_zero_std: bool = _f(False, "Drop groups whose rewards all tie (zero advantage) from the training batch.")
-    refill_rounds: int = _f(0, "With drop_zero_std: up to this many extra generation rounds on fresh prompts to "
-                            "refill the batch with groups that have reward variance.")
-    keep_surplus: bool = _f(True, "With refill_rounds: keep surplus signal groups for the next step (one step "
-                            "stale at most).")
-    eval_every_steps: int = _f(0, "Held-out intent evaluation every N optimizer steps (0: off).")
-    eval_max_samples: int = _f(200, "Held-out rows used by the periodic evaluation.")
-    eval_batch_size: int = _f(50, "Generation batch size of the periodic evaluation.")
-    eval_max_new_tokens: int = _f(24, "Max new tokens of the periodic evaluation.")
-    label_column: str = _f("intent", "Dataset column with the ground-truth label (periodic evaluation).")
-    warn_zero_std: float = _f(0.9, "Warn when the mean fraction of zero-std groups over `warn_window` steps "
-                              "exceeds this (1.0: never).")
-    warn_window: int = _f(10, "Steps averaged for the zero-signal warning.")
-    seed: int = _f(0, "Seed of the refill prompt sampler.")
-
-    def __post_init__(self) -> None:
-        if self.refill_rounds < 0 or self.eval_every_steps < 0 or self.warn_window < 1:
-            raise ValueError("refill_rounds and eval_every_steps must be >= 0 and warn_window >= 1")
-        if self.refill_rounds and not self.drop_zero_std:
-            raise ValueError("refill_rounds needs drop_zero_std: true")
-        if self.decision_tokens_only and not self.constrain_labels:
-            raise ValueError("decision_tokens_only needs constrain_labels: true")
-
-
-def build_trie(signal: SignalConfig, tokenizer: Any, labels: Sequence[str]) -> LabelTrie:
-    if not labels:
-        raise ValueError("constrain_labels needs the label set (labels=[...] or a label column in the data)")
-    return LabelTrie.from_labels(tokenizer, labels, signal.prefill, signal.label_suffix)
-
-
-def eval_generation_kwargs(signal: SignalConfig, tokenizer: Any, labels: Sequence[str]) -> dict[str, Any]:
-    """`prefill` / `logits_processor_factory` for `rlft.evaluate.generate`, matching the training rollouts."""
-    kwargs: dict[str, Any] = {"prefill": signal.prefill}
-    if signal.constrain_labels:
-        trie = build_trie(signal, tokenizer, labels)
-        pad_id = tokenizer.pad_token_id
-
-        def factory(prompt_length: int) -> TrieLogitsProcessor:
-            return TrieLogitsProcessor(trie, prompt_length, pad_id)
-
-        kwargs["logits_processor_factory"] = factory
-    return kwargs
 
 
 _PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -142,16 +79,18 @@ class SignalGRPOTrainer(GRPOTrainer):
     """TRL's `GRPOTrainer` plus the signal features of `SignalConfig` (see the module docstring).
 
     ``SignalGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...), train_dataset=..., eval_dataset=...,
-    processing_class=tokenizer, signal=SignalConfig(...), labels=[...])``; every other keyword goes to TRL.
+    processing_class=tokenizer, signal=SignalConfig(...), decoding=DecodingConfig(...), labels=[...])``; every
+    other keyword goes to TRL.
     """
 
-    def __init__(self, *args: Any, signal: SignalConfig | None = None, labels: Sequence[str] | None = None,
-                 **kwargs: Any):
+    def __init__(self, *args: Any, signal: SignalConfig | None = None, decoding: DecodingConfig | None = None,
+                 labels: Sequence[str] | None = None, **kwargs: Any):
         self.signal = signal or SignalConfig()
+        self.decoding = decoding or DecodingConfig()
         self.labels = list(labels or [])
         grpo_args = kwargs.get("args")
         tokenizer = kwargs.get("processing_class")
-        self._trie = build_trie(self.signal, tokenizer, self.labels) if self.signal.constrain_labels else None
+        self._trie = build_trie(tokenizer, self.labels, self.decoding) if self.decoding.constrain_labels else None
         if self.signal.shared_prefix and grpo_args is not None:
             # checkpointing re-runs layers in backward, which would append to the shared KV cache a second time;
             # on small models it is also pure overhead (one more forward per step). transformers 5 renamed the
@@ -161,18 +100,15 @@ class SignalGRPOTrainer(GRPOTrainer):
                     logger.info("rlft signal: shared_prefix turns off %s", name)
                     setattr(grpo_args, name, False)
         if self._trie is not None and grpo_args is not None and getattr(grpo_args, "use_vllm", False):
-            grpo_args.vllm_structured_outputs_regex = label_regex(self.labels, suffix=self.signal.label_suffix)
+            grpo_args.vllm_structured_outputs_regex = structured_output_regex(self.labels, self.decoding)
         super().__init__(*args, **kwargs)
-        self._prefill_ids = (self._tokenizer.encode(self.signal.prefill, add_special_tokens=False)
-                             if self.signal.prefill else [])
+        self._prefill_ids = prefill_ids(self._tokenizer, self.decoding)
         self._rng = random.Random(self.signal.seed)
         self._surplus: list[dict[str, Any]] = []
         self._zero_std_window: deque[float] = deque(maxlen=self.signal.warn_window)
         self._warned_at = -10**9
         self.signal_totals = {"groups_generated": 0, "groups_zero_std": 0, "groups_dropped": 0,
                               "groups_trained": 0, "refill_rounds": 0, "steps_without_signal": 0}
-        if self.signal.eval_every_steps and self.eval_dataset is not None:
-            self.add_callback(IntentEvalCallback(self))
 
     # --- prompts and generation -------------------------------------------------------------------------------
 
@@ -183,7 +119,7 @@ class SignalGRPOTrainer(GRPOTrainer):
         return prompt_ids, images, multimodal_fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        wants_own = (self._trie is not None or self.signal.stop_at_suffix or self.signal.shared_prefix) \
+        wants_own = (self._trie is not None or self.decoding.stop_at_suffix or self.signal.shared_prefix) \
             and not self.use_vllm
         if not wants_own or images is not None or multimodal_fields or self.use_transformers_continuous_batching:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
@@ -200,7 +136,7 @@ class SignalGRPOTrainer(GRPOTrainer):
         for ids in completions:
             cut = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
             ids = ids[:cut]
-            if self._trie is None and self.signal.stop_at_suffix:
+            if self._trie is None and self.decoding.stop_at_suffix:
                 ids = self._cut_after_suffix(ids)
             result.append(ids)
         return result
@@ -229,8 +165,8 @@ class SignalGRPOTrainer(GRPOTrainer):
         if self._trie is not None:
             extra["logits_processor"] = [TrieLogitsProcessor(self._trie, input_ids.size(1),
                                                              self._tokenizer.pad_token_id)]
-        elif self.signal.stop_at_suffix:
-            extra.update(stop_strings=[self.signal.label_suffix], tokenizer=self._tokenizer)
+        elif self.decoding.stop_at_suffix:
+            extra.update(stop_strings=[self.decoding.label_suffix], tokenizer=self._tokenizer)
         with (unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                           generation_kwargs=self.generation_kwargs) as unwrapped, torch.no_grad()):
             out = unwrapped.generate(input_ids=input_ids, attention_mask=attention_mask,
@@ -249,16 +185,16 @@ class SignalGRPOTrainer(GRPOTrainer):
 
     def _cut_after_suffix(self, ids: list[int]) -> list[int]:
         for k in range(1, len(ids) + 1):
-            if self.signal.label_suffix in self._tokenizer.decode(ids[:k], skip_special_tokens=True):
+            if self.decoding.label_suffix in self._tokenizer.decode(ids[:k], skip_special_tokens=True):
                 return ids[:k]
         return ids
 
     def _generate(self, prompts: list):
         result = list(super()._generate(prompts))
-        if self.signal.prefill:  # rewards and logs see the prefill as the start of the completion
+        if self.decoding.prefill:  # rewards and logs see the prefill as the start of the completion
             completions = result[3]
-            result[3] = [[{**c[0], "content": self.signal.prefill + c[0]["content"]}] if isinstance(c, list)
-                         else self.signal.prefill + c for c in completions]
+            result[3] = [[{**c[0], "content": self.decoding.prefill + c[0]["content"]}] if isinstance(c, list)
+                         else self.decoding.prefill + c for c in completions]
         return tuple(result)
 
     # --- groups with signal -----------------------------------------------------------------------------------
@@ -345,7 +281,7 @@ class SignalGRPOTrainer(GRPOTrainer):
             self._warned_at = step
             logger.warning(
                 "rlft signal: %.0f%% of GRPO groups had zero reward variance over the last %d steps (no gradient). "
-                "Try signal.constrain_labels / signal.prefill, a shaped reward, more num_generations, "
+                "Try decoding.constrain_labels / decoding.prefill, a shaped reward, more num_generations, "
                 "temperature 1.0, or signal.drop_zero_std with refill_rounds.", 100 * mean, len(window))
 
     def _mask_forced_tokens(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -362,47 +298,3 @@ class SignalGRPOTrainer(GRPOTrainer):
         batch["tool_mask"] = decision if existing is None else existing * decision
         batch["num_items_in_batch"] = (batch["completion_mask"] * batch["tool_mask"]).sum()
         return batch
-
-
-class IntentEvalCallback(TrainerCallback):
-    """Every `signal.eval_every_steps` steps: greedy held-out intent metrics, logged and kept in `history`.
-
-    `history` rows carry `train_seconds` (wall-clock spent training, evaluation time excluded) so accuracy can be
-    plotted against training time.
-    """
-
-    def __init__(self, trainer: SignalGRPOTrainer):
-        self.trainer = trainer
-        self.history: list[dict[str, Any]] = []
-        self._start: float | None = None
-        self._eval_seconds = 0.0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.time()
-
-    def evaluate_now(self, step: int) -> dict[str, Any]:
-        from rlft.evaluate import evaluate
-
-        tr = self.trainer
-        sig = tr.signal
-        t0 = time.time()
-        report = evaluate(tr.model, tr.processing_class, tr.eval_dataset, label_column=sig.label_column,
-                          labels=tr.labels, max_samples=sig.eval_max_samples, max_new_tokens=sig.eval_max_new_tokens,
-                          batch_size=sig.eval_batch_size, keep_samples=0,
-                          **eval_generation_kwargs(sig, tr.processing_class, tr.labels))
-        self._eval_seconds += time.time() - t0
-        train_seconds = (time.time() - self._start - self._eval_seconds) if self._start else 0.0
-        row = {"step": step, "train_seconds": round(train_seconds, 1), **report.metrics,
-               "per_intent": report.per_intent}
-        self.history.append(row)
-        return row
-
-    def on_step_end(self, args, state, control, **kwargs):
-        every = self.trainer.signal.eval_every_steps
-        if not every or state.global_step % every:
-            return
-        row = self.evaluate_now(state.global_step)
-        flat = {f"heldout/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
-        state.log_history.append({"step": state.global_step, **flat})
-        shown = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float))
-        print(f"[rlft] step {state.global_step} held-out: {shown}", flush=True)

@@ -22,6 +22,10 @@ def config_class(algorithm: str) -> type:
         from trl import GRPOConfig
 
         return GRPOConfig
+    if algorithm == "label_pg":  # rlft's own trainer: plain transformers training arguments
+        from transformers import TrainingArguments
+
+        return TrainingArguments
     if algorithm == "dpo":
         from trl import DPOConfig
 

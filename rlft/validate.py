@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 
-from rlft.config import Recipe
+from rlft.config import LabelPGConfig, Recipe, SignalConfig
 from rlft.data import check_source
 from rlft.errors import RecipeError, UserError
 from rlft.models import check_model_source, resolve_device
 from rlft.reward import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
 
-REWARD_ALGOS = ("grpo", "ppo")
-PPO_SIGNAL_KEYS = ("prefill", "constrain_labels", "label_suffix")  # the decoding part of `signal:`
+REWARD_ALGOS = ("grpo", "label_pg", "ppo")
 
 
 def _where(recipe: Recipe, key: str) -> str:
@@ -39,7 +38,7 @@ def validate(recipe: Recipe) -> None:
         if batch <= 1:
             raise RecipeError(f"{_where(recipe, 'trainer')}: trainer.per_device_train_batch_size: KTO needs > 1 "
                               f"(its KL reference term pairs each prompt with another completion in the batch)")
-    _validate_signal(recipe)
+    _validate_sections(recipe)
     build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
 
 
@@ -70,17 +69,33 @@ def _validate_rewards(recipe: Recipe) -> None:
             raise RecipeError(f"{where}: loading '{spec.name}' failed: {type(exc).__name__}: {exc}") from None
 
 
-def _validate_signal(recipe: Recipe) -> None:
-    if not recipe.signal:
-        return
-    if recipe.algorithm == "ppo":
-        extra = sorted(set(recipe.signal) - set(PPO_SIGNAL_KEYS))
-        if extra:
-            raise RecipeError(f"{_where(recipe, 'signal')}: signal.{extra[0]} only applies to algorithm grpo; "
-                              f"ppo accepts signal.{', signal.'.join(PPO_SIGNAL_KEYS)}")
-    elif recipe.algorithm != "grpo":
-        raise RecipeError(f"{_where(recipe, 'signal')}: signal: only applies to algorithms grpo and ppo "
-                          f"(this recipe is {recipe.algorithm})")
-    from rlft.signal_options import build_signal_config
+def _check(ok: bool, recipe: Recipe, key: str, message: str) -> None:
+    if not ok:
+        raise RecipeError(f"{_where(recipe, key)}: {key}: {message}")
 
-    build_signal_config(recipe.signal, _where(recipe, "signal"))
+
+def _validate_sections(recipe: Recipe) -> None:
+    sig, ev, pg = recipe.signal, recipe.evaluation, recipe.label_pg
+    if sig != SignalConfig():
+        _check(recipe.algorithm == "grpo", recipe, "signal",
+               f"only applies to algorithm grpo (this recipe is {recipe.algorithm}); decoding settings live in "
+               f"decoding:")
+    _check(sig.refill_rounds >= 0, recipe, "signal.refill_rounds", f"expected >= 0, got {sig.refill_rounds}")
+    _check(not sig.refill_rounds or sig.drop_zero_std, recipe, "signal.refill_rounds", "needs signal.drop_zero_std: true")
+    _check(sig.warn_window >= 1, recipe, "signal.warn_window", f"expected >= 1, got {sig.warn_window}")
+    _check(0.0 <= sig.warn_zero_std <= 1.0, recipe, "signal.warn_zero_std", f"expected 0..1, got {sig.warn_zero_std}")
+    _check(not sig.decision_tokens_only or recipe.decoding.constrain_labels, recipe, "signal.decision_tokens_only",
+           "needs decoding.constrain_labels: true")
+    _check(not (recipe.decoding.constrain_labels and recipe.decoding.stop_at_suffix), recipe,
+           "decoding.stop_at_suffix", "has no effect with decoding.constrain_labels (the constraint already ends "
+           "every reply after the suffix); set one of them")
+    for key in ("max_samples", "max_new_tokens", "batch_size"):
+        value = getattr(ev, key)
+        _check(value >= 1, recipe, f"evaluation.{key}", f"expected >= 1, got {value}")
+    _check(ev.every_steps >= 0, recipe, "evaluation.every_steps", f"expected >= 0 (0: off), got {ev.every_steps}")
+    _check(not ev.keep_best or ev.every_steps, recipe, "evaluation.keep_best", "needs evaluation.every_steps > 0")
+    if pg != LabelPGConfig():
+        _check(recipe.algorithm == "label_pg", recipe, "label_pg",
+               f"only applies to algorithm label_pg (this recipe is {recipe.algorithm})")
+    _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
+    _check(0.0 <= pg.free_weight <= 1.0, recipe, "label_pg.free_weight", f"expected 0..1, got {pg.free_weight}")

@@ -2,7 +2,17 @@
 
 import dataclasses
 
-from rlft.config import AdapterConfig, DataConfig, EvaluationConfig, ExportConfig, ModelConfig, Recipe
+from rlft.config import (
+    AdapterConfig,
+    DataConfig,
+    DecodingConfig,
+    EvaluationConfig,
+    ExportConfig,
+    LabelPGConfig,
+    ModelConfig,
+    Recipe,
+    SignalConfig,
+)
 from rlft.reward import BUILTIN_REWARDS
 from tests.conftest import ROOT
 
@@ -10,12 +20,10 @@ from tests.conftest import ROOT
 def test_every_recipe_key_is_in_docs_recipes():
     text = (ROOT / "docs" / "recipes.md").read_text()
     sections = {"": Recipe, "model.": ModelConfig, "adapter.": AdapterConfig, "data.": DataConfig,
-                "evaluation.": EvaluationConfig, "export.": ExportConfig}
+                "evaluation.": EvaluationConfig, "export.": ExportConfig, "decoding.": DecodingConfig,
+                "signal.": SignalConfig, "label_pg.": LabelPGConfig}
     missing = [f"{p}{f.name}" for p, cls in sections.items() for f in dataclasses.fields(cls)
                if f.name != "source_file" and f"`{p}{f.name}`" not in text]
-    from rlft.signal import SignalConfig
-
-    missing += [f"signal.{f.name}" for f in dataclasses.fields(SignalConfig) if f"`signal.{f.name}`" not in text]
     assert not missing, f"undocumented recipe keys: {missing}"
 
 

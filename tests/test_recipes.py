@@ -55,7 +55,7 @@ CASES = [
     ("", ["adapter.r=sixteen"], "{cli}: adapter.r: expected int, got 'sixteen'"),
     ("", ["adapter.type=lorax"], "{cli}: adapter.type: 'lorax' is not one of lora, qlora, none "
      "(did you mean 'lora'?)"),
-    ("", ["algorithm=grpoo"], "{cli}: algorithm: 'grpoo' is not one of grpo, dpo, kto, ppo, reward_model "
+    ("", ["algorithm=grpoo"], "{cli}: algorithm: 'grpoo' is not one of grpo, label_pg, dpo, kto, ppo, reward_model "
      "(did you mean 'grpo'?)"),
     ("", ["data.source=missing.csv"], "{cli}: data.source: file 'missing.csv' does not exist"),
     ("", ["rewards.0.name=intnet"], "{cli}: rewards[0]: unknown reward 'intnet' (did you mean 'intent'?); use a "
@@ -65,7 +65,7 @@ CASES = [
      "'partial' (did you mean 'partial_credit'?); it accepts: aliases, correct, invalid, label_column, labels, log_per_intent, malformed, max_chars, "
      "missing, multiple, partial_credit, pattern, prefix, timeout, timeout_s, wrong"),
     ("", ["trainr.max_steps=3"], "{cli}: trainr: unknown section (did you mean 'trainer'?); allowed: adapter, "
-     "algorithm, data, evaluation, export, model, output_dir, rewards, seed, signal, trainer"),
+     "algorithm, data, decoding, evaluation, export, label_pg, model, output_dir, rewards, seed, signal, trainer"),
     ("", ["rewards=[]"], "{cli}: rewards: algorithm 'grpo' needs at least one reward (e.g. - name: intent)"),
     ("", ["model.name=not/a/real/path"], "{cli}: model.name: 'not/a/real/path' is not an embedded model "
      "(smollm2-135m-instruct), an existing path, or a hub id like org/name"),
@@ -75,10 +75,23 @@ CASES = [
     ("", ["data.eval_fraction=1.5"], "{cli}: data.eval_fraction: expected a number between 0 and 1 (exclusive), "
      "got 1.5"),
     ("model: {dtype: fp32}\n", [], "{file}: model.dtype: 'fp32' is not one of auto, float32, bfloat16, float16"),
-    ("signal: {prefill: '<intent>', drop_zero_std: true}\n", ["algorithm=ppo"], "{file}: signal.drop_zero_std only "
-     "applies to algorithm grpo; ppo accepts signal.prefill, signal.constrain_labels, signal.label_suffix"),
-    ("signal: {prefill: '<intent>'}\n", ["algorithm=kto", "rewards=[]"], "{file}: signal: only applies to "
-     "algorithms grpo and ppo (this recipe is kto)"),
+    ("signal: {drop_zero_std: true}\n", ["algorithm=ppo"], "{file}: signal: only applies to algorithm grpo (this "
+     "recipe is ppo); decoding settings live in decoding:"),
+    ("signal: {prefill: '<intent>'}\n", [], "{file}: signal.prefill: moved to decoding.prefill (one decoding "
+     "section for training, evaluation and export)"),
+    ("evaluation: {prefill: '<intent>'}\n", [], "{file}: evaluation.prefill: moved to decoding.prefill (one "
+     "decoding section for training, evaluation and export)"),
+    ("", ["signal.refill_rounds=-3"], "{cli}: signal.refill_rounds: expected >= 0, got -3"),
+    ("", ["signal.refill_rounds=2"], "{cli}: signal.refill_rounds: needs signal.drop_zero_std: true"),
+    ("", ["signal.decision_tokens_only=true"], "{cli}: signal.decision_tokens_only: needs "
+     "decoding.constrain_labels: true"),
+    ("", ["evaluation.every_steps=-1"], "{cli}: evaluation.every_steps: expected >= 0 (0: off), got -1"),
+    ("", ["evaluation.max_samples=-1"], "{cli}: evaluation.max_samples: expected >= 1, got -1"),
+    ("", ["evaluation.keep_best=true"], "{cli}: evaluation.keep_best: needs evaluation.every_steps > 0"),
+    ("", ["label_pg.weighting=mean"], "{cli}: label_pg.weighting: 'mean' is not one of expected, maxrl, log"),
+    ("", ["label_pg.maxrl_t=0"], "{cli}: label_pg: only applies to algorithm label_pg (this recipe is "
+     "grpo)"),
+    ("", ["algorithm=label_pg", "label_pg.maxrl_t=0"], "{cli}: label_pg.maxrl_t: expected >= 1, got 0"),
     ("", ["trainer.num_generations=3"], "{file}: GRPOConfig rejected the trainer settings: generation_batch_size "
      "(8) must be divisible by num_generations (3)."),
 ]

@@ -1,6 +1,6 @@
 """Signal features of `SignalGRPOTrainer` on a tiny random Llama: prefill + constraint, zero-variance groups
 dropped/refilled and counted, forced tokens out of the loss, shared-prefix scoring equal to per-row scoring,
-the zero-signal warning, and held-out evaluation during training."""
+the zero-signal warning, and held-out evaluation during training (`rlft.periodic_eval`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,19 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rlft.signal import SignalConfig, SignalGRPOTrainer, eval_generation_kwargs
+from rlft.config import DecodingConfig, SignalConfig
+from rlft.decoding import generation_kwargs
+from rlft.signal import SignalGRPOTrainer
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
+DECODING_KEYS = {"prefill", "constrain_labels", "label_suffix", "stop_at_suffix"}
+
+
+def _cfg(**settings) -> tuple[SignalConfig, DecodingConfig]:
+    """The recipe's `signal:` and `decoding:` sections from one keyword list."""
+    decoding = {k: v for k, v in settings.items() if k in DECODING_KEYS}
+    signal = {k: v for k, v in settings.items() if k not in DECODING_KEYS}
+    return SignalConfig(**signal), DecodingConfig(**decoding)
 G = 4
 
 
@@ -37,8 +47,8 @@ class Recorder:
         return [0.0 if "tie" in p[-1]["content"] else float(i % 2) for i, p in enumerate(prompts)]
 
 
-def _trainer(tiny_model_dir, tmp_path, signal: SignalConfig, data: Dataset, reward=None, eval_data=None,
-             **grpo) -> SignalGRPOTrainer:
+def _trainer(tiny_model_dir, tmp_path, cfg: tuple[SignalConfig, DecodingConfig], data: Dataset, reward=None,
+             eval_data=None, **grpo) -> SignalGRPOTrainer:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
@@ -52,40 +62,36 @@ def _trainer(tiny_model_dir, tmp_path, signal: SignalConfig, data: Dataset, rewa
                     save_strategy="no", use_cpu=True, logging_steps=1, seed=0)
     settings.update(grpo)
     return SignalGRPOTrainer(model=model, reward_funcs=[reward or Recorder()], args=GRPOConfig(**settings),
-                             train_dataset=data, eval_dataset=eval_data, processing_class=tok, signal=signal,
-                             labels=LABELS)
+                             train_dataset=data, eval_dataset=eval_data, processing_class=tok, signal=cfg[0],
+                             decoding=cfg[1], labels=LABELS)
 
 
 def _batch(trainer: SignalGRPOTrainer, data: Dataset, n_groups: int) -> list[dict]:
     return [dict(data[i]) for i in range(n_groups) for _ in range(G)]
 
 
-def test_defaults_are_plain_trl_and_bad_combinations_fail():
-    sig = SignalConfig()
-    assert not (sig.prefill or sig.constrain_labels or sig.drop_zero_std or sig.refill_rounds
-                or sig.shared_prefix or sig.decision_tokens_only or sig.eval_every_steps)
-    with pytest.raises(ValueError, match="refill_rounds needs drop_zero_std"):
-        SignalConfig(refill_rounds=2)
-    with pytest.raises(ValueError, match="decision_tokens_only needs constrain_labels"):
-        SignalConfig(decision_tokens_only=True)
+def test_defaults_are_plain_trl():
+    sig, dec = SignalConfig(), DecodingConfig()
+    assert not (dec.prefill or dec.constrain_labels or sig.drop_zero_std or sig.refill_rounds
+                or sig.shared_prefix or sig.decision_tokens_only)
 
 
 def test_constrained_rollouts_are_valid_labels_and_rewards_see_the_prefill(tiny_model_dir, tmp_path):
     reward = Recorder()
     data = _rows(2, 2)
-    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True), data,
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True), data,
                        reward)
     trainer.model.train()
     trainer._generate_and_score_completions(_batch(trainer, data, 4))
     assert len(reward.seen) == 4 * G
     assert set(reward.seen) <= {f"<intent>{x}</intent>" for x in LABELS}
-    kwargs = eval_generation_kwargs(trainer.signal, trainer.processing_class, LABELS)
+    kwargs = generation_kwargs(trainer.processing_class, LABELS, trainer.decoding)
     assert kwargs["prefill"] == "<intent>" and callable(kwargs["logits_processor_factory"])
 
 
 def test_zero_variance_groups_are_dropped_and_counted(tiny_model_dir, tmp_path):
     data = _rows(2, 2)  # rows 0-1 tie, rows 2-3 have variance
-    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True,
                                                               drop_zero_std=True), data)
     trainer.model.train()
     out = trainer._generate_and_score_completions(_batch(trainer, data, 4))
@@ -101,7 +107,7 @@ def test_zero_variance_groups_are_dropped_and_counted(tiny_model_dir, tmp_path):
 
 def test_refill_draws_fresh_prompts_until_the_batch_has_signal(tiny_model_dir, tmp_path):
     data = _rows(4, 12)
-    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True,
                                                               drop_zero_std=True, refill_rounds=6), data)
     trainer.model.train()
     out = trainer._generate_and_score_completions(_batch(trainer, data, 4))  # the 4 tied rows first
@@ -120,7 +126,7 @@ def test_refill_draws_fresh_prompts_until_the_batch_has_signal(tiny_model_dir, t
 
 def test_all_tied_batch_trains_one_zero_advantage_group_and_warns(tiny_model_dir, tmp_path, caplog):
     data = _rows(4, 0)
-    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(drop_zero_std=True, warn_window=1,
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(drop_zero_std=True, warn_window=1,
                                                               warn_zero_std=0.5), data, max_completion_length=4)
     trainer.model.train()
     with caplog.at_level(logging.WARNING, logger="rlft.signal"):
@@ -132,7 +138,7 @@ def test_all_tied_batch_trains_one_zero_advantage_group_and_warns(tiny_model_dir
 
 def test_forced_tokens_are_left_out_of_the_loss(tiny_model_dir, tmp_path):
     data = _rows(0, 4)
-    trainer = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True,
                                                               decision_tokens_only=True), data)
     trainer.model.train()
     out = trainer._generate_and_score_completions(_batch(trainer, data, 4))
@@ -146,7 +152,7 @@ def test_forced_tokens_are_left_out_of_the_loss(tiny_model_dir, tmp_path):
 
 def test_shared_prefix_scoring_equals_per_row_scoring(tiny_model_dir, tmp_path):
     data = _rows(0, 4)
-    shared = _trainer(tiny_model_dir, tmp_path, SignalConfig(prefill="<intent>", constrain_labels=True,
+    shared = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True,
                                                              shared_prefix=True), data)
     shared.model.train()
     batch = shared._generate_and_score_completions(_batch(shared, data, 4))
@@ -167,11 +173,18 @@ def test_shared_prefix_scoring_equals_per_row_scoring(tiny_model_dir, tmp_path):
 
 
 def test_training_step_with_all_features_logs_signal_and_heldout_metrics(tiny_model_dir, tmp_path):
+    from rlft.evaluate import evaluate
+    from rlft.periodic_eval import PeriodicEval
+
     data = _rows(2, 6)
-    signal = SignalConfig(prefill="<intent>", constrain_labels=True, shared_prefix=True, drop_zero_std=True,
-                          refill_rounds=2, decision_tokens_only=True, eval_every_steps=1, eval_max_samples=4)
-    trainer = _trainer(tiny_model_dir, tmp_path, signal, data, eval_data=data.select(range(4)),
-                       loss_type="dapo")
+    cfg = _cfg(prefill="<intent>", constrain_labels=True, shared_prefix=True, drop_zero_std=True, refill_rounds=2,
+               decision_tokens_only=True)
+    trainer = _trainer(tiny_model_dir, tmp_path, cfg, data, loss_type="dapo")
+    held_out = data.select(range(4))
+    kwargs = generation_kwargs(trainer.processing_class, LABELS, cfg[1])
+    periodic = PeriodicEval(lambda m: evaluate(m, trainer.processing_class, held_out, labels=LABELS, **kwargs),
+                            every_steps=1, output_dir=tmp_path / "out", keep_best=True)
+    trainer.add_callback(periodic)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
     trainer.train()
     after = dict(trainer.model.named_parameters())
@@ -179,6 +192,6 @@ def test_training_step_with_all_features_logs_signal_and_heldout_metrics(tiny_mo
     logged = {k for row in trainer.state.log_history for k in row}
     assert {"signal/frac_zero_std_first_draw", "signal/groups_trained", "heldout/intent_accuracy",
             "heldout/format_rate", "heldout/macro_f1"} <= logged
-    callback = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "IntentEvalCallback")
-    assert callback.history[0]["format_rate"] == 1.0  # constrained evaluation: always a valid label
-    assert set(callback.history[0]["per_intent"]) <= set(LABELS)
+    assert periodic.history[0]["format_rate"] == 1.0  # constrained evaluation: always a valid label
+    assert set(periodic.history[0]["per_intent"]) <= set(LABELS)
+    assert periodic.best["step"] == 1 and (tmp_path / "out" / "best" / "adapter_config.json").is_file()

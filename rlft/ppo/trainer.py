@@ -14,7 +14,7 @@ Trainer's) whose `train()` runs PPO's own loop::
 transformers 5.23, PEFT 0.21 on CPU. Not supported: vLLM generation, evaluation during training, resuming the
 optimizer state from a checkpoint (start again with `adapter.init_from` + `value_head_init` instead).
 
-Rollouts can start after a `prefill` and be restricted by a logits processor (the recipe's `signal.prefill` /
+Rollouts can start after a `prefill` and be restricted by a logits processor (the recipe's `decoding.prefill` /
 `signal.constrain_labels`, as for GRPO). Log-probs for the ratio, KL and loss come from the unconstrained
 policy, as in TRL's GRPO with constrained decoding; the constraint only decides which tokens get sampled.
 """

@@ -1,9 +1,10 @@
-"""GRPO through TRL's GRPOTrainer; rlft's signal features (see `rlft.signal`) when the recipe has `signal:`."""
+"""GRPO through TRL's GRPOTrainer; rlft's `SignalGRPOTrainer` when the recipe sets `decoding:` or `signal:`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rlft.config import DecodingConfig, SignalConfig
 from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
 
@@ -16,10 +17,10 @@ def build_trainer(ctx: TrainContext) -> Any:
                                   callbacks=ctx.callbacks or None)
     if args.eval_strategy != "no":
         kwargs["eval_dataset"] = ctx.eval_dataset
-    if recipe.signal:
-        from rlft.signal_options import build_signal_trainer
+    if recipe.signal != SignalConfig() or recipe.decoding != DecodingConfig():
+        from rlft.signal import SignalGRPOTrainer
 
-        return build_signal_trainer(ctx, kwargs)
+        return SignalGRPOTrainer(**kwargs, signal=recipe.signal, decoding=recipe.decoding, labels=ctx.labels)
     from trl import GRPOTrainer
 
     return GRPOTrainer(**kwargs)

@@ -1,11 +1,12 @@
 """PPO through rlft's own `rlft.ppo.PPOTrainer` (TRL >= 1.13 has none): value head on the LoRA/QLoRA policy, KL
-penalty to the adapter-disabled base, every recipe reward with its weight; the recipe's `signal.prefill` and
-`signal.constrain_labels` shape the rollouts as they do for GRPO."""
+penalty to the adapter-disabled base, every recipe reward with its weight; the recipe's `decoding:` section
+(prefill, label constraint) shapes the rollouts as it does for GRPO."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rlft.decoding import generation_kwargs
 from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
 
@@ -14,10 +15,6 @@ def build_trainer(ctx: TrainContext) -> Any:
     from rlft.ppo.trainer import PPOTrainer
 
     args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
-    decoding: dict[str, Any] = {}
-    if ctx.recipe.signal:  # validated to hold only the decoding keys PPO supports (prefill, constrain_labels)
-        from rlft.signal_options import eval_generation_kwargs
-
-        decoding = eval_generation_kwargs(ctx.recipe, ctx.tokenizer, ctx.labels)
+    decoding = generation_kwargs(ctx.tokenizer, ctx.labels, ctx.recipe.decoding)
     return PPOTrainer(model=ctx.model, processing_class=ctx.tokenizer, reward_funcs=ctx.rewards, args=args,
                       train_dataset=ctx.train_dataset, callbacks=ctx.callbacks or None, **decoding)

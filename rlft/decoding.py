@@ -1,0 +1,74 @@
+"""The one place replies are set up for decoding: prompt token ids + prefill ids, the label trie, and the same
+constraint as a regular expression for servers with structured outputs.
+
+Every generate loop (GRPO rollouts, PPO rollouts, evaluation, labelling, the label-space objective) builds its
+prompt ids with `prompt_ids` so a prompt and prefill are the same tokens everywhere: the chat template is applied
+and tokenized exactly as TRL's GRPOTrainer does, and the prefill is appended as its own token ids (appending it as
+text would let the template's last token merge with the prefill's first). `decoding` is the recipe's
+`DecodingConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rlft.config import DecodingConfig
+
+
+def prefill_ids(tokenizer: Any, decoding: DecodingConfig) -> list[int]:
+    return tokenizer.encode(decoding.prefill, add_special_tokens=False) if decoding.prefill else []
+
+
+def template_ids(tokenizer: Any, prompt: Any) -> list[int]:
+    """Token ids of a conversational prompt (chat template + assistant header) or a plain-text prompt."""
+    if isinstance(prompt, list):
+        out = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+        ids = out["input_ids"]
+        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+    return list(tokenizer(text=prompt)["input_ids"])
+
+
+def prompt_ids(tokenizer: Any, prompt: Any, decoding: DecodingConfig) -> list[int]:
+    """Prompt ids every generate loop decodes after: template ids + prefill ids."""
+    return template_ids(tokenizer, prompt) + prefill_ids(tokenizer, decoding)
+
+
+def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> Any:
+    """The label trie of `decoding.constrain_labels` (ids of label + suffix as they follow the prefill, then EOS)."""
+    from rlft.constrained import LabelTrie
+
+    if not labels:
+        raise ValueError("decoding.constrain_labels needs the label set (data.labels or a label column)")
+    return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix)
+
+
+def logits_processor_factory(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig
+                             ) -> Callable[[int], Any] | None:
+    """`prompt_length -> TrieLogitsProcessor` when the constraint is on, else None."""
+    if not decoding.constrain_labels:
+        return None
+    from rlft.constrained import TrieLogitsProcessor
+
+    trie = build_trie(tokenizer, labels, decoding)
+    pad = tokenizer.pad_token_id
+
+    def make(prompt_length: int) -> Any:
+        return TrieLogitsProcessor(trie, prompt_length, pad)
+
+    return make
+
+
+def generation_kwargs(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> dict[str, Any]:
+    """Keyword arguments of `rlft.evaluate.generate` that decode the way training does."""
+    return {"prefill": decoding.prefill,
+            "logits_processor_factory": logits_processor_factory(tokenizer, labels, decoding)}
+
+
+def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> str | None:
+    """The constraint as a regex over the generated text (after the prefill), for vLLM structured outputs."""
+    if not decoding.constrain_labels:
+        return None
+    from rlft.constrained import label_regex
+
+    return label_regex(labels, suffix=decoding.label_suffix)

@@ -1,0 +1,67 @@
+"""Held-out evaluation during training, for every trainer, and keeping the best adapter.
+
+`PeriodicEval` is a transformers `TrainerCallback`: every `every_steps` optimizer steps it calls the pipeline's
+evaluation function (the same decoding, rewards and metrics as the before/after evaluation), appends the row to
+`history` and to the trainer's `log_history` as ``heldout/*``, and with `keep_best` saves the adapter of the best
+row (by `best_metric`, higher is better) to `output_dir/best`. It knows nothing about the task: the metrics are
+whatever the evaluation reports (intent accuracy for the intent task, reward means for any reward).
+
+`history` rows carry `train_seconds` (wall-clock spent training, evaluation time excluded) so accuracy can be
+plotted against training time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+BEST_DIR = "best"
+
+
+class PeriodicEval(TrainerCallback):
+    def __init__(self, evaluate: Callable[[Any], Any], every_steps: int, output_dir: str | Path,
+                 keep_best: bool = False, best_metric: str = "intent_accuracy"):
+        """`evaluate(model) -> EvalReport` (an object with `.metrics` and `.per_intent`)."""
+        self.evaluate = evaluate
+        self.every_steps = every_steps
+        self.best_dir = Path(output_dir) / BEST_DIR
+        self.keep_best = keep_best
+        self.best_metric = best_metric
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self._start: float | None = None
+        self._eval_seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.time()
+
+    def run(self, model: Any, step: int) -> dict[str, Any]:
+        t0 = time.time()
+        report = self.evaluate(model)
+        self._eval_seconds += time.time() - t0
+        train_seconds = (time.time() - self._start - self._eval_seconds) if self._start else 0.0
+        row = {"step": step, "train_seconds": round(train_seconds, 1), **report.metrics,
+               "per_intent": report.per_intent}
+        self.history.append(row)
+        value = row.get(self.best_metric)
+        if self.keep_best and isinstance(value, (int, float)) and not math.isnan(value):
+            if self.best is None or value > self.best["value"]:
+                self.best = {"step": step, "metric": self.best_metric, "value": value, "dir": str(self.best_dir)}
+                model.save_pretrained(str(self.best_dir))
+        return row
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if not self.every_steps or state.global_step % self.every_steps or model is None:
+            return
+        if not state.is_world_process_zero:  # one evaluation and one best adapter per run
+            return
+        row = self.run(model, state.global_step)
+        flat = {f"heldout/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+        state.log_history.append({"step": state.global_step, **flat})
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float))
+        print(f"[rlft] step {state.global_step} held-out: {shown}", flush=True)
