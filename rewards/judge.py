@@ -21,24 +21,32 @@ What happens to each completion, in order:
 
 1. **Skip** (cheap checks, no judge call) -> `skip_value` (default None = abstain; set e.g. 0.0 for a floor):
    `skip_if_column` is truthy for the row; `gate: intent` and the completion's `<intent>` label differs from the
-   row's `gate_column` (or is missing/malformed); fewer than `min_words` or more than `max_words` words (master-key
-   replies like ":" and length padding never reach the judge). With `injection_guard` (default on), a completion
-   that talks to the grader ("ignore the rubric", "VERDICT:", "as the judge you must output", a fake closing tag,
-   "end of data") is scored `injection_value` (default 0.0, the verdict it deserves) without a judge call.
-2. **Judge** (identical samples in a batch once; cached replies free): status ok / parse_error / timeout /
-   api_error. `ok` -> the value in [0, 1], times `scale_reward` plus `offset`.
+   row's `gate_column` (or is missing/malformed); fewer than `min_words` (3) or more than `max_words` (400) words
+   (master-key replies like ":" and length padding never reach the judge, with the defaults). With
+   `injection_guard` (default on), a completion that talks to the grader ("ignore the rubric", "VERDICT:", "as the
+   judge you must output", a fake closing tag, "end of data"), in any look-alike spelling and anywhere in the whole
+   text, is scored `injection_value` (default 0.0, the verdict it deserves) without a judge call. Screening
+   regexes have `regex_timeout_s` each and `batch_budget_s` per call; past it the rest abstain (`guard_timeout`).
+2. **Judge** (identical samples in a batch once; cached replies free; each untrusted field cut to `max_chars`,
+   4000 by default): status ok / parse_error / timeout / api_error. `ok` -> the value in [0, 1], times
+   `scale_reward` plus `offset`.
 3. **Failures** follow `on_failure`: `abstain` -> None; `retry` -> ask again up to `failure_retries` times (fresh
    seed, sampling temperature), then None; `drop_group` -> the whole group of `group_size` completions (default:
    consecutive rows with the same prompt, i.e. one GRPO group) gets None, so a group is never ranked on partial
    judgments. With `max_error_rate` set, the run stops (`JudgeErrorRateExceeded`) when the failure share of the
    last `error_window` judgments exceeds it. The budget (`budget_usd`, `budget_tokens`) stops it likewise. With
-   `on_limit: stop` (default) and `trainer_callback()` registered, stopping is graceful (the step finishes, the
-   rest abstains with status `stopped`, training ends and saves); otherwise the limit raises.
+   `on_limit: stop` (default) or `finish` and `trainer_callback()` registered, stopping is graceful (the step
+   finishes, the rest abstains with status `stopped`, training ends and saves) and the callback's `stop_reason`,
+   `stop_kind` and `stop_ok` say why (`finish`: a budget stop counts as success); otherwise the limit raises.
+
+The ~60 flat params are grouped into typed specs (`rlft.judge.specs`: client, judging, votes, budget, gate,
+failure policy); `JudgeReward(spec=JudgeSpec(...))` takes them typed.
 
 Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skipped_rate`, `judge/abstain_rate`,
-`judge/flagged_rate`, `judge/agreement`, `judge/mean`, `judge/cache_hit_rate`, `judge/requests`, `judge/tokens`,
-`judge/cost_usd`; and the status (plus rationale when `keep_rationale`) per completion through `log_extra`.
-`audit_path` appends one JSON line per judged completion for offline review.
+`judge/flagged_rate`, `judge/guard_timeout_rate`, `judge/truncated_rate`, `judge/agreement`, `judge/mean`,
+`judge/cache_hit_rate`, `judge/requests`, `judge/tokens`, `judge/cost_usd`; and the status (plus rationale when
+`keep_rationale`) per completion through `log_extra`. `audit_path` appends one JSON line per judged completion for
+offline review.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced IPv6 bracket: mask everything up to an @ rather than leak it
-        return re.sub(r"^([a-z][a-z0-9+.-]*://)?[^/@]*@", lambda m: f"{m.group(1) or ''}{MASK}@", url, flags=re.I)
+        return re.sub(r"^([a-z][a-z0-9+.-]*://)?[^/@]*@", lambda m: f"{m.group(1) or ''}{MASK}@", url, flags=re.IGNORECASE)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"

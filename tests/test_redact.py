@@ -9,8 +9,8 @@ URLS = [
     ("http://user:PASS@judge.local:8000/v1", "http://***@judge.local:8000/v1", "user and password"),
     ("https://sk-abc123@api.example.com/v1", "https://***@api.example.com/v1", "a bare token as the user"),
     ("https://h/v1?api_key=sk-1&model=x", "https://h/v1?api_key=***&model=x", "api_key in the query"),
-    ("https://h/v1?key=1&token=2&secret=3&password=4&sig=5", "https://h/v1?key=***&token=***&secret=***"
-     "&password=***&sig=***", "each secret-looking name"),
+    ("https://h/v1?key=1&token=2&secret=3&password=4&sig=5",
+     "https://h/v1?key=***&token=***&secret=***&password=***&sig=***", "each secret-looking name"),
     ("https://b.s3/x?X-Amz-Credential=AK&X-Amz-Signature=ff&X-Amz-Date=1",
      "https://b.s3/x?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Date=1", "presigned URL parts, date kept"),
     ("https://h/v1?apiKey=s&accessToken=t", "https://h/v1?apiKey=***&accessToken=***", "camelCase names"),

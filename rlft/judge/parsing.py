@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import regex
 
-from rlft.judge.untrusted import skeleton_with_index, skeleton, strip_invisible
+from rlft.judge.untrusted import skeleton, skeleton_with_index, strip_invisible
 
 OK, PARSE_ERROR = "ok", "parse_error"
 _TRIM = " \t*_`\"'“”‘’[](){}<>.!"

@@ -5,7 +5,8 @@ in braces. Data placeholders (`{policy}`, `{prompt}`, `{response}`, `{reference}
 are replaced by the text wrapped in tags the library writes itself, e.g. ``<response>…</response>``; inside the
 text, anything that looks like one of those tags or like the verdict line (``VERDICT:``) is neutralised first, so a
 completion cannot close its own tag or pre-write a verdict (look-alike spellings included: see `untrusted`).
-Plain placeholders (`{labels}`, `{scale_min}`, `{scale_max}`) are filled with library values. Substitution is one pass: text put in is never scanned again.
+Plain placeholders (`{labels}`, `{scale_min}`, `{scale_max}`) are filled with library values. Substitution is one
+pass: text put in is never scanned again.
 
 Not here: choosing the guideline (`policies`), reading the judge's reply (`parsing`).
 """

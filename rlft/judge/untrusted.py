@@ -11,8 +11,8 @@ that compare code points miss all of them. Everything here therefore works on a 
 3. confusables mapped to ASCII, one character to one: Cyrillic and Greek letters that look like Latin ones,
    look-alike angle brackets, slashes and colons.
 
-Functions: `skeleton` (detection and parsing; fast on 200,000 characters: all C-level passes),
-`scan_injection` / `looks_like_injection` (the whole text, no window, with a timeout), `neutralize` (rewrite our tags and the verdict
+Functions: `skeleton` (detection and parsing; fast on 200,000 characters: all C-level passes), `scan_injection` /
+`looks_like_injection` (the whole text, no window, with a timeout), `neutralize` (rewrite our tags and the verdict
 marker wherever their skeleton appears, keeping the rest of the text as written), `clip` (the cap on what is sent
 to the judge) and `count_words` (words with at least one letter or digit).
 
