@@ -31,6 +31,7 @@ SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "secret", "pa
                           "sessionid", "code", "bearer"})
 # Keys whose string values are URLs wherever they appear in a settings tree.
 URL_KEYS = re.compile(r"(^|_)(url|uri|endpoint|host|proxy)$", re.IGNORECASE)
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/@]*@", re.IGNORECASE)
 
 
 def _words(name: str) -> list[str]:
@@ -61,7 +62,7 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced IPv6 bracket: mask everything up to an @ rather than leak it
-        return re.sub(r"^([a-z][a-z0-9+.-]*://)?[^/@]*@", lambda m: f"{m.group(1) or ''}{MASK}@", url, flags=re.IGNORECASE)
+        return _USERINFO.sub(lambda m: f"{m.group(1) or ''}{MASK}@", url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
