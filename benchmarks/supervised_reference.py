@@ -1,0 +1,203 @@
+"""SUPERVISED reference (not RL): LoRA cross-entropy fine-tune on the gold labels of the grouped Bitext split.
+
+    OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py --minutes 10
+    python benchmarks/supervised_reference.py --minutes 1 --model <tiny model dir> --eval-per-intent 2   # smoke
+
+The ceiling the RL arms of issue 11 are compared with: same model (embedded SmolLM2-135M-Instruct via
+`rlft.models.load_model`), same LoRA (r16/alpha32, all linear layers, fp32 on CPU), same prompt and prefill.
+Trained with TRL's `SFTTrainer` on prompt/completion rows, loss on the completion only:
+
+    prompt     = chat template(system SYSTEM, user utterance, generation prompt) + "<intent>"
+    completion = "label</intent>" + EOS          (SFTTrainer appends the EOS)
+
+lr 2e-4 constant, batch 16, one pass over the shuffled training CSV at most, stopped when the training wall-clock
+(evaluation excluded) reaches `--minutes`. Every `--eval-every` steps (and before/after) the held-out rows
+(`--eval-per-intent` per intent from benchmarks/data/bitext_grouped_eval.csv, seeded) are decoded greedily with
+the `<intent>` prefill, both WITH the label constraint (`rlft.constrained.processor_factory`) and WITHOUT it (free
+decoding), scored by `rlft.evaluate.evaluate`. Writes the curve to benchmarks/results/supervised_reference.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results" / "supervised_reference.json"
+SYSTEM = "Classify the customer's message into one intent. Reply as <intent>label</intent>."
+PREFILL, SUFFIX = "<intent>", "</intent>"
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return [{"utterance": r["utterance"], "intent": r["intent"]} for r in csv.DictReader(fh)]
+
+
+def messages(utterance: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": utterance}]
+
+
+def eval_rows(rows: list[dict[str, str]], per_intent: int, seed: int) -> list[dict[str, str]]:
+    """`per_intent` rows of each intent, drawn with `seed`, in a shuffled order (so batches mix intents)."""
+    rng = random.Random(seed)
+    by_intent: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_intent.setdefault(r["intent"], []).append(r)
+    picked = [r for intent in sorted(by_intent) for r in rng.sample(by_intent[intent],
+                                                                     min(per_intent, len(by_intent[intent])))]
+    rng.shuffle(picked)
+    return picked
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget (evaluation excluded)")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="anything rlft.models.load_model accepts")
+    ap.add_argument("--train-csv", type=Path, default=DATA / "bitext_grouped_train.csv")
+    ap.add_argument("--eval-csv", type=Path, default=DATA / "bitext_grouped_eval.csv")
+    ap.add_argument("--eval-per-intent", type=int, default=10)
+    ap.add_argument("--eval-every", type=int, default=50, help="steps between held-out evaluations")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--save-adapter", type=Path, default=None, help="also save the final adapter here")
+    args = ap.parse_args()
+
+    import datasets
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    from rlft.config import AdapterConfig, ModelConfig
+    from rlft.constrained import processor_factory
+    from rlft.evaluate import evaluate
+    from rlft.models import load_model, resolve_device
+
+    datasets.disable_progress_bars()
+    load_start = [round(x, 2) for x in os.getloadavg()]  # the 2 cores may be shared: say how busy they were
+    set_seed(args.seed)
+    model_cfg = ModelConfig(name=args.model)
+    device = resolve_device(model_cfg)
+    model, tokenizer = load_model(model_cfg, AdapterConfig(type="lora", r=16, alpha=32), device)
+    train = read_csv(args.train_csv)
+    random.Random(args.seed).shuffle(train)
+    held = eval_rows(read_csv(args.eval_csv), args.eval_per_intent, args.seed)
+    labels = sorted({r["intent"] for r in train} | {r["intent"] for r in held})
+
+    def prompt_text(utterance: str) -> str:
+        return tokenizer.apply_chat_template(messages(utterance), tokenize=False, add_generation_prompt=True) + PREFILL
+
+    train_ds = Dataset.from_list([{"prompt": prompt_text(r["utterance"]), "completion": r["intent"] + SUFFIX}
+                                  for r in train])
+    eval_ds = Dataset.from_list([{"prompt": messages(r["utterance"]), "intent": r["intent"]} for r in held])
+    constrained = processor_factory(tokenizer, labels, prefill=PREFILL, suffix=SUFFIX)
+
+    def run_eval() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, factory, max_new in (("constrained", constrained, 16), ("free", None, 24)):
+            start = time.time()
+            report = evaluate(model, tokenizer, eval_ds, label_column="intent", labels=labels,
+                              max_samples=len(eval_ds), max_new_tokens=max_new, batch_size=45, prefill=PREFILL,
+                              logits_processor_factory=factory, keep_samples=4)
+            out[name] = {**{k: round(v, 4) for k, v in report.metrics.items()}, "seconds": round(time.time() - start, 1)}
+            out[f"{name}_per_intent"] = {k: round(v, 3) for k, v in report.per_intent.items()}
+            out[f"{name}_samples"] = report.samples
+        return out
+
+    curve: list[dict[str, Any]] = []
+
+    class Clock(TrainerCallback):
+        """Training wall-clock without evaluation; periodic held-out evaluation; stop at the budget."""
+
+        def __init__(self) -> None:
+            self.train_seconds = 0.0
+            self.mark = time.time()
+
+        def _evaluate(self, step: int) -> None:
+            self.train_seconds += time.time() - self.mark
+            point = {"step": step, "train_seconds": round(self.train_seconds, 1),
+                     "examples_seen": step * args.batch_size, **run_eval()}
+            curve.append(point)
+            print(f"[supervised] step {step} t={point['train_seconds']}s constrained "
+                  f"{point['constrained']['intent_accuracy']:.3f} free {point['free']['intent_accuracy']:.3f} "
+                  f"(format {point['free']['format_rate']:.3f})", flush=True)
+            self.mark = time.time()
+
+        def on_train_begin(self, targs, state, control, **kwargs):
+            self.train_seconds, self.mark = 0.0, time.time()
+            self._evaluate(0)
+
+        def on_step_end(self, targs, state, control, **kwargs):
+            elapsed = self.train_seconds + time.time() - self.mark
+            if elapsed >= args.minutes * 60:
+                control.should_training_stop = True
+            elif state.global_step % args.eval_every == 0:
+                self._evaluate(state.global_step)
+
+    clock = Clock()
+    config = SFTConfig(output_dir=str(ROOT / "runs" / "supervised_reference"), learning_rate=args.lr,
+                       lr_scheduler_type="constant", warmup_steps=0, per_device_train_batch_size=args.batch_size,
+                       num_train_epochs=1, max_length=256, gradient_checkpointing=False, bf16=False, fp16=False,
+                       logging_steps=10, save_strategy="no", report_to=[], seed=args.seed, dataloader_num_workers=0,
+                       completion_only_loss=True, use_cpu=device == "cpu", disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, processing_class=tokenizer,
+                         callbacks=[clock])
+    sample = trainer.train_dataset[0]
+    trained = [t for t, lab in zip(sample["input_ids"], sample["labels"], strict=True) if lab != -100]
+    print(f"[supervised] first training row: {tokenizer.decode(sample['input_ids'])!r}; loss on "
+          f"{tokenizer.decode(trained)!r}", flush=True)
+    trainer.train()
+    clock._evaluate(trainer.state.global_step)
+    if args.save_adapter:
+        trainer.save_model(str(args.save_adapter))
+
+    def first_reaching(key: str, target: float) -> float | None:
+        return next((p["train_seconds"] for p in curve if p[key]["intent_accuracy"] >= target), None)
+
+    best = max(curve, key=lambda p: p["constrained"]["intent_accuracy"])
+    result = {
+        "arm": "supervised reference (cross-entropy on gold labels; NOT reinforcement learning)",
+        "command": "OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py " + " ".join(sys.argv[1:]),
+        "model": args.model, "adapter": "LoRA r16 alpha32 all-linear", "lr": args.lr, "batch_size": args.batch_size,
+        "train_csv": str(args.train_csv.relative_to(ROOT)) if args.train_csv.is_relative_to(ROOT) else str(args.train_csv),
+        "train_rows": len(train), "eval_rows": len(held), "budget_minutes": args.minutes,
+        "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb(),
+        "load_average_start_end": [load_start, [round(x, 2) for x in os.getloadavg()]],
+        "final": {k: curve[-1][k] for k in ("step", "train_seconds", "constrained", "free")},
+        "best_constrained": {k: best[k] for k in ("step", "train_seconds", "constrained", "free")},
+        "seconds_to": {f"{key}_{t}": first_reaching(key, t) for key in ("constrained", "free")
+                       for t in (0.5, 0.8, 0.9, 0.95)},
+        "curve": curve,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{'step':>5s} {'train s':>8s} {'constrained':>11s} {'free':>6s} {'free fmt':>8s} {'macro-F1 c/f':>12s}")
+    for p in curve:
+        c, f = p["constrained"], p["free"]
+        print(f"{p['step']:5d} {p['train_seconds']:8.1f} {c['intent_accuracy']:11.3f} {f['intent_accuracy']:6.3f} "
+              f"{f['format_rate']:8.3f} {c['macro_f1']:6.3f}/{f['macro_f1']:.3f}")
+    print(f"wrote {args.out} (peak RSS {result['peak_rss_mb']} MB)")
+
+
+if __name__ == "__main__":
+    main()
