@@ -71,7 +71,7 @@ from rlft.judge.judge import DEFAULT_LABELS, STATUSES, STOPPED, Judge, Judgment,
 from rlft.judge.policies import Guidelines, normalize_key
 from rlft.judge.prompts import conversation_text
 from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
-from rlft.judge.untrusted import clip, count_words, scan_injection
+from rlft.judge.untrusted import count_words, scan_injection
 from rlft.rewards.intent import IntentParser, completion_text, normalize_label
 
 logger = logging.getLogger("rlft.judge")
@@ -125,7 +125,7 @@ class JudgeReward:
                            v.votes, v.aggregate, j.temperature, v.vote_temperature, j.max_tokens,
                            JudgeCache(b.cache) if b.cache else None,
                            Budget(b.budget_usd, b.budget_tokens, b.price_input_per_mtok, b.price_output_per_mtok),
-                           j.order, j.seed, v.min_votes)
+                           j.order, j.seed, v.min_votes, max_chars=j.max_chars)
         self.policy_column, self.on_missing_policy = j.policy_column, j.on_missing_policy
         self.reference_column, self.max_chars = j.reference_column, j.max_chars
         self.on_failure, self.failure_retries, self.group_size = f.on_failure, f.failure_retries, f.group_size
@@ -202,9 +202,7 @@ class JudgeReward:
         deadline = time.monotonic() + self.batch_budget_s  # one time budget for all screening regexes of the batch
         skip = [self._skip_reason(i, completions[i], kwargs, deadline) for i in range(n)]
         todo = [i for i in range(n) if skip[i] is None]
-        made = {i: self._sample(i, prompts[i], completions[i], kwargs) for i in todo}
-        samples = {i: sample for i, (sample, _) in made.items()}
-        truncated = sum(cut for sample, cut in made.values() if sample is not None)
+        samples = {i: self._sample(i, prompts[i], completions[i], kwargs) for i in todo}
         missing = [i for i in todo if samples[i] is None]
         todo = [i for i in todo if samples[i] is not None]
         for i in missing:
@@ -240,6 +238,7 @@ class JudgeReward:
                         if statuses[k] not in STATUSES or statuses[k] == "ok":
                             self.stats["dropped"] += 1
         self.stats.update(statuses)
+        truncated = sum(j.truncated for j in judgments.values())
         if truncated:
             self.stats["truncated"] += truncated
         self._report(judgments, statuses, out, log_metric, log_extra, truncated)
@@ -301,8 +300,7 @@ class JudgeReward:
                 return "injection"
         return None
 
-    def _sample(self, i: int, prompt: Any, completion: Any, kwargs: dict) -> tuple[Sample | None, bool]:
-        """(the sample to judge or None when no policy applies, whether a field was cut to max_chars)."""
+    def _sample(self, i: int, prompt: Any, completion: Any, kwargs: dict) -> Sample | None:
         key = kwargs[self.policy_column][i] if self.guidelines.policies else None
         guideline = self.guidelines.for_key(key)
         if guideline is None:
@@ -311,14 +309,9 @@ class JudgeReward:
                 raise RewardError(f"judge: no policy for {self.policy_column}='{normalize_key(key)}' in "
                                   f"{self.guidelines.source} and no default (known: {known}, ...); add one, add a "
                                   f"'default' policy, or set on_missing_policy: abstain")
-            return None, False
+            return None
         reference = str(kwargs[self.reference_column][i]) if self.reference_column else None
-        # the cap on what is sent: a 200,000-character completion costs the judge at most max_chars of it
-        texts = [clip(t, self.max_chars) for t in (conversation_text(prompt), completion_text(completion))]
-        if reference is not None:
-            reference, cut = clip(reference, self.max_chars)
-            texts.append((reference, cut))
-        return Sample(texts[0][0], texts[1][0], guideline, reference), any(cut for _, cut in texts)
+        return Sample(conversation_text(prompt), completion_text(completion), guideline, reference)
 
     def _groups(self, prompts: list) -> list[tuple[int, int]]:
         n = len(prompts)

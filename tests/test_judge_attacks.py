@@ -200,3 +200,16 @@ def test_master_keys_fool_an_unguarded_gullible_judge(server):
     _, url = server
     reward = _defaults(url, min_words=0)
     assert asyncio.run(reward(["cancel"], [":"], intent=["cancel_order"])) == [1.0]
+
+
+def test_the_cap_lives_in_the_judge_itself(server):
+    """Direct users of `rlft.judge.Judge` (e.g. `rlft eval`'s pairwise judge) get the same cap as the reward."""
+    from rlft.judge.client import OpenAIChatClient
+    from rlft.judge.judge import Judge, Sample
+
+    stub, url = server
+    judge = Judge(OpenAIChatClient("gullible", url, None, max_retries=0), "pairwise", order="random")
+    before = len(stub.bodies)
+    [j] = asyncio.run(judge.judge_many([Sample("cancel " * 3000, "x" * 50000, "Mention the fee.", "y" * 9000)]))
+    assert j.truncated and len(stub.bodies) == before + 1
+    assert len(json.dumps(stub.bodies[before])) < 3 * 4000 + 3000  # three capped fields plus the template

@@ -2,7 +2,8 @@
 
 A `Judge` is backend-agnostic (any `ChatClient`) and reward-agnostic: it returns a `Judgment` per sample with a
 status (`ok` | `parse_error` | `timeout` | `api_error`), a value in [0, 1] or None, the votes and their agreement,
-and the judge's rationale. Identical samples in one call are judged once. Only `ok` replies are cached.
+and the judge's rationale. Identical samples in one call are judged once. Only `ok` replies are cached. At most
+`max_chars` characters of each untrusted field are sent (the rest is replaced by a note; `Judgment.truncated`).
 
 Modes:
 
@@ -28,6 +29,7 @@ from rlft.judge.cache import JudgeCache, cache_key
 from rlft.judge.client import ChatClient, JudgeCallError
 from rlft.judge.parsing import OK, PARSE_ERROR, Parsed, VerdictParser
 from rlft.judge.prompts import JudgeTemplate
+from rlft.judge.untrusted import DEFAULT_MAX_CHARS, clip
 
 MODES = ("binary", "score", "pairwise")
 STATUSES = (OK, PARSE_ERROR, "timeout", "api_error")
@@ -55,6 +57,7 @@ class Judgment:
     rationale: str = ""
     cached: bool = False
     detail: str = ""
+    truncated: bool = False  # a field was cut to max_chars before it was sent
 
 
 @dataclass
@@ -71,7 +74,8 @@ class Judge:
                  labels: dict[str, float] | None = None, scale: tuple[float, float] = (1, 10), votes: int = 1,
                  aggregate: str | None = None, temperature: float = 0.0, vote_temperature: float = 0.7,
                  max_tokens: int = 256, cache: JudgeCache | None = None, budget: Budget | None = None,
-                 order: str = "both", seed: int = 0, min_votes: int | None = None, marker: str = "VERDICT"):
+                 order: str = "both", seed: int = 0, min_votes: int | None = None, marker: str = "VERDICT",
+                 max_chars: int | None = DEFAULT_MAX_CHARS):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if votes < 1:
@@ -103,6 +107,7 @@ class Judge:
         self.temperature, self.vote_temperature = float(temperature), float(vote_temperature)
         self.max_tokens, self.cache, self.budget = int(max_tokens), cache, budget or Budget()
         self.order, self.seed, self.marker = order, int(seed), marker
+        self.max_chars = max_chars  # per untrusted field (customer message, completion, reference) sent to the judge
         self.min_votes = int(min_votes) if min_votes is not None else self.votes // 2 + 1
         if not 1 <= self.min_votes <= self.votes:
             raise ValueError("min_votes must be between 1 and votes")
@@ -141,15 +146,16 @@ class Judge:
             values.append(1.0 - p.value if swap else p.value)
             rationale = rationale or p.rationale
         cached = all(v.cached for v in votes)
+        truncated = any(clip(t or "", self.max_chars)[1] for t in (sample.prompt, sample.completion, sample.reference))
         if len(values) < self.min_votes * len(self._orders(sample)):
             status, detail = Counter(failures).most_common(1)[0][0]
-            return Judgment(status, None, None, labels, None, rationale, cached, detail)
+            return Judgment(status, None, None, labels, None, rationale, cached, detail, truncated)
         value, agreement = self._combine(values)
         if self.mode == "pairwise":  # raw labels are order-relative; say who won instead
             label = "completion" if value > 0.5 else "reference" if value < 0.5 else "tie"
         else:
             label = Counter(lab for lab in labels if lab is not None).most_common(1)[0][0]
-        return Judgment(OK, value, label, labels, agreement, rationale, cached)
+        return Judgment(OK, value, label, labels, agreement, rationale, cached, truncated=truncated)
 
     # ---- internals ----------------------------------------------------------------------------------------
     def _orders(self, sample: Sample) -> list[bool]:
@@ -162,10 +168,12 @@ class Judge:
         return [bool(digest[0] & 1)]
 
     def _messages(self, sample: Sample, swap: bool) -> list[dict[str, str]]:
-        data = {"policy": sample.guideline, "prompt": sample.prompt, "response": sample.completion,
-                "reference": sample.reference or ""}
+        # the cap on what is sent: a 200,000-character completion costs the judge at most max_chars of it
+        prompt, completion, reference = (clip(t, self.max_chars)[0] for t in
+                                         (sample.prompt, sample.completion, sample.reference or ""))
+        data = {"policy": sample.guideline, "prompt": prompt, "response": completion, "reference": reference}
         if self.mode == "pairwise":
-            a, b = (sample.reference or "", sample.completion) if swap else (sample.completion, sample.reference or "")
+            a, b = (reference, completion) if swap else (completion, reference)
             data.update(response_a=a, response_b=b)
         return self.template.render(data, self.plain, self.marker)
 

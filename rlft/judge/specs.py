@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rlft.errors import did_you_mean
+from rlft.judge.untrusted import DEFAULT_MAX_CHARS
 
 DEFAULT_CACHE = "~/.cache/rlft/judge_cache.sqlite"
 MAX_TIMEOUT_S = 600.0  # one judge call; longer is a typo (1e9) or a hung server nobody notices
@@ -102,7 +103,7 @@ class JudgingSpec:
     max_tokens: int = 256  # of the judge's reply
     order: str = "both"  # pairwise: both | random
     seed: int = 0
-    max_chars: int | None = 4000  # per untrusted field sent to the judge; longer text is cut (counted)
+    max_chars: int | None = DEFAULT_MAX_CHARS  # per untrusted field sent to the judge; longer text is cut (counted)
     scale_reward: float = 1.0
     offset: float = 0.0
     keep_rationale: bool = True

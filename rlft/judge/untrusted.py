@@ -64,6 +64,7 @@ INJECTION_PATTERNS = [
 ]
 _INJECTION_RE = regex.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), regex.IGNORECASE | regex.DOTALL)
 _ALNUM = regex.compile(r"[\p{L}\p{N}]")
+DEFAULT_MAX_CHARS = 4000  # of each untrusted field sent to a judge (`clip`)
 
 
 def strip_invisible(text: str) -> str:
