@@ -67,6 +67,9 @@ class DataConfig:
     max_train_samples: int | None = _f(None, "Keep at most this many training rows (after the split).")
     max_eval_samples: int | None = _f(None, "Keep at most this many evaluation rows.")
     demo_size: int = _f(600, "Rows generated for demo: sources.")
+    max_prompt_tokens: int | None = _f(2048, "Prompt rows longer than this many tokens (chat template included) "
+                                       "are dropped and counted in metrics.json `dropped_rows.too_long` (null: "
+                                       "no limit).")
 
 
 @dataclass
@@ -141,6 +144,8 @@ class Recipe:
     algorithm: str = _f("grpo", "grpo | label_pg | dpo | kto | ppo | reward_model.")
     output_dir: str = _f("runs/rlft", "Where the adapter, recipe, metrics and model card are written.")
     seed: int = _f(42, "Seed for data splits, sampling and initialisation.")
+    overwrite: bool = _f(False, "Replace an earlier run in output_dir (its files are deleted first). Off: a "
+                         "non-empty output_dir is refused unless trainer.resume_from_checkpoint continues it.")
     model: ModelConfig = _f(factory=ModelConfig, help="The base model.")
     adapter: AdapterConfig = _f(factory=AdapterConfig, help="LoRA / QLoRA / none.")
     data: DataConfig = _f(factory=DataConfig, help="Dataset, columns and prompts.")

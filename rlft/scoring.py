@@ -1,8 +1,9 @@
 """Scoring completions with loaded rewards outside a TRL trainer (evaluation, labelling, PPO).
 
 Mirrors what TRL's GRPOTrainer does inside `_calculate_rewards`: every reward is called with the same keywords,
-async rewards run concurrently, `None` abstains, and the weighted sum ignores abstentions (a row where every reward
-abstained stays `None`). Metrics a reward logs through `log_metric` are collected and averaged.
+async rewards run concurrently, `None` abstains, and an abstention contributes nothing to the weighted sum: it is
+filled in with the mean of that reward over the other completions of the same prompt (else of the batch), see
+`rlft.abstain`. A row where every reward abstained stays `None`. Metrics a reward logs through `log_metric` are collected and averaged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlft.abstain import group_keys, impute_abstentions
 from rlft.reward import LoadedReward
 
 
@@ -33,8 +35,11 @@ def combine(
     weights: dict[str, float],
     aggregation: str = "sum",
     group_size: int | None = None,
+    groups: Sequence[Any] | None = None,
 ) -> list[float | None]:
-    """Weighted sum of rewards per completion, skipping abstentions.
+    """Weighted sum of rewards per completion; an abstention contributes nothing (`rlft.abstain`).
+
+    Groups are `group_size` consecutive completions, else the `groups` keys (e.g. one per prompt), else the batch.
 
     `aggregation="normalize_then_sum"` first standardises each reward within groups of `group_size` consecutive
     completions (as TRL's `multi_objective_aggregation` does), so rewards on different scales count equally.
@@ -56,10 +61,14 @@ def combine(
                         vals[i] = (vals[i] - mean) / (std + 1e-4)
     elif aggregation != "sum":
         raise ValueError(f"aggregation must be 'sum' or 'normalize_then_sum', got {aggregation!r}")
+    if group_size:
+        groups = [i // group_size for i in range(n)]
+    unscorable = [all(columns[k][i] is None for k in names) for i in range(n)]
+    filled = {k: impute_abstentions(vals, groups) for k, vals in columns.items()}
     total: list[float | None] = []
     for i in range(n):
-        present = [(weights[k], columns[k][i]) for k in names if columns[k][i] is not None]
-        total.append(sum(w * v for w, v in present) if present else None)
+        present = [(weights[k], filled[k][i]) for k in names if filled[k][i] is not None]
+        total.append(sum(w * v for w, v in present) if present and not unscorable[i] else None)
     return total
 
 
@@ -116,6 +125,7 @@ def score(
         for r, vals in zip(async_rewards, _run_coroutine(gather()), strict=True):
             per_reward[r.name] = vals
     per_reward = {r.name: per_reward[r.name] for r in rewards}  # recipe order
-    total = combine(per_reward, {r.name: r.weight for r in rewards}, aggregation, group_size)
+    total = combine(per_reward, {r.name: r.weight for r in rewards}, aggregation, group_size,
+                    None if group_size else group_keys(prompts))
     metrics = {k: sum(v) / len(v) for k, v in logged.items() if v}
     return Scores(per_reward, total, metrics, extras)
