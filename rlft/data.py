@@ -244,10 +244,36 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
     for part, source in ((train_ds, cfg.source), (eval_ds, cfg.eval_source or cfg.source)):
         if reward_columns:
             require_columns(part, reward_columns, source, "the recipe's rewards")
-        if algorithm in ("grpo", "ppo"):
+        if algorithm in ("grpo", "label_pg", "ppo"):
             out.append(_prompt_rows(part, cfg, labels, source))
         else:
             out.append(_preference_rows(part, algorithm, cfg, labels, source, dropped))
     if len(out[0]) == 0:
         raise DataError(f"{cfg.source}: no training rows left after the split and drops {dropped}")
     return PreparedData(out[0], out[1], labels, dropped)
+
+
+def _prompt_length(tokenizer: Any, prompt: Any, limit: int) -> int:
+    text = prompt if isinstance(prompt, str) else "".join(str(m.get("content", "")) for m in prompt)
+    if len(text) > 16 * limit:  # never tokenize a multi-megabyte row just to learn that it is too long
+        return len(text)
+    from rlft.decoding import template_ids
+
+    return len(template_ids(tokenizer, prompt))
+
+
+def drop_long_prompts(ds: Any, tokenizer: Any, max_tokens: int, source: str, dropped: dict[str, int]) -> Any:
+    """Drop rows whose prompt is longer than `max_tokens` tokens (chat template included); count them in
+    `dropped['too_long']`. A training set left empty is an error naming the limit."""
+    if "prompt" not in ds.column_names:
+        return ds
+    keep = [i for i, p in enumerate(ds["prompt"]) if _prompt_length(tokenizer, p, max_tokens) <= max_tokens]
+    if len(keep) == len(ds):
+        return ds
+    dropped["too_long"] = dropped.get("too_long", 0) + len(ds) - len(keep)
+    if not keep:
+        raise DataError(f"{source}: every prompt is longer than data.max_prompt_tokens={max_tokens} tokens; raise "
+                        f"the limit or shorten the rows")
+    print(f"[rlft] {source}: dropped {len(ds) - len(keep)} row(s) longer than data.max_prompt_tokens={max_tokens} "
+          f"tokens", flush=True)
+    return ds.select(keep)

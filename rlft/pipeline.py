@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlft.abstain import neutral_rewards
 from rlft.checkpoints import MarkCompleteCheckpoints, resolve_resume
 from rlft.config import Recipe
-from rlft.data import prepare, require_columns
+from rlft.data import drop_long_prompts, prepare, require_columns
 from rlft.decoding import generation_kwargs
 from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
 from rlft.models import load_model, resolve_device, resolve_model_path
-from rlft.outputs import write_metrics, write_model_card, write_recipe
+from rlft.outputs import claim_output_dir, write_metrics, write_model_card, write_recipe
 from rlft.periodic_eval import PeriodicEval
 from rlft.recipe import load_recipe
 from rlft.reward import LoadedReward, RewardSpec, load_rewards, resolve_target
@@ -45,6 +46,16 @@ class TrainResult:
     metrics: dict[str, Any]
     eval_before: EvalReport | None
     eval_after: EvalReport | None
+    stopped_early: dict[str, Any] | None = None  # {reason, kind, ok} when a reward's callback stopped training
+
+
+def _stop_record(callbacks: list[Any]) -> dict[str, Any] | None:
+    """Why a reward's callback (a judge's budget or error-rate bound) ended training early, if one did."""
+    for cb in callbacks:
+        reason = getattr(cb, "stop_reason", None)
+        if reason:
+            return {"reason": reason, "kind": getattr(cb, "stop_kind", None), "ok": bool(getattr(cb, "stop_ok", False))}
+    return None
 
 
 def with_data_labels(specs: list[RewardSpec], labels: list[str]) -> list[RewardSpec]:
@@ -99,12 +110,14 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         torch.set_num_threads(max(torch.get_num_threads(), 1))
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_recipe(recipe, out)
+    out = claim_output_dir(recipe, _where(recipe, "output_dir"))
+    write_recipe(recipe, out, data.labels)
 
     task = "seq_cls" if recipe.algorithm == "reward_model" else "causal_lm"
     model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=task)
+    if recipe.data.max_prompt_tokens:
+        data.train, data.eval = (drop_long_prompts(ds, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,
+                                                   data.dropped) for ds in (data.train, data.eval))
     metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "train_rows": len(data.train),
                                "eval_rows": len(data.eval), "dropped_rows": data.dropped, "labels": data.labels}
     can_generate = task == "causal_lm" and "prompt" in data.eval.column_names
@@ -123,7 +136,9 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         ev = recipe.evaluation
         periodic = PeriodicEval(lambda m: _eval(recipe, m, tokenizer, data, rewards), ev.every_steps, out,
                                 keep_best=ev.keep_best, best_metric=ev.best_metric)
-    ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, rewards, data.labels, device,
+    # TRL's default sum_then_normalize would count an abstention as 0 next to scored rows: see rlft.abstain.
+    trained_rewards = neutral_rewards(rewards, recipe.algorithm, recipe.trainer)
+    ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, trained_rewards, data.labels, device,
                        callbacks=[MarkCompleteCheckpoints(), *(callbacks or []), *reward_callbacks,
                                   *([periodic] if periodic else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
@@ -136,6 +151,9 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     metrics["train"] = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     metrics["log_history"] = trainer.state.log_history
+    stopped = _stop_record(reward_callbacks)
+    if stopped:
+        metrics["stopped_early"] = stopped
     if getattr(trainer, "calibration", None) is not None:  # the reward-model trainer's held-out report
         metrics["calibration"] = trainer.calibration
     trainer.save_model(str(out))
@@ -161,6 +179,12 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         merged = trainer.model.merge_and_unload()
         merged.save_pretrained(str(out / "merged"))
         tokenizer.save_pretrained(str(out / "merged"))
-    return TrainResult(out, out, metrics, before, after)
+    return TrainResult(out, out, metrics, before, after, stopped)
+
+
+def _where(recipe: Recipe, key: str) -> str:
+    prov = getattr(recipe, "_provenance", None)
+    default = recipe.source_file or "recipe"
+    return prov.origin(key, default) if prov is not None else default
 
 
