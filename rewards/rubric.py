@@ -26,8 +26,8 @@ section), so one file drives both. Guide: docs/rewards.md#rubric. Example::
 What is checked, per completion:
 
 1. **The reply** is the text after the last `</intent>` when there is one (the support agent writes
-   `<intent>label</intent> reply`), otherwise the whole completion. Zero-width characters are removed and curly
-   quotes straightened first, so a keyword cannot be split past the check.
+   `<intent>label</intent> reply`), otherwise the whole completion. Zero-width characters are removed, the text
+   NFKC-normalised and curly quotes straightened first, so a keyword cannot be split or disguised past the check.
 2. **The intent** whose rubric applies is the row's ground-truth column (`label_column`, default `intent`). Ground
    truth is the default because the rubric grades policy for the customer's REAL intent: a wrong `<intent>` cannot
    earn policy credit by following the wrong policy. `use_predicted_intent: true` uses the completion's own tag
