@@ -27,9 +27,10 @@ import regex
 
 # Rendered as nothing, so they split keywords past filters. Cf covers the zero-width and bidi controls; the rest
 # are default-ignorable characters of other categories (combining grapheme joiner, variation selectors, fillers).
-INVISIBLE = regex.compile(r"[\p{Cf}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0"
-                          r"\U000e0100-\U000e01ef]")
-_MARKS = regex.compile(r"\p{M}+")
+_INVISIBLE = (r"\p{Cf}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0"
+              r"\U000e0100-\U000e01ef")
+INVISIBLE = regex.compile(f"[{_INVISIBLE}]")
+_INVISIBLE_OR_MARK = regex.compile(f"[{_INVISIBLE}\\p{{M}}]+")
 
 # One character -> one ASCII character (so a skeleton of already-NFKC text keeps its length where only these
 # occur). Cyrillic and Greek letters drawn like Latin ones, plus a few Latin and Armenian look-alikes.
@@ -77,8 +78,9 @@ def strip_invisible(text: str) -> str:
 
 def skeleton(text: str) -> str:
     """What a reader sees: invisibles dropped, NFKD without combining marks, confusables as ASCII."""
-    text = unicodedata.normalize("NFKD", INVISIBLE.sub("", text))
-    return _MARKS.sub("", INVISIBLE.sub("", text)).translate(CONFUSABLES)
+    if text.isascii():  # nothing to fold: no invisible characters, marks or look-alikes in ASCII
+        return text
+    return _INVISIBLE_OR_MARK.sub("", unicodedata.normalize("NFKD", text)).translate(CONFUSABLES)
 
 
 def scan_injection(text: str, timeout_s: float = 0.5) -> bool | None:
