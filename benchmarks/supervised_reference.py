@@ -1,6 +1,7 @@
 """SUPERVISED reference (not RL): LoRA cross-entropy fine-tune on the gold labels of the grouped Bitext split.
 
-    OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py --minutes 10
+    OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py --minutes 10               # wall-clock budget
+    OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py --minutes 10 --clock cpu   # CPU-time budget
     python benchmarks/supervised_reference.py --minutes 1 --model <tiny model dir> --eval-per-intent 2   # smoke
 
 The ceiling the RL arms of issue 11 are compared with: same model (embedded SmolLM2-135M-Instruct via
@@ -10,8 +11,9 @@ Trained with TRL's `SFTTrainer` on prompt/completion rows, loss on the completio
     prompt     = chat template(system SYSTEM, user utterance, generation prompt) + "<intent>"
     completion = "label</intent>" + EOS          (SFTTrainer appends the EOS)
 
-lr 2e-4 constant, batch 16, one pass over the shuffled training CSV at most, stopped when the training wall-clock
-(evaluation excluded) reaches `--minutes`. Every `--eval-every` steps (and before/after) the held-out rows
+lr 2e-4 constant, batch 16, one pass over the shuffled training CSV at most, stopped when the training time
+(evaluation excluded) reaches `--minutes`: wall-clock, or with `--clock cpu` this process's CPU time (the fair
+budget when other jobs share the cores; both are recorded). Every `--eval-every` steps (and before/after) the held-out rows
 (`--eval-per-intent` per intent from benchmarks/data/bitext_grouped_eval.csv, seeded) are decoded greedily with
 the `<intent>` prefill, both WITH the label constraint (`rlft.constrained.processor_factory`) and WITHOUT it (free
 decoding), scored by `rlft.evaluate.evaluate`. Writes the curve to benchmarks/results/supervised_reference.json.
@@ -69,7 +71,9 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget (evaluation excluded)")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training time budget (evaluation excluded)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="what --minutes counts: wall-clock, or this process's CPU time (fair on a shared machine)")
     ap.add_argument("--model", default="smollm2-135m-instruct", help="anything rlft.models.load_model accepts")
     ap.add_argument("--train-csv", type=Path, default=DATA / "bitext_grouped_train.csv")
     ap.add_argument("--eval-csv", type=Path, default=DATA / "bitext_grouped_eval.csv")
@@ -114,7 +118,7 @@ def main() -> None:
 
     def run_eval() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, factory, max_new in (("constrained", constrained, 16), ("free", None, 24)):
+        for name, factory, max_new in (("constrained", constrained, 16), ("free", None, 16)):
             start = time.time()
             report = evaluate(model, tokenizer, eval_ds, label_column="intent", labels=labels,
                               max_samples=len(eval_ds), max_new_tokens=max_new, batch_size=45, prefill=PREFILL,
@@ -127,28 +131,40 @@ def main() -> None:
     curve: list[dict[str, Any]] = []
 
     class Clock(TrainerCallback):
-        """Training wall-clock without evaluation; periodic held-out evaluation; stop at the budget."""
+        """Training time (wall and CPU) without evaluation; periodic held-out evaluation; stop at the budget."""
 
         def __init__(self) -> None:
-            self.train_seconds = 0.0
-            self.mark = time.time()
+            self.train_seconds = self.cpu_seconds = 0.0
+            self.mark, self.cpu_mark = time.time(), time.process_time()
+
+        def _pause(self) -> None:
+            self.train_seconds += time.time() - self.mark
+            self.cpu_seconds += time.process_time() - self.cpu_mark
+
+        def _resume(self) -> None:
+            self.mark, self.cpu_mark = time.time(), time.process_time()
 
         def _evaluate(self, step: int) -> None:
-            self.train_seconds += time.time() - self.mark
+            self._pause()
             point = {"step": step, "train_seconds": round(self.train_seconds, 1),
-                     "examples_seen": step * args.batch_size, **run_eval()}
+                     "train_cpu_seconds": round(self.cpu_seconds, 1), "examples_seen": step * args.batch_size,
+                     **run_eval()}
             curve.append(point)
-            print(f"[supervised] step {step} t={point['train_seconds']}s constrained "
+            print(f"[supervised] step {step} t={point['train_seconds']}s cpu={point['train_cpu_seconds']}s constrained "
                   f"{point['constrained']['intent_accuracy']:.3f} free {point['free']['intent_accuracy']:.3f} "
                   f"(format {point['free']['format_rate']:.3f})", flush=True)
-            self.mark = time.time()
+            self._resume()
 
         def on_train_begin(self, targs, state, control, **kwargs):
-            self.train_seconds, self.mark = 0.0, time.time()
+            self.train_seconds = self.cpu_seconds = 0.0
+            self._resume()
             self._evaluate(0)
 
         def on_step_end(self, targs, state, control, **kwargs):
-            elapsed = self.train_seconds + time.time() - self.mark
+            if args.clock == "wall":
+                elapsed = self.train_seconds + time.time() - self.mark
+            else:
+                elapsed = self.cpu_seconds + time.process_time() - self.cpu_mark
             if elapsed >= args.minutes * 60:
                 control.should_training_stop = True
             elif state.global_step % args.eval_every == 0:
@@ -172,7 +188,8 @@ def main() -> None:
         trainer.save_model(str(args.save_adapter))
 
     def first_reaching(key: str, target: float) -> float | None:
-        return next((p["train_seconds"] for p in curve if p[key]["intent_accuracy"] >= target), None)
+        clock = "train_seconds" if args.clock == "wall" else "train_cpu_seconds"
+        return next((p[clock] for p in curve if p[key]["intent_accuracy"] >= target), None)
 
     best = max(curve, key=lambda p: p["constrained"]["intent_accuracy"])
     result = {
@@ -180,21 +197,22 @@ def main() -> None:
         "command": "OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py " + " ".join(sys.argv[1:]),
         "model": args.model, "adapter": "LoRA r16 alpha32 all-linear", "lr": args.lr, "batch_size": args.batch_size,
         "train_csv": str(args.train_csv.relative_to(ROOT)) if args.train_csv.is_relative_to(ROOT) else str(args.train_csv),
-        "train_rows": len(train), "eval_rows": len(held), "budget_minutes": args.minutes,
+        "train_rows": len(train), "eval_rows": len(held), "budget_minutes": args.minutes, "clock": args.clock,
         "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb(),
         "load_average_start_end": [load_start, [round(x, 2) for x in os.getloadavg()]],
-        "final": {k: curve[-1][k] for k in ("step", "train_seconds", "constrained", "free")},
-        "best_constrained": {k: best[k] for k in ("step", "train_seconds", "constrained", "free")},
+        "final": {k: curve[-1][k] for k in ("step", "train_seconds", "train_cpu_seconds", "constrained", "free")},
+        "best_constrained": {k: best[k] for k in ("step", "train_seconds", "train_cpu_seconds", "constrained",
+                                                  "free")},
         "seconds_to": {f"{key}_{t}": first_reaching(key, t) for key in ("constrained", "free")
                        for t in (0.5, 0.8, 0.9, 0.95)},
         "curve": curve,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{'step':>5s} {'train s':>8s} {'constrained':>11s} {'free':>6s} {'free fmt':>8s} {'macro-F1 c/f':>12s}")
+    print(f"{'step':>5s} {'train s':>8s} {'cpu s':>7s} {'constrained':>11s} {'free':>6s} {'free fmt':>8s} {'macro-F1 c/f':>12s}")
     for p in curve:
         c, f = p["constrained"], p["free"]
-        print(f"{p['step']:5d} {p['train_seconds']:8.1f} {c['intent_accuracy']:11.3f} {f['intent_accuracy']:6.3f} "
+        print(f"{p['step']:5d} {p['train_seconds']:8.1f} {p['train_cpu_seconds']:7.1f} {c['intent_accuracy']:11.3f} {f['intent_accuracy']:6.3f} "
               f"{f['format_rate']:8.3f} {c['macro_f1']:6.3f}/{f['macro_f1']:.3f}")
     print(f"wrote {args.out} (peak RSS {result['peak_rss_mb']} MB)")
 
