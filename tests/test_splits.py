@@ -128,3 +128,12 @@ def test_bitext_grouped_split_cuts_near_duplicate_leakage():
     grouped = near_duplicate_leakage([texts[i] for i in train], [texts[i] for i in held])
     randomly = near_duplicate_leakage([texts[i] for i in r_train], [texts[i] for i in r_held])
     assert randomly > 0.4 and grouped < 0.1  # measured: ~0.51 and ~0.04 at word-set Jaccard >= 0.8
+
+
+def test_committed_grouped_csvs_are_what_the_split_gives(tmp_path):
+    from benchmarks.baselines import DATA_DIR, write_grouped_csvs
+
+    written = write_grouped_csvs(BITEXT, tmp_path)
+    for path in written:
+        assert path.read_bytes() == (DATA_DIR / path.name).read_bytes(), f"regenerate {path.name}: " \
+            "python benchmarks/baselines.py"
