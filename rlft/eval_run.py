@@ -11,7 +11,8 @@ A model is `base` (the recipe's base model), a PEFT adapter directory (loaded on
 as in training (`rlft.scoring.score`), and labels are parsed with the recipe's intent reward parser when it has
 one. Local models decode the way the recipe decodes (`decoding_kwargs`); with a local base and adapter models,
 the KL canary is computed on each adapter's completions. With `--pairwise-judge`, the first two models are
-compared by a judge in both A/B orders (win rate, ties, position bias).
+compared by a judge in both A/B orders (win rate, ties, position bias). With `--human-labels FILE`, the recipe's
+judge grades human-labelled completions and the report gives agreement, Cohen's kappa and the confusion table.
 
 Writes report.json, report.md, traces.jsonl, traces.html (+ curve PNGs from an adapter run's metrics.json) into
 `--out`; prints the headline table. Not here: the metrics (`rlft.report.metrics`) and the files (`rlft.report`).
@@ -295,9 +296,47 @@ def build_pairwise_judge(spec: str, api_key_env: str | None) -> Any:
     return Judge(client, "pairwise", order="both", max_tokens=128)
 
 
+HUMAN_PASS = {"pass", "accurate", "true", "1", "yes", "good", "correct"}
+HUMAN_FAIL = {"fail", "inaccurate", "false", "0", "no", "bad", "wrong"}
+
+
+def judge_calibration(recipe: Any, rewards: Sequence[Any], human_file: str,
+                      label_column: str = "human") -> dict[str, Any]:
+    """Agreement and Cohen's kappa between the recipe's policy judge and human pass/fail labels.
+
+    `human_file` has the recipe's prompt columns (e.g. utterance, intent), a `completion` column and a `human`
+    column (pass/fail, Accurate/Inaccurate, true/false, 1/0). The judge grades each completion as in training;
+    rows where it abstains are left out and counted.
+    """
+    from rlft.report.metrics import cohen_kappa, passed
+    from rlft.scoring import score
+
+    policy = _policy_reward(rewards)
+    if policy is None:
+        raise EvalError(f"--human-labels {human_file}: the recipe has no judge reward (binary or score mode) to check")
+    rows, _ = load_eval_rows(recipe, human_file, None)
+    for column in ("completion", label_column):
+        if column not in rows.column_names:
+            raise EvalError(f"--human-labels {human_file}: needs a '{column}' column; has {rows.column_names}")
+    human: list[str] = []
+    for i, value in enumerate(rows[label_column]):
+        key = str(value).strip().lower()
+        if key not in HUMAN_PASS | HUMAN_FAIL:
+            raise EvalError(f"--human-labels {human_file}: row {i + 1}: '{label_column}' must be pass/fail "
+                            f"(or Accurate/Inaccurate, true/false, 1/0), got {value!r}")
+        human.append("pass" if key in HUMAN_PASS else "fail")
+    columns = {c: list(rows[c]) for c in rows.column_names if c not in ("prompt", "completion")}
+    scores = score([policy], list(rows["prompt"]), list(rows["completion"]), columns)
+    statuses = scores.extras.get("judge_status")
+    verdicts = passed(_policy_values(scores.per_reward[policy.name], statuses, policy.func.rlft_inner))
+    keep = [i for i, v in enumerate(verdicts) if v is not None]
+    out = cohen_kappa(["pass" if verdicts[i] else "fail" for i in keep], [human[i] for i in keep])
+    return {"file": human_file, "reward": policy.name, "abstained": len(verdicts) - len(keep), **out}
+
+
 def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path, data_file: str | None = None,
                     max_samples: int | None = None, max_new_tokens: int | None = None,
-                    batch_size: int | None = None, pairwise_judge: Any = None,
+                    batch_size: int | None = None, pairwise_judge: Any = None, human_labels: str | None = None,
                     guideline: str = "Which reply answers the customer's message better?",
                     title: str | None = None) -> dict[str, Any]:
     """Evaluate `models` on the recipe's eval rows (or `data_file`) and write the report files into `out_dir`.
@@ -363,6 +402,8 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
     extra: dict[str, Any] = {}
     if pairwise_judge is not None and len(runs) >= 2:
         extra["win_rate"] = pairwise(pairwise_judge, prompts, runs[0], runs[1], guideline)
+    if human_labels:
+        extra["judge_calibration"] = judge_calibration(recipe, rewards, human_labels)
     log_history = None
     for ref in models:
         metrics_file = Path(ref.path) / "metrics.json" if ref.kind == "adapter" else None
@@ -394,12 +435,16 @@ def _run(args: argparse.Namespace) -> int:
     judge = build_pairwise_judge(args.pairwise_judge, args.api_key_env) if args.pairwise_judge else None
     out = args.out or str(Path(recipe.output_dir) / "eval")
     result = evaluate_models(refs, recipe, out, args.data, args.max_samples, args.max_new_tokens, args.batch_size,
-                             judge)
+                             judge, args.human_labels)
     print(format_table(result["models"]))
     if "win_rate" in result:
         w = result["win_rate"]
         print(f"win rate {w['a']} vs {w['b']}: {w['win_rate_a']} (ties {w['ties']}, position bias "
               f"{w['position_bias']})")
+    if "judge_calibration" in result:
+        k = result["judge_calibration"]
+        print(f"judge vs human labels ({k['n']} rows, {k['abstained']} abstained): agreement {k['agreement']}, "
+              f"Cohen's kappa {k['kappa']}")
     print(f"[rlft] report.md, report.json, traces.jsonl and traces.html in {out}")
     return 0
 
@@ -421,5 +466,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the endpoint's API key")
     p.add_argument("--pairwise-judge", metavar="SPEC",
                    help="compare the first two models with a judge in both orders: openai:URL#MODEL or local:MODEL")
+    p.add_argument("--human-labels", metavar="FILE",
+                   help="check the recipe's judge against human pass/fail labels (columns: the prompt columns, "
+                        "completion, human): agreement, Cohen's kappa, confusion")
     p.set_defaults(func=_run)
     return p

@@ -235,3 +235,41 @@ def test_endpoint_models_and_pairwise_win_rate_in_both_orders(tmp_path, eval_set
                                                                                         ".html"))
     assert "sk-test-secret" not in written and "position bias" in (tmp_path / "out" / "report.md").read_text()
     assert "Bearer sk-test-secret" in stub.auth_headers  # the key reached the endpoint, read from the variable
+
+
+def test_judge_against_human_labels_gives_kappa(tmp_path, eval_setup):
+    from tests.judge_stub_server import StubJudge, StubServer, keyword_responder
+
+    _, _, data, _ = eval_setup
+    human = tmp_path / "human.csv"
+    # the stub judge passes replies that mention "fee": verdicts pass, pass, fail, fail; humans: pass, fail, fail, fail
+    human.write_text("utterance,intent,completion,human\n"
+                     "cancel it,cancel_order,\"<intent>cancel_order</intent> A $4.99 fee applies.\",Accurate\n"
+                     "cancel now,cancel_order,\"<intent>cancel_order</intent> There is no fee, ever.\",Inaccurate\n"
+                     "stop it,cancel_order,\"<intent>cancel_order</intent> Your order has been cancelled.\",fail\n"
+                     "where is it,track_order,\"<intent>track_order</intent> Your parcel is on its way.\",0\n")
+
+    def respond(body):
+        if body["model"] == "m1":
+            return "<intent>track_order</intent>"
+        return keyword_responder("fee")(body)
+
+    with StubServer(StubJudge(respond)) as url:
+        recipe_file = tmp_path / "recipe.yaml"
+        recipe_file.write_text(f"""
+data: {{source: {data}, labels: {LABELS}}}
+rewards:
+  - name: judge
+    params: {{backend: openai, model: judge, base_url: "{url}", api_key_env: null, cache: null,
+              guideline: "Mention the $4.99 cancellation fee."}}
+""")
+        recipe = load_recipe(recipe_file)
+        result = evaluate_models([parse_model_ref(f"openai:{url}#m1")], recipe, tmp_path / "out",
+                                 data_file=str(data), human_labels=str(human))
+    k = result["judge_calibration"]
+    # agree on 3 of 4; judge 2 pass / 2 fail, humans 1 / 3 -> p_e = (2*1 + 2*3) / 16 = 0.5 -> kappa 0.5
+    assert (k["n"], k["abstained"], k["agreement"], k["kappa"]) == (4, 0, 0.75, 0.5)
+    assert k["confusion"] == {"fail": {"fail": 2, "pass": 1}, "pass": {"pass": 1}}
+    assert "Cohen's kappa 0.500" in (tmp_path / "out" / "report.md").read_text()
+    policy = result["models"][0]["headline"]
+    assert policy["policy_judged"] + policy["policy_abstained"] == 6  # the model's own replies were judged too
