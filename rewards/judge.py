@@ -159,6 +159,12 @@ class JudgeReward:
             cols.append(g.skip_if_column)
         self.columns = tuple(dict.fromkeys(cols))
 
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> JudgeSpec:
+        """Check recipe params without building a client, loading a model or opening the cache (for `rlft
+        validate`): the typed spec, or a one-line `TypeError` / `ValueError` naming the key."""
+        return JudgeSpec.from_params(**params)
+
     def __repr__(self) -> str:
         return f"JudgeReward(client={self.client!r}, mode={self.judge.mode!r}, guidelines={self.guidelines.source!r})"
 

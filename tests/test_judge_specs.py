@@ -149,3 +149,11 @@ def test_credentials_in_base_url_never_shown(stub, monkeypatch):
     for text in shown:
         assert "S3CRET" not in text and "alice" not in text and "K3Y" not in text, text
         assert "***@127.0.0.1" in text, text
+
+
+def test_validate_params_checks_values_without_building_anything():
+    """What `rlft validate` can call: no client, no key lookup, no cache file, same messages as at train time."""
+    spec = JudgeReward.validate_params({"model": "m", "api_key_env": "RLFT_UNSET_KEY_VAR", "cache": "/nonexistent/x"})
+    assert spec.client.api_key_env == "RLFT_UNSET_KEY_VAR"
+    with pytest.raises(ValueError, match=r"^timeout_s must be a number of seconds in \(0, 600\], got -1$"):
+        JudgeReward.validate_params({"model": "m", "timeout_s": -1})
