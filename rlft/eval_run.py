@@ -1,7 +1,7 @@
 """`rlft eval`: evaluate one or more models on a dataset with a recipe's rewards, and write the report files.
 
     rlft eval recipes/intent_grpo.yaml --model base --model runs/intent_grpo --out runs/eval
-    rlft eval recipes/intent_grpo_bitext.yaml --model base --model runs/bitext --data test.csv --max-samples 200
+    rlft eval recipes/intent_grpo_bitext.yaml evaluation.batch_size=32 --model base --model runs/bitext --data test.csv
     rlft eval recipes/policy_grpo.yaml --model runs/policy_grpo \
         --model openai:http://127.0.0.1:8000/v1#Qwen2.5-7B-Instruct --api-key-env VLLM_KEY
 
@@ -455,7 +455,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "endpoints) on the recipe's held-out split or --data, scored by the recipe's "
                                    "rewards; writes report.json, report.md, traces.jsonl and traces.html.")
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.labels=[a,b]")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, right after the recipe (before the "
+                   "options), e.g. evaluation.batch_size=32")
     p.add_argument("--model", action="append", required=True, metavar="[NAME=]REF",
                    help="base | an adapter directory | openai:URL#MODEL (repeatable; the first two are compared)")
     p.add_argument("--data", help="CSV/JSON/JSONL file to evaluate on (default: the recipe's held-out split)")
