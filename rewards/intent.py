@@ -33,18 +33,11 @@ from typing import Any
 
 import regex
 
+from rlft.reward import completion_text  # noqa: F401 - re-exported: rewards import it from here
+
 DEFAULT_PATTERN = r"<intent>(.*?)</intent>"
 OPEN_TAG = "<intent>"
 OUTCOMES = ("correct", "wrong", "invalid", "multiple", "malformed", "missing", "timeout")
-
-
-def completion_text(completion: Any) -> str:
-    """Text of a completion: a string, or the assistant contents of a chat-message list."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
-    return str(completion)
 
 
 def normalize_label(text: str, aliases: dict[str, str] | None = None) -> str:

@@ -1,6 +1,6 @@
 """rlft: reinforcement fine-tuning of small language models with pluggable rewards.
 
-Public API: `load_recipe`, `train`, `Recipe`, `RewardSpec`, `reward`, `evaluate`, `UserError`.
+Public API: `load_recipe`, `train`, `Recipe`, `RewardSpec`, `reward`, `completion_text`, `evaluate`, `UserError`.
 """
 
 from rlft.telemetry import disable_unless_opted_in as _no_telemetry
@@ -15,7 +15,7 @@ _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
 from rlft.config import Recipe  # noqa: E402
 from rlft.errors import UserError  # noqa: E402
 from rlft.recipe import load_recipe  # noqa: E402
-from rlft.reward import RewardSpec, reward  # noqa: E402
+from rlft.reward import RewardSpec, completion_text, reward  # noqa: E402
 from rlft.version import __version__  # noqa: E402
 
 
@@ -26,4 +26,4 @@ def train(recipe, overrides=(), callbacks=None):  # noqa: ANN001, ANN201 - thin 
     return _train(recipe, overrides, callbacks)
 
 
-__all__ = ["Recipe", "RewardSpec", "UserError", "__version__", "load_recipe", "reward", "train"]
+__all__ = ["Recipe", "RewardSpec", "UserError", "__version__", "completion_text", "load_recipe", "reward", "train"]

@@ -1,7 +1,8 @@
-"""Command line: `rlft train RECIPE [key=value ...]`, `rlft validate RECIPE [key=value ...]`.
+"""Command line: `rlft train RECIPE [key=value ...]`, `rlft validate RECIPE [key=value ...]`, `rlft --version`.
 
-Subcommands parse and hand off to the library. A user mistake (`UserError`) prints one line and exits 2;
-anything else is a bug and keeps its traceback.
+Subcommands parse and hand off to the library. A user mistake (`UserError`) prints one line and exits 2; a run
+that a reward's limit stopped early (a judge's budget or error rate) exits 3 unless the recipe counts that stop
+as success (the judge's `on_limit: finish`); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,12 +16,28 @@ from rlft.eval_run import add_eval_parser
 from rlft.labeling.cli import add_generate_parser, add_label_parser
 
 
+STOPPED_EARLY = 3
+
+
+def finish_message(result: object, recipe: str) -> int:
+    """Print where the run went and what to run next; return the exit code (3: stopped early, not a success)."""
+    out = result.output_dir
+    print(f"[rlft] adapter, recipe, metrics and model card in {out}", flush=True)
+    print(f"[rlft] next: .venv/bin/rlft eval {recipe} --model base --model {out} --out {out}/eval   "
+          f"(serving it: {out}/README.md)", flush=True)
+    stop = getattr(result, "stopped_early", None)
+    if stop:
+        print(f"error: training stopped early: {stop['reason']}" if not stop["ok"] else
+              f"[rlft] training stopped early ({stop['kind']}), counted as success: {stop['reason']}",
+              file=sys.stderr if not stop["ok"] else sys.stdout, flush=True)
+        return 0 if stop["ok"] else STOPPED_EARLY
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from rlft.pipeline import train
 
-    result = train(args.recipe, args.overrides)
-    print(f"[rlft] adapter, recipe, metrics and model card in {result.output_dir}")
-    return 0
+    return finish_message(train(args.recipe, args.overrides), args.recipe)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -32,7 +49,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rlft.version import __version__
+
     parser = argparse.ArgumentParser(prog="rlft", description="Reinforcement fine-tuning with pluggable rewards.")
+    parser.add_argument("--version", action="version", version=f"rlft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text in (("train", _train, "train a recipe"),
                                   ("validate", _validate, "check a recipe without loading a model")):

@@ -9,7 +9,11 @@ KTO `prompt, completion, label` (also accepts UBIAI's `system_prompt, input, out
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,14 @@ PREFERENCE_ALGOS = ("dpo", "reward_model")
 WINNER_A = {"a", "response_a", "1"}
 WINNER_B = {"b", "response_b", "2"}
 RATING = {"accurate": True, "inaccurate": False}
+SAMPLE_BYTES = 1_000_000  # what `rlft validate` reads of each data file (plus the last TAIL_BYTES of JSON lines)
+TAIL_BYTES = 65_536
+DIAGNOSE_BYTES = 200_000_000  # when a file fails to load, how much is scanned to name the bad line
+SMALL_HELD_OUT = 10
+# Columns each algorithm needs, as alternatives (after data.columns renames); prompt datasets add their template.
+NEEDED = {"dpo": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
+          "reward_model": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
+          "kto": (("prompt", "completion", "label"), ("input", "output", "rating"))}
 
 
 @dataclass
@@ -30,6 +42,178 @@ class PreparedData:
     eval: Any  # datasets.Dataset
     labels: list[str]
     dropped: dict[str, int]
+
+
+def _file_format(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    return "datasets" if path.is_dir() else {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}.get(
+        path.suffix.lower(), "")
+
+
+def _sample_text(path: Path, limit: int | None) -> tuple[str, bool]:
+    """Decoded text of the first `limit` bytes (cut at a line end) and whether that is the whole file."""
+    with path.open("rb") as f:
+        raw = f.read(limit + 1) if limit else f.read()
+    whole = not limit or len(raw) <= limit
+    if not whole:
+        raw = raw[: raw.rfind(b"\n", 0, limit) + 1] or raw[:limit]
+    try:
+        return raw.decode("utf-8"), whole
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                        f"save the file as UTF-8") from None
+
+
+def _csv_rows(text: str, whole: bool) -> tuple[list[str], list[dict[str, str]], str | None]:
+    reader = csv.reader(io.StringIO(text), strict=True)
+    rows: list[list[str]] = []
+    last = 0  # line number of the last complete record
+    try:
+        for row in reader:
+            rows.append(row)
+            last = reader.line_num
+    except csv.Error as exc:
+        if whole or "end of data" not in str(exc):
+            return [], [], f"line {last + 1}: broken CSV quoting ({exc}); quote fields that hold " \
+                f"commas, quotes or line breaks, and double quotes inside them"
+    if not rows:
+        return [], [], "no header row"
+    header = rows[0]
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) > len(header):
+            return header, [], f"row {n - 1} has {len(row)} fields, the header has {len(header)} (an unquoted comma " \
+                f"or a broken quote?)"
+    return header, [dict(zip(header, r)) for r in rows[1:] if r], None
+
+
+def _json_rows(text: str, whole: bool, tail: str | None) -> tuple[list[str], list[dict[str, Any]], str | None]:
+    if text.lstrip().startswith("["):
+        if not whole:
+            return [], [], None  # a large JSON array: checked when it is loaded
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return [], [], f"line {exc.lineno}: not valid JSON ({exc.msg})"
+        rows = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+        if not isinstance(data, list) or len(rows) != len(data):
+            return [], [], "expected a JSON array of objects (one per row)"
+    else:
+        rows = []
+        lines = text.splitlines()
+        for n, line in enumerate(lines, start=1):
+            problem = _json_line(line)
+            if problem:
+                return [], [], f"line {n}: {problem}"
+            if line.strip():
+                rows.append(json.loads(line))
+        if tail is not None:
+            last = tail.splitlines()[-1] if tail.strip() else ""
+            problem = _json_line(last)
+            if problem:
+                return [], [], f"last line: {problem} (a truncated file?)"
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    return header, rows, None
+
+
+def _json_line(line: str) -> str | None:
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg}, column {exc.colno}); one JSON object per line"
+    return None if isinstance(value, dict) else f"expected a JSON object, got {type(value).__name__}"
+
+
+def read_sample(path: Path, fmt: str, limit: int | None = SAMPLE_BYTES) -> tuple[list[str], list[dict], bool, str | None]:
+    """(columns, rows, whole file read, problem) from the first `limit` bytes of a CSV/JSON/JSONL file."""
+    text, whole = _sample_text(path, limit)
+    if fmt == "csv":
+        header, rows, problem = _csv_rows(text, whole)
+    else:
+        tail = None
+        if not whole:
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - TAIL_BYTES))
+                tail = f.read().decode("utf-8", errors="replace")
+        header, rows, problem = _json_rows(text, whole, tail)
+    return header, rows, whole, problem
+
+
+def diagnose_file(path: Path, fmt: str, limit: int | None) -> str | None:
+    """The first problem in a file that failed to load (`line N: ...`), or None when none is found."""
+    if fmt not in ("csv", "json", "jsonl") or not path.is_file():
+        return None
+    try:
+        return read_sample(path, fmt, limit)[3]
+    except DataError as exc:
+        return str(exc).split(": ", 1)[1]
+
+
+def check_label_text(label: str, decoding: Any) -> str | None:
+    """Why a label cannot be used (it would break the reply format or the system prompt), or None."""
+    for bad, why in ((decoding.label_suffix, "the label suffix"), (decoding.prefill, "the prefill"),
+                     ("<intent>", "the intent tag"), ("{", "a brace (system prompts substitute {labels})"),
+                     ("}", "a brace (system prompts substitute {labels})"), ("\n", "a line break")):
+        if bad and bad in label:
+            return f"contains {bad!r} ({why})"
+    return None
+
+
+def _needed_columns(recipe: Any) -> tuple[tuple[str, ...], ...]:
+    if recipe.algorithm in NEEDED:
+        return NEEDED[recipe.algorithm]
+    needed = tuple(template_fields(recipe.data.prompt_template))
+    intent_rewards = any(r.name in ("intent", "rubric") and "label_column" not in r.params for r in recipe.rewards)
+    if intent_rewards or (recipe.decoding.constrain_labels and not recipe.data.labels):
+        needed += (recipe.data.label_column,)
+    return (tuple(dict.fromkeys(needed)),)
+
+
+def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
+    """What `rlft validate` reads of local data files: the header and a bounded sample (first 1 MB; for JSON lines
+    also the last 64 KB). Reports unreadable text, broken quoting or JSON, missing columns, bad labels and a file
+    too small to hold rows out -- the problems training would hit later."""
+    cfg = recipe.data
+    for key, source in (("data.source", cfg.source), ("data.eval_source", cfg.eval_source)):
+        if not source or source in DEMO_SOURCES or source.startswith(("hf:", "demo:")):
+            continue
+        path = Path(source).expanduser()
+        fmt = _file_format(path, cfg.format)
+        if fmt not in ("csv", "json", "jsonl") or not path.is_file():
+            continue
+        if path.stat().st_size == 0:
+            raise DataError(f"{source}: the file is empty")
+        header, rows, whole, problem = read_sample(path, fmt)
+        if problem:
+            raise DataError(f"{source}: {problem}")
+        if not header:
+            continue
+        columns = set(header)
+        for target, column in cfg.columns.items():
+            if column not in columns:
+                raise DataError(f"{source}: data.columns.{target}: column '{column}' not found; columns are "
+                                f"{', '.join(header)}")
+            columns = (columns - {column}) | {target}
+        options = _needed_columns(recipe)
+        if not any(set(o) <= columns for o in options):
+            missing = [c for c in options[0] if c not in columns]
+            raise DataError(f"{source}: missing column(s) {', '.join(missing)} needed by {recipe.algorithm}"
+                            f"{' (data.prompt_template / data.label_column)' if recipe.algorithm not in NEEDED else ''}"
+                            f"; columns are {', '.join(header)} (map yours with data.columns)")
+        renamed = {column: target for target, column in cfg.columns.items()}
+        label_column = next((c for c, t in renamed.items() if t == cfg.label_column), cfg.label_column)
+        if not cfg.labels:
+            for n, row in enumerate(rows, start=1):
+                value = row.get(label_column)
+                problem = check_label_text(value, recipe.decoding) if isinstance(value, str) else None
+                if problem:
+                    raise DataError(f"{source}: row {n}: label {value!r} {problem}")
+        if whole and key == "data.source" and not cfg.eval_source and len(rows) < 2:
+            raise DataError(f"{source}: {len(rows)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
+                            f"data.eval_source)")
 
 
 def check_source(source: str, where: str, key: str = "data.source") -> None:
@@ -50,10 +234,8 @@ def read_source(cfg: DataConfig, source: str, seed: int) -> Any:
     if source.startswith("hf:"):
         return datasets.load_dataset(source[3:], split=cfg.split)
     path = Path(source).expanduser()
-    fmt = cfg.format
-    if fmt == "auto":
-        fmt = "datasets" if path.is_dir() else {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}.get(
-            path.suffix.lower(), "")
+    fmt = _file_format(path, cfg.format)
+    if cfg.format == "auto":
         if not fmt:
             raise DataError(f"{source}: cannot tell the format from '{path.suffix}'; set data.format to csv, json, "
                             f"jsonl or datasets")
@@ -71,7 +253,10 @@ def read_source(cfg: DataConfig, source: str, seed: int) -> Any:
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
     except DataError:
         raise
-    except Exception as exc:  # pyarrow/pandas parse errors: one line naming the file
+    except Exception as exc:  # pyarrow/pandas parse errors: find the line ourselves, one line naming the file
+        problem = diagnose_file(path, fmt, DIAGNOSE_BYTES)
+        if problem:
+            raise DataError(f"{source}: {problem}") from None
         message = " ".join(str(exc).split())[:300]
         raise DataError(f"{source}: cannot read as {fmt}: {type(exc).__name__}: {message}") from None
     if len(ds) == 0:
@@ -211,7 +396,7 @@ def _preference_rows(ds: Any, algorithm: str, cfg: DataConfig, labels: list[str]
     return ds.map(lambda r: {"prompt": as_prompt(system, r["prompt"]), "completion": _assistant(r["completion"])})
 
 
-def _labels(ds: Any, cfg: DataConfig, source: str) -> list[str]:
+def _labels(ds: Any, cfg: DataConfig, source: str, decoding: Any = None) -> list[str]:
     if cfg.labels:
         return list(cfg.labels)
     if cfg.label_column not in ds.column_names:
@@ -220,6 +405,13 @@ def _labels(ds: Any, cfg: DataConfig, source: str) -> list[str]:
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v.strip():
             raise DataError(f"{source}: row {i + 1}: label column '{cfg.label_column}' must be text, got {v!r}")
+    for label in sorted(set(values)):
+        from rlft.config import DecodingConfig
+
+        problem = check_label_text(label, decoding or DecodingConfig())
+        if problem:
+            row = values.index(label) + 1
+            raise DataError(f"{source}: row {row}: label {label!r} {problem}")
     return sorted(set(values))
 
 
@@ -230,10 +422,17 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
         eval_ds = rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source)
         train_ds = ds
     else:
-        if not 0 < cfg.eval_fraction < 1 or len(ds) < 2:
-            raise DataError(f"{cfg.source}: data.eval_fraction must be in (0, 1) and the data needs 2+ rows")
+        if not 0 < cfg.eval_fraction < 1:
+            raise DataError(f"{cfg.source}: data.eval_fraction: expected a number between 0 and 1 (exclusive), "
+                            f"got {cfg.eval_fraction}")
+        if len(ds) < 2:
+            raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
+                            f"data.eval_source)")
         split = ds.train_test_split(test_size=cfg.eval_fraction, seed=seed)
         train_ds, eval_ds = split["train"], split["test"]
+    if len(eval_ds) < SMALL_HELD_OUT:
+        print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
+              f"noise (raise data.eval_fraction or give data.eval_source)", flush=True)
     if cfg.max_train_samples:
         train_ds = train_ds.select(range(min(cfg.max_train_samples, len(train_ds))))
     if cfg.max_eval_samples:

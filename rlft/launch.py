@@ -15,7 +15,7 @@ def launch(default_config: str | Path) -> None:
     parser.add_argument("--config", default=str(default_config), help="recipe YAML (default: %(default)s)")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. trainer.max_steps=10")
     args = parser.parse_args()
-    from rlft.cli import quiet_library_warnings
+    from rlft.cli import finish_message, quiet_library_warnings
     from rlft.pipeline import train
 
     quiet_library_warnings()
@@ -25,4 +25,4 @@ def launch(default_config: str | Path) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    print(f"[rlft] adapter, recipe, metrics and model card in {result.output_dir}")
+    sys.exit(finish_message(result, args.config))

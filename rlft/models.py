@@ -99,7 +99,9 @@ def convert_gguf(gguf_path: Path, cache_root: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    logger.info("Converting %s to safetensors in %s (once)", gguf_path, target)
+    print(f"[rlft] first use of {gguf_path.name}: de-quantizing its GGUF weights to plain float32 safetensors in "
+          f"{target} (the 'Converting and de-quantizing GGUF tensors' bars below; a minute or more on a CPU, once: "
+          f"later runs reuse the cache)", flush=True)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache_root))
     try:

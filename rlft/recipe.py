@@ -53,6 +53,9 @@ MOVED = {
     "signal.eval_max_new_tokens": "evaluation.max_new_tokens", "signal.label_column": "data.label_column",
 }
 COMMAND_LINE = "command line"
+# Input paths a recipe file may give relative to its own folder (see `_resolve_paths`).
+PATH_KEYS = {"data": ("source", "eval_source"), "model": ("name",), "adapter": ("init_from",)}
+PATH_PARAMS = ("policies", "policy_file", "path")
 
 
 class _Provenance(dict):
@@ -69,15 +72,75 @@ class _Provenance(dict):
         return default
 
 
-def _read_yaml(path: Path, where: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise RecipeError(f"{where}: recipe file '{path}' does not exist")
+MAX_YAML_VALUES = 100_000  # values a recipe may expand to once aliases are followed (an alias bomb has billions)
+MAX_RECIPE_BYTES = 1_000_000
+# YAML 1.1 reads an unquoted `no` as False; these TRL options take the string "no".
+NO_STRINGS = ("save_strategy", "eval_strategy", "logging_strategy", "hub_strategy")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that rejects duplicate keys and bounds how far aliases expand."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Values the document holds once every alias is expanded (linear time: shared nodes are counted once)."""
+    if id(node) in memo:
+        if memo[id(node)] < 0:
+            raise yaml.constructor.ConstructorError(None, None, "a recursive alias (a value that contains itself)",
+                                                    node.start_mark)
+        return memo[id(node)]
+    memo[id(node)] = -1  # in progress
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """Parse YAML like `yaml.safe_load`, but one-line errors for duplicate keys and alias bombs."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _expanded_size(node, {}) > MAX_YAML_VALUES:
+                raise RecipeError(f"{where}: YAML aliases expand to more than {MAX_YAML_VALUES} values (an alias "
+                                  f"bomb?); write the values out")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}:{line} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise RecipeError(f"{where}:{line} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def _read_yaml(path: Path, where: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"{where}: recipe file '{path}' does not exist")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: a recipe over {MAX_RECIPE_BYTES // 1_000_000} MB is not a recipe (data belongs "
+                          f"in data.source)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    data = safe_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -108,11 +171,45 @@ def _display(path: Path) -> Path:
         return path.resolve()
 
 
+def _near(value: Any, folder: Path) -> Any:
+    """A relative path that exists next to the recipe file, as seen from the working directory; else unchanged."""
+    if not isinstance(value, str) or not value or value.startswith(("demo:", "hf:", "~")) or Path(value).is_absolute():
+        return value
+    file_part, sep, attr = value.rpartition(":") if value.count(":") == 1 and ".py:" in value else (value, "", "")
+    candidate = folder / file_part
+    if folder == Path(".") or not candidate.exists():
+        return value
+    return f"{_display(candidate)}{sep}{attr}"
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Input paths in one recipe file are relative to that file's folder: data sources, model / adapter
+    directories, reward files (`file.py:func`) and reward params naming files (policies, policy_file, path). A path
+    that does not exist there is kept as written (relative to the working directory, where earlier runs' outputs
+    such as `runs/x/kto.jsonl` live). Outputs (`output_dir`, caches, audit logs) are always relative to the working
+    directory, and so are command-line overrides."""
+    for section, keys in PATH_KEYS.items():
+        if isinstance(data.get(section), dict):
+            for key in keys:
+                if key in data[section]:
+                    data[section][key] = _near(data[section][key], folder)
+    for item in data.get("rewards") or []:
+        if isinstance(item, dict):
+            if ".py:" in str(item.get("name", "")):
+                item["name"] = _near(item["name"], folder)
+            params = item.get("params")
+            if isinstance(params, dict):
+                for key in PATH_PARAMS:
+                    if key in params:
+                        params[key] = _near(params[key], folder)
+
+
 def _load_raw(path: Path, prov: _Provenance, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = _display(path)
     if path in seen:
         raise RecipeError(f"{path}: extends: circular chain {' -> '.join(str(p) for p in seen + (path,))}")
     data = _read_yaml(path, str(seen[-1]) if seen else "recipe")
+    _resolve_paths(data, path.parent)
     parent = data.pop("extends", None)
     if parent is None:
         return _merge({}, data, prov, str(path))
@@ -134,8 +231,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in key.split(".")):
         raise RecipeError(f"{COMMAND_LINE}: override '{text}' has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+        value = safe_yaml(raw, f"{COMMAND_LINE}: override '{key}'") if raw != "" else ""
+    except RecipeError as exc:
+        if "alias" in str(exc) or "duplicate key" in str(exc):
+            raise
         value = raw
     if isinstance(value, str) and raw.strip() and "e" in raw.lower():
         try:  # YAML 1.1 reads '1e-4' as a string; users mean a float
@@ -246,7 +345,7 @@ def build_recipe(raw: dict[str, Any], prov: _Provenance | None = None, file: str
     value = raw.get("trainer") or {}
     if not isinstance(value, dict):
         raise RecipeError(f"{prov.origin('trainer', file)}: trainer: expected a mapping, got {type(value).__name__}")
-    kwargs["trainer"] = dict(value)
+    kwargs["trainer"] = {k: ("no" if k in NO_STRINGS and v is False else v) for k, v in value.items()}
     return Recipe(**kwargs, source_file=file)
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlft.errors import RewardError, did_you_mean
+from rlft.errors import RewardError, UserError, did_you_mean
 
 # Keywords TRL passes to every reward function; they are never recipe params nor dataset columns.
 TRL_INJECTED = frozenset({"prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra",
@@ -74,6 +74,20 @@ class LoadedReward:
     weight: float
     columns: tuple[str, ...]
     is_async: bool
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a completion, whatever its shape: a string (evaluation, labelling, PPO, plain-text prompts) or the
+    assistant contents of a chat-message list (GRPO with chat prompts). Use it in every reward you write::
+
+        >>> completion_text("<intent>refund</intent>"), completion_text([{"role": "assistant", "content": "hi"}])
+        ('<intent>refund</intent>', 'hi')
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+    return str(completion)
 
 
 def reward(name: str | None = None, columns: Sequence[str] = ()) -> Callable[[Callable], Callable]:
@@ -144,8 +158,26 @@ def _signature_params(target: Any) -> tuple[dict[str, inspect.Parameter], bool]:
     return named, var_kw
 
 
+def _check_call_signature(target: Any, spec: RewardSpec, where: str) -> None:
+    """A reward is called as f(prompts=..., completions=..., **columns): it must accept those two keywords."""
+    fn = getattr(target, "__call__", None) if inspect.isclass(target) else target
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    missing = [n for n in ("prompts", "completions") if n not in names]
+    if missing:
+        raise RewardError(f"{where}: reward '{spec.name}' has no parameter {' or '.join(missing)}; a reward is "
+                          f"called as f(prompts, completions, **columns) (add them, and **kwargs)")
+
+
 def check_params(target: Any, spec: RewardSpec, where: str) -> None:
-    """Reject recipe params the reward does not accept (names only; values are the reward's business)."""
+    """Reject recipe params the reward does not accept (names only; values are the reward's business), and a
+    reward that cannot be called with `prompts` and `completions`."""
+    _check_call_signature(target, spec, where)
     named, var_kw = _signature_params(target)
     if inspect.isclass(target) and var_kw:
         return
@@ -220,17 +252,48 @@ def validate_output(name: str, values: Any, expected: int) -> list[float | None]
     return out
 
 
+def _failing_row(func: Callable, prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any]) -> int:
+    """Index of the first completion the (sync) reward raises on when called alone; -1 if none does."""
+    for i in range(len(completions)):
+        row = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == len(completions) else v)
+               for k, v in kwargs.items()}
+        try:
+            func(prompts=[prompts[i]], completions=[completions[i]], **row)
+        except Exception:
+            return i
+    return -1
+
+
+def _raised(name: str, exc: Exception, row: int, completions: Sequence[Any]) -> RewardError:
+    message = " ".join(str(exc).split())[:200]
+    where = (f"on row {row + 1} of a batch of {len(completions)} (completion {completion_text(completions[row])[:80]!r})"
+             if row >= 0 else f"on a batch of {len(completions)} completions")
+    return RewardError(f"reward '{name}' raised {type(exc).__name__} {where}: {message}")
+
+
 def _checked(name: str, func: Callable, is_async: bool) -> Callable:
     if is_async:
 
         async def checked_async(prompts, completions, **kwargs):
-            return validate_output(name, await func(prompts=prompts, completions=completions, **kwargs), len(completions))
+            try:
+                values = await func(prompts=prompts, completions=completions, **kwargs)
+            except UserError:
+                raise
+            except Exception as exc:  # the user's reward failed: name it (rows are not retried: a judge costs money)
+                raise _raised(name, exc, -1, completions) from exc
+            return validate_output(name, values, len(completions))
 
         checked = checked_async
     else:
 
         def checked_sync(prompts, completions, **kwargs):
-            return validate_output(name, func(prompts=prompts, completions=completions, **kwargs), len(completions))
+            try:
+                values = func(prompts=prompts, completions=completions, **kwargs)
+            except UserError:
+                raise
+            except Exception as exc:  # the user's reward failed: name it and the first row it fails on alone
+                raise _raised(name, exc, _failing_row(func, prompts, completions, kwargs), completions) from exc
+            return validate_output(name, values, len(completions))
 
         checked = checked_sync
     checked.__name__ = checked.__qualname__ = name

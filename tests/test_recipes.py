@@ -49,9 +49,9 @@ CASES = [
     # (text appended to the base recipe, overrides, expected stderr line; {file} = the recipe, {cli} = command line)
     ("adapter: {rank: 8}\n", [], "{file}: adapter.rank: unknown key (did you mean 'r'?); allowed: "
      "type, r, alpha, dropout, target_modules, bias, init_from, quant_type, double_quant, compute_dtype"),
-    ("", ["trainer.lerning_rate=0.1"], "{file}: trainer.lerning_rate: not a GRPOConfig option (did you mean "
+    ("", ["trainer.lerning_rate=0.1"], "{cli}: trainer.lerning_rate: not a GRPOConfig option (did you mean "
      "'learning_rate'?) (see docs/recipes.md#trainer)"),
-    ("", ["trainer.max_steps=ten"], "{file}: trainer.max_steps: expected int, got 'ten'"),
+    ("", ["trainer.max_steps=ten"], "{cli}: trainer.max_steps: expected int, got 'ten'"),
     ("", ["adapter.r=sixteen"], "{cli}: adapter.r: expected int, got 'sixteen'"),
     ("", ["adapter.type=lorax"], "{cli}: adapter.type: 'lorax' is not one of lora, qlora, none "
      "(did you mean 'lora'?)"),
@@ -59,22 +59,24 @@ CASES = [
      "(did you mean 'grpo'?)"),
     ("", ["data.source=missing.csv"], "{cli}: data.source: file 'missing.csv' does not exist"),
     ("", ["rewards.0.name=intnet"], "{cli}: rewards[0]: unknown reward 'intnet' (did you mean 'intent'?); use a "
-     "built-in (intent, intent_format, judge, length, reward_model), 'package.module:function' or "
+     "built-in (intent, intent_format, judge, length, reward_model, rubric), 'package.module:function' or "
      "'path/to/file.py:function'"),
     ("", ["rewards.0.params={partial: 0.5}"], "{cli}: rewards[0]: reward 'intent' does not accept parameter "
      "'partial' (did you mean 'partial_credit'?); it accepts: aliases, correct, invalid, label_column, labels, log_per_intent, malformed, max_chars, "
      "missing, multiple, partial_credit, pattern, prefix, timeout, timeout_s, wrong"),
     ("", ["trainr.max_steps=3"], "{cli}: trainr: unknown section (did you mean 'trainer'?); allowed: adapter, "
-     "algorithm, data, decoding, evaluation, export, label_pg, model, output_dir, rewards, seed, signal, trainer"),
+     "algorithm, data, decoding, evaluation, export, label_pg, model, output_dir, overwrite, rewards, seed, signal, "
+     "trainer"),
     ("", ["rewards=[]"], "{cli}: rewards: algorithm 'grpo' needs at least one reward (e.g. - name: intent)"),
     ("", ["model.name=not/a/real/path"], "{cli}: model.name: 'not/a/real/path' is not an embedded model "
      "(smollm2-135m-instruct), an existing path, or a hub id like org/name"),
     ("", ["algorithm=kto", "rewards=[]", "trainer.per_device_train_batch_size=1"],
-     "{file}: trainer.per_device_train_batch_size: KTO needs > 1 (its KL reference term pairs each prompt with "
+     "{cli}: trainer.per_device_train_batch_size: KTO needs > 1 (its KL reference term pairs each prompt with "
      "another completion in the batch)"),
     ("", ["data.eval_fraction=1.5"], "{cli}: data.eval_fraction: expected a number between 0 and 1 (exclusive), "
      "got 1.5"),
-    ("model: {dtype: fp32}\n", [], "{file}: model.dtype: 'fp32' is not one of auto, float32, bfloat16, float16"),
+    ("adapter: {compute_dtype: fp32}\n", [], "{file}: adapter.compute_dtype: 'fp32' is not one of auto, float32, "
+     "bfloat16, float16"),
     ("signal: {drop_zero_std: true}\n", ["algorithm=ppo"], "{file}: signal: only applies to algorithm grpo (this "
      "recipe is ppo); decoding settings live in decoding:"),
     ("signal: {prefill: '<intent>'}\n", [], "{file}: signal.prefill: moved to decoding.prefill (one decoding "
