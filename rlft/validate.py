@@ -3,12 +3,16 @@ trainer keys are real options of TRL's config class, and the combination makes s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import math
+import numbers
 
 from rlft.config import LabelPGConfig, Recipe, SignalConfig
-from rlft.data import check_source
+from rlft.data import check_label_text, check_sample, check_source
 from rlft.errors import RecipeError, UserError
 from rlft.models import check_model_source, resolve_device
+from rlft.outputs import check_output_path
 from rlft.reward import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
 
@@ -30,16 +34,54 @@ def validate(recipe: Recipe) -> None:
     if not 0.0 < recipe.data.eval_fraction < 1.0:
         raise RecipeError(f"{_where(recipe, 'data.eval_fraction')}: data.eval_fraction: expected a number between "
                           f"0 and 1 (exclusive), got {recipe.data.eval_fraction}")
+    check_output_path(recipe.output_dir, f"{_where(recipe, 'output_dir')}")
+    _validate_data(recipe)
     _validate_adapter(recipe)
     _validate_rewards(recipe)
-    check_trainer_keys(recipe, _where(recipe, "trainer"))
+    for key, value in recipe.trainer.items():  # one key at a time, so the error names the file that set it
+        check_trainer_keys(dataclasses.replace(recipe, trainer={key: value}), _where(recipe, f"trainer.{key}"))
+    _validate_trainer_values(recipe)
     if recipe.algorithm == "kto":
         batch = recipe.trainer.get("per_device_train_batch_size", 8)
         if batch <= 1:
-            raise RecipeError(f"{_where(recipe, 'trainer')}: trainer.per_device_train_batch_size: KTO needs > 1 "
+            raise RecipeError(f"{_where(recipe, 'trainer.per_device_train_batch_size')}: "
+                              f"trainer.per_device_train_batch_size: KTO needs > 1 "
                               f"(its KL reference term pairs each prompt with another completion in the batch)")
     _validate_sections(recipe)
     build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
+    check_sample(recipe, _where)
+
+
+# trainer key -> (lowest allowed, inclusive?) ; every value must also be a finite number
+TRAINER_BOUNDS = {"learning_rate": (0.0, True), "per_device_train_batch_size": (1, True),
+                  "per_device_eval_batch_size": (1, True), "gradient_accumulation_steps": (1, True),
+                  "temperature": (0.0, False), "num_train_epochs": (0.0, False), "num_generations": (1, True),
+                  "max_completion_length": (1, True), "save_steps": (0.0, False), "logging_steps": (0.0, False)}
+MAX_STEPS_LIMIT = 10**9
+
+
+def _validate_trainer_values(recipe: Recipe) -> None:
+    for key, (low, inclusive) in TRAINER_BOUNDS.items():
+        value = recipe.trainer.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+        _check(ok, recipe, f"trainer.{key}", f"expected a number {'>=' if inclusive else '>'} {low}, got {value}")
+    steps = recipe.trainer.get("max_steps")
+    if isinstance(steps, numbers.Real) and not isinstance(steps, bool):
+        _check(steps == -1 or 1 <= steps <= MAX_STEPS_LIMIT, recipe, "trainer.max_steps",
+               f"expected -1 (use num_train_epochs) or 1..{MAX_STEPS_LIMIT}, got {steps}")
+
+
+def _validate_data(recipe: Recipe) -> None:
+    d = recipe.data
+    for key in ("max_train_samples", "max_eval_samples", "max_prompt_tokens"):
+        value = getattr(d, key)
+        _check(value is None or value >= 1, recipe, f"data.{key}", f"expected >= 1 or null, got {value}")
+    _check(d.demo_size >= 2, recipe, "data.demo_size", f"expected >= 2, got {d.demo_size}")
+    for label in d.labels or []:
+        problem = check_label_text(label, recipe.decoding)
+        _check(not problem, recipe, "data.labels", f"label {label!r} {problem}")
 
 
 def _validate_adapter(recipe: Recipe) -> None:
@@ -63,10 +105,23 @@ def _validate_rewards(recipe: Recipe) -> None:
         params_where = f"{_where(recipe, f'rewards.{i}.params')}: rewards[{i}]"
         try:
             check_params(resolve_target(spec.name, where), spec, params_where)
+            _check_patterns(spec.params, params_where)
         except UserError:
             raise
         except Exception as exc:  # a reward module that fails to import is the user's file: one line
             raise RecipeError(f"{where}: loading '{spec.name}' failed: {type(exc).__name__}: {exc}") from None
+
+
+def _check_patterns(params: dict, where: str) -> None:
+    """Regular expressions in reward params compile now, not at the first training step."""
+    import regex
+
+    for key, value in params.items():
+        if isinstance(value, str) and (key == "pattern" or key.endswith(("_pattern", "_regex"))):
+            try:
+                regex.compile(value)
+            except regex.error as exc:
+                raise RecipeError(f"{where}.params.{key}: invalid regular expression {value!r}: {exc}") from None
 
 
 def _check(ok: bool, recipe: Recipe, key: str, message: str) -> None:
