@@ -1,20 +1,28 @@
-"""RLEF intent accuracy: rlft's signal features vs a plain-TRL GRPO baseline, same model, LoRA and time budget.
+"""RLEF intent accuracy on an honest split: every arm at the same CPU-time budget, same model, LoRA and prompt.
 
-    python benchmarks/intent_rlef.py --budget-minutes 60            # both runs, one after the other
-    python benchmarks/intent_rlef.py --budget-minutes 20 --only rlft
+    python benchmarks/intent_rlef.py --arm label_pg --minutes 15      # one arm (arms can run as parallel processes)
+    python benchmarks/intent_rlef.py --arm tfidf                       # the non-neural baseline (seconds)
+    python benchmarks/intent_rlef.py --table                           # print the table of every arm run so far
 
-Data: the Bitext CSV (27 intents), shuffled with `--seed`; the first `--eval-rows` rows are the held-out split,
-the rest train. Model: SmolLM2-135M-Instruct (`--model`, plain safetensors dir or anything `rlft.models` loads),
-LoRA r=16/alpha=32 on all linear layers, fp32 on CPU. Pure RL: the only training signal is the reward.
+Data: the grouped Bitext split (`benchmarks/data/bitext_grouped_{train,eval}.csv`, made by `rlft.splits`:
+near-duplicate utterances stay on one side; TF-IDF scores ~1.00 on a random split of the CSV and well below
+on this one). Held-out rows: `--eval-per-intent` per intent drawn from the grouped eval file with `--seed`; the
+first half (the same number per intent) is scored during training, all of them at the end.
 
-- rlft: short system prompt (no label list), `<intent>` prefill, label-constrained rollouts, shared-prefix
-  scoring, zero-variance groups dropped and refilled, lr 2e-4, dapo loss, beta 0, temperature 1.0.
-- baseline: `trl.GRPOTrainer` with TRL's defaults (lr 1e-6, 8 generations, temperature 1.0, beta 0, dapo) and a
-  straightforward regex reward (1 for the right `<intent>` label, else 0), the system prompt listing all intents;
-  only `max_completion_length` is lowered to 32 (TRL's 256 would spend the budget on rambling).
+Arms (model SmolLM2-135M-Instruct, LoRA r16/alpha32 on all linear layers, fp32 on CPU):
+- label_pg:   rlft's exact label-space policy gradient, `recipes/intent_label_pg.yaml` as shipped (pure RL: the
+              only training signal is the `intent` reward, queried for every allowed label).
+- grpo:       rlft's sampled GRPO, `recipes/intent_grpo_bitext.yaml` as shipped (prefill, label-constrained
+              rollouts, zero-variance groups dropped and refilled).
+- trl:        plain TRL GRPO with TRL's defaults (lr 1e-6, 8 generations, no prefill, no constraint), the system
+              prompt listing every intent, rlft's `intent` reward; `max_completion_length` 32.
+- supervised: a cross-entropy LoRA fine-tune on the gold labels (`benchmarks/supervised_reference.py`): a
+              SUPERVISED REFERENCE, not RL.
+- tfidf:      TF-IDF (word 1-2 + char 2-5) + logistic regression on the training CSV (scikit-learn).
 
-Greedy held-out exact-intent accuracy, format rate and macro-F1 before, every `--eval-every` steps, and after;
-training wall-clock excludes evaluation time. Prints a table, writes `benchmarks/results/intent_rlef.json`.
+Each neural arm is evaluated with greedy decoding after the `<intent>` prefill, both with the label constraint and
+without it (free: what `generate`, `transformers serve` or vLLM without a grammar give). The budget is process CPU
+time (one torch thread by default), evaluation excluded, so arms can run side by side. Writes `benchmarks/results/intent_rlef/<arm>.json`; `--table` prints every arm.
 """
 
 from __future__ import annotations
@@ -24,218 +32,282 @@ import csv
 import json
 import os
 import random
-import re
 import resource
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CSV = ROOT.parent / "shared" / "data" / "bitext" / "bitext_customer_service_train.csv"
-SYSTEM_SHORT = "Classify the customer's message into one intent. Reply as <intent>label</intent>."
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results" / "intent_rlef"
+SYSTEM = "Classify the customer's message into one intent. Reply as <intent>label</intent>."
+RECIPES = {"label_pg": ROOT / "recipes" / "intent_label_pg.yaml", "grpo": ROOT / "recipes" / "intent_grpo_bitext.yaml"}
+TARGETS = (0.5, 0.8, 0.9, 0.95)
 
 
-def load_split(path: Path, seed: int, eval_rows: int) -> tuple[list[dict], list[dict], list[str]]:
+def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
-        rows = [{"utterance": r["utterance"], "intent": r["intent"]} for r in csv.DictReader(fh)]
-    random.Random(seed).shuffle(rows)
+        return [{"utterance": r["utterance"], "intent": r["intent"]} for r in csv.DictReader(fh)]
+
+
+def eval_rows(per_intent: int, seed: int) -> list[dict[str, str]]:
+    """`per_intent` held-out rows of each intent, ordered so the first half holds `per_intent // 2` of each."""
+    rng = random.Random(seed)
+    by_intent: dict[str, list[dict[str, str]]] = {}
+    for r in read_csv(DATA / "bitext_grouped_eval.csv"):
+        by_intent.setdefault(r["intent"], []).append(r)
+    picked = {k: rng.sample(v, min(per_intent, len(v))) for k, v in sorted(by_intent.items())}
+    half = per_intent // 2
+    first = [r for v in picked.values() for r in v[:half]]
+    second = [r for v in picked.values() for r in v[half:]]
+    rng.shuffle(first)
+    rng.shuffle(second)
+    return first + second
+
+
+def write_csv(rows: list[dict[str, str]], path: Path) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["utterance", "intent"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def crossing_minutes(curve: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Training minutes until held-out accuracy first reaches each target, per decoding."""
+    out: dict[str, dict[str, float | None]] = {}
+    for decoding in ("constrained", "free"):
+        out[decoding] = {}
+        for target in TARGETS:
+            hit = next((p for p in curve if p[decoding]["intent_accuracy"] >= target), None)
+            out[decoding][f"{int(target * 100)}%"] = round(hit["train_seconds"] / 60, 1) if hit else None
+    return out
+
+
+def clock() -> float:
+    """Process CPU seconds (all threads): the budget every arm gets, whatever else shares the machine."""
+    return time.process_time()
+
+
+class TimedEval:
+    """Evaluates both decodings every `every_s` CPU seconds of training (evaluation excluded), stops at `budget_s`.
+
+    The clock is the process's CPU time, not the wall clock: arms run side by side (or beside other jobs) still get
+    the same compute. With one torch thread the two agree on a quiet machine.
+    """
+
+    def __init__(self, eval_ds: Any, labels: list[str], budget_s: float, every_s: float, during_rows: int,
+                 max_new_tokens: int = 24, batch_size: int = 50):
+        self.eval_ds, self.labels = eval_ds, labels
+        self.budget_s, self.every_s, self.during_rows = budget_s, every_s, during_rows
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.curve: list[dict[str, Any]] = []
+        self.final: dict[str, Any] = {}
+        self.eval_s = 0.0
+        self.start: float | None = None
+        self.next_at = every_s
+
+    def train_seconds(self) -> float:
+        return 0.0 if self.start is None else clock() - self.start - self.eval_s
+
+    def evaluate(self, model: Any, tok: Any, step: int, rows: int, per_intent: bool = False) -> dict[str, Any]:
+        from rlft.config import DecodingConfig
+        from rlft.decoding import generation_kwargs
+        from rlft.evaluate import evaluate
+
+        t0, c0 = time.time(), clock()
+        point: dict[str, Any] = {"step": step, "train_seconds": round(self.train_seconds(), 1), "rows": rows}
+        for name, decoding in (("constrained", DecodingConfig(prefill="<intent>", constrain_labels=True)),
+                               ("free", DecodingConfig(prefill="<intent>"))):
+            report = evaluate(model, tok, self.eval_ds, labels=self.labels, max_samples=rows,
+                              max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, keep_samples=0,
+                              **generation_kwargs(tok, self.labels, decoding))
+            point[name] = {k: round(v, 4) for k, v in report.metrics.items()}
+            if per_intent:
+                point[name]["per_intent"] = {k: round(v, 3) for k, v in report.per_intent.items()}
+        point["eval_seconds"] = round(time.time() - t0, 1)
+        self.eval_s += clock() - c0
+        print(f"[intent_rlef] step {step} t={point['train_seconds'] / 60:.1f} min constrained="
+              f"{point['constrained']['intent_accuracy']:.3f} free={point['free']['intent_accuracy']:.3f} "
+              f"(free format {point['free']['format_rate']:.3f}, eval {point['eval_seconds']:.0f}s)", flush=True)
+        return point
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        harness = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+                harness.curve.append(harness.evaluate(model, processing_class, 0, harness.during_rows))
+                harness.start = clock()
+
+            def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+                spent = harness.train_seconds()
+                done = spent >= harness.budget_s
+                if done or spent >= harness.next_at:
+                    harness.next_at = spent + harness.every_s
+                    harness.curve.append(harness.evaluate(model, processing_class, state.global_step,
+                                                          harness.during_rows))
+                if done:
+                    control.should_training_stop = True
+
+            def on_train_end(self, args, state, control, model=None, processing_class=None, **kw):
+                harness.final = harness.evaluate(model, processing_class, state.global_step, len(harness.eval_ds),
+                                                 per_intent=True)
+
+        return _Callback()
+
+
+def trl_recipe(tmp: Path, labels: list[str]) -> Path:
+    """Plain TRL GRPO: TRL's defaults, the label list in the prompt, no decoding aids."""
+    path = tmp / "trl_grpo.yaml"
+    path.write_text(json.dumps({
+        "algorithm": "grpo", "output_dir": str(tmp / "trl_out"), "seed": 0,
+        "model": {"name": "smollm2-135m-instruct"}, "adapter": {"type": "lora", "r": 16, "alpha": 32},
+        "data": {"system_prompt": f"{SYSTEM} Allowed intents: {', '.join(labels)}.", "label_column": "intent"},
+        "rewards": [{"name": "intent"}],
+        "trainer": {"max_steps": 100000, "max_completion_length": 32, "logging_steps": 5},
+    }))
+    return path
+
+
+def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    import rlft
+    from rlft.data import prepare
+
+    torch.set_num_threads(ns.threads)
+    rows = eval_rows(ns.eval_per_intent, ns.seed)
     labels = sorted({r["intent"] for r in rows})
-    return rows[eval_rows:], rows[:eval_rows], labels
+    tmp = Path(tempfile.mkdtemp(prefix=f"intent_rlef_{arm}_"))
+    eval_csv = write_csv(rows, tmp / "eval.csv")
+    recipe_path = trl_recipe(tmp, labels) if arm == "trl" else RECIPES[arm]
+    overrides = [f"data.source={DATA / 'bitext_grouped_train.csv'}", f"data.eval_source={eval_csv}",
+                 f"output_dir={tmp / 'out'}", "evaluation.before=false", "evaluation.after=false",
+                 "evaluation.every_steps=0", "evaluation.keep_best=false", "trainer.max_steps=100000",
+                 *ns.override]
+    recipe = rlft.load_recipe(recipe_path, overrides)
+    data = prepare(recipe.data, recipe.algorithm, recipe.seed)
+    harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)
+    wall0 = time.time()
+    result = rlft.train(recipe, callbacks=[harness.callback()])
+    return {"arm": arm, "recipe": str(recipe_path.relative_to(ROOT)) if arm != "trl" else "plain TRL (in code)",
+            "overrides": ns.override, "steps": result.metrics["global_step"],
+            "train_minutes": round(harness.train_seconds() / 60, 1),
+            "wall_minutes_incl_eval": round((time.time() - wall0) / 60, 1),
+            "seconds_per_step": round(harness.train_seconds() / max(result.metrics["global_step"], 1), 2),
+            "curve": harness.curve, "final": harness.final,
+            "minutes_to": crossing_minutes(harness.curve),
+            "train_log_tail": result.metrics.get("log_history", [])[-3:]}
 
 
-def to_dataset(rows: list[dict], system: str) -> Any:
+def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    import rlft
+    from rlft.config import AdapterConfig, ModelConfig
+    from rlft.models import load_model
+
+    torch.set_num_threads(ns.threads)
+    from benchmarks.supervised_reference import train_supervised  # the supervised reference's own loop
+
+    rows = eval_rows(ns.eval_per_intent, ns.seed)
+    labels = sorted({r["intent"] for r in rows})
+    model, tok = load_model(ModelConfig(), AdapterConfig(type="lora", r=16, alpha=32), "cpu")
+    del rlft
+    harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
+                        ns.eval_per_intent // 2 * 27)
+    wall0 = time.time()
+    steps = train_supervised(model, tok, read_csv(DATA / "bitext_grouped_train.csv"), callbacks=[harness.callback()],
+                             seed=ns.seed)
+    return {"arm": "supervised", "recipe": "benchmarks/supervised_reference.py (SUPERVISED reference, not RL)",
+            "steps": steps, "train_minutes": round(harness.train_seconds() / 60, 1),
+            "wall_minutes_incl_eval": round((time.time() - wall0) / 60, 1),
+            "seconds_per_step": round(harness.train_seconds() / max(steps, 1), 2),
+            "curve": harness.curve, "final": harness.final,
+            "minutes_to": crossing_minutes(harness.curve)}
+
+
+def _prompt_dataset(rows: list[dict[str, str]]) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": [{"role": "system", "content": system},
+    return Dataset.from_list([{"prompt": [{"role": "system", "content": SYSTEM},
                                           {"role": "user", "content": r["utterance"]}], "intent": r["intent"]}
                               for r in rows])
 
 
-def regex_reward(prompts, completions, intent, **kwargs) -> list[float]:
-    """The straightforward RLEF reward: 1 when the single <intent> tag holds the right label, else 0."""
-    out = []
-    for c, truth in zip(completions, intent, strict=True):
-        text = c[0]["content"] if isinstance(c, list) else c
-        found = re.findall(r"<intent>(.*?)</intent>", text, flags=re.DOTALL)
-        out.append(1.0 if len(found) == 1 and found[0].strip() == truth else 0.0)
-    return out
+def run_tfidf(ns: argparse.Namespace) -> dict[str, Any]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+
+    train = read_csv(DATA / "bitext_grouped_train.csv")
+    rows = eval_rows(ns.eval_per_intent, ns.seed)
+    gold = [r["intent"] for r in rows]
+    by_c = {}
+    t0 = time.time()
+    for c in (1.0, 10.0):  # scikit-learn's default C and a better-tuned one: the stronger one is the bar
+        features = FeatureUnion([("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                                 ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
+        clf = make_pipeline(features, LogisticRegression(max_iter=2000, C=c))
+        clf.fit([r["utterance"] for r in train], [r["intent"] for r in train])
+        pred = clf.predict([r["utterance"] for r in rows])
+        by_c[c] = {"intent_accuracy": round(float(accuracy_score(gold, pred)), 4),
+                   "macro_f1": round(float(f1_score(gold, pred, average="macro")), 4), "format_rate": 1.0}
+    best = max(by_c, key=lambda c: by_c[c]["intent_accuracy"])
+    return {"arm": "tfidf", "recipe": f"TF-IDF word 1-2 + char 2-5, logistic regression (C={best:g}; C=1 and 10 tried)",
+            "by_c": {str(c): m for c, m in by_c.items()}, "train_minutes": round((time.time() - t0) / 60, 2),
+            "final": {"constrained": by_c[best], "free": by_c[best], "rows": len(rows)}}
 
 
-def load_model(path: str, r: int) -> tuple[Any, Any]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    lora = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora), tok
-
-
-def crossing_times(curve: list[dict], key: str = "intent_accuracy") -> dict[str, float | None]:
-    out = {}
-    for target in (0.5, 0.8, 0.9):
-        hit = next((p for p in curve if p[key] >= target), None)
-        out[f"minutes_to_{int(target * 100)}"] = round(hit["train_seconds"] / 60, 1) if hit else None
-    return out
-
-
-class Harness:
-    """Evaluation every N steps (time excluded from the budget) and a wall-clock stop."""
-
-    def __init__(self, model, tok, eval_ds, labels, budget_s: float, every: int, gen_kwargs: dict,
-                 max_new_tokens: int, batch_size: int):
-        from transformers import TrainerCallback
-
-        self.model, self.tok, self.eval_ds, self.labels = model, tok, eval_ds, labels
-        self.budget_s, self.every, self.gen_kwargs = budget_s, every, gen_kwargs
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.curve: list[dict] = []
-        self.eval_s = 0.0
-        self.start: float | None = None
-        harness = self
-
-        class _Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kw):
-                harness.start = time.time()
-
-            def on_step_end(self, args, state, control, **kw):
-                if state.global_step % harness.every == 0:
-                    harness.evaluate(state.global_step)
-                if harness.train_seconds() >= harness.budget_s:
-                    control.should_training_stop = True
-
-        self.callback = _Callback()
-
-    def train_seconds(self) -> float:
-        return 0.0 if self.start is None else time.time() - self.start - self.eval_s
-
-    def evaluate(self, step: int, **override: Any) -> dict:
-        from rlft.evaluate import evaluate
-
-        t0 = time.time()
-        kwargs = {**self.gen_kwargs, **override}
-        report = evaluate(self.model, self.tok, self.eval_ds, labels=self.labels, max_samples=len(self.eval_ds),
-                          max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, keep_samples=3, **kwargs)
-        self.eval_s += time.time() - t0
-        point = {"step": step, "train_seconds": round(self.train_seconds(), 1),
-                 **{k: round(v, 4) for k, v in report.metrics.items()}}
-        if not override:
-            self.curve.append(point)
-        print(f"[intent_rlef] step {step} t={point['train_seconds'] / 60:.1f} min "
-              f"acc={point['intent_accuracy']:.3f} format={point['format_rate']:.3f} "
-              f"f1={point['macro_f1']:.3f} eval={time.time() - t0:.0f}s {report.samples[0]['completion']!r}",
-              flush=True)
-        return point
-
-
-def run(kind: str, ns: argparse.Namespace) -> dict:
-    import torch
-    from trl import GRPOConfig, GRPOTrainer
-
-    from rlft.signal import SignalConfig, SignalGRPOTrainer, eval_generation_kwargs
-
-    torch.set_num_threads(ns.threads)
-    torch.manual_seed(ns.seed)
-    train_rows, eval_rows, labels = load_split(Path(ns.data), ns.seed, ns.eval_rows)
-    system = SYSTEM_SHORT if kind == "rlft" else f"{SYSTEM_SHORT} Allowed intents: {', '.join(labels)}."
-    train_ds = to_dataset(train_rows, system).shuffle(seed=ns.seed)
-    eval_ds = to_dataset(eval_rows, system)
-    model, tok = load_model(ns.model, ns.lora_r)
-    common = dict(output_dir=str(ROOT / "runs" / f"intent_rlef_{kind}"), max_steps=100_000, report_to=[],
-                  save_strategy="no", use_cpu=True, logging_steps=5, seed=ns.seed, num_generations=8)
-    if kind == "rlft":
-        signal = SignalConfig(prefill="<intent>", constrain_labels=True, shared_prefix=True, drop_zero_std=True,
-                              refill_rounds=ns.refill_rounds)
-        args = GRPOConfig(**common, learning_rate=ns.lr, per_device_train_batch_size=8 * ns.prompts_per_step,
-                          max_completion_length=16, temperature=1.0, beta=0.0, loss_type="dapo",
-                          lr_scheduler_type="constant")
-        gen_kwargs = eval_generation_kwargs(signal, tok, labels)
-    else:
-        args = GRPOConfig(**common, max_completion_length=32)
-        gen_kwargs = {}
-    harness = Harness(model, tok, eval_ds, labels, ns.budget_minutes * 60, ns.eval_every, gen_kwargs,
-                      max_new_tokens=24 if kind == "rlft" else 32, batch_size=ns.eval_batch_size)
-    trainer_kwargs = dict(model=model, reward_funcs=[regex_reward], args=args, train_dataset=train_ds,
-                          processing_class=tok, callbacks=[harness.callback])
-    if kind == "rlft":
-        trainer = SignalGRPOTrainer(**trainer_kwargs, signal=signal, labels=labels)
-    else:
-        trainer = GRPOTrainer(**trainer_kwargs)
-    harness.evaluate(0)
-    wall0 = time.time()
-    trainer.train()
-    steps = trainer.state.global_step
-    if not harness.curve or harness.curve[-1]["step"] != steps:
-        harness.evaluate(steps)
-    result: dict[str, Any] = {
-        "kind": kind, "steps": steps, "train_minutes": round(harness.train_seconds() / 60, 1),
-        "wall_minutes_incl_eval": round((time.time() - wall0) / 60, 1),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "curve": harness.curve, "final": harness.curve[-1], "start": harness.curve[0],
-        **crossing_times(harness.curve)}
-    if kind == "rlft":
-        totals = dict(trainer.signal_totals)
-        result["signal_totals"] = totals
-        result["completions_sampled"] = totals["groups_generated"] * 8
-        result["completions_trained"] = totals["groups_trained"] * 8
-        result["unconstrained_final"] = harness.evaluate(steps, logits_processor_factory=None)
-    else:
-        result["completions_sampled"] = result["completions_trained"] = steps * args.per_device_train_batch_size
-    result["config"] = {"lr": args.learning_rate, "per_device_train_batch_size": args.per_device_train_batch_size,
-                        "num_generations": args.num_generations, "max_completion_length": args.max_completion_length,
-                        "loss_type": args.loss_type, "beta": args.beta, "temperature": args.temperature,
-                        "system_prompt": system, "lora_r": ns.lora_r}
-    return result
-
-
-def table(results: list[dict]) -> str:
-    head = ("run", "steps", "train min", "acc before", "acc after", "format", "macro-F1", "to 50%", "to 80%",
-            "to 90%", "samples", "peak GB")
-    lines = [" | ".join(head), " | ".join("---" for _ in head)]
-    for r in results:
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("arm", "train min", "steps", "s/step", "constrained acc", "free acc", "free format", "macro-F1",
+            "to 50/80/90/95% (min, constrained)", "peak RSS GB")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = {"label_pg": 0, "grpo": 1, "trl": 2, "supervised": 3, "tfidf": 4}
+    for r in sorted(results, key=lambda r: order.get(r["arm"], 9)):
         f = r["final"]
-        lines.append(" | ".join(str(x) for x in (
-            r["kind"], r["steps"], r["train_minutes"], r["start"]["intent_accuracy"], f["intent_accuracy"],
-            f["format_rate"], f["macro_f1"], r["minutes_to_50"], r["minutes_to_80"], r["minutes_to_90"],
-            r["completions_sampled"], r["peak_rss_gb"])))
+        to = r.get("minutes_to", {}).get("constrained", {})
+        lines.append("| " + " | ".join(str(x) for x in (
+            r["arm"], r.get("train_minutes"), r.get("steps", "–"), r.get("seconds_per_step", "–"),
+            f["constrained"]["intent_accuracy"], f["free"]["intent_accuracy"], f["free"].get("format_rate"),
+            f["constrained"]["macro_f1"], "/".join(str(to.get(k, "–")) for k in ("50%", "80%", "90%", "95%")),
+            r.get("peak_rss_gb", "–"))) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budget-minutes", type=float, default=60.0, help="training wall-clock per run (eval excluded)")
-    p.add_argument("--only", choices=("rlft", "baseline"), help="run only one side")
-    p.add_argument("--model", default="/tmp/smol", help="model directory (plain safetensors)")
-    p.add_argument("--data", default=str(DEFAULT_CSV))
+    p.add_argument("--arm", choices=("label_pg", "grpo", "trl", "supervised", "tfidf"))
+    p.add_argument("--table", action="store_true", help="print the table of every arm in benchmarks/results")
+    p.add_argument("--minutes", type=float, default=15.0, help="training CPU minutes per arm (evaluation excluded)")
+    p.add_argument("--eval-minutes", type=float, default=2.5, help="evaluate every N CPU minutes of training")
+    p.add_argument("--eval-per-intent", type=int, default=20, help="held-out rows per intent (half during training)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-rows", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=10, help="evaluate every N optimizer steps")
-    p.add_argument("--eval-batch-size", type=int, default=50)
-    p.add_argument("--lr", type=float, default=2e-4, help="rlft learning rate")
-    p.add_argument("--prompts-per-step", type=int, default=8, help="rlft prompts per step (x 8 generations)")
-    p.add_argument("--refill-rounds", type=int, default=1)
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (1 can be faster on a shared CPU)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "intent_rlef.json"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (arms may run side by side)")
+    p.add_argument("--override", action="append", default=[], help="extra recipe override for the arm")
     ns = p.parse_args()
-    kinds = [ns.only] if ns.only else ["rlft", "baseline"]
-    out = Path(ns.out)
-    for kind in kinds:
-        result = run(kind, ns)
-        result["budget_minutes"] = ns.budget_minutes
-        result["command"] = "python benchmarks/intent_rlef.py " + " ".join(os.sys.argv[1:])
-        # re-read just before writing: the two sides may run side by side as separate processes
-        previous = json.loads(out.read_text()) if out.exists() else {}
-        results = {r["kind"]: r for r in previous.get("runs", [])}
-        results[kind] = result
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"runs": list(results.values())}, indent=1))
-    print(table(list(results.values())))
-    print(f"wrote {out}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if ns.arm:
+        runner = {"tfidf": run_tfidf, "supervised": run_supervised}.get(ns.arm)
+        result = runner(ns) if runner else run_rl_arm(ns.arm, ns)
+        result.update(minutes_budget=ns.minutes, threads=ns.threads, eval_rows=result["final"].get("rows"),
+                      peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+                      command="python benchmarks/intent_rlef.py " + " ".join(sys.argv[1:]))
+        (RESULTS / f"{ns.arm}.json").write_text(json.dumps(result, indent=1))
+        print(f"wrote {RESULTS / (ns.arm + '.json')}")
+    results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+    print(table(results))
 
 
 if __name__ == "__main__":
