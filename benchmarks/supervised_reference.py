@@ -130,6 +130,33 @@ def main() -> None:
 
     curve: list[dict[str, Any]] = []
 
+    def write_result(done: bool) -> dict[str, Any]:
+        """Write the JSON so far (after every evaluation, so an interrupted run keeps its curve)."""
+
+        def first_reaching(key: str, target: float) -> float | None:
+            clock = "train_seconds" if args.clock == "wall" else "train_cpu_seconds"
+            return next((p[clock] for p in curve if p[key]["intent_accuracy"] >= target), None)
+
+        best = max(curve, key=lambda p: p["constrained"]["intent_accuracy"])
+        result = {
+            "arm": "supervised reference (cross-entropy on gold labels; NOT reinforcement learning)",
+            "command": "OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py " + " ".join(sys.argv[1:]),
+            "model": args.model, "adapter": "LoRA r16 alpha32 all-linear", "lr": args.lr,
+            "batch_size": args.batch_size, "train_csv": args.train_csv.name, "eval_csv": args.eval_csv.name,
+            "train_rows": len(train), "eval_rows": len(held), "budget_minutes": args.minutes, "clock": args.clock,
+            "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb(),
+            "load_average_start_end": [load_start, [round(x, 2) for x in os.getloadavg()]],
+            "final": {k: curve[-1][k] for k in ("step", "train_seconds", "train_cpu_seconds", "constrained", "free")},
+            "best_constrained": {k: best[k] for k in ("step", "train_seconds", "train_cpu_seconds", "constrained",
+                                                      "free")},
+            "seconds_to": {f"{key}_{t}": first_reaching(key, t) for key in ("constrained", "free")
+                           for t in (0.5, 0.8, 0.9, 0.95)},
+            "curve": curve, "finished": done,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
+
     class Clock(TrainerCallback):
         """Training time (wall and CPU) without evaluation; periodic held-out evaluation; stop at the budget."""
 
@@ -153,6 +180,7 @@ def main() -> None:
             print(f"[supervised] step {step} t={point['train_seconds']}s cpu={point['train_cpu_seconds']}s constrained "
                   f"{point['constrained']['intent_accuracy']:.3f} free {point['free']['intent_accuracy']:.3f} "
                   f"(format {point['free']['format_rate']:.3f})", flush=True)
+            write_result(done=False)
             self._resume()
 
         def on_train_begin(self, targs, state, control, **kwargs):
@@ -187,28 +215,7 @@ def main() -> None:
     if args.save_adapter:
         trainer.save_model(str(args.save_adapter))
 
-    def first_reaching(key: str, target: float) -> float | None:
-        clock = "train_seconds" if args.clock == "wall" else "train_cpu_seconds"
-        return next((p[clock] for p in curve if p[key]["intent_accuracy"] >= target), None)
-
-    best = max(curve, key=lambda p: p["constrained"]["intent_accuracy"])
-    result = {
-        "arm": "supervised reference (cross-entropy on gold labels; NOT reinforcement learning)",
-        "command": "OMP_NUM_THREADS=1 python benchmarks/supervised_reference.py " + " ".join(sys.argv[1:]),
-        "model": args.model, "adapter": "LoRA r16 alpha32 all-linear", "lr": args.lr, "batch_size": args.batch_size,
-        "train_csv": str(args.train_csv.relative_to(ROOT)) if args.train_csv.is_relative_to(ROOT) else str(args.train_csv),
-        "train_rows": len(train), "eval_rows": len(held), "budget_minutes": args.minutes, "clock": args.clock,
-        "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb(),
-        "load_average_start_end": [load_start, [round(x, 2) for x in os.getloadavg()]],
-        "final": {k: curve[-1][k] for k in ("step", "train_seconds", "train_cpu_seconds", "constrained", "free")},
-        "best_constrained": {k: best[k] for k in ("step", "train_seconds", "train_cpu_seconds", "constrained",
-                                                  "free")},
-        "seconds_to": {f"{key}_{t}": first_reaching(key, t) for key in ("constrained", "free")
-                       for t in (0.5, 0.8, 0.9, 0.95)},
-        "curve": curve,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    result = write_result(done=True)
     print(f"{'step':>5s} {'train s':>8s} {'cpu s':>7s} {'constrained':>11s} {'free':>6s} {'free fmt':>8s} {'macro-F1 c/f':>12s}")
     for p in curve:
         c, f = p["constrained"], p["free"]
