@@ -101,6 +101,16 @@ class SignalConfig:
                               "exceeds this (1.0: never).")
     warn_window: int = _f(10, "Steps averaged for the zero-signal warning.")
     seed: int = _f(0, "Seed of the refill prompt sampler.")
+    baseline: str = _f("group", "Advantage baseline: group (TRL: reward minus the group mean, scaled per "
+                       "trainer.scale_rewards) | prompt_ema (reward minus the prompt's running mean reward, unscaled: "
+                       "an all-wrong group gets negative advantages and pushes the wrong answers down).")
+    baseline_ema: float = _f(0.5, "prompt_ema: weight of the newest group in each prompt's running mean (0..1].")
+    success_threshold: float = _f(1.0, "A rollout counts as a success when its total reward is >= this "
+                                  "(signal/frac_all_correct, frac_all_wrong, per-prompt success rates).")
+    adaptive: bool = _f(False, "With refill_rounds: draw refill prompts by their success so far, preferring low and "
+                        "intermediate success (weight max(1 - rate, retest_solved); unseen prompts 1).")
+    adaptive_pool: int = _f(4, "adaptive: candidates drawn at random per refill prompt, then weighted.")
+    retest_solved: float = _f(0.1, "adaptive: relative weight of prompts every rollout has solved so far (0..1).")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from datasets import Dataset
 
 from rlft.config import DecodingConfig, SignalConfig
 from rlft.decoding import generation_kwargs
-from rlft.signal import SignalGRPOTrainer
+from rlft.grpo import SignalGRPOTrainer
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 DECODING_KEYS = {"prefill", "constrain_labels", "label_suffix", "stop_at_suffix"}
@@ -195,3 +195,78 @@ def test_training_step_with_all_features_logs_signal_and_heldout_metrics(tiny_mo
     assert periodic.history[0]["format_rate"] == 1.0  # constrained evaluation: always a valid label
     assert set(periodic.history[0]["per_intent"]) <= set(LABELS)
     assert periodic.best["step"] == 1 and (tmp_path / "out" / "best" / "adapter_config.json").is_file()
+
+
+class SolvedTieVar:
+    """'solved' prompts always score 1 (all correct), 'tie' prompts 0 (all wrong), others alternate 0/1."""
+
+    __name__ = "solved_tie_var"
+
+    def __call__(self, prompts, completions, **kwargs):
+        text = [p[-1]["content"] for p in prompts]
+        return [1.0 if "solved" in t else 0.0 if "tie" in t else float(i % 2) for i, t in enumerate(text)]
+
+
+def _kinds(*kinds: str) -> Dataset:
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"{k} question {i}"}], "intent": "review"}
+                              for i, k in enumerate(kinds)])
+
+
+def test_prompt_baseline_pushes_all_wrong_groups_down_and_all_correct_wrong_are_counted(tiny_model_dir, tmp_path):
+    data = _kinds("solved", "tie", "var", "var")
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True, drop_zero_std=True,
+                                                      baseline="prompt_ema"), data, SolvedTieVar(),
+                       max_completion_length=6)
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    # first draw: every prompt is new, baseline = the draw's mean reward (4 + 0 + 2 + 2) / 16 = 0.5
+    adv = out["advantages"].view(-1, G)
+    assert adv.shape[0] == 4  # with this baseline the tied groups carry signal: nothing is dropped
+    assert adv[0].tolist() == [0.5] * G and adv[1].tolist() == [-0.5] * G  # all wrong: pushed down
+    assert trainer._metrics["train"]["signal/frac_all_correct"] == [0.25]
+    assert trainer._metrics["train"]["signal/frac_all_wrong"] == [0.25]
+    assert (trainer.signal_totals["groups_all_correct"], trainer.signal_totals["groups_all_wrong"]) == (1, 1)
+    tie = trainer.row_key(1)
+    assert trainer.prompt_stats.success_rate(tie) == 0.0 and trainer.prompt_stats.success_rate(trainer.row_key(0)) == 1
+    assert trainer.prompt_stats.baseline(tie) == 0.25  # running mean: 0.5 * prior 0.5 + 0.5 * this group's 0
+    again = trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    assert again["advantages"].view(-1, G)[1].tolist() == [-0.25] * G
+
+
+def test_adaptive_refill_prefers_low_success_prompts_and_counts_retests(tiny_model_dir, tmp_path):
+    data = _kinds("solved", "tie", "var")
+    trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True, drop_zero_std=True,
+                                                      refill_rounds=1, adaptive=True, retest_solved=0.1), data,
+                       SolvedTieVar(), per_device_train_batch_size=3 * G, max_completion_length=6)
+    trainer.model.train()
+    trainer._generate_and_score_completions(_batch(trainer, data, 3))  # success rates 1, 0 and 0.5 (+ one refill)
+    assert [trainer.prompt_stats.success_rate(trainer.row_key(i)) for i in range(3)] == [1.0, 0.0, 0.5]
+    before = dict(trainer.signal_totals)
+    counts = {"solved": 0, "tie": 0, "var": 0}
+    for _ in range(300):
+        row = trainer.draw_prompts(1, G)
+        assert len(row) == G and all(r == row[0] for r in row)
+        counts[row[0]["prompt"][-1]["content"].split()[0]] += 1
+    assert counts["solved"] < counts["var"] < counts["tie"]  # weights 0.1, 0.5, 1 (unsolved first)
+    assert counts["solved"] < 60
+    t = trainer.signal_totals
+    assert t["adaptive_draws"] - before["adaptive_draws"] == 300
+    assert t["adaptive_solved_retests"] - before["adaptive_solved_retests"] == counts["solved"]
+    assert t["adaptive_unseen"] == before["adaptive_unseen"]
+
+
+def test_new_signal_keys_are_validated_as_one_line_recipe_errors():
+    from rlft.config import Recipe
+    from rlft.errors import RecipeError
+    from rlft.validate import _validate_sections
+
+    cases = [(dict(baseline="mean"), "signal.baseline: expected group or prompt_ema, got 'mean'"),
+             (dict(baseline_ema=0.0), "signal.baseline_ema: expected 0 < x <= 1, got 0.0"),
+             (dict(adaptive=True), "signal.adaptive: needs signal.refill_rounds >= 1 (it chooses the refill prompts)"),
+             (dict(drop_zero_std=True, refill_rounds=1, adaptive=True, adaptive_pool=0),
+              "signal.adaptive_pool: expected >= 1, got 0"),
+             (dict(retest_solved=1.5), "signal.retest_solved: expected 0..1, got 1.5")]
+    for settings, message in cases:
+        with pytest.raises(RecipeError) as err:
+            _validate_sections(Recipe(signal=SignalConfig(**settings)))
+        assert str(err.value) == f"recipe: {message}"

@@ -18,7 +18,7 @@ def build_trainer(ctx: TrainContext) -> Any:
     if args.eval_strategy != "no":
         kwargs["eval_dataset"] = ctx.eval_dataset
     if recipe.signal != SignalConfig() or recipe.decoding != DecodingConfig():
-        from rlft.signal import SignalGRPOTrainer
+        from rlft.grpo import SignalGRPOTrainer
 
         return SignalGRPOTrainer(**kwargs, signal=recipe.signal, decoding=recipe.decoding, labels=ctx.labels)
     from trl import GRPOTrainer

@@ -1,0 +1,70 @@
+"""Row-wise filtering and merging of TRL's scored GRPO batch (the dict `_generate_and_score_completions` returns).
+
+`BATCH_KEYS` lists every key rlft knows how to filter; tests/test_trl_seams.py checks TRL still returns only
+these, so a new TRL field fails loudly instead of being silently misaligned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl.trainer.utils import pad
+
+PROMPT_KEYS = ("prompt_ids", "prompt_mask")
+COMPLETION_KEYS = ("completion_ids", "completion_mask", "tool_mask", "old_per_token_logps", "ref_per_token_logps",
+                   "sampling_per_token_logps", "importance_sampling_ratio")
+ROW_KEYS = ("advantages",)
+BATCH_KEYS = frozenset(PROMPT_KEYS + COMPLETION_KEYS + ROW_KEYS + ("num_items_in_batch",))
+
+
+def select_rows(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+    """The rows `rows` of every per-row tensor (`num_items_in_batch` is dropped: recompute it after merging)."""
+    idx = torch.tensor(rows, dtype=torch.long)
+    out = {}
+    for key, value in batch.items():
+        if key == "num_items_in_batch":
+            continue
+        if key in BATCH_KEYS and isinstance(value, torch.Tensor) and value.dim() >= 1:
+            out[key] = value[idx.to(value.device)]
+        else:
+            raise ValueError(f"signal: cannot filter batch field '{key}' (multimodal batches are not supported)")
+    return out
+
+
+def merge(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Concatenate batches row-wise, re-padding prompts on the left and completions on the right."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    out: dict[str, Any] = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if key in PROMPT_KEYS or key in COMPLETION_KEYS:
+            side = "left" if key in PROMPT_KEYS else "right"
+            fill = pad_token_id if key.endswith("_ids") else (1 if key == "tool_mask" else 0)
+            out[key] = pad([r for v in values for r in v], padding_value=fill, padding_side=side)
+        else:
+            out[key] = torch.cat(values)
+    return out
+
+
+def loss_tokens(batch: dict[str, Any]) -> torch.Tensor:
+    """Number of tokens in the loss, as TRL counts them (`completion_mask` times `tool_mask`)."""
+    mask = batch["completion_mask"]
+    return (mask * batch["tool_mask"]).sum() if "tool_mask" in batch else mask.sum()
+
+
+def split_groups(advantages: torch.Tensor, g: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Row indices of groups with a non-zero advantage (signal) and of groups without."""
+    adv = advantages.detach().float().cpu().view(-1, g)
+    kept, zero = [], []
+    for i, row in enumerate(adv):
+        rows = list(range(i * g, (i + 1) * g))
+        (kept if bool((row.abs() > 1e-6).any()) else zero).append(rows)
+    return kept, zero
+
+
+def prompt_rows(batch: dict[str, Any]) -> list[list[int]]:
+    """Each row's prompt ids without the left padding."""
+    ids, mask = batch["prompt_ids"].cpu(), batch["prompt_mask"].cpu().bool()
+    return [row[m].tolist() for row, m in zip(ids, mask, strict=True)]

@@ -1,0 +1,215 @@
+"""GRPO with learning signal where plain TRL has none: `SignalGRPOTrainer`.
+
+It reads two recipe sections (`rlft.config`): `decoding:` (shared with evaluation, labelling, PPO and export)
+and `signal:` (GRPO sampling). Generation goes through TRL's public `rollout_func` (`rlft.grpo.rollout`: prefill,
+label constraint, stop-at-suffix, shared-prefix sampling, forced tokens out of the loss); the few private TRL
+methods still overridden live in `rlft.grpo.trl_hooks`, pinned by tests/test_trl_seams.py.
+
+- **signal.drop_zero_std** / **refill_rounds**: groups whose advantages are all zero carry no gradient; drop them
+  from the batch (no backward pass is spent on them), and draw fresh prompts up to `refill_rounds` times to refill
+  the batch with groups that have signal. Surplus signal groups wait in a one-step buffer. **signal.adaptive**
+  draws those prompts by their success so far (`rlft.grpo.prompt_stats`).
+- **signal.baseline**: group (TRL's advantages) or prompt_ema (reward minus the prompt's running mean).
+- Metrics ``signal/*``: frac_zero_std_first_draw, frac_all_correct, frac_all_wrong, refill_rounds,
+  groups_trained, adaptive counts; a warning fires when the zero-signal fraction stays above `warn_zero_std`.
+- Exact resume: `rlft.grpo.resume` saves the sampler, buffer, statistics and TRL's generation counter.
+
+Periodic held-out evaluation is not here: it is task-neutral and works for every trainer (`rlft.periodic_eval`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from rlft.config import DecodingConfig, SignalConfig
+from rlft.decoding import build_trie, prefill_ids, prompt_ids
+from rlft.grpo import batch as B
+from rlft.grpo.prompt_stats import PromptStats, prompt_key
+from rlft.grpo.resume import SaveSignalState, load_state
+from rlft.grpo.rollout import rollout
+from rlft.grpo.trl_hooks import TRLHooks
+
+logger = logging.getLogger("rlft.signal")
+
+
+class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
+    """TRL's `GRPOTrainer` plus the signal features of `SignalConfig` (see the module docstring).
+
+    ``SignalGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...), train_dataset=..., eval_dataset=...,
+    processing_class=tokenizer, signal=SignalConfig(...), decoding=DecodingConfig(...), labels=[...])``; every
+    other keyword goes to TRL (a `rollout_func` of your own replaces rlft's rollout).
+    """
+
+    def __init__(self, *args: Any, signal: SignalConfig | None = None, decoding: DecodingConfig | None = None,
+                 labels: Sequence[str] | None = None, **kwargs: Any):
+        self.signal = signal or SignalConfig()
+        self.decoding = decoding or DecodingConfig()
+        self.labels = list(labels or [])
+        grpo_args = kwargs.get("args")
+        tokenizer = kwargs.get("processing_class")
+        self.trie = build_trie(tokenizer, self.labels, self.decoding) if self.decoding.constrain_labels else None
+        self.prefill_ids = prefill_ids(tokenizer, self.decoding)
+        if self.signal.shared_prefix and grpo_args is not None:
+            # checkpointing re-runs layers in backward, which would append to the shared KV cache a second time;
+            # on small models it is also pure overhead. transformers 5 renamed the option to activation_checkpointing.
+            for name in ("gradient_checkpointing", "activation_checkpointing"):
+                if getattr(grpo_args, name, False):
+                    logger.info("rlft signal: shared_prefix turns off %s", name)
+                    setattr(grpo_args, name, False)
+        if self.trie is not None and grpo_args is not None and getattr(grpo_args, "use_vllm", False):
+            from rlft.decoding import structured_output_regex
+
+            grpo_args.vllm_structured_outputs_regex = structured_output_regex(self.labels, self.decoding)
+        kwargs.setdefault("rollout_func", rollout)
+        super().__init__(*args, **kwargs)
+        self.refill_rng = random.Random(self.signal.seed)
+        self.surplus: list[dict[str, Any]] = []
+        self.prompt_stats = PromptStats(self.signal.success_threshold, self.signal.baseline_ema)
+        self.zero_std_window: deque[float] = deque(maxlen=self.signal.warn_window)
+        self.warned_at = -10**9
+        self.signal_totals = {"groups_generated": 0, "groups_zero_std": 0, "groups_dropped": 0,
+                              "groups_trained": 0, "refill_rounds": 0, "steps_without_signal": 0,
+                              "groups_all_correct": 0, "groups_all_wrong": 0, "adaptive_draws": 0,
+                              "adaptive_unseen": 0, "adaptive_solved_retests": 0}
+        self._row_keys: dict[int, str] = {}
+        # first in the list: the state file is written before rlft's checkpoint completion marker
+        self.callback_handler.callbacks.insert(0, SaveSignalState(self))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
+        """`Trainer.train`, restoring rlft's signal state from the checkpoint it resumes from."""
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if checkpoint:
+            load_state(self, checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    # --- the training batch -----------------------------------------------------------------------------------
+
+    def build_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Generate and score `inputs`; in training, apply the baseline, drop and refill groups without signal."""
+        batch, rewards = self.score(inputs)
+        if not self.model.training:
+            return batch
+        g = self.num_generations
+        n_groups = len(inputs) // g
+        kept, zero = self._observe(batch, rewards, first_draw=True)
+        if not self.signal.drop_zero_std:
+            return batch
+        parts = [B.select_rows(batch, [r for grp in kept for r in grp])] if kept else []
+        have = len(kept)
+        while self.surplus and have < n_groups:  # groups with signal left over from the previous step
+            part = self.surplus.pop(0)
+            take = min(len(part["advantages"]) // g, n_groups - have)
+            parts.append(B.select_rows(part, list(range(take * g))))
+            have += take
+        self.surplus = []
+        rounds = 0
+        while have < n_groups and rounds < self.signal.refill_rounds:
+            rounds += 1
+            more, more_rewards = self.score(self.draw_prompts(n_groups, g))
+            more_kept, _ = self._observe(more, more_rewards, first_draw=False)
+            need = n_groups - have
+            if more_kept[:need]:
+                parts.append(B.select_rows(more, [r for grp in more_kept[:need] for r in grp]))
+            if self.signal.keep_surplus and more_kept[need:]:
+                self.surplus.append(B.select_rows(more, [r for grp in more_kept[need:] for r in grp]))
+            have += min(need, len(more_kept))
+        self.signal_totals["refill_rounds"] += rounds
+        self.log_signal_metric("signal/refill_rounds", rounds)
+        if not parts:  # no group had signal: train on one tied group (zero advantage, zero gradient)
+            self.signal_totals["steps_without_signal"] += 1
+            parts = [B.select_rows(batch, zero[0])]
+            have = 0
+        self.signal_totals["groups_trained"] += have
+        self.log_signal_metric("signal/groups_trained", have)
+        merged = B.merge(parts, self.processing_class.pad_token_id)
+        merged["num_items_in_batch"] = B.loss_tokens(merged)
+        return merged
+
+    def _observe(self, batch: dict[str, Any], rewards: torch.Tensor, first_draw: bool
+                 ) -> tuple[list[list[int]], list[list[int]]]:
+        """Baseline, per-prompt statistics and counts for one scored draw; returns (signal groups, the others)."""
+        g = self.num_generations
+        keys = [prompt_key(ids) for ids in B.prompt_rows(batch)[::g]]
+        grouped = rewards.view(-1, g)
+        if self.signal.baseline == "prompt_ema":
+            self.prompt_stats.start_draw(rewards.tolist())
+            base = torch.tensor([self.prompt_stats.baseline(k) for k in keys]).repeat_interleave(g)
+            adv = torch.nan_to_num(rewards - base, nan=0.0)
+            batch["advantages"] = adv.to(batch["advantages"].device, batch["advantages"].dtype)
+        self.prompt_stats.update(keys, grouped.tolist())
+        kept, zero = B.split_groups(batch["advantages"], g)
+        success = grouped >= self.signal.success_threshold  # NaN compares False: an unscorable rollout is no success
+        all_correct = int(success.all(dim=1).sum())
+        all_wrong = int((~success).all(dim=1).sum())
+        t = self.signal_totals
+        t["groups_generated"] += len(keys)
+        t["groups_zero_std"] += len(zero)
+        t["groups_all_correct"] += all_correct
+        t["groups_all_wrong"] += all_wrong
+        if self.signal.drop_zero_std:
+            t["groups_dropped"] += len(zero)
+        if first_draw:
+            n = max(len(keys), 1)
+            self.log_signal_metric("signal/frac_zero_std_first_draw", len(zero) / n)
+            self.log_signal_metric("signal/frac_all_correct", all_correct / n)
+            self.log_signal_metric("signal/frac_all_wrong", all_wrong / n)
+            self._warn_if_no_signal(len(zero) / n)
+        return kept, zero
+
+    def _warn_if_no_signal(self, frac: float) -> None:
+        window = self.zero_std_window
+        window.append(frac)
+        mean = sum(window) / len(window)
+        step = self.state.global_step
+        if len(window) == window.maxlen and mean > self.signal.warn_zero_std and step - self.warned_at >= len(window):
+            self.warned_at = step
+            logger.warning(
+                "rlft signal: %.0f%% of GRPO groups had zero reward variance over the last %d steps (no gradient). "
+                "Try decoding.constrain_labels / decoding.prefill, a shaped reward, more num_generations, "
+                "temperature 1.0, signal.baseline: prompt_ema, or signal.drop_zero_std with refill_rounds.",
+                100 * mean, len(window))
+
+    # --- refill prompts ---------------------------------------------------------------------------------------
+
+    def row_key(self, index: int) -> str:
+        """Stable prompt id of training row `index`: hash of its `rlft.decoding.prompt_ids`, as the batch has them."""
+        key = self._row_keys.get(index)
+        if key is None:
+            prompt = self.train_dataset[index]["prompt"]
+            key = self._row_keys[index] = prompt_key(prompt_ids(self.processing_class, prompt, self.decoding))
+        return key
+
+    def draw_prompts(self, n_groups: int, g: int) -> list[dict[str, Any]]:
+        """`n_groups` training rows, each repeated `g` times: uniform, or weighted by success with `adaptive`."""
+        data, rng = self.train_dataset, self.refill_rng
+        if not self.signal.adaptive:
+            picks = [rng.randrange(len(data)) for _ in range(n_groups)]
+        else:
+            pool = list(dict.fromkeys(rng.randrange(len(data)) for _ in range(n_groups * self.signal.adaptive_pool)))
+            weights = [self.prompt_stats.weight(self.row_key(i), self.signal.retest_solved) for i in pool]
+            # weighted sampling without replacement (Efraimidis-Spirakis): the n largest u^(1/w)
+            ranked = sorted(zip(pool, weights, strict=True),
+                            key=lambda iw: rng.random() ** (1.0 / iw[1]) if iw[1] > 0 else 0.0, reverse=True)
+            picks = [i for i, _ in ranked[:n_groups]]
+            while len(picks) < n_groups:
+                picks.append(picks[len(picks) % len(ranked)])
+            t = self.signal_totals
+            rates = [self.prompt_stats.success_rate(self.row_key(i)) for i in picks]
+            unseen, solved = sum(r is None for r in rates), sum(r == 1.0 for r in rates)
+            t["adaptive_draws"] += len(picks)
+            t["adaptive_unseen"] += unseen
+            t["adaptive_solved_retests"] += solved
+            self.log_signal_metric("signal/adaptive_solved_retests", solved)
+            self.log_signal_metric("signal/prompts_tracked", len(self.prompt_stats.stats))
+        return [dict(data[i]) for i in picks for _ in range(g)]

@@ -1,0 +1,80 @@
+"""The one place rlft reaches into TRL's private `GRPOTrainer` API. Everything else uses public seams
+(`rollout_func`, callbacks, reward functions, config fields).
+
+Overridden (no public hook exists in TRL 1.16):
+- `_generate_and_score_completions(inputs)`: the scored batch is the only place a zero-variance group can be
+  dropped before the backward pass, and where advantages can be recomputed (`signal.baseline`).
+- `_calculate_rewards(inputs, prompts, completions, completion_ids_list)`: rewards see ``decoding.prefill`` as the
+  start of each completion (the prefill ids are in the prompt, `rlft.grpo.rollout`), and rlft keeps the
+  per-function rewards TRL computed, which its batch does not carry (success statistics, all-correct / all-wrong
+  counts, the prompt baseline).
+- `_get_per_token_logps_and_entropies(...)`: shared-prefix scoring (`signal.shared_prefix`).
+Called: `_generate_single_turn` (TRL's sampler, from the rollout when rlft does not sample itself).
+Read/written: `_metrics` (rlft's `signal/*` metrics; TRL's public `log_metric` is only offered to reward
+functions), `_step` and `_buffered_inputs` (TRL's generation counter and buffer, saved for exact resume).
+
+tests/test_trl_seams.py pins the signatures of all of these and the keys of the batch, so a TRL upgrade that
+changes them fails in CI instead of silently mis-training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlft.shared_prefix import shared_prefix_logps
+
+OVERRIDDEN = ("_generate_and_score_completions", "_calculate_rewards", "_get_per_token_logps_and_entropies")
+CALLED = ("_generate_single_turn",)
+ATTRIBUTES = ("_metrics", "_step", "_buffered_inputs")
+
+
+class TRLHooks:
+    """Mixin placed before `trl.GRPOTrainer` in the MRO; the host implements `build_batch` and `signal`."""
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.build_batch(inputs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        prefill = self.decoding.prefill
+        if prefill:
+            completions = [[{**c[0], "content": prefill + c[0]["content"]}, *c[1:]] if isinstance(c, list)
+                           else prefill + c for c in completions]
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards_per_func
+        return rewards_per_func
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        if not self.signal.shared_prefix or compute_aux_loss or any(v is not None for v in multimodal.values()):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **multimodal)
+        with self.accelerator.autocast():
+            logps, entropy = shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+        return logps, entropy, None
+
+    # --- helpers over the private API ---------------------------------------------------------------------------
+
+    def score(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], torch.Tensor]:
+        """TRL's scored batch for `inputs` and this process's total reward per row (NaN: unscorable)."""
+        batch = super()._generate_and_score_completions(inputs)
+        per_func = self._last_rewards_per_func
+        weights = self.reward_weights.to(per_func.device)
+        total = (per_func * weights.unsqueeze(0)).nansum(dim=1)
+        total[torch.isnan(per_func).all(dim=1)] = torch.nan
+        n = len(inputs)
+        start = self.accelerator.process_index * n
+        return batch, total[start:start + n].detach().float().cpu()
+
+    def log_signal_metric(self, name: str, value: float) -> None:
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode][name].append(float(value))
+
+    def generation_state(self) -> dict[str, Any]:
+        return {"step": self._step, "buffered_inputs": self._buffered_inputs}
+
+    def load_generation_state(self, state: dict[str, Any]) -> None:
+        self._step = int(state["step"])
+        self._buffered_inputs = state["buffered_inputs"]
