@@ -26,34 +26,33 @@ class EvalReport:
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int = 32, batch_size: int = 16,
              prefill: str = "", logits_processor_factory: Callable[[int], Any] | None = None) -> list[str]:
-    """Greedy completions for conversational (or plain-text) prompts; the prefill is part of the returned text."""
-    import torch
+    """Greedy completions for conversational (or plain-text) prompts; the prefill is part of the returned text.
 
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    outputs: list[str] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(prompts), batch_size):
-            batch = prompts[start:start + batch_size]
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                     if isinstance(p, list) else p for p in batch]
-            texts = [t + prefill for t in texts]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            kwargs: dict[str, Any] = {}
-            if logits_processor_factory is not None:
-                kwargs["logits_processor"] = [logits_processor_factory(enc["input_ids"].shape[1])]
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id, **kwargs)
-            new = out[:, enc["input_ids"].shape[1]:]
-            outputs.extend(prefill + t for t in tokenizer.batch_decode(new, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return outputs
+    Kept for callers of the old signature; it runs `rlft.generation.generate` (the one loop). A factory from
+    `rlft.decoding.logits_processor_factory` / `rlft.constrained.processor_factory` becomes the fast trie path;
+    any other processor is called on the generated tokens only. New code: `generate_with(..., decoding, labels)`.
+    """
+    from rlft.config import DecodingConfig
+    from rlft.constrained import TrieLogitsProcessor
+    from rlft.generation import generate as run
+
+    trie = processor = None
+    if logits_processor_factory is not None:
+        processor = logits_processor_factory(0)
+        if isinstance(processor, TrieLogitsProcessor):
+            trie, processor = processor.trie, None
+    return run(model, tokenizer, prompts, DecodingConfig(prefill=prefill), max_new_tokens=max_new_tokens,
+               batch_size=batch_size, trie=trie, logits_processor=processor)
+
+
+def generate_with(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: Any, labels: Sequence[str] = (),
+                  max_new_tokens: int = 32, batch_size: int = 32, progress: Callable[[int], None] | None = None
+                  ) -> list[str]:
+    """Greedy completions decoded as the recipe's `decoding:` section says (prefill ids, label trie, stop suffix)."""
+    from rlft.generation import generate as run
+
+    return run(model, tokenizer, prompts, decoding, labels, max_new_tokens=max_new_tokens, batch_size=batch_size,
+               progress=progress)
 
 
 def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Sequence[str]) -> tuple[dict, dict]:
