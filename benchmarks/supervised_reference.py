@@ -13,10 +13,11 @@ Trained with TRL's `SFTTrainer` on prompt/completion rows, loss on the completio
 
 lr 2e-4 constant, batch 16, one pass over the shuffled training CSV at most, stopped when the training time
 (evaluation excluded) reaches `--minutes`: wall-clock, or with `--clock cpu` this process's CPU time (the fair
-budget when other jobs share the cores; both are recorded). Every `--eval-every` steps (and before/after) the held-out rows
-(`--eval-per-intent` per intent from benchmarks/data/bitext_grouped_eval.csv, seeded) are decoded greedily with
-the `<intent>` prefill, both WITH the label constraint (`rlft.constrained.processor_factory`) and WITHOUT it (free
-decoding), scored by `rlft.evaluate.evaluate`. Writes the curve to benchmarks/results/supervised_reference.json.
+budget when other jobs share the cores; both are recorded). Every `--eval-every` steps (and before/after) the
+held-out rows (`--eval-per-intent` per intent from benchmarks/data/bitext_grouped_eval.csv, seeded) are decoded
+greedily with the `<intent>` prefill, both WITH the label constraint (`rlft.constrained.processor_factory`) and
+WITHOUT it (free decoding), scored by `rlft.evaluate.evaluate`. Writes the curve to
+benchmarks/results/supervised_reference.json (after every evaluation).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def main() -> None:
             report = evaluate(model, tokenizer, eval_ds, label_column="intent", labels=labels,
                               max_samples=len(eval_ds), max_new_tokens=max_new, batch_size=45, prefill=PREFILL,
                               logits_processor_factory=factory, keep_samples=4)
-            out[name] = {**{k: round(v, 4) for k, v in report.metrics.items()}, "seconds": round(time.time() - start, 1)}
+            out[name] = {**{k: round(v, 4) for k, v in report.metrics.items()},
+                         "seconds": round(time.time() - start, 1)}
             out[f"{name}_per_intent"] = {k: round(v, 3) for k, v in report.per_intent.items()}
             out[f"{name}_samples"] = report.samples
         return out
@@ -177,7 +179,8 @@ def main() -> None:
                      "train_cpu_seconds": round(self.cpu_seconds, 1), "examples_seen": step * args.batch_size,
                      **run_eval()}
             curve.append(point)
-            print(f"[supervised] step {step} t={point['train_seconds']}s cpu={point['train_cpu_seconds']}s constrained "
+            print(f"[supervised] step {step} t={point['train_seconds']}s cpu={point['train_cpu_seconds']}s "
+                  f"constrained "
                   f"{point['constrained']['intent_accuracy']:.3f} free {point['free']['intent_accuracy']:.3f} "
                   f"(format {point['free']['format_rate']:.3f})", flush=True)
             write_result(done=False)
@@ -216,10 +219,12 @@ def main() -> None:
         trainer.save_model(str(args.save_adapter))
 
     result = write_result(done=True)
-    print(f"{'step':>5s} {'train s':>8s} {'cpu s':>7s} {'constrained':>11s} {'free':>6s} {'free fmt':>8s} {'macro-F1 c/f':>12s}")
+    print(f"{'step':>5s} {'train s':>8s} {'cpu s':>7s} {'constrained':>11s} {'free':>6s} {'free fmt':>8s} "
+          f"{'macro-F1 c/f':>12s}")
     for p in curve:
         c, f = p["constrained"], p["free"]
-        print(f"{p['step']:5d} {p['train_seconds']:8.1f} {p['train_cpu_seconds']:7.1f} {c['intent_accuracy']:11.3f} {f['intent_accuracy']:6.3f} "
+        print(f"{p['step']:5d} {p['train_seconds']:8.1f} {p['train_cpu_seconds']:7.1f} {c['intent_accuracy']:11.3f} "
+              f"{f['intent_accuracy']:6.3f} "
               f"{f['format_rate']:8.3f} {c['macro_f1']:6.3f}/{f['macro_f1']:.3f}")
     print(f"wrote {args.out} (peak RSS {result['peak_rss_mb']} MB)")
 
