@@ -108,3 +108,47 @@ def test_grpo_signal_resume_on_and_off_a_generation_boundary_equals_uninterrupte
     blind.train(resume_from_checkpoint=str(out / "checkpoint-3"))
     got = _lora(blind)
     assert max(float((want[k] - got[k]).abs().max()) for k in want) > 0.0
+
+
+GRPO_RECIPE = """algorithm: grpo
+output_dir: {out}
+model: {{name: {model}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: demo:intents, demo_size: 40}}
+rewards: [{{name: intent}}]
+decoding: {{prefill: "<intent>", constrain_labels: true}}
+signal: {{drop_zero_std: true, refill_rounds: 2, adaptive: true}}
+trainer: {{max_steps: 6, per_device_train_batch_size: 8, num_generations: 4, steps_per_generation: 2,
+          max_completion_length: 8, learning_rate: 0.05, beta: 0.0, save_strategy: steps, save_steps: 1}}
+evaluation: {{before: false, after: false}}
+"""
+
+
+def test_grpo_signal_kill_9_then_resume_last_equals_uninterrupted_run(tiny_model_dir, write_recipe, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    full = tmp_path / "full"
+    rlft.train(write_recipe(GRPO_RECIPE.format(out=full, model=tiny_model_dir), "full.yaml"))
+    killed = tmp_path / "killed"
+    recipe = write_recipe(GRPO_RECIPE.format(out=killed, model=tiny_model_dir), "killed.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "rlft", "train", str(recipe)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint-3" / MARKER).is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    last = last_complete_checkpoint(killed)
+    assert last is not None and int(last.name.split("-")[1]) < 6
+    rlft.train(recipe, ["trainer.resume_from_checkpoint=last"])
+    a = load_file(str(full / "adapter_model.safetensors"))
+    b = load_file(str(killed / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0, f"resumed from {last.name}"

@@ -17,7 +17,8 @@ What it returns, per row (TRL repeats each prompt `num_generations` times before
   log-probs as the behaviour policy, so its importance-sampling terms stay neutral (ratio 1 at generation time)
   instead of being biased by log Z of the mask. With vLLM the ids and log-probs come from TRL's own vLLM client
   (the label constraint as ``vllm_structured_outputs_regex``) and are passed on unchanged.
-Text-only prompts; multimodal batches are not supported here.
+Text-only prompts; multimodal batches, TRL tools and `GRPOConfig.chat_template_kwargs` are not applied here
+(evaluation does not apply them either; pass your own `rollout_func` to the trainer for those).
 """
 
 from __future__ import annotations
