@@ -147,14 +147,6 @@ def _validate_sections(recipe: Recipe) -> None:
            "chooses the refill prompts)")
     _check(sig.adaptive_pool >= 1, recipe, "signal.adaptive_pool", f"expected >= 1, got {sig.adaptive_pool}")
     _check(0.0 <= sig.retest_solved <= 1.0, recipe, "signal.retest_solved", f"expected 0..1, got {sig.retest_solved}")
-    _check(sig.baseline in ("group", "prompt_ema"), recipe, "signal.baseline",
-           f"expected group or prompt_ema, got {sig.baseline!r}")
-    _check(0.0 < sig.baseline_ema <= 1.0, recipe, "signal.baseline_ema",
-           f"expected 0 < x <= 1, got {sig.baseline_ema}")
-    _check(not sig.adaptive or sig.refill_rounds, recipe, "signal.adaptive", "needs signal.refill_rounds >= 1 (it "
-           "chooses the refill prompts)")
-    _check(sig.adaptive_pool >= 1, recipe, "signal.adaptive_pool", f"expected >= 1, got {sig.adaptive_pool}")
-    _check(0.0 <= sig.retest_solved <= 1.0, recipe, "signal.retest_solved", f"expected 0..1, got {sig.retest_solved}")
     _check(not sig.decision_tokens_only or recipe.decoding.constrain_labels, recipe, "signal.decision_tokens_only",
            "needs decoding.constrain_labels: true")
     _check(not (recipe.decoding.constrain_labels and recipe.decoding.stop_at_suffix), recipe,
