@@ -8,6 +8,7 @@ from typing import Any
 
 TRAINER_MODULES = {
     "grpo": "rlft.trainers.grpo",
+    "label_pg": "rlft.trainers.label_pg",
     "dpo": "rlft.trainers.dpo",
     "kto": "rlft.trainers.kto",
     "ppo": "rlft.trainers.ppo",
