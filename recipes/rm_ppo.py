@@ -1,7 +1,8 @@
 """The reward-model route: train a reward model on preference pairs, then PPO against it.
 
     accelerate launch recipes/rm_ppo.py                          # both stages, embedded model + demo data
-    accelerate launch recipes/rm_ppo.py trainer.max_steps=100    # overrides apply to the PPO stage
+    accelerate launch recipes/rm_ppo.py trainer.max_steps=100    # overrides apply to the PPO stage; trainer.max_steps
+                                                                  # also caps the reward-model stage
     accelerate launch recipes/rm_ppo.py --config my_ppo.yaml     # your PPO recipe; it names the RM path
 
 What it does: if `runs/intent_rm` holds no trained reward model yet, trains one with intent_rm.yaml (held-out
@@ -24,7 +25,13 @@ if __name__ == "__main__":
     from rlft.pipeline import train
     from rlft.recipe import load_recipe
 
-    rm = load_recipe(RM_RECIPE)
+    # trainer.max_steps caps both stages (a quick try-out must be quick end to end); other overrides are PPO's.
+    rm_overrides = [a for a in sys.argv[1:] if a.startswith("trainer.max_steps=")]
+    try:
+        rm = load_recipe(RM_RECIPE, rm_overrides)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     if not (Path(rm.output_dir) / "adapter_config.json").is_file():
         print(f"[rlft] stage 1: training the reward model ({RM_RECIPE.name} -> {rm.output_dir})", flush=True)
         try:

@@ -415,6 +415,24 @@ def _labels(ds: Any, cfg: DataConfig, source: str, decoding: Any = None) -> list
     return sorted(set(values))
 
 
+def _holdout(ds: Any, fraction: float, seed: int, by_prompt: bool) -> tuple[Any, Any]:
+    """Row split; for preference data (several rows per prompt, e.g. KTO rows from `rlft label`) whole prompts are
+    held out, so no held-out prompt was trained on."""
+    keys = [repr(p) for p in ds["prompt"]] if by_prompt and "prompt" in ds.column_names else []
+    unique = list(dict.fromkeys(keys))
+    if len(unique) == len(keys) or len(unique) < 2:
+        split = ds.train_test_split(test_size=fraction, seed=seed)
+        return split["train"], split["test"]
+    import math
+    import random
+
+    random.Random(seed).shuffle(unique)
+    held = set(unique[: min(len(unique) - 1, max(1, math.ceil(fraction * len(unique))))])
+    eval_rows = [i for i, k in enumerate(keys) if k in held]
+    train_rows = [i for i, k in enumerate(keys) if k not in held]
+    return ds.select(train_rows), ds.select(eval_rows)
+
+
 def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str] | None = None) -> PreparedData:
     """Read, rename, validate, split and shape the data for `algorithm`."""
     ds = rename_columns(read_source(cfg, cfg.source, seed), cfg, cfg.source)
@@ -428,8 +446,7 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
         if len(ds) < 2:
             raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
                             f"data.eval_source)")
-        split = ds.train_test_split(test_size=cfg.eval_fraction, seed=seed)
-        train_ds, eval_ds = split["train"], split["test"]
+        train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=algorithm not in ("grpo", "ppo", "label_pg"))
     if len(eval_ds) < SMALL_HELD_OUT:
         print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
               f"noise (raise data.eval_fraction or give data.eval_source)", flush=True)

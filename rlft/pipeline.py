@@ -108,9 +108,9 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     device = resolve_device(recipe.model)
     if device == "cpu":
         torch.set_num_threads(max(torch.get_num_threads(), 1))
+    out = claim_output_dir(recipe, _where(recipe, "output_dir"))  # before anything (a judge's cache) writes there
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
-    out = claim_output_dir(recipe, _where(recipe, "output_dir"))
     write_recipe(recipe, out, data.labels)
 
     task = "seq_cls" if recipe.algorithm == "reward_model" else "causal_lm"
