@@ -11,8 +11,9 @@ import torch
 from datasets import Dataset
 
 from rlft.config import DecodingConfig, SignalConfig
-from rlft.decoding import generation_kwargs
+from rlft.decoding import generation_kwargs, prompt_ids
 from rlft.grpo import SignalGRPOTrainer
+from rlft.grpo.batch import prompt_rows
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 DECODING_KEYS = {"prefill", "constrain_labels", "label_suffix", "stop_at_suffix"}
@@ -82,7 +83,10 @@ def test_constrained_rollouts_are_valid_labels_and_rewards_see_the_prefill(tiny_
     trainer = _trainer(tiny_model_dir, tmp_path, _cfg(prefill="<intent>", constrain_labels=True), data,
                        reward)
     trainer.model.train()
-    trainer._generate_and_score_completions(_batch(trainer, data, 4))
+    rows = _batch(trainer, data, 4)
+    out = trainer._generate_and_score_completions(rows)
+    # the rollout decodes after exactly the ids evaluation uses (template + prefill ids)
+    assert prompt_rows(out) == [prompt_ids(trainer.processing_class, r["prompt"], trainer.decoding) for r in rows]
     assert len(reward.seen) == 4 * G
     assert set(reward.seen) <= {f"<intent>{x}</intent>" for x in LABELS}
     kwargs = generation_kwargs(trainer.processing_class, LABELS, trainer.decoding)
