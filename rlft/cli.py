@@ -1,4 +1,4 @@
-"""Command line: `rlft train RECIPE [key=value ...]`, `rlft validate RECIPE [key=value ...]`, `rlft --version`.
+"""Command line: `rlft train|validate|check RECIPE [key=value ...]`, `rlft --version`.
 
 Subcommands parse and hand off to the library. A user mistake (`UserError`) prints one line and exits 2; a run
 that a reward's limit stopped early (a judge's budget or error rate) exits 3 unless the recipe counts that stop
@@ -48,6 +48,12 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from rlft.check import run_check
+
+    return run_check(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rlft.version import __version__
 
@@ -55,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text in (("train", _train, "train a recipe"),
-                                  ("validate", _validate, "check a recipe without loading a model")):
+                                  ("validate", _validate, "check a recipe without loading a model"),
+                                  ("check", _check, "dry run: data, model, rewards, zero-variance forecast, judge "
+                                   "cost, memory and step time (exit 1 broken reward, 4 over budget)")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("recipe", help="recipe YAML file")
         p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. trainer.max_steps=10")
