@@ -40,7 +40,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
-def resolve_resume(value: Any, output_dir: str | Path) -> str | None:
+def resolve_resume(value: Any, output_dir: str | Path, where: str = "recipe") -> str | None:
     """`trainer.resume_from_checkpoint`: null | last (newest complete checkpoint, or a fresh start) | a path."""
     if value in (None, False, ""):
         return None
@@ -49,8 +49,9 @@ def resolve_resume(value: Any, output_dir: str | Path) -> str | None:
         return str(found) if found else None
     path = Path(str(value))
     if not path.is_dir():
-        raise RecipeError(f"trainer.resume_from_checkpoint: '{value}' is not a checkpoint directory")
+        raise RecipeError(f"{where}: trainer.resume_from_checkpoint: '{value}' is not a checkpoint directory (or "
+                          f"'last')")
     if not (path / MARKER).is_file():
-        raise RecipeError(f"trainer.resume_from_checkpoint: '{value}' has no completion marker ({MARKER}); it may "
+        raise RecipeError(f"{where}: trainer.resume_from_checkpoint: '{value}' has no completion marker ({MARKER}); it may "
                           f"be half-written. Use 'last' to pick the newest complete checkpoint")
     return str(path)

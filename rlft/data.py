@@ -67,6 +67,7 @@ def _sample_text(path: Path, limit: int | None) -> tuple[str, bool]:
 
 
 def _csv_rows(text: str, whole: bool) -> tuple[list[str], list[dict[str, str]], str | None]:
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # the sample is bounded already
     reader = csv.reader(io.StringIO(text), strict=True)
     rows: list[list[str]] = []
     last = 0  # line number of the last complete record
@@ -154,11 +155,11 @@ def diagnose_file(path: Path, fmt: str, limit: int | None) -> str | None:
 
 def check_label_text(label: str, decoding: Any) -> str | None:
     """Why a label cannot be used (it would break the reply format or the system prompt), or None."""
+    brace = "a brace, which system prompts use for {labels}"
     for bad, why in ((decoding.label_suffix, "the label suffix"), (decoding.prefill, "the prefill"),
-                     ("<intent>", "the intent tag"), ("{", "a brace (system prompts substitute {labels})"),
-                     ("}", "a brace (system prompts substitute {labels})"), ("\n", "a line break")):
+                     ("<intent>", "the intent tag"), ("{", brace), ("}", brace), ("\n", "a line break")):
         if bad and bad in label:
-            return f"contains {bad!r} ({why})"
+            return f"contains {bad!r}: {why}"
     return None
 
 
