@@ -8,6 +8,7 @@ import importlib.util
 import math
 import numbers
 
+from rlft.checkpoints import resolve_resume
 from rlft.config import LabelPGConfig, Recipe, SignalConfig
 from rlft.data import check_label_text, check_sample, check_source
 from rlft.errors import RecipeError, UserError
@@ -41,6 +42,8 @@ def validate(recipe: Recipe) -> None:
     for key, value in recipe.trainer.items():  # one key at a time, so the error names the file that set it
         check_trainer_keys(dataclasses.replace(recipe, trainer={key: value}), _where(recipe, f"trainer.{key}"))
     _validate_trainer_values(recipe)
+    resolve_resume(recipe.trainer.get("resume_from_checkpoint"), recipe.output_dir,
+                   _where(recipe, "trainer.resume_from_checkpoint"))
     if recipe.algorithm == "kto":
         batch = recipe.trainer.get("per_device_train_batch_size", 8)
         if batch <= 1:
