@@ -80,28 +80,15 @@ def parse_model_ref(text: str, api_key_env: str | None = None) -> ModelRef:
 
 
 def decoding_kwargs(recipe: Any, tokenizer: Any, labels: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(kwargs for `rlft.evaluate.generate`, the settings to record) — the ONE place eval reads decoding.
+    """(kwargs for `rlft.evaluate.generate`, the settings to record) — the ONE place eval reads decoding: the
+    recipe's `decoding:` section (prefill, label constraint), exactly as training rollouts use it."""
+    from rlft.decoding import generation_kwargs
 
-    Reads the recipe's typed `decoding:` section when the recipe has one; otherwise the older `signal:` keys
-    (prefill / constrain_labels) through `rlft.signal_options`, then `evaluation.prefill`.
-    """
-    decoding = getattr(recipe, "decoding", None)
-    if decoding is not None and dataclasses.is_dataclass(decoding):
-        from rlft.decoding import generation_kwargs
-
-        try:
-            kwargs = generation_kwargs(tokenizer, labels, decoding)
-        except ValueError as exc:
-            raise EvalError(f"{recipe.source_file or 'recipe'}: {exc}") from None
-        return kwargs, dataclasses.asdict(decoding)
-    if recipe.signal and ("prefill" in recipe.signal or "constrain_labels" in recipe.signal):
-        from rlft.signal_options import eval_generation_kwargs
-
-        kwargs = eval_generation_kwargs(recipe, tokenizer, labels)
-        return kwargs, {"prefill": kwargs.get("prefill", ""),
-                        "constrain_labels": kwargs.get("logits_processor_factory") is not None}
-    prefill = recipe.evaluation.prefill
-    return {"prefill": prefill}, {"prefill": prefill, "constrain_labels": False}
+    try:
+        kwargs = generation_kwargs(tokenizer, labels, recipe.decoding)
+    except ValueError as exc:
+        raise EvalError(f"{recipe.source_file or 'recipe'}: {exc}") from None
+    return kwargs, dataclasses.asdict(recipe.decoding)
 
 
 def load_eval_rows(recipe: Any, data_file: str | None, max_samples: int | None) -> tuple[Any, list[str]]:
