@@ -211,30 +211,46 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
+    """SUPERVISED reference (not RL): TRL's SFTTrainer, cross-entropy on the gold "label</intent>" + EOS after
+    the same prompt + `<intent>` prefill, loss on the completion only (as benchmarks/supervised_reference.py)."""
     import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
-    import rlft
     from rlft.config import AdapterConfig, ModelConfig
     from rlft.models import load_model
 
     torch.set_num_threads(ns.threads)
-    from benchmarks.supervised_reference import train_supervised  # the supervised reference's own loop
-
+    torch.manual_seed(ns.seed)
     rows = eval_rows(ns.eval_per_intent, ns.seed)
     labels = sorted({r["intent"] for r in rows})
     model, tok = load_model(ModelConfig(), AdapterConfig(type="lora", r=16, alpha=32), "cpu")
-    del rlft
+    train = read_csv(DATA / "bitext_grouped_train.csv")
+    random.Random(ns.seed).shuffle(train)
+
+    def prompt_text(utterance: str) -> str:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": utterance}]
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "<intent>"
+
+    train_ds = Dataset.from_list([{"prompt": prompt_text(r["utterance"]), "completion": r["intent"] + "</intent>"}
+                                  for r in train])
     harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
                         ns.eval_per_intent // 2 * 27)
+    tmp = Path(tempfile.mkdtemp(prefix="intent_rlef_supervised_"))
+    config = SFTConfig(output_dir=str(tmp), learning_rate=2e-4, lr_scheduler_type="constant",
+                       per_device_train_batch_size=16, num_train_epochs=3, max_length=256, bf16=False, fp16=False,
+                       gradient_checkpointing=False, logging_steps=10, save_strategy="no", report_to=[], seed=ns.seed,
+                       completion_only_loss=True, use_cpu=True, disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_ds, processing_class=tok,
+                         callbacks=[harness.callback()])
     wall0 = time.time()
-    steps = train_supervised(model, tok, read_csv(DATA / "bitext_grouped_train.csv"), callbacks=[harness.callback()],
-                             seed=ns.seed)
-    return {"arm": "supervised", "recipe": "benchmarks/supervised_reference.py (SUPERVISED reference, not RL)",
+    trainer.train()
+    steps = trainer.state.global_step
+    return {"arm": "supervised", "recipe": "TRL SFTTrainer, gold labels (SUPERVISED reference, not RL)",
             "steps": steps, "train_minutes": round(harness.train_seconds() / 60, 1),
             "wall_minutes_incl_eval": round((time.time() - wall0) / 60, 1),
             "seconds_per_step": round(harness.train_seconds() / max(steps, 1), 2),
-            "curve": harness.curve, "final": harness.final,
-            "minutes_to": crossing_minutes(harness.curve)}
+            "curve": harness.curve, "final": harness.final, "minutes_to": crossing_minutes(harness.curve)}
 
 
 def _prompt_dataset(rows: list[dict[str, str]]) -> Any:
