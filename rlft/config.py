@@ -82,6 +82,19 @@ class DecodingConfig:
                                 "processor; vLLM: structured-outputs regex). Needs the label set.")
     label_suffix: str = _f("</intent>", "Text that closes a label.")
     stop_at_suffix: bool = _f(False, "Without the constraint: end each reply right after label_suffix.")
+    free_reply: bool = _f(False, "With constrain_labels: constrain only the head (label + label_suffix), then release "
+                          "generation for a free reply ending at EOS or the generation limit (the support agent).")
+    reply_max_tokens: int = _f(0, "With free_reply: at most this many reply tokens after the head, then EOS is "
+                               "forced (0: up to trainer.max_completion_length / evaluation.max_new_tokens).")
+
+    def __post_init__(self) -> None:
+        from rlft.errors import RecipeError
+
+        if self.free_reply and not self.constrain_labels:
+            raise RecipeError("decoding.free_reply: needs decoding.constrain_labels: true (it releases the label "
+                              "constraint after the head)")
+        if self.reply_max_tokens < 0:
+            raise RecipeError(f"decoding.reply_max_tokens: expected >= 0, got {self.reply_max_tokens}")
 
 
 @dataclass

@@ -35,12 +35,14 @@ def prompt_ids(tokenizer: Any, prompt: Any, decoding: DecodingConfig) -> list[in
 
 
 def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> Any:
-    """The label trie of `decoding.constrain_labels` (ids of label + suffix as they follow the prefill, then EOS)."""
+    """The label trie of `decoding.constrain_labels` (ids of label + suffix as they follow the prefill, then EOS;
+    with `decoding.free_reply` no EOS: the trie releases each row after its head)."""
     from rlft.constrained import LabelTrie
 
     if not labels:
         raise ValueError("decoding.constrain_labels needs the label set (data.labels or a label column)")
-    return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix)
+    return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix,
+                                 release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens)
 
 
 def logits_processor_factory(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig
@@ -66,9 +68,12 @@ def generation_kwargs(tokenizer: Any, labels: Sequence[str], decoding: DecodingC
 
 
 def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> str | None:
-    """The constraint as a regex over the generated text (after the prefill), for vLLM structured outputs."""
+    """The constraint as a regex over the generated text (after the prefill), for vLLM structured outputs.
+
+    With `decoding.free_reply`: the label alternation + suffix, then any text (`[\\s\\S]*`); the server's token
+    limit and EOS end it (`reply_max_tokens` is a token count and is not expressed in the regex)."""
     if not decoding.constrain_labels:
         return None
     from rlft.constrained import label_regex
 
-    return label_regex(labels, suffix=decoding.label_suffix)
+    return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply)

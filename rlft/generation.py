@@ -11,6 +11,7 @@ Prompts are token ids from `rlft.decoding.prompt_ids` (template ids + prefill id
 - with the label trie the next token is chosen among the allowed ids only; a token the trie forces (a single
   allowed child) is appended without a model call and fed together with the next forward, and a row whose path is
   forced to its end (EOS) needs no further call at all. Greedy results equal masked step-by-step decoding.
+  With a release trie (`decoding.free_reply`) a row whose head is complete decodes freely from the next token on.
 
 Not here: scoring, chat servers, vLLM, multimodal prompts. Models: text-only causal LMs with a `DynamicCache`.
 """
@@ -217,6 +218,13 @@ def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: An
                 del row.out[cut:]
             row.done = tok in eos or cut is not None or len(row.out) >= max_new_tokens
         return
+    free = [k for k, r in enumerate(active) if state[r].node is None]  # released after the head (free_reply)
+    if free:
+        _choose_free(state, active, free, logits, trie, sampling, generator, eos, max_new_tokens)
+        if len(free) == len(active):
+            return
+        keep = [k for k in range(len(active)) if state[active[k]].node is not None]
+        active, logits = [active[k] for k in keep], logits[keep]
     # Allowed ids in ascending order, so ties break like argmax over the masked full vocabulary.
     allowed = [sorted(state[r].node) for r in active]
     width = max(len(a) for a in allowed)
@@ -235,12 +243,28 @@ def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: An
             row.out.append(tok)
             row.pending.append(tok)
             row.node = row.node[tok]
+            if not row.node and trie.release and len(row.out) < max_new_tokens:
+                row.node = None  # head complete: the reply is free from the next token on
+                break
             if not row.node or len(row.out) >= max_new_tokens:
                 row.done = True
                 break
             if len(row.node) > 1:
                 break
             (tok,) = row.node  # forced: the model makes no decision here
+
+
+def _choose_free(state: list[_Row], active: list[int], free: list[int], logits: torch.Tensor, trie: Any,
+                 sampling: Sampling, generator: torch.Generator | None, eos: set[int], max_new_tokens: int) -> None:
+    """Rows of a release trie past their head: any token; EOS once `trie.reply_max_tokens` reply tokens exist."""
+    picked = _pick(logits[free], sampling, generator).tolist()
+    for k, tok in zip(free, picked, strict=True):
+        row = state[active[k]]
+        if trie.reply_max_tokens and trie.tail(row.out) >= trie.reply_max_tokens:
+            tok = trie.eos_token_id
+        row.out.append(tok)
+        row.pending.append(tok)
+        row.done = tok in eos or tok == trie.eos_token_id or len(row.out) >= max_new_tokens
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: DecodingConfig | None = None,

@@ -1,0 +1,130 @@
+"""The support agent: partial constraint (head constrained, reply free) in evaluation, HF/shared-prefix sampling,
+GRPO rollouts and the vLLM regex; the support_agent recipe with the judge on loopback."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from rlft.config import DecodingConfig
+from rlft.constrained import LabelTrie, TrieLogitsProcessor
+from rlft.decoding import build_trie, structured_output_regex
+from rlft.errors import RecipeError
+from rlft.generation import Sampling, generate
+
+LABELS = ["cancel_order", "change_order", "track_order", "track_refund", "get_refund", "check_invoice",
+          "contact_human_agent", "contact_customer_service", "review"]
+FREE = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True)
+HEAD = re.compile(r"<intent>(" + "|".join(LABELS) + r")</intent>")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+MESSAGES = [[{"role": "user", "content": t}] for t in ("where is my parcel", "refund please", "cancel it", "hi")]
+
+
+def _split(text: str) -> tuple[str, str]:
+    m = HEAD.match(text)
+    assert m, text
+    return m.group(1), text[m.end():]
+
+
+def test_release_trie_tail_and_forced():
+    trie = LabelTrie([[1, 2, 3], [1, 4], [5]], eos_token_id=0, release=True)
+    assert sorted(trie.allowed([1])) == [2, 4]
+    assert trie.tail([1]) is None and trie.tail([1, 2]) is None and trie.tail([9, 9]) is None
+    assert trie.tail([1, 2, 3]) == 0 and trie.tail([1, 2, 3, 7, 7]) == 2 and trie.tail([5, 0]) == 1
+    assert trie.is_forced([1, 2]) and not trie.is_forced([1, 2, 3]) and not trie.is_forced([5, 8])
+    assert LabelTrie([[1, 2]], 0).tail([1, 2]) is None  # the full constraint never releases
+
+
+def test_processor_releases_after_head_and_caps_reply():
+    trie = LabelTrie([[1, 2], [3]], eos_token_id=0, release=True, reply_max_tokens=2)
+    proc = TrieLogitsProcessor(trie, prompt_length=1, pad_token_id=9)
+    out = proc(torch.tensor([[7, 1, 2, 5, 6], [7, 3, 5, 5, 5], [7, 1, 9, 9, 9]]), torch.zeros(3, 10))
+    assert torch.isfinite(out[0]).tolist() == [True] + [False] * 9  # 2 reply tokens: only EOS
+    assert torch.isfinite(out[1]).tolist() == [True] + [False] * 9
+    assert torch.isfinite(out[2]).tolist() == [False] * 9 + [True]  # left the trie: pad only
+    out = proc(torch.tensor([[7, 3], [7, 1]]), torch.zeros(2, 10))
+    assert torch.isfinite(out[0]).all()  # released, nothing masked
+    assert torch.isfinite(out[1]).tolist() == [False, False, True] + [False] * 7
+
+
+def test_generate_yields_valid_head_then_free_text(tiny):
+    model, tok = tiny
+    greedy = generate(model, tok, MESSAGES, FREE, LABELS, max_new_tokens=24)
+    sampled = generate(model, tok, MESSAGES, FREE, LABELS, max_new_tokens=24,
+                       sampling=Sampling(temperature=1.5, n=4, seed=3))
+    for text in greedy + sampled:
+        _split(text)
+    tails = [_split(t)[1] for t in greedy + sampled]
+    assert len({_split(t)[0] for t in sampled}) > 1
+    assert sum(len(t) > 0 for t in tails) >= len(tails) - 1  # free text follows the head (random model: rarely EOS)
+    full = generate(model, tok, MESSAGES, DecodingConfig(prefill="<intent>", constrain_labels=True), LABELS,
+                    max_new_tokens=24)
+    assert all(HEAD.fullmatch(t) for t in full)  # the full constraint still ends right after the head
+
+
+def test_reply_max_tokens_caps_the_reply(tiny):
+    model, tok = tiny
+    capped = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True, reply_max_tokens=3)
+    trie = build_trie(tok, LABELS, capped)
+    from rlft.decoding import prompt_ids
+    from rlft.generation import eos_token_ids, generate_ids
+
+    ids = [prompt_ids(tok, m, capped) for m in MESSAGES]
+    out = generate_ids(model, ids, max_new_tokens=40, eos_token_ids=eos_token_ids(model, tok),
+                       pad_token_id=tok.pad_token_id, trie=trie, sampling=Sampling(temperature=1.0, n=2, seed=0))
+    for row in out:
+        assert trie.tail(row) is not None and trie.tail(row) <= 4  # 3 reply tokens + EOS at most
+        assert len(row) == 40 or row[-1] == tok.eos_token_id or trie.tail(row) <= 4
+
+
+def test_hf_generate_and_shared_prefix_sampling_release(tiny):
+    """The GRPO rollout's two samplers (HF generate + processor, shared-prefix + processor) obey the head."""
+    from rlft.decoding import prompt_ids
+    from rlft.shared_prefix import sample_shared_prefix
+
+    model, tok = tiny
+    trie = build_trie(tok, LABELS, FREE)
+    rows = [prompt_ids(tok, m, FREE) for m in MESSAGES] * 2
+    torch.manual_seed(2)
+    shared = sample_shared_prefix(model, rows, max_new_tokens=20, eos_token_ids=[tok.eos_token_id],
+                                  pad_token_id=tok.pad_token_id, temperature=1.2,
+                                  logits_processor=TrieLogitsProcessor(trie, 0, tok.pad_token_id))
+    width = max(map(len, rows))
+    input_ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    hf = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=1.2,
+                        max_new_tokens=20, pad_token_id=tok.pad_token_id,
+                        logits_processor=[TrieLogitsProcessor(trie, width, tok.pad_token_id)])
+    hf = hf[:, width:].tolist()
+    for out in list(shared) + hf:
+        assert trie.tail(out) is not None and trie.tail(out) > 0
+        _split("<intent>" + tok.decode(out, skip_special_tokens=True))
+
+
+def test_regex_matches_free_reply_completions(tiny):
+    model, tok = tiny
+    rx = structured_output_regex(LABELS, FREE)
+    assert rx.startswith("(?:contact_customer_service|") and rx.endswith("</intent>[\\s\\S]*")
+    for text in generate(model, tok, MESSAGES, FREE, LABELS, max_new_tokens=24):
+        assert re.fullmatch(rx, text[len("<intent>"):])
+    assert re.fullmatch(rx, "track_order</intent> Your parcel is on its way.\nAnything else?")
+    assert not re.fullmatch(rx, "lost_parcel</intent> hi")
+    assert structured_output_regex(LABELS, DecodingConfig(constrain_labels=True)).endswith("</intent>")
+
+
+def test_free_reply_needs_the_constraint():
+    with pytest.raises(RecipeError, match=r"^decoding.free_reply: needs decoding.constrain_labels: true"):
+        DecodingConfig(free_reply=True)
+    with pytest.raises(RecipeError, match=r"^decoding.reply_max_tokens: expected >= 0, got -1$"):
+        DecodingConfig(constrain_labels=True, free_reply=True, reply_max_tokens=-1)
