@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,17 @@ def launch(recipe: Path, tmp_path: Path, *overrides: str, timeout: int = 400) ->
     env.pop("RANK", None)
     cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIG), "-m", "rlft", "train", str(recipe),
            "model.device=cpu", *overrides]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    # own session: on a timeout (a collective mismatch hangs both workers) the whole torchrun group is killed
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as popen:
+        try:
+            stdout, stderr = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.communicate()
+            raise AssertionError(f"2-process run did not finish in {timeout} s (hung)") from None
+    assert popen.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
 
 
 def rank_calls(tmp_path: Path, rank: int) -> list[list[str]]:
@@ -183,4 +192,38 @@ def test_label_pg_two_processes(tiny_model_dir, tmp_path):
     proc = launch(recipe, tmp_path, f"model.name={tiny_model_dir}", f"output_dir={out}", "trainer.max_steps=2",
                   "data.demo_size=40", "evaluation.before=false", "evaluation.after=false",
                   "evaluation.every_steps=0", "trainer.per_device_train_batch_size=4")
+    assert_written_once(out, proc, 2)
+
+
+ASYMMETRIC_REWARD = '''
+import os
+
+def lopsided(prompts, completions, **kwargs):
+    """Rank 0: every group has reward variance (no refill); rank 1: every group ties (it refills)."""
+    if os.environ["RANK"] == "0":
+        return [float(i % 2) for i in range(len(completions))]
+    return [0.0] * len(completions)
+'''
+
+
+@pytest.mark.slow
+def test_grpo_refill_when_ranks_disagree(tiny_model_dir, write_recipe, tmp_path):
+    """One rank needs a refill round, the other does not: the run must still finish (no collective mismatch)."""
+    reward = tmp_path / "lopsided.py"
+    reward.write_text(ASYMMETRIC_REWARD)
+    out = tmp_path / "run"
+    recipe = write_recipe(f"""algorithm: grpo
+output_dir: {out}
+model: {{name: {tiny_model_dir}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: "demo:intents", demo_size: 40, system_prompt: "Classify."}}
+rewards:
+  - name: {reward}:lopsided
+decoding: {{prefill: "<intent>", constrain_labels: true}}
+signal: {{drop_zero_std: true, refill_rounds: 1}}
+trainer: {{max_steps: 2, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 6,
+          learning_rate: 0.01, beta: 0.0}}
+evaluation: {{before: false, after: false}}
+""")
+    proc = launch(recipe, tmp_path, timeout=240)
     assert_written_once(out, proc, 2)

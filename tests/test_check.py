@@ -1,0 +1,100 @@
+"""`rlft check` on the tiny model: a good recipe passes with every section of the report; a reward that raises or
+returns the wrong length fails with exit 1 and its name; a judge whose projected spend exceeds its budget fails
+with exit 4 (stub judge server on loopback); a recipe mistake is exit 2 before any model loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlft.cli import run
+from tests.judge_stub_server import StubJudge, StubServer, keyword_responder
+
+REWARDS = '''
+def raises(prompts, completions, **kwargs):
+    raise ZeroDivisionError("bad reward")
+
+def short(prompts, completions, **kwargs):
+    return [1.0] * (len(completions) - 1)
+
+def flaky(prompts, completions, **kwargs):
+    import random
+    return [random.random() for _ in completions]
+'''
+
+
+def grpo_recipe(tiny_model_dir, tmp_path, rewards: str) -> str:
+    return f"""algorithm: grpo
+output_dir: {tmp_path / 'out'}
+model: {{name: {tiny_model_dir}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: "demo:intents", demo_size: 24, system_prompt: "Classify."}}
+rewards:
+{rewards}
+decoding: {{prefill: "<intent>", constrain_labels: true}}
+trainer: {{max_steps: 10, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6}}
+"""
+
+
+@pytest.fixture
+def reward_file(tmp_path):
+    path = tmp_path / "my_rewards.py"
+    path.write_text(REWARDS)
+    return path
+
+
+def check(path, capsys, *overrides) -> tuple[int, str]:
+    code = run(["check", str(path), *overrides])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_good_recipe_reports_every_section(tiny_model_dir, tmp_path, write_recipe, reward_file, capsys):
+    path = write_recipe(grpo_recipe(tiny_model_dir, tmp_path, f"  - name: intent\n  - name: {reward_file}:flaky"))
+    code, out = check(path, capsys)
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if line.startswith("[rlft check]")]
+    assert lines[0].startswith("[rlft check] recipe: ok (grpo, 2 reward(s)")
+    assert "data: 21 train / 3 held-out rows" in out  # demo_size 24, eval_fraction 0.1
+    assert "reward 'intent': ok, 4 values" in out and "0 None (abstain), deterministic" in out
+    assert "reward 'flaky': ok, 4 values" in out and "NOT deterministic (two calls differ)" in out
+    assert "zero-variance forecast:" in out and "of 2 generations at temperature 1.0" in out
+    assert "one forward+backward on 4x" in out and "for 10 steps" in out
+    assert lines[-1] == "[rlft check] result: ok (exit 0)"
+    assert not (tmp_path / "out").exists()  # a dry run writes no output folder
+
+
+@pytest.mark.parametrize("func, message", [
+    ("raises", "reward 'raises': BROKEN: RewardError: reward 'raises' raised ZeroDivisionError on row 1"),
+    ("short", "reward 'short': BROKEN: RewardError: reward 'short' returned 3 values for 4 completions"),
+])
+def test_broken_reward_fails_and_is_named(func, message, tiny_model_dir, tmp_path, write_recipe, reward_file, capsys):
+    path = write_recipe(grpo_recipe(tiny_model_dir, tmp_path, f"  - name: intent\n  - name: {reward_file}:{func}"))
+    code, out = check(path, capsys)
+    assert code == 1, out
+    assert message in out
+    assert f"[rlft check] result: broken reward(s): {func} (exit 1)" in out
+
+
+def test_judge_projection_over_budget(tiny_model_dir, tmp_path, write_recipe, capsys, monkeypatch):
+    monkeypatch.setenv("RLFT_CHECK_KEY", "sk-check")
+    stub = StubJudge(responder=keyword_responder("fee"))
+    with StubServer(stub) as url:
+        judge = f"""  - name: judge
+    params: {{model: stub, base_url: {url}, api_key_env: RLFT_CHECK_KEY, guideline: Mention the fee.,
+             injection_guard: false, min_words: 0, max_retries: 0, price_input_per_mtok: 1000.0,
+             price_output_per_mtok: 1000.0, budget_usd: 0.5}}"""
+        path = write_recipe(grpo_recipe(tiny_model_dir, tmp_path, judge))
+        code, out = check(path, capsys)
+    assert code == 4, out
+    assert stub.requests > 0  # the judge was really called on the samples
+    projected = next(line for line in out.splitlines() if "judge 'judge': projected for 10 steps x 4 completions" in line)
+    assert "40 judgments" in projected and "OVER BUDGET (budget_usd=0.5)" in projected
+    assert "[rlft check] result: judge projection over budget: judge (exit 4)" in out
+
+
+def test_recipe_mistake_is_exit_2(tmp_path, write_recipe, capsys):
+    path = write_recipe(f"algorithm: grpo\noutput_dir: {tmp_path}/o\nrewards: [{{name: intent}}]\n"
+                        f"trainer: {{learning_rate: -1}}\n")
+    code, out = check(path, capsys)
+    assert code == 2
+    assert "trainer.learning_rate: expected a number >= 0.0, got -1" in out
