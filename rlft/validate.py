@@ -11,6 +11,7 @@ import numbers
 from rlft.checkpoints import resolve_resume
 from rlft.config import LabelPGConfig, Recipe, SignalConfig
 from rlft.data import check_label_text, check_sample, check_source
+from rlft.distributed import check_launch
 from rlft.errors import RecipeError, UserError
 from rlft.models import check_model_source, resolve_device
 from rlft.outputs import check_output_path
@@ -51,6 +52,7 @@ def validate(recipe: Recipe) -> None:
                               f"trainer.per_device_train_batch_size: KTO needs > 1 "
                               f"(its KL reference term pairs each prompt with another completion in the batch)")
     _validate_sections(recipe)
+    check_launch(recipe, where=_where(recipe, "trainer"))
     build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
     check_sample(recipe, _where)
 
