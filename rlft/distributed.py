@@ -144,3 +144,9 @@ def check_launch(recipe: Recipe, env: Mapping[str, str] | None = None, where: st
             raise RecipeError(f"{where}: trainer.use_vllm: needs vllm installed (pip install vllm, on a CUDA "
                               f"machine), or set trainer.use_vllm: false")
     return launch
+
+
+def is_main_process(env: Mapping[str, str] | None = None) -> bool:
+    """True on the process that writes a run's files: global rank 0 (``RANK`` from torchrun / accelerate), or alone."""
+    env = os.environ if env is None else env
+    return (_int(env.get("RANK")) or 0) == 0

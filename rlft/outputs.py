@@ -5,6 +5,7 @@ recipe file in place of a good one. `claim_output_dir` runs before anything is w
 holds another run is refused unless the recipe resumes it (`trainer.resume_from_checkpoint`) or says
 `overwrite: true` (then that run's files are removed first), so an output directory never mixes two runs.
 Everything written passes through `rlft.redact.redact_secrets`: credentials in a URL never reach the disk.
+Under `accelerate launch` / torchrun only rank 0 claims and writes (`rlft.distributed.is_main_process`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from rlft.config import Recipe
+from rlft.distributed import is_main_process
 from rlft.errors import RecipeError
 from rlft.recipe import recipe_to_dict
 from rlft.redact import redact_secrets
@@ -40,6 +42,9 @@ def claim_output_dir(recipe: Recipe, where: str = "recipe") -> Path:
     """Create `output_dir`, or refuse one that holds another run (see the module docstring)."""
     out = Path(recipe.output_dir).expanduser()
     check_output_path(recipe.output_dir, where)
+    if not is_main_process():  # under accelerate/torchrun only rank 0 checks, clears and writes the folder
+        out.mkdir(parents=True, exist_ok=True)
+        return out
     found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if found and not set(found) <= PROVISIONAL and not recipe.trainer.get("resume_from_checkpoint"):
         if not recipe.overwrite:
@@ -58,6 +63,8 @@ def claim_output_dir(recipe: Recipe, where: str = "recipe") -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    if not is_main_process():  # several processes would race on the same temporary name
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -98,3 +98,37 @@ def test_recipe_mistake_is_exit_2(tmp_path, write_recipe, capsys):
     code, out = check(path, capsys)
     assert code == 2
     assert "trainer.learning_rate: expected a number >= 0.0, got -1" in out
+
+
+@pytest.mark.slow
+def test_gpu_check_script_cpu_smoke(tmp_path):
+    """benchmarks/gpu_check.sh --cpu: every algorithm trains 2 fp32 LoRA steps on the tiny model; table + JSON."""
+    import json
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu", "--steps", "2", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["case"] for r in rows] == ["grpo + lora", "dpo + lora", "kto + lora", "ppo + lora", "label_pg + lora"]
+    assert all(r["ok"] and r["steps"] == 2 and r["step_s"] > 0 and r["peak_mib"] > 0 for r in rows)
+    assert "| grpo + lora | ok | 2 |" in proc.stdout and "5/5 ok" in proc.stdout
+
+
+def test_gpu_check_without_cuda_says_so(capsys, monkeypatch, tmp_path):
+    """Without --cpu on a machine without CUDA: exit 2 and the hint, before building or training anything."""
+    import importlib.util
+
+    import torch
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--out", str(tmp_path / "gc")]) == 2
+    assert not (tmp_path / "gc").exists()
+    assert "no CUDA device" in capsys.readouterr().err

@@ -216,3 +216,27 @@ def test_signal_trainer_passes_the_label_constraint_to_vllm(monkeypatch, smollm2
     for text in ("refund</intent>", "get_refund", "<intent>get_refund</intent>", "track_order</intent> and more"):
         assert not regex.fullmatch(pattern, text), text
     assert structured_output_regex(LABELS, DecodingConfig(prefill="<intent>")) is None  # no constraint: no regex
+
+
+def test_only_rank_zero_writes_run_files(tmp_path, monkeypatch):
+    """Under torchrun every process runs the pipeline: rank 1 must neither clear the folder nor write into it."""
+    from rlft.distributed import is_main_process
+    from rlft.outputs import claim_output_dir, write_metrics
+
+    old = tmp_path / "run"
+    old.mkdir()
+    (old / "recipe.yaml").write_text("old run")
+    (old / "metrics.json").write_text("{}")
+    r = recipe()
+    r.output_dir, r.overwrite = str(old), True
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    assert claim_output_dir(r) == old
+    write_metrics({"global_step": 1}, old)
+    assert sorted(p.name for p in old.iterdir()) == ["metrics.json", "recipe.yaml"]
+    assert (old / "metrics.json").read_text() == "{}"
+    monkeypatch.setenv("RANK", "0")
+    claim_output_dir(r)  # rank 0 clears the old run (overwrite: true) and writes
+    write_metrics({"global_step": 1}, old)
+    assert sorted(p.name for p in old.iterdir()) == ["metrics.json"]
+    assert is_main_process({}) and is_main_process({"RANK": "0"}) and not is_main_process({"RANK": "3"})
