@@ -1,4 +1,4 @@
-"""`algorithm: label_pg`: the exact label-space policy gradient as a `transformers.Trainer` (docs/algorithms.md#label-pg).
+"""`algorithm: label_pg`: the exact label-space policy gradient as a `transformers.Trainer` (docs/algorithms.md).
 
 Each step takes a batch of raw dataset rows, scores every allowed label of every prompt with the recipe's rewards,
 and minimises `rlft.label_space.label_pg_loss` (one forward/backward pass with the prompt's KV cache shared across
