@@ -1,6 +1,7 @@
 """rlft: reinforcement fine-tuning of small language models with pluggable rewards.
 
-Public API: `load_recipe`, `train`, `Recipe`, `RewardSpec`, `reward`, `completion_text`, `evaluate`, `UserError`.
+Public API: `load_recipe`, `train`, `evaluate`, `export`, `Recipe`, `RewardSpec`, `reward`, `completion_text`,
+`UserError`.
 """
 
 from rlft.telemetry import disable_unless_opted_in as _no_telemetry
@@ -18,6 +19,13 @@ from rlft.recipe import load_recipe  # noqa: E402
 from rlft.reward import RewardSpec, completion_text, reward  # noqa: E402
 from rlft.version import __version__  # noqa: E402
 
+# `rlft.evaluate` is both a submodule (the held-out evaluation helpers) and the public `evaluate` function below.
+# The import system sets a package attribute when a submodule is first imported, which would replace the function
+# the first time anything imports `rlft.evaluate`; importing it here first, then defining the function, keeps
+# `rlft.evaluate` the function while `from rlft.evaluate import generate` keeps working (it reads sys.modules).
+import rlft.evaluate as _evaluate_module  # noqa: E402, F401
+from rlft.export import export  # noqa: E402 - light (no torch); the function, not the module, as above
+
 
 def train(recipe, overrides=(), callbacks=None):  # noqa: ANN001, ANN201 - thin lazy wrapper, see rlft.train.train
     """Train a recipe (object or YAML path); see `rlft.pipeline.train`."""
@@ -26,4 +34,37 @@ def train(recipe, overrides=(), callbacks=None):  # noqa: ANN001, ANN201 - thin 
     return _train(recipe, overrides, callbacks)
 
 
-__all__ = ["Recipe", "RewardSpec", "UserError", "__version__", "completion_text", "load_recipe", "reward", "train"]
+def evaluate(models, recipe, out_dir=None, *, data=None, overrides=(),  # noqa: ANN001, ANN201 - thin lazy wrapper
+             max_samples=None, max_new_tokens=None, batch_size=None, human_labels=None, pairwise_judge=None,
+             api_key_env=None):
+    """Evaluate models on a recipe's held-out split (or `data`) and write the report files; `rlft eval` in Python.
+
+    `models`: one or a list of `"base"`, an adapter directory, `"openai:URL#MODEL"` (each may be `"NAME=REF"`) or
+    `rlft.eval_run.ModelRef`s. `recipe`: a `Recipe` or a YAML path (with `overrides`). `out_dir` defaults to
+    OUTPUT_DIR/eval. `pairwise_judge`: `"openai:URL#MODEL"` / `"local:MODEL"` or a pairwise `Judge`. Returns
+    `rlft.eval_run.evaluate_models`' result: {"models": per-model summaries, "paths": report files, ...}::
+
+        import rlft
+        result = rlft.evaluate(["base", "tuned=runs/intent_grpo"], "recipes/intent_grpo.yaml", "runs/eval",
+                               max_samples=64)
+        for m in result["models"]:
+            print(m["name"], m["headline"]["intent_accuracy"])
+        print(result["paths"]["traces.html"])
+    """
+    from pathlib import Path
+
+    from rlft.eval_run import build_pairwise_judge, evaluate_models, parse_model_ref
+
+    if isinstance(recipe, (str, Path)):
+        recipe = load_recipe(recipe, list(overrides))
+    refs = [parse_model_ref(m, api_key_env) if isinstance(m, str) else m
+            for m in ([models] if isinstance(models, str) or not hasattr(models, "__iter__") else models)]
+    if isinstance(pairwise_judge, str):
+        pairwise_judge = build_pairwise_judge(pairwise_judge, api_key_env)
+    out = out_dir if out_dir is not None else Path(recipe.output_dir) / "eval"
+    return evaluate_models(refs, recipe, out, data, max_samples, max_new_tokens, batch_size, pairwise_judge,
+                           human_labels)
+
+
+__all__ = ["Recipe", "RewardSpec", "UserError", "__version__", "completion_text", "evaluate", "export", "load_recipe",
+           "reward", "train"]

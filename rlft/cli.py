@@ -1,4 +1,5 @@
-"""Command line: `rlft train|validate|check RECIPE [key=value ...]`, `rlft --version`.
+"""Command line: `rlft train|validate|check RECIPE [key=value ...]`, `rlft eval`, `rlft export RUN_DIR`,
+`rlft --version`.
 
 Subcommands parse and hand off to the library. A user mistake (`UserError`) prints one line and exits 2; a run
 that a reward's limit stopped early (a judge's budget or error rate) exits 3 unless the recipe counts that stop
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from rlft.errors import UserError
 from rlft.eval_run import add_eval_parser
+from rlft.export import add_export_parser
 from rlft.labeling.cli import add_generate_parser, add_label_parser
 
 
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_label_parser(sub)
     add_generate_parser(sub)
     add_eval_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
