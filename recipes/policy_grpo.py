@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rlft.launch import launch
 
-WIRING_DEMO = """[rlft] WIRING DEMO: no real judge is configured. The judge is the embedded 135M model (backend: local),
-[rlft] far too weak to judge policies, and it is only asked when the <intent> tag is right, which the base model
-[rlft] rarely produces: expect judge rewards of skip_value and intent rewards near -1. This run shows the pieces
+WIRING_DEMO = """[rlft] WIRING DEMO: no real judge is configured. The judge is the embedded 135M model (backend:
+[rlft] local), far too weak to judge policies, and it is only asked when the <intent> tag is right, which the base
+[rlft] model rarely produces: expect judge rewards of skip_value and intent rewards near -1. This run shows the pieces
 [rlft] connect; it does not teach policy following. For a real signal pass rewards.1.params.backend=openai
 [rlft] rewards.1.params.model=<model> (and its base_url / api_key_env)."""
 

@@ -52,6 +52,7 @@ def resolve_resume(value: Any, output_dir: str | Path, where: str = "recipe") ->
         raise RecipeError(f"{where}: trainer.resume_from_checkpoint: '{value}' is not a checkpoint directory (or "
                           f"'last')")
     if not (path / MARKER).is_file():
-        raise RecipeError(f"{where}: trainer.resume_from_checkpoint: '{value}' has no completion marker ({MARKER}); it may "
+        raise RecipeError(f"{where}: trainer.resume_from_checkpoint: '{value}' has no completion marker ({MARKER}); "
+                          f"it may "
                           f"be half-written. Use 'last' to pick the newest complete checkpoint")
     return str(path)

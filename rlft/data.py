@@ -128,7 +128,8 @@ def _json_line(line: str) -> str | None:
     return None if isinstance(value, dict) else f"expected a JSON object, got {type(value).__name__}"
 
 
-def read_sample(path: Path, fmt: str, limit: int | None = SAMPLE_BYTES) -> tuple[list[str], list[dict], bool, str | None]:
+def read_sample(path: Path, fmt: str, limit: int | None = SAMPLE_BYTES
+                ) -> tuple[list[str], list[dict], bool, str | None]:
     """(columns, rows, whole file read, problem) from the first `limit` bytes of a CSV/JSON/JSONL file."""
     text, whole = _sample_text(path, limit)
     if fmt == "csv":
@@ -166,7 +167,8 @@ def check_label_text(label: str, decoding: Any) -> str | None:
 def _needed_columns(recipe: Any) -> tuple[tuple[str, ...], ...]:
     if recipe.algorithm in NEEDED:
         return NEEDED[recipe.algorithm]
-    needed = tuple(template_fields(recipe.data.prompt_template))
+    needed = tuple(f for f in template_fields(recipe.data.prompt_template)
+                   if not (recipe.data.policies and f == "policy"))  # filled by add_policy_column
     intent_rewards = any(r.name in ("intent", "rubric") and "label_column" not in r.params for r in recipe.rewards)
     if intent_rewards or (recipe.decoding.constrain_labels and not recipe.data.labels):
         needed += (recipe.data.label_column,)
@@ -201,8 +203,8 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
         options = _needed_columns(recipe)
         if not any(set(o) <= columns for o in options):
             missing = [c for c in options[0] if c not in columns]
-            raise DataError(f"{source}: missing column(s) {', '.join(missing)} needed by {recipe.algorithm}"
-                            f"{' (data.prompt_template / data.label_column)' if recipe.algorithm not in NEEDED else ''}"
+            why = " (data.prompt_template / data.label_column)" if recipe.algorithm not in NEEDED else ""
+            raise DataError(f"{source}: missing column(s) {', '.join(missing)} needed by {recipe.algorithm}{why}"
                             f"; columns are {', '.join(header)} (map yours with data.columns)")
         renamed = {column: target for target, column in cfg.columns.items()}
         label_column = next((c for c, t in renamed.items() if t == cfg.label_column), cfg.label_column)
@@ -434,11 +436,27 @@ def _holdout(ds: Any, fraction: float, seed: int, by_prompt: bool) -> tuple[Any,
     return ds.select(train_rows), ds.select(eval_rows)
 
 
+def add_policy_column(ds: Any, cfg: DataConfig, source: str) -> Any:
+    """`data.policies`: a `policy` column holding each row's policy text for its `label_column` (else `default`)."""
+    if not cfg.policies:
+        return ds
+    from rlft.judge.policies import Guidelines
+
+    require_columns(ds, [cfg.label_column], source, "data.policies")
+    table = Guidelines.from_params(None, cfg.policies)
+    texts = [table.for_key(v) for v in ds[cfg.label_column]]
+    if None in texts:
+        raise DataError(f"{source}: row {texts.index(None) + 1}: data.policies '{cfg.policies}' has no policy (and no "
+                        f"default) for {cfg.label_column} '{ds[cfg.label_column][texts.index(None)]}'")
+    return ds.remove_columns([c for c in ["policy"] if c in ds.column_names]).add_column("policy", texts)
+
+
 def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str] | None = None) -> PreparedData:
     """Read, rename, validate, split and shape the data for `algorithm`."""
-    ds = rename_columns(read_source(cfg, cfg.source, seed), cfg, cfg.source)
+    ds = add_policy_column(rename_columns(read_source(cfg, cfg.source, seed), cfg, cfg.source), cfg, cfg.source)
     if cfg.eval_source:
-        eval_ds = rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source)
+        eval_ds = add_policy_column(rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source),
+                                    cfg, cfg.eval_source)
         train_ds = ds
     else:
         if not 0 < cfg.eval_fraction < 1:
@@ -447,7 +465,8 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
         if len(ds) < 2:
             raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
                             f"data.eval_source)")
-        train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=algorithm not in ("grpo", "ppo", "label_pg"))
+        by_prompt = algorithm not in ("grpo", "ppo", "label_pg")
+        train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=by_prompt)
     if len(eval_ds) < SMALL_HELD_OUT:
         print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
               f"noise (raise data.eval_fraction or give data.eval_source)", flush=True)

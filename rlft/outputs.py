@@ -155,6 +155,9 @@ def write_model_card(recipe: Recipe, base_model: str, metrics: dict[str, Any], o
     d = recipe.decoding
     user = recipe.data.prompt_template.replace("{utterance}", "I want my money back")
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    embedded_note = " (rlft's embedded model: the de-quantized GGUF of it)" if recipe.model.name in EMBEDDED_HUB_IDS \
+        else ""
+    rows_note = f"{metrics.get('train_rows', '?')} training rows, {metrics.get('eval_rows', '?')} held out"
     card = f"""---
 library_name: peft
 base_model: {hub_name}
@@ -164,9 +167,9 @@ tags: [rlft, {recipe.algorithm}]
 
 Trained with [rlft](https://github.com/rlft/rlft) using **{recipe.algorithm}**.
 
-- Base model: `{hub_name}`{' (rlft embedded model: the de-quantized GGUF of it)' if recipe.model.name in EMBEDDED_HUB_IDS else ''}
+- Base model: `{hub_name}`{embedded_note}
 - Adapter: {adapter}
-- Data: `{recipe_view['data']['source']}` ({metrics.get('train_rows', '?')} training rows, {metrics.get('eval_rows', '?')} held out)
+- Data: `{recipe_view['data']['source']}` ({rows_note})
 - Recipe: `recipe.yaml` in this folder (resolved, with every default and the label list)
 {_stop_section(metrics)}
 ## Rewards
@@ -191,8 +194,8 @@ from rlft.models import resolve_model_path
 
 ADAPTER = "."
 LABELS = {json.dumps(labels)}
-DECODING = DecodingConfig(prefill={d.prefill!r}, constrain_labels={d.constrain_labels}, label_suffix={d.label_suffix!r},
-                          stop_at_suffix={d.stop_at_suffix})
+DECODING = DecodingConfig(prefill={d.prefill!r}, constrain_labels={d.constrain_labels},
+                          label_suffix={d.label_suffix!r}, stop_at_suffix={d.stop_at_suffix})
 base = AutoModelForCausalLM.from_pretrained({load_expr})
 model = PeftModel.from_pretrained(base, ADAPTER)
 tokenizer = AutoTokenizer.from_pretrained(ADAPTER)

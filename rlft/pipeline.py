@@ -54,7 +54,8 @@ def _stop_record(callbacks: list[Any]) -> dict[str, Any] | None:
     for cb in callbacks:
         reason = getattr(cb, "stop_reason", None)
         if reason:
-            return {"reason": reason, "kind": getattr(cb, "stop_kind", None), "ok": bool(getattr(cb, "stop_ok", False))}
+            return {"reason": reason, "kind": getattr(cb, "stop_kind", None),
+                    "ok": bool(getattr(cb, "stop_ok", False))}
     return None
 
 

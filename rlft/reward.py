@@ -266,8 +266,9 @@ def _failing_row(func: Callable, prompts: Sequence[Any], completions: Sequence[A
 
 def _raised(name: str, exc: Exception, row: int, completions: Sequence[Any]) -> RewardError:
     message = " ".join(str(exc).split())[:200]
-    where = (f"on row {row + 1} of a batch of {len(completions)} (completion {completion_text(completions[row])[:80]!r})"
-             if row >= 0 else f"on a batch of {len(completions)} completions")
+    shown = completion_text(completions[row])[:80] if row >= 0 else ""
+    where = (f"on row {row + 1} of a batch of {len(completions)} (completion {shown!r})" if row >= 0
+             else f"on a batch of {len(completions)} completions")
     return RewardError(f"reward '{name}' raised {type(exc).__name__} {where}: {message}")
 
 

@@ -3,7 +3,8 @@
 Mirrors what TRL's GRPOTrainer does inside `_calculate_rewards`: every reward is called with the same keywords,
 async rewards run concurrently, `None` abstains, and an abstention contributes nothing to the weighted sum: it is
 filled in with the mean of that reward over the other completions of the same prompt (else of the batch), see
-`rlft.abstain`. A row where every reward abstained stays `None`. Metrics a reward logs through `log_metric` are collected and averaged.
+`rlft.abstain`. A row where every reward abstained stays `None`. Metrics a reward logs through `log_metric` are
+collected and averaged.
 """
 
 from __future__ import annotations

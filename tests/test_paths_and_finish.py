@@ -29,7 +29,8 @@ def test_input_paths_are_read_next_to_the_recipe_and_overrides_from_the_working_
     folder = tmp_path / "project" / "recipes"
     folder.mkdir(parents=True)
     (folder / "tickets.csv").write_text("utterance,intent\nhi,greet\nbye,leave\n")
-    (folder / "my_rewards.py").write_text("def short(prompts, completions, **kw):\n    return [1.0] * len(completions)\n")
+    (folder / "my_rewards.py").write_text("def short(prompts, completions, **kw):\n"
+                                          "    return [1.0] * len(completions)\n")
     (folder / "judge_like.py").write_text("def judge(prompts, completions, policy_file='', path='', **kw):\n"
                                           "    return [1.0] * len(completions)\n")
     (folder / "policies.yaml").write_text("refund: be kind\n")
