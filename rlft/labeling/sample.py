@@ -1,4 +1,4 @@
-"""Sample N completions per prompt from a causal LM with `generate`, batched and reproducible.
+"""Sample N completions per prompt from a causal LM with `rlft.generation`, batched and reproducible.
 
 Prompts are processed in fixed batches (`prompts_per_batch` consecutive prompts) and the torch RNG is re-seeded
 from (`seed`, batch index) before each batch. A batch therefore always yields the same completions whether it runs
@@ -54,46 +54,31 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return (seed * 1_000_003 + batch_index * 7919) % (2**31 - 1)
 
 
-def render_prompts(tokenizer: Any, prompts: Sequence[Any]) -> list[str]:
-    """Chat-template conversational prompts (with the generation prompt); plain strings pass through."""
-    return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list)
-            else p for p in prompts]
-
-
 def prompt_lengths(tokenizer: Any, prompts: Sequence[Any]) -> list[int]:
-    """Token length of each prompt as the model sees it."""
-    texts = render_prompts(tokenizer, prompts)
-    return [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    """Token length of each prompt as the model sees it (chat template + assistant header, prefill excluded)."""
+    from rlft.decoding import template_ids
+
+    return [len(template_ids(tokenizer, p)) for p in prompts]
 
 
-def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: SamplingConfig,
-                 batch_index: int) -> list[list[str]]:
-    """`cfg.n` completions for each prompt of one batch, seeded from (`cfg.seed`, `batch_index`)."""
-    import torch
+def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: SamplingConfig, batch_index: int,
+                 decoding: Any = None, labels: Sequence[str] = ()) -> list[list[str]]:
+    """`cfg.n` completions for each prompt of one batch, seeded from (`cfg.seed`, `batch_index`).
 
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
-    was_training = model.training
-    model.eval()
-    try:
-        texts = [t + cfg.prefill for t in render_prompts(tokenizer, prompts)]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
-                                  "num_return_sequences": cfg.n}
-        if cfg.temperature > 0:
-            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-        else:
-            kwargs.update(do_sample=False)
-        torch.manual_seed(batch_seed(cfg.seed, batch_index))
-        with torch.no_grad():
-            out = model.generate(**enc, **kwargs)
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    # generate returns the n sequences of prompt 0 first, then those of prompt 1, ...
-    return [[cfg.prefill + t for t in texts[i * cfg.n:(i + 1) * cfg.n]] for i in range(len(prompts))]
+    Runs `rlft.generation.generate` (the loop evaluation uses): prompt ids from `rlft.decoding.prompt_ids`, the
+    prefill appended as ids. `decoding` (a `DecodingConfig`, with `labels` for the label trie) replaces the plain
+    `DecodingConfig(prefill=cfg.prefill)`. One batch is one call with its own generator, so it yields the same
+    completions whether it runs in one go or after a resume.
+    """
+    from rlft.config import DecodingConfig
+    from rlft.generation import Sampling, generate
+
+    decoding = decoding or DecodingConfig(prefill=cfg.prefill)
+    sampling = Sampling(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, n=cfg.n,
+                        seed=batch_seed(cfg.seed, batch_index))
+    texts = generate(model, tokenizer, prompts, decoding, labels, max_new_tokens=cfg.max_new_tokens,
+                     batch_size=max(len(prompts), 1), sampling=sampling)
+    return [texts[i * cfg.n:(i + 1) * cfg.n] for i in range(len(prompts))]
 
 
 def sampling_adapter(recipe: Any, adapter: str | None = None) -> str | None:
