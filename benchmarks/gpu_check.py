@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name(0) if cuda else "cpu"
     rows = [run_case(a, ad, model_dir, out, args.steps, cuda)
             for a in (args.only or ALGORITHMS) for ad in adapters]
-    memory = "peak GPU MiB (max_memory_allocated)" if cuda else "peak RSS MiB (process)"
+    memory = "peak GPU MiB (max_memory_allocated, per case)" if cuda else "peak RSS MiB (whole process so far)"
     print(f"\nrlft gpu_check on {device}, torch {torch.__version__}, {'bf16' if cuda else 'fp32'}, "
           f"{args.steps} steps per case")
     print(f"| case | result | steps | mean step s | {memory} |\n|---|---|---|---|---|")

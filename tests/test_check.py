@@ -63,16 +63,17 @@ def test_good_recipe_reports_every_section(tiny_model_dir, tmp_path, write_recip
     assert not (tmp_path / "out").exists()  # a dry run writes no output folder
 
 
-@pytest.mark.parametrize("func, message", [
-    ("raises", "reward 'raises': BROKEN: RewardError: reward 'raises' raised ZeroDivisionError on row 1"),
-    ("short", "reward 'short': BROKEN: RewardError: reward 'short' returned 3 values for 4 completions"),
-])
-def test_broken_reward_fails_and_is_named(func, message, tiny_model_dir, tmp_path, write_recipe, reward_file, capsys):
-    path = write_recipe(grpo_recipe(tiny_model_dir, tmp_path, f"  - name: intent\n  - name: {reward_file}:{func}"))
+def test_broken_rewards_fail_and_are_named(tiny_model_dir, tmp_path, write_recipe, reward_file, capsys):
+    """One that raises, one that returns one value too few: exit 1, each named with what it did."""
+    rewards = f"  - name: intent\n  - name: {reward_file}:raises\n  - name: {reward_file}:short"
+    path = write_recipe(grpo_recipe(tiny_model_dir, tmp_path, rewards))
     code, out = check(path, capsys)
     assert code == 1, out
-    assert message in out
-    assert f"[rlft check] result: broken reward(s): {func} (exit 1)" in out
+    assert "reward 'intent': ok, 4 values" in out
+    assert "reward 'raises': BROKEN: RewardError: reward 'raises' raised ZeroDivisionError on row 1" in out
+    assert "reward 'short': BROKEN: RewardError: reward 'short' returned 3 values for 4 completions" in out
+    assert "zero-variance forecast" not in out  # no forecast on rewards that do not work
+    assert "[rlft check] result: broken reward(s): raises, short (exit 1)" in out
 
 
 def test_judge_projection_over_budget(tiny_model_dir, tmp_path, write_recipe, capsys, monkeypatch):

@@ -191,7 +191,8 @@ def test_label_pg_two_processes(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     proc = launch(recipe, tmp_path, f"model.name={tiny_model_dir}", f"output_dir={out}", "trainer.max_steps=2",
                   "data.demo_size=40", "evaluation.before=false", "evaluation.after=false",
-                  "evaluation.every_steps=0", "trainer.per_device_train_batch_size=4")
+                  "evaluation.every_steps=0", "evaluation.keep_best=false",
+                  "trainer.per_device_train_batch_size=4")
     assert_written_once(out, proc, 2)
 
 
