@@ -135,8 +135,8 @@ def generate_ids(model: Any, prompt_ids: Sequence[Sequence[int]], *, max_new_tok
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            done = _generate_batch(model, cache_name, [rows[i][shared:] for i in idx], shared, prefix_cache, device,
-                                   max_new_tokens, set(map(int, eos_token_ids)), pad_token_id, trie, sampling,
+            done = _generate_batch(model, cache_name, [rows[i][shared:] for i in idx], shared, prefix_cache,
+                                   device, max_new_tokens, set(map(int, eos_token_ids)), pad_token_id, trie, sampling,
                                    generator, stop, logits_processor)
             for j, i in enumerate(idx):
                 results[i] = done[j * sampling.n:(j + 1) * sampling.n]
@@ -147,9 +147,10 @@ def generate_ids(model: Any, prompt_ids: Sequence[Sequence[int]], *, max_new_tok
     return [ids for i in range(len(rows)) for ids in results[i]]
 
 
-def _generate_batch(model: Any, cache_name: str, suffixes: list[list[int]], shared: int, prefix_cache: Any, device: torch.device,
-                    max_new_tokens: int, eos: set[int], pad_id: int, trie: Any, sampling: Sampling,
-                    generator: torch.Generator | None, stop: Callable | None, processor: Callable | None
+def _generate_batch(model: Any, cache_name: str, suffixes: list[list[int]], shared: int, prefix_cache: Any,
+                    device: torch.device, max_new_tokens: int, eos: set[int], pad_id: int, trie: Any,
+                    sampling: Sampling, generator: torch.Generator | None, stop: Callable | None,
+                    processor: Callable | None
                     ) -> list[list[int]]:
     b, n = len(suffixes), sampling.n
     width = max(len(s) for s in suffixes)

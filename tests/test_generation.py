@@ -20,8 +20,8 @@ from rlft.labeling.sample import SamplingConfig, batch_seed, sample_batch
 LABELS = ["cancel_order", "change_order", "track_order", "track_refund", "get_refund", "check_invoice",
           "contact_human_agent", "contact_customer_service", "review"]
 WORDS = "where is my parcel refund please cancel the order now I want to talk to a human agent thanks".split()
-PROMPTS = [[{"role": "system", "content": "Classify."}, {"role": "user", "content": " ".join(WORDS[i % 7:i % 7 + 2 + i % 9])}]
-           for i in range(24)]
+PROMPTS = [[{"role": "system", "content": "Classify."},
+            {"role": "user", "content": " ".join(WORDS[i % 7:i % 7 + 2 + i % 9])}] for i in range(24)]
 
 
 @pytest.fixture(scope="module")
