@@ -128,3 +128,86 @@ def test_free_reply_needs_the_constraint():
         DecodingConfig(free_reply=True)
     with pytest.raises(RecipeError, match=r"^decoding.reply_max_tokens: expected >= 0, got -1$"):
         DecodingConfig(constrain_labels=True, free_reply=True, reply_max_tokens=-1)
+
+
+def rubric_judge():
+    """A scripted judge whose verdict is the rubric's: Accurate iff the reply meets every requirement of the policy
+    the request carries (the policy text is mapped back to its intent through the demo policy file)."""
+    from rewards.rubric import RubricReward
+    from rlft.judge.policies import Guidelines
+
+    table = Guidelines.from_params(None, "demo").policies
+    by_text = {" ".join(v.split()): k for k, v in table.items()}
+    rubric = RubricReward(policies="demo")
+
+    def respond(body: dict) -> str:
+        text = body["messages"][-1]["content"]
+        policy = " ".join(re.search(r"<policy>\n(.*?)\n</policy>", text, re.S).group(1).split())
+        reply = re.search(r"<response>\n(.*?)\n</response>", text, re.S).group(1)
+        customer = re.search(r"<customer_message>\n(.*?)\n</customer_message>", text, re.S)
+        result = rubric.check(customer.group(1) if customer else "", reply, by_text[policy])
+        verdict = "Accurate" if result.score == 1.0 else "Inaccurate"
+        return f"Checked against the policy.\nVERDICT: {verdict}"
+
+    return respond
+
+
+def _judge_recipe(write_recipe, tiny_model_dir, tmp_path, url: str, run: str) -> object:
+    import pathlib
+
+    base = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "support_agent_judge.yaml"
+    return write_recipe(f"""extends: {base}
+output_dir: {tmp_path / run}
+model: {{name: {tiny_model_dir}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{demo_size: 40}}
+rewards:
+  - {{name: intent, weight: 1.0}}
+  - {{name: rubric, weight: 1.0, params: {{policies: demo, max_words: 80}}}}
+  - name: judge
+    weight: 1.0
+    params:
+      backend: openai
+      base_url: {url}
+      model: stub-judge
+      api_key_env: null
+      policies: demo
+      policy_column: intent
+      gate: null                # the random model's head is rarely right: judge every reply
+      min_words: 0
+      injection_guard: false
+      on_failure: abstain
+      cache: {tmp_path / "judge.sqlite"}
+      audit_path: {tmp_path / run / "audit.jsonl"}
+trainer: {{max_steps: 2, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 12,
+          learning_rate: 0.05, logging_steps: 1}}
+evaluation: {{before: false, after: false}}
+""", name=f"{run}.yaml")
+
+
+def test_judge_path_on_loopback_counts_calls_and_hits_the_cache(tiny_model_dir, write_recipe, tmp_path):
+    """The support agent recipe + judge trains 2 steps against a loopback server; a rerun is served by the cache."""
+    import json
+
+    import rlft
+    from tests.judge_stub_server import StubJudge, StubServer
+
+    stub = StubJudge(responder=rubric_judge())
+    with StubServer(stub) as url:
+        first = rlft.train(_judge_recipe(write_recipe, tiny_model_dir, tmp_path, url, "first"))
+        calls = stub.requests
+        second = rlft.train(_judge_recipe(write_recipe, tiny_model_dir, tmp_path, url, "second"))
+    assert first.metrics["global_step"] == second.metrics["global_step"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "first" / "audit.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 8 and all(r["status"] == "ok" for r in rows)
+    unique = {(r["batch"], r["prompt"], r["completion"]) for r in rows}
+    assert calls == len(unique) >= 8  # one request per distinct judged completion
+    assert stub.requests == calls  # the rerun (same seed, same completions) made no request: all cache hits
+    hits = [h["judge/cache_hit_rate"] for h in second.metrics["log_history"] if "judge/cache_hit_rate" in h]
+    assert hits and all(h == 1.0 for h in hits)
+    # the judge saw the partial-constraint completions (valid head + free reply) and answered every one
+    from rlft.demo_data import TEMPLATES
+
+    demo_head = re.compile(r"<intent>(" + "|".join(TEMPLATES) + r")</intent>")
+    assert all(demo_head.match(r["completion"]) for r in rows)
+    assert {r["reward"] for r in rows} <= {0.0, 1.0}

@@ -1,0 +1,19 @@
+"""The one-pass support agent: `<intent>label</intent>` + a policy-following reply, GRPO on intent + rubric.
+
+    accelerate launch recipes/support_agent.py                         # embedded model + demo data, CPU or GPU
+    accelerate launch recipes/support_agent.py trainer.max_steps=100
+    accelerate launch recipes/support_agent.py --config recipes/support_agent_judge.yaml   # + a judge endpoint
+
+What it does: loads support_agent.yaml (the head is constrained to one label, the reply is free), evaluates the
+held-out rows, trains a LoRA adapter with GRPO on the `intent` + `rubric` rewards, evaluates again and writes
+adapter + recipe + metrics + model card to `output_dir`. Numbers and caveats: docs/support_agent.md.
+Not supported here: an `<analysis>` block before the head, per-segment advantages (both rewards share one
+advantage per completion).
+"""
+
+from pathlib import Path
+
+from rlft.launch import launch
+
+if __name__ == "__main__":
+    launch(Path(__file__).with_suffix(".yaml"))
