@@ -178,3 +178,20 @@ def test_over_long_prompts_are_dropped_and_counted(tiny_model_dir, capsys):
     kept = drop_long_prompts(datasets.Dataset.from_list([{"prompt": p} for p in rows]), tok, 64, "my.csv", dropped)
     assert kept["prompt"] == rows[:1] and dropped == {"too_long": 2}
     assert "[rlft] my.csv: dropped 2 row(s) longer than data.max_prompt_tokens=64 tokens" in capsys.readouterr().out
+
+
+def test_overwrite_replaces_an_earlier_rlft_run_and_a_failed_start_is_reused(tmp_path):
+    from rlft.config import Recipe
+    from rlft.outputs import claim_output_dir
+
+    out = tmp_path / "run"
+    (out / "checkpoint-2").mkdir(parents=True)
+    for name in ("recipe.yaml", "metrics.json", "adapter_model.safetensors"):
+        (out / name).write_text("earlier")
+    assert claim_output_dir(Recipe(output_dir=str(out), overwrite=True)) == out and list(out.iterdir()) == []
+    (out / "recipe.yaml").write_text("a run that failed before training")
+    claim_output_dir(Recipe(output_dir=str(out)))  # only a provisional recipe.yaml: reused without overwrite
+    resumed = Recipe(output_dir=str(out), trainer={"resume_from_checkpoint": "last"})
+    (out / "metrics.json").write_text("earlier")
+    claim_output_dir(resumed)  # resuming keeps everything
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "recipe.yaml"]
