@@ -73,6 +73,8 @@ class LabelSpace:
 
 
 def _head_parts(model: Any) -> tuple[Any, Any, float | None]:
+    while not hasattr(model, "get_decoder") and not hasattr(model, "get_base_model") and hasattr(model, "module"):
+        model = model.module  # DistributedDataParallel & co: the trainer syncs gradients itself
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     softcap = getattr(base.config, "final_logit_softcapping", None)
     return base.get_decoder(), base.get_output_embeddings(), softcap

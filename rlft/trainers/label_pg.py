@@ -66,6 +66,20 @@ class LabelPGTrainer(Trainer):
                 self._label_metrics[key].append(value)
         return (loss, {}) if return_outputs else loss
 
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # The loss calls the decoder inside the DDP wrapper, not the wrapper's forward, so DDP never arms its
+        # gradient hooks: average the gradients across processes here (a no-op in one process).
+        world = self.accelerator.num_processes
+        if world > 1:
+            import torch.distributed as dist
+
+            for param in model.parameters():
+                if param.grad is not None:
+                    dist.all_reduce(param.grad)
+                    param.grad /= world
+        return loss
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self._label_metrics:
             logs = {**logs, **{f"label_pg/{k}": sum(v) / len(v) for k, v in self._label_metrics.items()}}
