@@ -6,6 +6,9 @@ evaluation function (the same decoding, rewards and metrics as the before/after 
 row (by `best_metric`, higher is better) to `output_dir/best`. It knows nothing about the task: the metrics are
 whatever the evaluation reports (intent accuracy for the intent task, reward means for any reward).
 
+The ``heldout/*`` row is also sent to every callback's `on_log` (the path TensorBoard, trackio and W&B callbacks
+read, `trainer.report_to`), through the trainer's callback handler that `rlft.pipeline` hands over as `log_handler`.
+
 `history` rows carry `train_seconds` (wall-clock spent training, evaluation time excluded) so accuracy can be
 plotted against training time.
 """
@@ -36,6 +39,7 @@ class PeriodicEval(TrainerCallback):
         self.best: dict[str, Any] | None = None
         self._start: float | None = None
         self._eval_seconds = 0.0
+        self.log_handler: Any = None  # the trainer's CallbackHandler: heldout/* reach report_to trackers through it
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.time()
@@ -63,5 +67,9 @@ class PeriodicEval(TrainerCallback):
         row = self.run(model, state.global_step)
         flat = {f"heldout/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
         state.log_history.append({"step": state.global_step, **flat})
+        if self.log_handler is not None:  # Trainer.log's own dispatch, without TRL's merge of its step metrics
+            should_log = control.should_log  # the handler clears it, which would skip this step's regular log
+            self.log_handler.on_log(args, state, control, flat)
+            control.should_log = should_log
         shown = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float))
         print(f"[rlft] step {state.global_step} held-out: {shown}", flush=True)

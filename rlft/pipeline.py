@@ -143,6 +143,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
                        callbacks=[MarkCompleteCheckpoints(), *(callbacks or []), *reward_callbacks,
                                   *([periodic] if periodic else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
+    if periodic is not None:  # heldout/* also go to the report_to trackers (rlft.periodic_eval)
+        periodic.log_handler = getattr(trainer, "callback_handler", None)
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
     if resume:
         print(f"[rlft] resuming from {resume}", flush=True)
