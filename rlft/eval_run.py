@@ -244,6 +244,9 @@ def score_run(run: ModelRun, rewards: Sequence[Any], prompts: list[Any], columns
         run.judge_status = [str(s) for s in statuses] if statuses else None
         run.judge_rationale = scores.extras.get("judge_rationale")
         run.policy = _policy_values(scores.per_reward[policy.name], run.judge_status, policy.func.rlft_inner)
+    elif (rubric := next((r for r in rewards if r.name == "rubric"), None)) is not None:
+        # no judge: the rubric grades policy; a row passes only with every applicable requirement met (score 1.0)
+        run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[rubric.name]]
 
 
 def pairwise(judge: Any, prompts: list[Any], a: ModelRun, b: ModelRun, guideline: str) -> dict[str, Any]:
