@@ -40,7 +40,9 @@ What happens to each completion, in order:
    `stop_kind` and `stop_ok` say why (`finish`: a budget stop counts as success); otherwise the limit raises.
 
 The ~60 flat params are grouped into typed specs (`rlft.judge.specs`: client, judging, votes, budget, gate,
-failure policy); `JudgeReward(spec=JudgeSpec(...))` takes them typed.
+failure policy); `JudgeReward(spec=JudgeSpec(...))` takes them typed. One more param, `calibration:
+{human_labels: FILE, min_kappa: 0.6}`, is not a judging setting: `rlft train` checks it before training starts
+(`rlft.judge_gate`: Cohen's kappa against human labels, refused below `min_kappa`).
 
 Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skipped_rate`, `judge/abstain_rate`,
 `judge/flagged_rate`, `judge/guard_timeout_rate`, `judge/truncated_rate`, `judge/agreement`, `judge/mean`,
@@ -72,6 +74,7 @@ from rlft.judge.policies import Guidelines, normalize_key
 from rlft.judge.prompts import conversation_text
 from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
 from rlft.judge.untrusted import count_words, scan_injection
+from rlft.judge_gate import parse_calibration
 from rlft.rewards.intent import IntentParser, completion_text, normalize_label
 
 logger = logging.getLogger("rlft.judge")
@@ -112,7 +115,9 @@ class JudgeReward:
     name = "judge"
 
     def __init__(self, model: str | None = None, *, spec: JudgeSpec | None = None, client: ChatClient | None = None,
-                 **params: Any):
+                 calibration: dict | None = None, **params: Any):
+        # the calibration gate (rlft.judge_gate) is checked by `rlft train` before training, not by the judge itself
+        self.calibration = parse_calibration(calibration)
         if spec is None:
             spec = JudgeSpec.from_params(**({"model": model} if model is not None else {}), **params)
         elif model is not None or params:
@@ -163,7 +168,8 @@ class JudgeReward:
     def validate_params(cls, params: dict[str, Any]) -> JudgeSpec:
         """Check recipe params without building a client, loading a model or opening the cache (for `rlft
         validate`): the typed spec, or a one-line `TypeError` / `ValueError` naming the key."""
-        return JudgeSpec.from_params(**params)
+        parse_calibration(params.get("calibration"))
+        return JudgeSpec.from_params(**{k: v for k, v in params.items() if k != "calibration"})
 
     def __repr__(self) -> str:
         return f"JudgeReward(client={self.client!r}, mode={self.judge.mode!r}, guidelines={self.guidelines.source!r})"
@@ -443,7 +449,8 @@ def _flat_signature() -> inspect.Signature:
             if f.name != "model":
                 default = f.default if f.default is not MISSING else f.default_factory()
                 params.append(p(f.name, p.KEYWORD_ONLY, default=default, annotation=f.type))
-    params += [p("spec", p.KEYWORD_ONLY, default=None, annotation="JudgeSpec | None"),
+    params += [p("calibration", p.KEYWORD_ONLY, default=None, annotation="dict | None"),
+               p("spec", p.KEYWORD_ONLY, default=None, annotation="JudgeSpec | None"),
                p("client", p.KEYWORD_ONLY, default=None, annotation="ChatClient | None")]
     return inspect.Signature(params)
 

@@ -26,6 +26,7 @@ from rlft.data import drop_long_prompts, prepare, require_columns
 from rlft.decoding import generation_kwargs
 from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
+from rlft.judge_gate import check_judge_gates
 from rlft.models import load_model, resolve_device, resolve_model_path
 from rlft.outputs import claim_output_dir, write_metrics, write_model_card, write_recipe
 from rlft.periodic_eval import PeriodicEval
@@ -113,6 +114,7 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     write_recipe(recipe, out, data.labels)
+    gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)
 
     task = "seq_cls" if recipe.algorithm == "reward_model" else "causal_lm"
     model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=task)
@@ -121,6 +123,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
                                                    data.dropped) for ds in (data.train, data.eval))
     metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "train_rows": len(data.train),
                                "eval_rows": len(data.eval), "dropped_rows": data.dropped, "labels": data.labels}
+    if gates:
+        metrics["judge_calibration"] = gates
     can_generate = task == "causal_lm" and "prompt" in data.eval.column_names
     before = after = None
     if recipe.evaluation.before and can_generate:

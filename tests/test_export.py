@@ -106,8 +106,8 @@ def test_adapter_export_writes_serving_settings_and_no_secret(trained_run, capsy
     decoding = DecodingConfig(**serving["decoding"])
     assert decoding.prefill == "<intent>" and decoding.constrain_labels
     assert serving["structured_output_regex"] == structured_output_regex(LABELS, decoding)
-    assert serving["requests"]["chat_completions"]["structured_outputs"] == {"regex": serving["structured_output_regex"]}
     chat = serving["requests"]["chat_completions"]
+    assert chat["structured_outputs"] == {"regex": serving["structured_output_regex"]}
     assert chat["messages"][-1] == {"role": "assistant", "content": "<intent>"} and chat["continue_final_message"]
     # the prompt example is exactly the ids training decoded after (chat template ids + prefill ids)
     tokenizer = AutoTokenizer.from_pretrained(out)

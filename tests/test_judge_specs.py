@@ -32,7 +32,7 @@ def test_flat_params_and_typed_specs_build_the_same_judge():
 
 
 def test_signature_lists_every_flat_key_so_the_loader_checks_names():
-    named = set(inspect.signature(JudgeReward.__init__).parameters) - {"self", "spec", "client"}
+    named = set(inspect.signature(JudgeReward.__init__).parameters) - {"self", "spec", "client", "calibration"}
     assert named == set(FLAT_KEYS)
     assert inspect.signature(JudgeReward.__init__).parameters["min_words"].default == 3
     with pytest.raises(RewardError, match=r"does not accept parameter 'mnax_words' \(did you mean 'max_words'\?\)"):
