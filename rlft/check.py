@@ -170,8 +170,10 @@ def time_step(report: CheckReport, recipe: Any, model: Any, tokenizer: Any, rows
     x = torch.randint(0, len(tokenizer), (batch, length), device=device)
     model.train()
     start = time.perf_counter()
-    out = model(input_ids=x, labels=x)
-    out.loss.backward()
+    if recipe.algorithm == "reward_model":  # a scalar head: any loss over its output costs the same backward
+        model(input_ids=x).logits.float().mean().backward()
+    else:
+        model(input_ids=x, labels=x).loss.backward()
     fwd_bwd = time.perf_counter() - start
     model.zero_grad(set_to_none=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
