@@ -135,3 +135,27 @@ def test_export_refuses_what_is_not_a_finished_run(tmp_path, capsys):
     assert cli_run(["export", str(tmp_path), "--out", str(taken)]) == 2
     assert "exists and is not an earlier export (no serving.json)" in capsys.readouterr().err
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_rlft_evaluate_scores_the_adapter_as_the_merged_export_decodes(trained_run):
+    """`rlft.evaluate` (the Python `rlft eval`) on the trained adapter reports the accuracy the merged export gets."""
+    import inspect
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import rlft.pipeline  # noqa: F401 - importing the rlft.evaluate submodule again must not replace the function
+
+    assert inspect.isfunction(rlft.evaluate) and "rlft.evaluate([" in rlft.evaluate.__doc__
+    root, run_dir = trained_run
+    data = root / "intents.csv"
+    result = rlft.evaluate(["base", f"tuned={run_dir}"], root / "recipe.yaml", root / "eval", data=str(data),
+                           max_samples=6)
+    assert [m["name"] for m in result["models"]] == ["base", "tuned"]
+    assert {"report.json", "report.md", "traces.jsonl", "traces.html"} <= set(result["paths"])
+    merged_dir = root / "merged_for_eval"
+    rlft.export(run_dir, merged_dir, merged=True)
+    serving = json.loads((merged_dir / SERVING_FILE).read_text())
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(merged_dir), AutoTokenizer.from_pretrained(merged_dir)
+    replies = generate_with(model, tokenizer, _prompts(serving), DecodingConfig(**serving["decoding"]), LABELS, 8)
+    merged_metrics, _ = intent_metrics(replies, [i for _, i in UTTERANCES], LABELS)
+    assert result["models"][1]["headline"]["intent_accuracy"] == pytest.approx(merged_metrics["intent_accuracy"])
