@@ -26,7 +26,7 @@ def finish_message(result: object, recipe: str) -> int:
     out = result.output_dir
     print(f"[rlft] adapter, recipe, metrics and model card in {out}", flush=True)
     print(f"[rlft] next: .venv/bin/rlft eval {recipe} --model base --model {out} --out {out}/eval   "
-          f"(serving it: {out}/README.md)", flush=True)
+          f"(serving it: .venv/bin/rlft export {out} --merged, docs/evaluation.md#serving)", flush=True)
     stop = getattr(result, "stopped_early", None)
     if stop:
         print(f"error: training stopped early: {stop['reason']}" if not stop["ok"] else
