@@ -4,7 +4,9 @@ A reward file appends, per process, the prompts it was called with (`RANK` comes
 check what each rank saw: distinct prompts, whole GRPO groups on one rank. The output folder must hold one adapter,
 one metrics.json and one model card, written once. The judge cache (SQLite, WAL) is hit by two writer processes.
 Every training case is one `accelerate launch` (~40-90 s on two shared cores): the GRPO one runs by default,
-the others are `slow`.
+the others are `slow`. Two slow cases reproduce known bugs outside this file and fail until those are fixed
+(docs/scaling.md): test_grpo_refill_when_ranks_disagree (the signal trainer's refill hangs when ranks disagree) and
+test_label_pg_two_processes (label_pg reads `.config` on the DDP wrapper).
 """
 
 from __future__ import annotations
