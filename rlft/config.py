@@ -67,6 +67,9 @@ class DataConfig:
     labels: list[str] | None = _f(None, "Allowed labels. null: the distinct values of label_column in the data.")
     eval_source: str | None = _f(None, "Separate evaluation file; otherwise eval_fraction of source is held out.")
     eval_fraction: float = _f(0.1, "Share of rows held out for evaluation when eval_source is not given.")
+    holdout: str = _f("random", "How eval_fraction is held out: random (rows; whole prompts for preference data) | "
+                      "grouped (near-duplicate utterances kept on one side, rlft.splits; use it for templated data "
+                      "such as Bitext, where a random split measures template memory).")
     max_train_samples: int | None = _f(None, "Keep at most this many training rows (after the split).")
     max_eval_samples: int | None = _f(None, "Keep at most this many evaluation rows.")
     demo_size: int = _f(600, "Rows generated for demo: sources.")
@@ -89,6 +92,8 @@ class DecodingConfig:
                           "generation for a free reply ending at EOS or the generation limit (the support agent).")
     reply_max_tokens: int = _f(0, "With free_reply: at most this many reply tokens after the head, then EOS is "
                                "forced (0: up to trainer.max_completion_length / evaluation.max_new_tokens).")
+    reply_min_tokens: int = _f(0, "With free_reply: EOS is masked until the reply has this many tokens (an instruct "
+                               "model tends to stop right after the head; 0: off).")
 
     def __post_init__(self) -> None:
         from rlft.errors import RecipeError
@@ -98,6 +103,8 @@ class DecodingConfig:
                               "constraint after the head)")
         if self.reply_max_tokens < 0:
             raise RecipeError(f"decoding.reply_max_tokens: expected >= 0, got {self.reply_max_tokens}")
+        if self.reply_min_tokens < 0:
+            raise RecipeError(f"decoding.reply_min_tokens: expected >= 0, got {self.reply_min_tokens}")
 
 
 @dataclass

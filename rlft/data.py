@@ -436,6 +436,24 @@ def _holdout(ds: Any, fraction: float, seed: int, by_prompt: bool) -> tuple[Any,
     return ds.select(train_rows), ds.select(eval_rows)
 
 
+def _grouped_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
+    """`data.holdout: grouped`: hold out whole clusters of near-duplicate user messages (`rlft.splits`), per label."""
+    from rlft.splits import grouped_split
+
+    require_columns(ds, [cfg.label_column], cfg.source, "data.holdout: grouped")
+    try:
+        texts = [cfg.prompt_template.format(**row) for row in ds]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DataError(f"{cfg.source}: data.prompt_template: cannot fill it from the rows: {exc}") from None
+    try:
+        train_idx, eval_idx = grouped_split(texts, [str(v) for v in ds[cfg.label_column]],
+                                            eval_fraction=cfg.eval_fraction, seed=seed)
+    except ValueError as exc:
+        raise DataError(f"{cfg.source}: data.holdout: grouped: {exc}") from None
+    # indices come back in source order; shuffle the held-out side so evaluation.max_samples takes a mix of labels
+    return ds.select(train_idx).shuffle(seed=seed), ds.select(eval_idx).shuffle(seed=seed)
+
+
 def add_policy_column(ds: Any, cfg: DataConfig, source: str) -> Any:
     """`data.policies`: a `policy` column holding each row's policy text for its `label_column` (else `default`)."""
     if not cfg.policies:
@@ -465,8 +483,11 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
         if len(ds) < 2:
             raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
                             f"data.eval_source)")
-        by_prompt = algorithm not in ("grpo", "ppo", "label_pg")
-        train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=by_prompt)
+        if cfg.holdout == "grouped":
+            train_ds, eval_ds = _grouped_holdout(ds, cfg, seed)
+        else:
+            by_prompt = algorithm not in ("grpo", "ppo", "label_pg")
+            train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=by_prompt)
     if len(eval_ds) < SMALL_HELD_OUT:
         print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
               f"noise (raise data.eval_fraction or give data.eval_source)", flush=True)
