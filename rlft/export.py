@@ -12,7 +12,8 @@ Reads a finished `rlft train` output folder (adapter, `recipe.yaml`, `metrics.js
   label list, the vLLM structured-outputs regex (`rlft.decoding.structured_output_regex`), a chat-templated prompt
   example with its token ids, and request bodies for an OpenAI-compatible server (docs/evaluation.md#serving).
 
-Everything written passes through `rlft.redact.redact_secrets`. Not here: evaluating the export (`rlft eval`
+`serving.json` passes through `rlft.redact.redact_secrets`. An `--out` holding an earlier export is replaced whole;
+any other non-empty folder is refused. Not here: evaluating the export (`rlft eval`
 takes the adapter folder) or launching a server.
 """
 
@@ -148,6 +149,8 @@ def export(run_dir: str | Path, out: str | Path | None = None, merged: bool = Fa
     has_adapter = (run / "adapter_config.json").is_file()
     if not has_adapter and recipe.adapter.type != "none":
         raise ExportError(f"rlft export {run_dir}: no adapter_config.json in it (the run saved no adapter)")
+    if (out_dir / SERVING_FILE).is_file():  # an earlier export: replaced whole, never mixed with this one
+        shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     from transformers import AutoTokenizer
 

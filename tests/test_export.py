@@ -92,6 +92,8 @@ def test_merged_export_decodes_like_the_adapter(trained_run, tiny_model_dir):
     m_metrics, _ = intent_metrics(generate_with(merged, tokenizer, prompts, constrained, LABELS, 8), gold, LABELS)
     a_metrics, _ = intent_metrics(a, gold, LABELS)
     assert m_metrics == a_metrics and m_metrics["format_rate"] == 1.0
+    # exporting the adapter into the same folder replaces the merged export whole (no stale model.safetensors)
+    assert rlft.export(run_dir, out)["format"] == "adapter" and not (out / "model.safetensors").exists()
 
 
 def test_adapter_export_writes_serving_settings_and_no_secret(trained_run, capsys):
