@@ -46,14 +46,17 @@ class LabelTrie:
     """Prefix trie over token sequences; each sequence ends with the EOS id so generation stops right after it.
 
     `release=True` (the partial constraint): sequences end without EOS and a completed sequence releases the row
-    into a free reply of at most `reply_max_tokens` tokens (0: up to the generation limit).
+    into a free reply of at most `reply_max_tokens` tokens (0: up to the generation limit) and, when
+    `reply_min_tokens` is set, no EOS before that many reply tokens (an instruct model tends to stop right after
+    the head).
     """
 
     def __init__(self, sequences: Sequence[Sequence[int]], eos_token_id: int, release: bool = False,
-                 reply_max_tokens: int = 0):
+                 reply_max_tokens: int = 0, reply_min_tokens: int = 0):
         self.eos_token_id = eos_token_id
         self.release = release
         self.reply_max_tokens = reply_max_tokens
+        self.reply_min_tokens = reply_min_tokens
         self.root: dict[int, dict] = {}
         for seq in sequences:
             node = self.root
@@ -63,8 +66,8 @@ class LabelTrie:
 
     @classmethod
     def from_labels(cls, tokenizer: Any, labels: Sequence[str], prefill: str = "", suffix: str = "",
-                    eos_token_id: int | None = None, release: bool = False, reply_max_tokens: int = 0
-                    ) -> LabelTrie:
+                    eos_token_id: int | None = None, release: bool = False, reply_max_tokens: int = 0,
+                    reply_min_tokens: int = 0) -> LabelTrie:
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if eos is None:
             raise ValueError("the tokenizer has no eos_token_id; pass eos_token_id")
@@ -75,7 +78,7 @@ class LabelTrie:
             if clash:  # a released row could never reach the longer label
                 raise ValueError("decoding.free_reply: a label + suffix is a token prefix of another; use a "
                                  "non-empty label_suffix")
-        return cls(seqs, int(eos), release, reply_max_tokens)
+        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens)
 
     def tail(self, prefix: Sequence[int]) -> int | None:
         """Partial constraint: reply tokens after a completed head in `prefix`; None while inside the head (or
@@ -117,7 +120,8 @@ class TrieLogitsProcessor:
     """`transformers` logits processor restricting generation (after `prompt_length` tokens) to the trie's paths.
 
     Rows that finished (EOS emitted) or left the trie may only emit `pad_token_id`, which `generate` ignores.
-    With a `release` trie a row past its head is unmasked (only EOS once it has `reply_max_tokens` reply tokens).
+    With a `release` trie a row past its head is unmasked (only EOS once it has `reply_max_tokens` reply tokens,
+    no EOS before `reply_min_tokens`).
     """
 
     def __init__(self, trie: LabelTrie, prompt_length: int, pad_token_id: int | None = None):
@@ -135,6 +139,8 @@ class TrieLogitsProcessor:
                         mask[row, self.trie.eos_token_id] = 0.0
                     else:
                         mask[row] = 0.0
+                        if tail < self.trie.reply_min_tokens:
+                            mask[row, self.trie.eos_token_id] = float("-inf")
                     continue
             allowed = self.trie.allowed(ids)
             mask[row, allowed if allowed else [self.pad_token_id]] = 0.0

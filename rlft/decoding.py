@@ -42,7 +42,8 @@ def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) 
     if not labels:
         raise ValueError("decoding.constrain_labels needs the label set (data.labels or a label column)")
     return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix,
-                                 release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens)
+                                 release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens,
+                                 reply_min_tokens=decoding.reply_min_tokens)
 
 
 def logits_processor_factory(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig

@@ -58,6 +58,36 @@ def test_processor_releases_after_head_and_caps_reply():
     assert torch.isfinite(out[1]).tolist() == [False, False, True] + [False] * 7
 
 
+def test_reply_min_tokens_masks_eos_until_the_reply_is_long_enough(tiny):
+    trie = LabelTrie([[1, 2]], eos_token_id=0, release=True, reply_min_tokens=2)
+    proc = TrieLogitsProcessor(trie, prompt_length=0, pad_token_id=9)
+    out = proc(torch.tensor([[1, 2, 5, 9], [1, 2, 5, 6]]), torch.zeros(2, 10))
+    assert torch.isfinite(out[1]).all()  # 2 reply tokens: EOS allowed
+    out = proc(torch.tensor([[1, 2, 5]]), torch.zeros(1, 10))
+    assert not torch.isfinite(out[0, 0]) and torch.isfinite(out[0, 1:]).all()  # 1 reply token: no EOS yet
+    model, tok = tiny
+    # bias the tiny model towards EOS right after the head: without the floor every reply would be empty
+    eos = tok.eos_token_id
+    with torch.no_grad():
+        model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.config.vocab_size))
+        model.lm_head.bias[eos] = 1e4
+    from rlft.decoding import prompt_ids
+    from rlft.generation import eos_token_ids, generate_ids
+
+    floor = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True, reply_min_tokens=5)
+    ids = [prompt_ids(tok, m, FREE) for m in MESSAGES]
+    kw = {"max_new_tokens": 30, "eos_token_ids": eos_token_ids(model, tok), "pad_token_id": tok.pad_token_id}
+    try:
+        plain = generate_ids(model, ids, trie=build_trie(tok, LABELS, FREE), **kw)
+        floored = generate_ids(model, ids, trie=build_trie(tok, LABELS, floor), **kw)
+    finally:
+        del model.lm_head.bias
+        model.lm_head.register_parameter("bias", None)
+    trie = build_trie(tok, LABELS, floor)
+    assert all(trie.tail(r) == 1 and r[-1] == eos for r in plain)  # EOS right after the head
+    assert all(trie.tail(r) == 6 and r[-1] == eos for r in floored)  # 5 reply tokens, then EOS
+
+
 def test_generate_yields_valid_head_then_free_text(tiny):
     model, tok = tiny
     greedy = generate(model, tok, MESSAGES, FREE, LABELS, max_new_tokens=24)
@@ -128,6 +158,8 @@ def test_free_reply_needs_the_constraint():
         DecodingConfig(free_reply=True)
     with pytest.raises(RecipeError, match=r"^decoding.reply_max_tokens: expected >= 0, got -1$"):
         DecodingConfig(constrain_labels=True, free_reply=True, reply_max_tokens=-1)
+    with pytest.raises(RecipeError, match=r"^decoding.reply_min_tokens: expected >= 0, got -2$"):
+        DecodingConfig(constrain_labels=True, free_reply=True, reply_min_tokens=-2)
 
 
 def rubric_judge():
