@@ -3,10 +3,10 @@
 A reward file appends, per process, the prompts it was called with (`RANK` comes from torchrun), so the tests can
 check what each rank saw: distinct prompts, whole GRPO groups on one rank. The output folder must hold one adapter,
 one metrics.json and one model card, written once. The judge cache (SQLite, WAL) is hit by two writer processes.
-Every training case is one `accelerate launch` (~40-90 s on two shared cores): the GRPO one runs by default,
-the others are `slow`. Two slow cases reproduce known bugs outside this file and fail until those are fixed
-(docs/scaling.md): test_grpo_refill_when_ranks_disagree (the signal trainer's refill hangs when ranks disagree) and
-test_label_pg_two_processes (label_pg reads `.config` on the DDP wrapper).
+Every training case is one `accelerate launch` (~40-90 s on two shared cores): the first GRPO one runs by default,
+the others are `slow` (test_grpo_refill_when_ranks_disagree, ranks disagreeing about refilling: 89 s here).
+One slow case reproduces a known bug outside this file and fails until it is fixed
+(docs/scaling.md): test_label_pg_two_processes (label_pg reads `.config` on the DDP wrapper).
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ evaluation: {{before: false, after: false}}
             assert all(len(set(g)) == 1 for g in groups), "a group of 4 generations mixes prompts on one rank"
     for step in (0, 2):  # first draws: TRL's sampler gives each rank different prompts
         assert not set(r0[step]) & set(r1[step]), (r0[step], r1[step])
+    for step in (1, 3):  # refill rounds: each rank's sampler has its own seed (signal.seed + rank)
+        assert r0[step] != r1[step], (r0[step], r1[step])
     metrics = assert_written_once(out, proc, 2)
     assert metrics["train_rows"] == 36
 
@@ -203,15 +205,18 @@ import os
 
 def lopsided(prompts, completions, **kwargs):
     """Rank 0: every group has reward variance (no refill); rank 1: every group ties (it refills)."""
+    with open(os.path.join(os.environ["RLFT_RANK_LOG"], f"rank{os.environ['RANK']}.jsonl"), "a") as f:
+        f.write('{"prompts": []}\\n')
     if os.environ["RANK"] == "0":
         return [float(i % 2) for i in range(len(completions))]
     return [0.0] * len(completions)
 '''
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~90 s on the shared 2 cores: over the default suite's budget
 def test_grpo_refill_when_ranks_disagree(tiny_model_dir, write_recipe, tmp_path):
-    """One rank needs a refill round, the other does not: the run must still finish (no collective mismatch)."""
+    """One rank needs a refill round, the other does not: both run it (no collective mismatch), and the signal
+    metrics count the groups of both ranks."""
     reward = tmp_path / "lopsided.py"
     reward.write_text(ASYMMETRIC_REWARD)
     out = tmp_path / "run"
@@ -225,8 +230,16 @@ rewards:
 decoding: {{prefill: "<intent>", constrain_labels: true}}
 signal: {{drop_zero_std: true, refill_rounds: 1}}
 trainer: {{max_steps: 2, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 6,
-          learning_rate: 0.01, beta: 0.0}}
+          learning_rate: 0.01, beta: 0.0, logging_steps: 1}}
 evaluation: {{before: false, after: false}}
 """)
     proc = launch(recipe, tmp_path, timeout=240)
-    assert_written_once(out, proc, 2)
+    # per step: the first draw and the refill round rank 1 asked for, on both ranks
+    assert len(rank_calls(tmp_path, 0)) == len(rank_calls(tmp_path, 1)) == 4
+    metrics = assert_written_once(out, proc, 2)
+    logs = [e for e in metrics["log_history"] if "signal/frac_zero_std_first_draw" in e]
+    assert len(logs) == 2
+    for entry in logs:  # rank 0: 2 groups with signal, rank 1: 2 tied groups; both ranks counted
+        assert entry["signal/frac_zero_std_first_draw"] == 0.5
+        assert entry["signal/refill_rounds"] == 1
+        assert entry["signal/groups_trained"] == 2

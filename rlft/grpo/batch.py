@@ -48,6 +48,18 @@ def merge(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
     return out
 
 
+def pad_rows(batch: dict[str, Any], rows: int) -> dict[str, Any]:
+    """`batch` grown to `rows` rows with copies of its first row that are out of the loss (advantage 0, empty
+    completion mask), so every process trains on the same number of rows; `batch` itself when it has them."""
+    have = len(batch["advantages"])
+    if have >= rows:
+        return batch
+    dead = select_rows(batch, [0] * (rows - have))
+    dead["advantages"] = torch.zeros_like(dead["advantages"])
+    dead["completion_mask"] = torch.zeros_like(dead["completion_mask"])
+    return {key: torch.cat([batch[key], dead[key]]) for key in batch if key != "num_items_in_batch"}
+
+
 def loss_tokens(batch: dict[str, Any]) -> torch.Tensor:
     """Number of tokens in the loss, as TRL counts them (`completion_mask` times `tool_mask`)."""
     mask = batch["completion_mask"]

@@ -69,7 +69,8 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
             grpo_args.vllm_structured_outputs_regex = structured_output_regex(self.labels, self.decoding)
         kwargs.setdefault("rollout_func", rollout)
         super().__init__(*args, **kwargs)
-        self.refill_rng = random.Random(self.signal.seed)
+        # one stream per process: the same seed everywhere would refill every process with the same prompts
+        self.refill_rng = random.Random(self.signal.seed + self.accelerator.process_index)
         self.surplus: list[dict[str, Any]] = []
         self.prompt_stats = PromptStats(self.signal.success_threshold, self.signal.baseline_ema)
         self.zero_std_window: deque[float] = deque(maxlen=self.signal.warn_window)
@@ -114,7 +115,9 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
             have += take
         self.surplus = []
         rounds = 0
-        while have < n_groups and rounds < self.signal.refill_rounds:
+        # a refill round gathers across processes (TRL's scoring): every process runs it while any one needs it,
+        # and a process that is already full keeps what it draws as surplus
+        while rounds < self.signal.refill_rounds and self.any_process(have < n_groups):
             rounds += 1
             more, more_rewards = self.score(self.draw_prompts(n_groups, g))
             more_kept, _ = self._observe(more, more_rewards, first_draw=False)
@@ -131,10 +134,23 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
             parts = [B.select_rows(batch, zero[0])]
             have = 0
         self.signal_totals["groups_trained"] += have
-        self.log_signal_metric("signal/groups_trained", have)
+        self.log_signal_metric("signal/groups_trained", self.sum_over_processes([have])[0])
         merged = B.merge(parts, self.processing_class.pad_token_id)
-        merged["num_items_in_batch"] = B.loss_tokens(merged)
+        # TRL gathers per-row tensors in the loss (clip-ratio metrics), which needs the same row count everywhere
+        rows = self.accelerator.gather(torch.tensor([len(merged["advantages"])], device=self.accelerator.device))
+        merged = B.pad_rows(merged, int(rows.max()))
+        # TRL's convention: the loss-token count summed over processes (its loss divides by the process count)
+        merged["num_items_in_batch"] = self.accelerator.gather(B.loss_tokens(merged)).sum()
         return merged
+
+    def any_process(self, flag: bool) -> bool:
+        """True on every process when `flag` is true on any (a collective: every process must call it)."""
+        return bool(self.accelerator.gather(torch.tensor([int(flag)], device=self.accelerator.device)).max())
+
+    def sum_over_processes(self, counts: list[int]) -> list[int]:
+        """`counts` summed element-wise over processes (a collective: every process must call it)."""
+        local = torch.tensor(counts, dtype=torch.long, device=self.accelerator.device)
+        return self.accelerator.gather(local).view(-1, len(counts)).sum(dim=0).tolist()
 
     def _observe(self, batch: dict[str, Any], rewards: torch.Tensor, first_draw: bool
                  ) -> tuple[list[list[int]], list[list[int]]]:
@@ -159,12 +175,13 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
         t["groups_all_wrong"] += all_wrong
         if self.signal.drop_zero_std:
             t["groups_dropped"] += len(zero)
-        if first_draw:
-            n = max(len(keys), 1)
-            self.log_signal_metric("signal/frac_zero_std_first_draw", len(zero) / n)
-            self.log_signal_metric("signal/frac_all_correct", all_correct / n)
-            self.log_signal_metric("signal/frac_all_wrong", all_wrong / n)
-            self._warn_if_no_signal(len(zero) / n)
+        if first_draw:  # fractions of the groups of all processes (every process makes a first draw)
+            n_zero, n_correct, n_wrong, n = self.sum_over_processes([len(zero), all_correct, all_wrong, len(keys)])
+            n = max(n, 1)
+            self.log_signal_metric("signal/frac_zero_std_first_draw", n_zero / n)
+            self.log_signal_metric("signal/frac_all_correct", n_correct / n)
+            self.log_signal_metric("signal/frac_all_wrong", n_wrong / n)
+            self._warn_if_no_signal(n_zero / n)
         return kept, zero
 
     def _warn_if_no_signal(self, frac: float) -> None:
@@ -210,6 +227,8 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
             t["adaptive_draws"] += len(picks)
             t["adaptive_unseen"] += unseen
             t["adaptive_solved_retests"] += solved
-            self.log_signal_metric("signal/adaptive_solved_retests", solved)
-            self.log_signal_metric("signal/prompts_tracked", len(self.prompt_stats.stats))
+            # draw_prompts runs in refill rounds, which every process runs together: the gathers match
+            solved_all, tracked_all = self.sum_over_processes([solved, len(self.prompt_stats.stats)])
+            self.log_signal_metric("signal/adaptive_solved_retests", solved_all)
+            self.log_signal_metric("signal/prompts_tracked", tracked_all)
         return [dict(data[i]) for i in picks for _ in range(g)]
