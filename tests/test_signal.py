@@ -13,7 +13,7 @@ from datasets import Dataset
 from rlft.config import DecodingConfig, SignalConfig
 from rlft.decoding import generation_kwargs, prompt_ids
 from rlft.grpo import SignalGRPOTrainer
-from rlft.grpo.batch import prompt_rows
+from rlft.grpo.batch import loss_tokens, pad_rows, prompt_rows
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 DECODING_KEYS = {"prefill", "constrain_labels", "label_suffix", "stop_at_suffix"}
@@ -126,6 +126,21 @@ def test_refill_draws_fresh_prompts_until_the_batch_has_signal(tiny_model_dir, t
     again = trainer._generate_and_score_completions(_batch(trainer, data, 4))  # may use last step's surplus
     assert again["advantages"].shape[0] == 4 * G
     assert trainer.signal_totals["groups_trained"] == 8
+
+
+def test_padding_rows_for_other_processes_stay_out_of_the_loss():
+    """A process with fewer groups is padded to the row count of the others (TRL gathers per-row values in the
+    loss); the added rows must add no loss tokens and no advantage."""
+    batch = {"prompt_ids": torch.tensor([[0, 5], [6, 7]]), "prompt_mask": torch.tensor([[0, 1], [1, 1]]),
+             "completion_ids": torch.tensor([[8, 9, 2], [3, 2, 0]]),
+             "completion_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+             "tool_mask": torch.tensor([[1, 0, 1], [1, 1, 1]]), "advantages": torch.tensor([0.5, -0.5])}
+    padded = pad_rows(batch, 5)
+    assert padded["advantages"].tolist() == [0.5, -0.5, 0.0, 0.0, 0.0]
+    assert padded["completion_ids"][2:].tolist() == [[8, 9, 2]] * 3  # copies of row 0, so shapes stay valid
+    assert padded["completion_mask"][2:].sum() == 0
+    assert int(loss_tokens(padded)) == int(loss_tokens(batch)) == 4
+    assert pad_rows(batch, 2) is batch  # already as many rows as the largest process: unchanged
 
 
 def test_all_tied_batch_trains_one_zero_advantage_group_and_warns(tiny_model_dir, tmp_path, caplog):
