@@ -55,31 +55,33 @@ def generate_with(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: 
                progress=progress)
 
 
-def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Sequence[str]) -> tuple[dict, dict]:
-    """Exact-intent accuracy, format rate, macro-F1 over `labels`, and per-intent accuracy."""
-    parser = IntentParser()
+def recipe_parser(rewards: Sequence[LoadedReward]) -> IntentParser | None:
+    """The parser of the recipe's intent reward (its pattern, aliases and prefix), so metrics read labels the way
+    the reward does; None when the recipe has no intent reward."""
+    for r in rewards:
+        parser = getattr(getattr(r.func, "rlft_inner", None), "parser", None)
+        if isinstance(parser, IntentParser):
+            return parser
+    return None
+
+
+def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Sequence[str],
+                   parser: IntentParser | None = None) -> tuple[dict, dict]:
+    """Exact-intent accuracy, format rate, macro-F1 over `labels`, and per-intent accuracy (`rlft.report.metrics`).
+
+    `parser`: the recipe's intent parser (its pattern and aliases); default `IntentParser()`."""
+    from rlft.report import metrics as m
+
+    parser = parser or IntentParser()
     predicted = []
-    formatted = 0
     for c in completions:
         status, label = parser.parse(c)
-        formatted += status == "ok"
-        predicted.append(label)
-    gold = [normalize_label(t) for t in truths]
-    n = max(len(gold), 1)
-    classes = sorted({normalize_label(x) for x in labels} | set(gold))
-    f1s = []
-    for c in classes:
-        tp = sum(p == c and g == c for p, g in zip(predicted, gold, strict=True))
-        fp = sum(p == c and g != c for p, g in zip(predicted, gold, strict=True))
-        fn = sum(p != c and g == c for p, g in zip(predicted, gold, strict=True))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    per_intent = {}
-    for c in sorted(set(gold)):
-        idx = [i for i, g in enumerate(gold) if g == c]
-        per_intent[c] = sum(predicted[i] == c for i in idx) / len(idx)
-    metrics = {"intent_accuracy": sum(p == g for p, g in zip(predicted, gold, strict=True)) / n,
-               "format_rate": formatted / n, "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0}
+        predicted.append(label if status == "ok" else None)
+    gold = [normalize_label(t, parser.aliases) for t in truths]
+    classes = [normalize_label(x, parser.aliases) for x in labels]
+    metrics = {"intent_accuracy": m.accuracy(predicted, gold) or 0.0, "format_rate": m.format_rate(predicted) or 0.0,
+               "macro_f1": m.macro_f1(predicted, gold, classes) or 0.0}
+    per_intent = {c: row["accuracy"] for c, row in m.per_intent_accuracy(predicted, gold).items()}
     return metrics, per_intent
 
 
@@ -94,7 +96,7 @@ def evaluate(model: Any, tokenizer: Any, dataset: Any, *, label_column: str = "i
     metrics: dict[str, float] = {}
     per_intent: dict[str, float] = {}
     if label_column in rows.column_names:
-        metrics, per_intent = intent_metrics(completions, rows[label_column], labels)
+        metrics, per_intent = intent_metrics(completions, rows[label_column], labels, recipe_parser(rewards))
     if rewards:
         columns = {c: rows[c] for c in rows.column_names if c != "prompt"}
         scores = score(rewards, prompts, completions, columns)
