@@ -109,6 +109,7 @@ class TimedEval:
         self.budget_s, self.every_s, self.during_rows = budget_s, every_s, during_rows
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.curve: list[dict[str, Any]] = []
+        self.partial: Path | None = None  # the curve so far is written here after every evaluation
         self.final: dict[str, Any] = {}
         self.eval_s = 0.0
         self.start: float | None = None
@@ -134,6 +135,8 @@ class TimedEval:
                 point[name]["per_intent"] = {k: round(v, 3) for k, v in report.per_intent.items()}
         point["eval_seconds"] = round(time.time() - t0, 1)
         self.eval_s += clock() - c0
+        if self.partial is not None:
+            self.partial.write_text(json.dumps({"curve": self.curve + [point]}, indent=1))
         print(f"[intent_rlef] step {step} t={point['train_seconds'] / 60:.1f} min constrained="
               f"{point['constrained']['intent_accuracy']:.3f} free={point['free']['intent_accuracy']:.3f} "
               f"(free format {point['free']['format_rate']:.3f}, eval {point['eval_seconds']:.0f}s)", flush=True)
@@ -198,6 +201,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     recipe = rlft.load_recipe(recipe_path, overrides)
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)
+    harness.partial = RESULTS / f"{arm}.partial.json"
     wall0 = time.time()
     result = rlft.train(recipe, callbacks=[harness.callback()])
     return {"arm": arm, "recipe": str(recipe_path.relative_to(ROOT)) if arm != "trl" else "plain TRL (in code)",
@@ -236,6 +240,7 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
                                   for r in train])
     harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
                         ns.eval_per_intent // 2 * 27)
+    harness.partial = RESULTS / "supervised.partial.json"
     tmp = Path(tempfile.mkdtemp(prefix="intent_rlef_supervised_"))
     config = SFTConfig(output_dir=str(tmp), learning_rate=2e-4, lr_scheduler_type="constant",
                        per_device_train_batch_size=16, num_train_epochs=3, max_length=256, bf16=False, fp16=False,
@@ -322,7 +327,7 @@ def main() -> None:
                       command="python benchmarks/intent_rlef.py " + " ".join(sys.argv[1:]))
         (RESULTS / f"{ns.arm}.json").write_text(json.dumps(result, indent=1))
         print(f"wrote {RESULTS / (ns.arm + '.json')}")
-    results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+    results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json")) if ".partial" not in f.name]
     print(table(results))
 
 
