@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlft.reward import RewardSpec
+from rlft.trainers import TRAINER_MODULES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-ALGORITHMS = ("grpo", "label_pg", "dpo", "kto", "ppo", "reward_model")
-GENERATING_ALGORITHMS = ("grpo", "label_pg", "ppo")  # algorithms whose training decodes with the `decoding:` section
+ALGORITHMS = tuple(TRAINER_MODULES)
 
 
 def _f(default: Any = None, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - mirrors dataclass naming

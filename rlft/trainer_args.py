@@ -17,32 +17,12 @@ from rlft.typecheck import describe, matches
 
 
 def config_class(algorithm: str) -> type:
-    """TRL (or rlft) config dataclass for an algorithm."""
-    if algorithm == "grpo":
-        from trl import GRPOConfig
+    """TRL (or rlft) config dataclass for an algorithm (each trainer module says which: `rlft.trainers`)."""
+    from rlft.trainers import TRAINER_MODULES, config_class as registered
 
-        return GRPOConfig
-    if algorithm == "label_pg":  # rlft's own trainer: plain transformers training arguments
-        from transformers import TrainingArguments
-
-        return TrainingArguments
-    if algorithm == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig
-    if algorithm == "kto":
-        from trl import KTOConfig
-
-        return KTOConfig
-    if algorithm == "reward_model":
-        from trl import RewardConfig
-
-        return RewardConfig
-    if algorithm == "ppo":
-        from rlft.ppo.config import PPOConfig
-
-        return PPOConfig
-    raise RecipeError(f"algorithm: unknown '{algorithm}'")
+    if algorithm not in TRAINER_MODULES:
+        raise RecipeError(f"algorithm: unknown '{algorithm}'")
+    return registered(algorithm)
 
 
 def _type_hints(cls: type) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""One module per algorithm, each exposing `build_trainer(ctx: TrainContext) -> transformers.Trainer`."""
+"""The algorithm registry: one module per algorithm, each exposing
+
+- `build_trainer(ctx: TrainContext) -> transformers.Trainer` (what `rlft.train` runs), and
+- `config_class() -> type`: the dataclass the recipe's `trainer:` keys are validated against and built into.
+
+Adding an algorithm is one module plus one line here (docs/extending.md); `rlft.config.ALGORITHMS` is read from it.
+This file imports nothing heavy: the recipe schema reads the names without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -18,3 +25,7 @@ TRAINER_MODULES = {
 
 def trainer_builder(algorithm: str) -> Callable[[Any], Any]:
     return importlib.import_module(TRAINER_MODULES[algorithm]).build_trainer
+
+
+def config_class(algorithm: str) -> type:
+    return importlib.import_module(TRAINER_MODULES[algorithm]).config_class()

@@ -8,6 +8,12 @@ from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
 
 
+def config_class() -> type:
+    from trl import DPOConfig
+
+    return DPOConfig
+
+
 def build_trainer(ctx: TrainContext) -> Any:
     from trl import DPOTrainer
 

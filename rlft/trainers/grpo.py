@@ -9,6 +9,12 @@ from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
 
 
+def config_class() -> type:
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
 def build_trainer(ctx: TrainContext) -> Any:
     recipe = ctx.recipe
     args = build_args(recipe, ctx.device, reward_weights=[r.weight for r in ctx.rewards], **ctx.args_overrides)

@@ -87,6 +87,12 @@ class LabelPGTrainer(Trainer):
         super().log(logs, start_time)
 
 
+def config_class() -> type:
+    from transformers import TrainingArguments
+
+    return TrainingArguments
+
+
 def build_trainer(ctx: TrainContext) -> LabelPGTrainer:
     recipe = ctx.recipe
     args = build_args(recipe, ctx.device, **{"remove_unused_columns": False, **ctx.args_overrides})

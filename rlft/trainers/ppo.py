@@ -11,6 +11,12 @@ from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
 
 
+def config_class() -> type:
+    from rlft.ppo.config import PPOConfig
+
+    return PPOConfig
+
+
 def build_trainer(ctx: TrainContext) -> Any:
     from rlft.ppo.trainer import PPOTrainer
 

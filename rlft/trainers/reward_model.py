@@ -71,6 +71,12 @@ class CalibratedRewardTrainer(RewardTrainer):
         return output
 
 
+def config_class() -> type:
+    from trl import RewardConfig
+
+    return RewardConfig
+
+
 def build_trainer(ctx: TrainContext) -> Any:
     args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
     evaluate_during = args.eval_strategy != "no"
