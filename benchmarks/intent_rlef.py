@@ -110,6 +110,7 @@ class TimedEval:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.curve: list[dict[str, Any]] = []
         self.partial: Path | None = None  # the curve so far is written here after every evaluation
+        self.base_eval = True
         self.final: dict[str, Any] = {}
         self.eval_s = 0.0
         self.start: float | None = None
@@ -149,8 +150,9 @@ class TimedEval:
 
         class _Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
-                harness.curve.append(harness.evaluate(model, processing_class, 0, harness.during_rows))
-                harness.start = clock()
+                if harness.base_eval:
+                    harness.curve.append(harness.evaluate(model, processing_class, 0, harness.during_rows))
+                harness.start, harness.eval_s = clock(), 0.0  # the budget starts after the base evaluation
 
             def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
                 spent = harness.train_seconds()
@@ -202,6 +204,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)
     harness.partial = RESULTS / f"{arm}.partial.json"
+    harness.base_eval = not ns.no_base_eval
     wall0 = time.time()
     result = rlft.train(recipe, callbacks=[harness.callback()])
     return {"arm": arm, "recipe": str(recipe_path.relative_to(ROOT)) if arm != "trl" else "plain TRL (in code)",
@@ -241,6 +244,7 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
     harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
                         ns.eval_per_intent // 2 * 27)
     harness.partial = RESULTS / "supervised.partial.json"
+    harness.base_eval = not ns.no_base_eval
     tmp = Path(tempfile.mkdtemp(prefix="intent_rlef_supervised_"))
     config = SFTConfig(output_dir=str(tmp), learning_rate=2e-4, lr_scheduler_type="constant",
                        per_device_train_batch_size=16, num_train_epochs=3, max_length=256, bf16=False, fp16=False,
@@ -316,6 +320,8 @@ def main() -> None:
     p.add_argument("--eval-per-intent", type=int, default=20, help="held-out rows per intent (half during training)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (arms may run side by side)")
+    p.add_argument("--no-base-eval", action="store_true", help="skip the step-0 evaluation (same base model in "
+                   "every arm with the short prompt)")
     p.add_argument("--override", action="append", default=[], help="extra recipe override for the arm")
     ns = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
