@@ -201,6 +201,7 @@ def test_signal_trainer_passes_the_label_constraint_to_vllm(monkeypatch, smollm2
     def recorder(self, *args, **kwargs):
         seen.update(kwargs)
         self.callback_handler = types.SimpleNamespace(callbacks=[])
+        self.accelerator = types.SimpleNamespace(process_index=0, num_processes=1)
 
     monkeypatch.setattr(GRPOTrainer, "__init__", recorder)
     args = GRPOConfig("/tmp/rlft-vllm-trainer", use_vllm=True, vllm_mode="colocate", num_generations=2,
