@@ -290,12 +290,6 @@ def template_fields(template: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template) if f]
 
 
-def check_text_column(ds: Any, column: str, source: str) -> None:
-    for i, value in enumerate(ds[column]):
-        if not isinstance(value, str) or not value.strip():
-            raise DataError(f"{source}: row {i + 1}: column '{column}' must be non-empty text, got {value!r}")
-
-
 def system_message(cfg: DataConfig, labels: list[str]) -> str | None:
     if cfg.system_prompt is None:
         return None

@@ -10,13 +10,11 @@ Batch vocabulary (per device):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trl.trainer.base_config import _BaseConfig
 
-
-def _f(default, help: str):  # noqa: A002 - mirrors dataclass metadata naming
-    return field(default=default, metadata={"help": help})
+from rlft.config import _f
 
 
 @dataclass

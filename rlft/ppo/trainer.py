@@ -165,10 +165,6 @@ class PPOTrainer(Trainer):
                 chunks[k].append(v)
         return {k: torch.cat(v) for k, v in chunks.items()}
 
-    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
-        """Log-probs of the rollout's completion tokens under the reference (adapter-disabled) model."""
-        return self._forward_no_grad(rollout, reference=True)["logprobs"]
-
     def make_rollout(self, rows: list[dict[str, Any]]) -> tuple[Rollout, dict[str, float]]:
         """Generate, score and evaluate one batch of prompt rows; returns the rollout (with advantages) and stats."""
         args, tok = self.args, self.processing_class
