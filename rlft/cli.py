@@ -82,6 +82,8 @@ def quiet_library_warnings() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+    # transformers 5 renamed `past_key_values` to `cache`; TRL and PEFT still pass the old name on every forward
+    warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
 
 
 def run(argv: Sequence[str] | None = None, entry: Callable[[argparse.Namespace], int] | None = None) -> int:
