@@ -46,6 +46,7 @@ rewards:
       guideline: Resolve the customer's issue politely and concretely.
       cache: null            # only the labelling run's own resume may prevent repeated calls here
       max_retries: 0
+      min_words: 0           # random-model completions of 6 tokens: judge every one (the default gate skips < 3 words)
 """)
     return recipe
 
