@@ -26,7 +26,13 @@ def test_default_recipe_launcher_trains_and_adapter_loads_with_plain_peft(tmp_pa
     assert metrics["global_step"] == 2
     assert 0.0 <= metrics["eval_after"]["intent_accuracy"] <= 1.0
     card = (out / "README.md").read_text()
-    base_dir = card.split("base_model: ", 1)[1].split("\n", 1)[0]
+    # the card names the base portably (the hub id of the embedded model, not a machine-local cache path); offline,
+    # load the same weights from rlft's local conversion of the embedded GGUF
+    assert card.split("base_model: ", 1)[1].split("\n", 1)[0] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    from rlft.config import ModelConfig
+    from rlft.models import resolve_model_path
+
+    base_dir = resolve_model_path(ModelConfig())
     base = AutoModelForCausalLM.from_pretrained(base_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), out)
     ids = torch.tensor([[1, 2, 3, 4, 5]])
