@@ -47,14 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "intent_rlef"
+from benchmarks.supervised_reference import read_csv  # noqa: E402 - the grouped CSVs' reader, shared
 SYSTEM = "Classify the customer's message into one intent. Reply as <intent>label</intent>."
 RECIPES = {"label_pg": ROOT / "recipes" / "intent_label_pg.yaml", "grpo": ROOT / "recipes" / "intent_grpo_bitext.yaml"}
 TARGETS = (0.5, 0.8, 0.9, 0.95)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return [{"utterance": r["utterance"], "intent": r["intent"]} for r in csv.DictReader(fh)]
 
 
 def eval_rows(per_intent: int, seed: int) -> list[dict[str, str]]:
