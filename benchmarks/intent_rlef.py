@@ -199,7 +199,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     recipe = rlft.load_recipe(recipe_path, overrides)
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)
-    harness.partial = RESULTS / f"{arm}.partial.json"
+    harness.partial = RESULTS / f"{arm}{ns.tag}.partial.json"
     harness.base_eval = not ns.no_base_eval
     wall0 = time.time()
     result = rlft.train(recipe, callbacks=[harness.callback()])
@@ -210,6 +210,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
             "seconds_per_step": round(harness.train_seconds() / max(result.metrics["global_step"], 1), 2),
             "curve": harness.curve, "final": harness.final,
             "minutes_to": crossing_minutes(harness.curve),
+            "adapter_dir": str(tmp / "out"),  # the trained run (adapter, metrics, card) for `rlft eval`
             "train_log_tail": result.metrics.get("log_history", [])[-3:]}
 
 
@@ -239,7 +240,7 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
                                   for r in train])
     harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
                         ns.eval_per_intent // 2 * 27)
-    harness.partial = RESULTS / "supervised.partial.json"
+    harness.partial = RESULTS / f"supervised{ns.tag}.partial.json"
     harness.base_eval = not ns.no_base_eval
     tmp = Path(tempfile.mkdtemp(prefix="intent_rlef_supervised_"))
     config = SFTConfig(output_dir=str(tmp), learning_rate=2e-4, lr_scheduler_type="constant",
@@ -300,7 +301,7 @@ def table(results: list[dict[str, Any]]) -> str:
         f = r["final"]
         to = r.get("minutes_to", {}).get("constrained", {})
         lines.append("| " + " | ".join(str(x) for x in (
-            r["arm"], r.get("train_minutes"), r.get("steps", "–"), r.get("seconds_per_step", "–"),
+            r["arm"] + r.get("tag", ""), r.get("train_minutes"), r.get("steps", "–"), r.get("seconds_per_step", "–"),
             f["constrained"]["intent_accuracy"], f["free"]["intent_accuracy"], f["free"].get("format_rate"),
             f["constrained"]["macro_f1"], "/".join(str(to.get(k, "–")) for k in ("50%", "80%", "90%", "95%")),
             r.get("peak_rss_gb", "–"))) + " |")
@@ -319,6 +320,7 @@ def main() -> None:
     p.add_argument("--no-base-eval", action="store_true", help="skip the step-0 evaluation (same base model in "
                    "every arm with the short prompt)")
     p.add_argument("--override", action="append", default=[], help="extra recipe override for the arm")
+    p.add_argument("--tag", default="", help="suffix of the result file (<arm><tag>.json), to keep runs apart")
     ns = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if ns.arm:
@@ -327,8 +329,10 @@ def main() -> None:
         result.update(minutes_budget=ns.minutes, threads=ns.threads, eval_rows=result["final"].get("rows"),
                       peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
                       command="python benchmarks/intent_rlef.py " + " ".join(sys.argv[1:]))
-        (RESULTS / f"{ns.arm}.json").write_text(json.dumps(result, indent=1))
-        print(f"wrote {RESULTS / (ns.arm + '.json')}")
+        result["tag"] = ns.tag
+        out = RESULTS / f"{ns.arm}{ns.tag}.json"
+        out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out}")
     results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json")) if ".partial" not in f.name]
     print(table(results))
 
