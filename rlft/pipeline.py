@@ -30,6 +30,7 @@ from rlft.judge_gate import check_judge_gates
 from rlft.models import load_model, resolve_device, resolve_model_path
 from rlft.outputs import claim_output_dir, write_metrics, write_model_card, write_recipe
 from rlft.periodic_eval import PeriodicEval
+from rlft.progress import use_compact_progress
 from rlft.recipe import load_recipe
 from rlft.reward import LoadedReward, RewardSpec, load_rewards, resolve_target
 from rlft.telemetry import disable_unless_opted_in
@@ -147,6 +148,9 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
                        callbacks=[MarkCompleteCheckpoints(), *(callbacks or []), *reward_callbacks,
                                   *([periodic] if periodic else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
+    # One compact line per log step instead of transformers' raw dict (rlft.progress); the dict still goes to
+    # log_history / metrics.json and the report_to trackers.
+    use_compact_progress(trainer, keep_bar=recipe.trainer.get("disable_tqdm") is False)
     if periodic is not None:  # heldout/* also go to the report_to trackers (rlft.periodic_eval)
         periodic.log_handler = getattr(trainer, "callback_handler", None)
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)

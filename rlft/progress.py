@@ -1,0 +1,135 @@
+"""One compact progress line per logging step, instead of transformers' raw log dict.
+
+transformers prints every `on_log` dict as it is (`ProgressCallback` writes ~40 keys under its tqdm bar,
+`PrinterCallback` prints them when `disable_tqdm` is set). rlft replaces both with `CompactProgress`, which prints
+the metrics that say whether a run is learning, e.g.::
+
+    [rlft] step 4/50 | reward 0.250 (intent 0.250, length 0.000) | acc 0.375 | zero-std 0.50 | loss 0.0031 |
+           2.41 s/step | eta 1:50      (one line; wrapped here)
+
+Fields appear only when the trainer logged them: `reward` (GRPO, PPO; per-reward means from `rewards/<name>/mean`
+when there are 2+ rewards), `acc` (the first of `intent/accuracy`, `rewards/accuracies` (DPO's preference
+accuracy), `accuracy`, `label_pg/accuracy`), `zero-std` (share of GRPO groups with no reward spread: rlft's
+`signal/frac_zero_std_first_draw`, else TRL's `frac_reward_zero_std`), `margin` (DPO), `kl`, `loss`. Step time and
+ETA are wall-clock, measured here (periodic evaluation time included, so the ETA is honest about it).
+
+The full dict is untouched: it still reaches `trainer.state.log_history` (written to metrics.json) and every
+`report_to` tracker. No tqdm bar by default (the line carries the ETA, and log files stay readable); a recipe that
+sets `trainer.disable_tqdm: false` explicitly keeps transformers' bar, without its dict printing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+ACCURACY_KEYS = ("intent/accuracy", "rewards/accuracies", "accuracy", "label_pg/accuracy")
+ZERO_STD_KEYS = ("signal/frac_zero_std_first_draw", "frac_reward_zero_std")
+SUMMARY_KEY = "train_runtime"  # Trainer's end-of-training log
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _first(logs: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        if (value := _num(logs.get(key))) is not None:
+            return value
+    return None
+
+
+def _clock(seconds: float) -> str:
+    if math.isnan(seconds) or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def format_line(logs: dict[str, Any], step: int, max_steps: int, step_seconds: float | None,
+                eta_seconds: float | None) -> str:
+    """The progress line for one training log (pure: what `CompactProgress` prints)."""
+    parts = [f"step {step}/{max_steps}" if max_steps > 0 else f"step {step}"]
+    reward = _num(logs.get("reward"))
+    means = {k[len("rewards/"):-len("/mean")]: v for k, v in logs.items()
+             if k.startswith("rewards/") and k.endswith("/mean") and _num(v) is not None}
+    if reward is not None:
+        detail = f" ({', '.join(f'{name} {v:.3f}' for name, v in means.items())})" if len(means) > 1 else ""
+        parts.append(f"reward {reward:.3f}{detail}")
+    for label, value, fmt in (("acc", _first(logs, ACCURACY_KEYS), ".3f"),
+                              ("zero-std", _first(logs, ZERO_STD_KEYS), ".2f"),
+                              ("margin", _num(logs.get("rewards/margins")), ".3f"),
+                              ("kl", _num(logs.get("kl")), ".4f"),
+                              ("loss", _num(logs.get("loss")), ".4f")):
+        if value is not None:
+            parts.append(f"{label} {value:{fmt}}")
+    if step_seconds is not None:
+        parts.append(f"{step_seconds:.2f} s/step")
+    if eta_seconds is not None:
+        parts.append(f"eta {_clock(eta_seconds)}")
+    return "[rlft] " + " | ".join(parts)
+
+
+class CompactProgress(TrainerCallback):
+    """Prints `format_line` on every training log (main process only); skips held-out rows (PeriodicEval prints
+    its own line) and turns the end-of-training summary into one `trained ...` line."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+        self._start_step = 0
+        self._last: tuple[float, int] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.time()
+        self._start_step = state.global_step  # a resumed run: ETA from the steps this process ran
+        self._last = (self._start, state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if any(k.startswith("heldout/") for k in logs):
+            return
+        now, step = time.time(), state.global_step
+        if SUMMARY_KEY in logs:
+            loss = _num(logs.get("train_loss"))
+            ran = step - self._start_step
+            per = f" ({logs[SUMMARY_KEY] / ran:.2f} s/step)" if ran > 0 else ""
+            print(f"[rlft] trained {ran} steps in {logs[SUMMARY_KEY]:.1f} s{per}"
+                  + (f", train_loss {loss:.4f}" if loss is not None else ""), flush=True)
+            return
+        if any(k.startswith("eval_") for k in logs):  # trainer-side evaluation (eval_strategy): its own line
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in logs.items() if _num(v) is not None)
+            print(f"[rlft] step {step} eval: {shown}", flush=True)
+            return
+        step_seconds = eta = None
+        if self._last is not None and step > self._last[1]:
+            step_seconds = (now - self._last[0]) / (step - self._last[1])
+        if self._start is not None and step > self._start_step and state.max_steps > 0:
+            eta = (now - self._start) / (step - self._start_step) * max(state.max_steps - step, 0)
+        self._last = (now, step)
+        print(format_line(logs, step, state.max_steps, step_seconds, eta), flush=True)
+
+
+def use_compact_progress(trainer: Any, keep_bar: bool = False) -> None:
+    """Swap transformers' dict-printing callbacks on `trainer` for `CompactProgress` (a tqdm bar stays if asked)."""
+    handler = getattr(trainer, "callback_handler", None)
+    if handler is None:
+        return
+    for cb in list(handler.callbacks):
+        if isinstance(cb, (PrinterCallback, ProgressCallback)) or type(cb).__name__ == "NotebookProgressCallback":
+            handler.remove_callback(cb)
+    if keep_bar:
+        handler.add_callback(_BarOnly())
+    handler.add_callback(CompactProgress())
+
+
+class _BarOnly(ProgressCallback):
+    """transformers' tqdm bar without its raw dict under it."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return
