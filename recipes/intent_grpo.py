@@ -1,8 +1,11 @@
 """Intent detection with GRPO and the RLEF intent reward.
 
-    accelerate launch recipes/intent_grpo.py                       # embedded model + demo data, CPU or GPU
-    accelerate launch recipes/intent_grpo.py trainer.max_steps=100 data.source=my.csv
-    accelerate launch recipes/intent_grpo.py --config recipes/intent_grpo_bitext.yaml
+    # embedded model + demo data, CPU or GPU
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py trainer.max_steps=100 \
+        data.source=my.csv
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py --config \
+        recipes/intent_grpo_bitext.yaml
 
 What it does: loads intent_grpo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with GRPO on the
 `intent` reward, evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.

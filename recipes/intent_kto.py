@@ -1,7 +1,9 @@
 """Intent tags with KTO on preference data (see intent_kto.yaml).
 
-    accelerate launch recipes/intent_kto.py                       # embedded model + demo data, CPU or GPU
-    accelerate launch recipes/intent_kto.py trainer.max_steps=100 data.source=my.csv
+    # embedded model + demo data, CPU or GPU
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_kto.py
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_kto.py trainer.max_steps=100 \
+        data.source=my.csv
 
 What it does: loads intent_kto.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with GRPO on the
 `intent` reward, evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.

@@ -1,7 +1,9 @@
 """Intent detection with PPO and the RLEF intent reward.
 
-    accelerate launch recipes/intent_ppo.py                       # embedded model + demo data, CPU or GPU
-    accelerate launch recipes/intent_ppo.py trainer.max_steps=100 data.source=my.csv
+    # embedded model + demo data, CPU or GPU
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_ppo.py
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_ppo.py trainer.max_steps=100 \
+        data.source=my.csv
 
 What it does: loads intent_ppo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter and a value head with
 PPO on the `intent` reward, evaluates again and writes adapter + value head + recipe + metrics + model card to

@@ -1,7 +1,9 @@
 """Policy following: GRPO on the intent reward plus an LLM judge of the company policy (see policy_grpo.yaml).
 
-    accelerate launch recipes/policy_grpo.py                       # wiring demo: embedded model judges (no signal)
-    accelerate launch recipes/policy_grpo.py trainer.max_steps=100 data.source=my.csv
+    # wiring demo: embedded model judges (no signal)
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_grpo.py
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_grpo.py trainer.max_steps=100 \
+        data.source=my.csv
 
 What it does: loads policy_grpo.yaml, evaluates held-out intent accuracy and judge scores, trains a LoRA adapter
 with GRPO on the intent reward + the policy judge (judged only when the intent is right), evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.

@@ -1,8 +1,10 @@
 """KTO on a preference set labelled by `rlft label` from the model's own samples (see policy_kto.yaml).
 
     rlft label recipes/label_intent.yaml --split train --n 6 --prefill "<intent>" --out runs/label_intent
-    accelerate launch recipes/policy_kto.py                       # embedded model, CPU or GPU
-    accelerate launch recipes/policy_kto.py data.source=runs/other_labels/kto.jsonl trainer.max_steps=100
+    # embedded model, CPU or GPU
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_kto.py
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_kto.py \
+        data.source=runs/other_labels/kto.jsonl trainer.max_steps=100
 
 What it does: loads policy_kto.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with KTO on the
 labelled set, evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.

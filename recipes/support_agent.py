@@ -1,8 +1,11 @@
 """The one-pass support agent: `<intent>label</intent>` + a policy-following reply, GRPO on intent + rubric.
 
-    accelerate launch recipes/support_agent.py                         # embedded model + demo data, CPU or GPU
-    accelerate launch recipes/support_agent.py trainer.max_steps=100
-    accelerate launch recipes/support_agent.py --config recipes/support_agent_judge.yaml   # + a judge endpoint
+    # embedded model + demo data, CPU or GPU
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py trainer.max_steps=100
+    # + a judge endpoint
+    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py --config \
+        recipes/support_agent_judge.yaml
 
 What it does: loads support_agent.yaml (the head is constrained to one label, the reply is free), evaluates the
 held-out rows, trains a LoRA adapter with GRPO on the `intent` + `rubric` rewards, evaluates again and writes

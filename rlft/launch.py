@@ -1,4 +1,5 @@
-"""Shared entry for `recipes/*.py` launchers: `accelerate launch recipes/X.py [--config FILE] [key=value ...]`."""
+"""Shared entry for `recipes/*.py` launchers: `accelerate launch --config_file CONFIG recipes/X.py [--config FILE]
+[key=value ...]`, CONFIG being recipes/accelerate/one_process.yaml for one process (docs/recipes.md#launch)."""
 
 from __future__ import annotations
 
