@@ -10,9 +10,10 @@ Trainer's) whose `train()` runs PPO's own loop::
         for epoch in range(ppo_epochs): for each mini-batch: clipped policy loss + vf_coef · clipped value loss
         β <- KL controller (fixed, or adaptive towards target_kl)
 
-`save_model` writes the adapter (as the Trainer does) plus `value_head.safetensors`. Tested with TRL 1.16,
-transformers 5.23, PEFT 0.21 on CPU. Not supported: vLLM generation, evaluation during training, resuming the
-optimizer state from a checkpoint (start again with `adapter.init_from` + `value_head_init` instead).
+`save_model` writes the adapter (as the Trainer does) plus `value_head.safetensors`; with `save_strategy: steps`
+each `checkpoint-N` also holds optimizer, scheduler, RNG and PPO state, and `train(resume_from_checkpoint=...)`
+continues exactly (`rlft.ppo.checkpoint`). Tested with TRL 1.16, transformers 5.24, PEFT 0.21 on CPU. Not
+supported: vLLM generation, evaluation during training.
 
 Rollouts can start after a `prefill` and be restricted by a logits processor (the recipe's `decoding.prefill` /
 `signal.constrain_labels`, as for GRPO). Log-probs for the ratio, KL and loss come from the unconstrained
@@ -32,9 +33,10 @@ from typing import Any
 
 import torch
 from transformers import Trainer, TrainerState
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import TrainOutput
 
-from rlft.ppo import core
+from rlft.ppo import checkpoint, core
 from rlft.ppo.config import PPOConfig
 from rlft.ppo.kl_control import make_kl_controller
 from rlft.ppo.rollout import (PolicyWithValue, Rollout, decode_completions, encode_prompts, eos_ids,
@@ -267,7 +269,8 @@ class PPOTrainer(Trainer):
         self.create_scheduler(max_steps * args.ppo_epochs * args.num_mini_batches, self.optimizer)
         self.policy_value, self.optimizer = self.accelerator.prepare(self.policy_value, self.optimizer)
         self.model_wrapped = self.policy_value
-        self.state = TrainerState(stateful_callbacks=[])
+        self.state = TrainerState(stateful_callbacks=[cb for cb in self.callback_handler.callbacks + [self.control]
+                                                      if isinstance(cb, ExportableState)])
         self.state.max_steps = max_steps
         self.state.num_train_epochs = math.ceil(args.num_train_epochs)
         self.state.logging_steps = _absolute(args.logging_steps, max_steps)
@@ -280,28 +283,29 @@ class PPOTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None,
               ignore_keys_for_eval: list[str] | None = None, **kwargs: Any) -> TrainOutput:
-        if resume_from_checkpoint:
-            raise ValueError("PPOTrainer does not resume checkpoints; start a new run from the saved adapter "
-                             "(adapter.init_from) and value head (value_head_init)")
+        """Run PPO for max_steps; `resume_from_checkpoint` (a `checkpoint-N` folder) continues exactly from it."""
+        if resume_from_checkpoint is True:
+            raise ValueError("PPOTrainer.train: give the checkpoint folder (rlft.checkpoints.resolve_resume finds the "
+                             "newest complete one)")
         args = self.args
         loader = self._prompt_loader()
         self.callback_handler.train_dataloader = loader
         updates_per_epoch = max(len(loader), 1)
         max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * updates_per_epoch)
+        if resume_from_checkpoint:
+            checkpoint.load_weights(self, str(resume_from_checkpoint))
         self._setup(max_steps)
         self.model.train()
+        prompts = _PromptStream(loader)
+        window: dict[str, list[float]] = defaultdict(list)
+        losses: list[float] = []
+        if resume_from_checkpoint:
+            saved_window, losses = checkpoint.load_state(self, str(resume_from_checkpoint), prompts.skip)
+            window.update(saved_window)
         self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
-        start, window, losses = time.time(), defaultdict(list), []
-        batches, epoch = iter(loader), 0
-        for step in range(max_steps):
-            try:
-                rows = next(batches)
-            except StopIteration:
-                epoch += 1
-                if hasattr(loader, "set_epoch"):
-                    loader.set_epoch(epoch)
-                batches = iter(loader)
-                rows = next(batches)
+        start, first = time.time(), self.state.global_step
+        for step in range(first, max_steps):
+            rows = prompts.next()
             self.control = self.callback_handler.on_step_begin(args, self.state, self.control)
             rollout, stats = self.make_rollout(rows)
             stats.update(self.ppo_update(rollout))
@@ -318,12 +322,13 @@ class PPOTrainer(Trainer):
                 self.log(logs)
                 window.clear()
             if args.save_strategy == "steps" and self.state.global_step % self.state.save_steps == 0:
-                self.save_model(os.path.join(args.output_dir, f"checkpoint-{self.state.global_step}"))
+                checkpoint.save_checkpoint(self, window, losses)
+                self.control = self.callback_handler.on_save(args, self.state, self.control)
             if self.control.should_training_stop:
                 break
         runtime = time.time() - start
-        metrics = {"train_runtime": round(runtime, 2), "train_steps_per_second": round(self.state.global_step /
-                                                                                       max(runtime, 1e-9), 3),
+        done = self.state.global_step - first
+        metrics = {"train_runtime": round(runtime, 2), "train_steps_per_second": round(done / max(runtime, 1e-9), 3),
                    "train_loss": _nanmean(losses), "final_kl_coef": self.kl_ctl.value}
         self.control = self.callback_handler.on_train_end(args, self.state, self.control)
         return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
@@ -336,6 +341,27 @@ class PPOTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             self.accelerator.unwrap_model(self.policy_value).value_head.save(output_dir)
+
+
+class _PromptStream:
+    """Batches of prompt rows from the loader, epoch after epoch (a new shuffle each epoch)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader, self.epoch, self.batches = loader, 0, iter(loader)
+
+    def next(self) -> list[dict[str, Any]]:
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.epoch += 1
+            if hasattr(self.loader, "set_epoch"):
+                self.loader.set_epoch(self.epoch)
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def skip(self, n: int) -> None:
+        for _ in range(n):
+            self.next()
 
 
 def _absolute(steps: float, max_steps: int) -> int:
