@@ -33,7 +33,7 @@ from typing import Any
 
 import regex
 
-from rlft.reward import completion_text  # noqa: F401 - re-exported: rewards import it from here
+from rlft.reward_protocol import BaseReward, completion_text  # noqa: F401 - completion_text re-exported
 
 DEFAULT_PATTERN = r"<intent>(.*?)</intent>"
 OPEN_TAG = "<intent>"
@@ -86,11 +86,12 @@ class IntentParser:
         return "ok", label
 
 
-class IntentReward:
+class IntentReward(BaseReward):
     """RLEF reward comparing the completion's `<intent>` label with the `intent` column (see module docstring)."""
 
     name = "intent"
     wants_labels = True  # rlft fills `labels` from the data's label set when the recipe does not give them
+    metrics = ("intent/accuracy", "intent/format_rate", "intent/accuracy/<label>")
 
     def __init__(self, labels: Sequence[str] | None = None, correct: float = 1.0, wrong: float = 0.0,
                  invalid: float = -0.5, multiple: float = -1.0, malformed: float = -1.0, missing: float = -1.0,
@@ -150,7 +151,7 @@ def log_intent_metrics(parsed: list[IntentParse], truths: Sequence[str], log_met
             log_metric(f"intent/accuracy/{label}", sum(values) / len(values))
 
 
-class IntentFormatReward:
+class IntentFormatReward(BaseReward):
     """Format-only reward: `value` for exactly one well-formed tag with an allowed label, else 0.0."""
 
     name = "intent_format"

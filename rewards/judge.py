@@ -75,7 +75,8 @@ from rlft.judge.prompts import conversation_text
 from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
 from rlft.judge.untrusted import count_words, scan_injection
 from rlft.judge_gate import parse_calibration
-from rlft.rewards.intent import IntentParser, completion_text, normalize_label
+from rlft.reward_protocol import BaseReward, completion_text
+from rlft.rewards.intent import IntentParser, normalize_label
 
 logger = logging.getLogger("rlft.judge")
 SKIPPED, FLAGGED, GUARD_TIMEOUT = "skipped", "flagged", "guard_timeout"
@@ -104,7 +105,7 @@ class JudgeErrorRateExceeded(RewardError):
     """Too many recent judgments failed: the run stops instead of training on a thinning signal."""
 
 
-class JudgeReward:
+class JudgeReward(BaseReward):
     """LLM-judge reward (see module docstring for every parameter's role).
 
     Give the flat recipe keys (`JudgeReward(model="gpt-4o-mini", budget_usd=5)`, every key of
@@ -113,6 +114,9 @@ class JudgeReward:
     """
 
     name = "judge"
+    metrics = (*(f"judge/{s}_rate" for s in (*STATUSES, SKIPPED, FLAGGED, STOPPED, GUARD_TIMEOUT)),
+               "judge/truncated_rate", "judge/abstain_rate", "judge/mean", "judge/agreement", "judge/cache_hit_rate",
+               "judge/requests", "judge/tokens", "judge/cost_usd")
 
     def __init__(self, model: str | None = None, *, spec: JudgeSpec | None = None, client: ChatClient | None = None,
                  calibration: dict | None = None, **params: Any):
@@ -441,7 +445,7 @@ def _stop_callback(reward: JudgeReward) -> Any:
 
 def _flat_signature() -> inspect.Signature:
     """`JudgeReward.__init__` as the recipe loader sees it: every flat key of the specs, with its default, so an
-    unknown or misspelt recipe key is refused by name (`rlft.reward.check_params`) before anything is built."""
+    unknown or misspelt recipe key is refused by name (`rlft.reward_loader.check_params`) before anything is built."""
     p = inspect.Parameter
     params = [p("self", p.POSITIONAL_OR_KEYWORD), p("model", p.POSITIONAL_OR_KEYWORD, default=None, annotation=str)]
     for spec_cls in SECTIONS.values():

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlft.rewards.intent import completion_text
+from rlft.reward_protocol import BaseReward, completion_text
 
 
-class LengthReward:
+class LengthReward(BaseReward):
     """0 up to `max_words`; then −`penalty_per_word` per extra word, floored at `floor`."""
 
     name = "length"

@@ -22,10 +22,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rlft.reward_protocol import BaseReward
+
 NORMALIZE = ("none", "batch", "sigmoid")
 
 
-class RewardModelReward:
+class RewardModelReward(BaseReward):
     name = "reward_model"
     columns: tuple[str, ...] = ()
 

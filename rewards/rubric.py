@@ -79,7 +79,8 @@ from rlft.errors import RewardError, did_you_mean
 from rlft.judge.policies import DEFAULT_KEY, RUBRIC_KEY, demo_policies_path, normalize_key
 from rlft.judge.prompts import conversation_text
 from rlft.judge.untrusted import strip_invisible
-from rlft.rewards.intent import IntentParser, completion_text
+from rlft.reward_protocol import BaseReward, completion_text
+from rlft.rewards.intent import IntentParser
 
 logger = logging.getLogger("rlft.rubric")
 KINDS = ("must_mention", "must_ask_for", "must_not")
@@ -315,11 +316,13 @@ def _covered_chars(text: str, spans: list[tuple[int, int]]) -> int:
     return covered
 
 
-class RubricReward:
+class RubricReward(BaseReward):
     """Deterministic policy check: per-intent must_mention / must_ask_for / must_not (see module docstring)."""
 
     name = "rubric"
     wants_labels = True  # rlft fills `labels` from the data; used for use_predicted_intent and a coverage warning
+    metrics = ("rubric/abstain_rate", "rubric/mean", "rubric/pass_rate", *(f"rubric/{g}_rate" for g in GATES),
+               "rubric/<intent>/<requirement>")
 
     def __init__(self, policies: str | dict | None = None, label_column: str = "intent",
                  use_predicted_intent: bool = False, labels: Sequence[str] | None = None, max_words: int | None = 80,

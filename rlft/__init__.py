@@ -1,7 +1,7 @@
 """rlft: reinforcement fine-tuning of small language models with pluggable rewards.
 
-Public API: `load_recipe`, `train`, `evaluate`, `export`, `Recipe`, `RewardSpec`, `reward`, `completion_text`,
-`UserError`.
+Public API: `load_recipe`, `train`, `evaluate`, `export`, `Recipe`, `RewardSpec`, `Reward`, `BaseReward`, `reward`,
+`completion_text`, `UserError`.
 """
 
 from rlft.telemetry import disable_unless_opted_in as _no_telemetry
@@ -16,7 +16,8 @@ _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
 from rlft.config import Recipe  # noqa: E402
 from rlft.errors import UserError  # noqa: E402
 from rlft.recipe import load_recipe  # noqa: E402
-from rlft.reward import RewardSpec, completion_text, reward  # noqa: E402
+from rlft.reward_loader import RewardSpec  # noqa: E402
+from rlft.reward_protocol import BaseReward, Reward, completion_text, reward  # noqa: E402
 from rlft.version import __version__  # noqa: E402
 
 # `rlft.evaluate` is both a submodule (the held-out evaluation helpers) and the public `evaluate` function below.
@@ -66,5 +67,5 @@ def evaluate(models, recipe, out_dir=None, *, data=None, overrides=(),  # noqa: 
                            human_labels)
 
 
-__all__ = ["Recipe", "RewardSpec", "UserError", "__version__", "completion_text", "evaluate", "export", "load_recipe",
-           "reward", "train"]
+__all__ = ["BaseReward", "Recipe", "Reward", "RewardSpec", "UserError", "__version__", "completion_text", "evaluate",
+           "export", "load_recipe", "reward", "train"]

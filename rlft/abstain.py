@@ -78,7 +78,6 @@ def _neutral(func: Callable) -> Callable:
 
         wrapped = neutral_sync
     functools.update_wrapper(wrapped, func, assigned=("__name__", "__qualname__", "__doc__"), updated=())
-    wrapped.rlft_inner = getattr(func, "rlft_inner", func)
     return wrapped
 
 
@@ -89,7 +88,8 @@ def needs_neutral(algorithm: str, n_rewards: int, trainer: dict[str, Any]) -> bo
 
 
 def neutral_rewards(rewards: Sequence[Any], algorithm: str, trainer: dict[str, Any]) -> list[Any]:
-    """`LoadedReward`s whose functions TRL can sum without counting abstentions as 0 (others unchanged)."""
+    """`LoadedReward`s whose functions TRL can sum without counting abstentions as 0 (others unchanged; each keeps
+    its `inner`, so its accessors still answer)."""
     import dataclasses
 
     if not needs_neutral(algorithm, len(rewards), trainer):

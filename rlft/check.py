@@ -123,9 +123,7 @@ def completions_per_step(recipe: Any, labels: list[str]) -> int:
 def project_judges(report: CheckReport, recipe: Any, rewards: list, labels: list[str]) -> None:
     steps = int(recipe.trainer.get("max_steps", -1))
     for r in rewards:
-        inner = getattr(r.func, "rlft_inner", None)
-        judge = getattr(inner, "judge", None)
-        budget = getattr(judge, "budget", None)
+        budget = getattr(r.judge, "budget", None)
         if budget is None:
             continue
         u = budget.usage
@@ -195,7 +193,7 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
     from rlft.decoding import generation_kwargs
     from rlft.evaluate import generate
     from rlft.models import load_model, resolve_device
-    from rlft.pipeline import load_recipe_rewards
+    from rlft.recipe_rewards import load_recipe_rewards
     from rlft.recipe import load_recipe
 
     report = CheckReport()

@@ -7,10 +7,11 @@ option stays reachable and is validated against TRL's own fields.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlft.reward import RewardSpec
+from rlft.reward_loader import RewardSpec
 from rlft.trainers import TRAINER_MODULES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -190,3 +191,10 @@ class Recipe:
     evaluation: EvaluationConfig = _f(factory=EvaluationConfig, help="Held-out evaluation before/after.")
     export: ExportConfig = _f(factory=ExportConfig, help="Extra exports.")
     source_file: str | None = field(default=None, repr=False, metadata={"help": "Recipe file (not a key)."})
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain mapping of a recipe (what gets saved next to the adapter); secrets never live in recipes."""
+    out = dataclasses.asdict(recipe)
+    out.pop("source_file", None)
+    return out

@@ -12,7 +12,7 @@ head (label + suffix) the processor releases it: every token is allowed (the rep
 limit), or only EOS once `reply_max_tokens` reply tokens were generated. `LabelTrie.tail(prefix)` says where a row
 is: None inside the head, else the number of reply tokens so far.
 
-This module only constrains decoding; rewards and training live elsewhere (`rlft.signal`).
+This module only constrains decoding; rewards and training live elsewhere (`rlft.grpo`).
 """
 
 from __future__ import annotations

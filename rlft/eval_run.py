@@ -200,8 +200,7 @@ def _intent_parser(rewards: Sequence[Any]) -> Any:
     from rlft.rewards.intent import IntentParser
 
     for r in rewards:
-        parser = getattr(getattr(r.func, "rlft_inner", None), "parser", None)
-        if isinstance(parser, IntentParser):
+        if isinstance(parser := r.parser, IntentParser):
             return parser
     return IntentParser()
 
@@ -209,9 +208,7 @@ def _intent_parser(rewards: Sequence[Any]) -> Any:
 def _policy_reward(rewards: Sequence[Any]) -> Any:
     """The recipe's judge reward that grades policy (binary or score mode), if any."""
     for r in rewards:
-        inner = getattr(r.func, "rlft_inner", None)
-        judge = getattr(inner, "judge", None)
-        if judge is not None and getattr(judge, "mode", None) in ("binary", "score"):
+        if r.judge is not None and getattr(r.judge, "mode", None) in ("binary", "score"):
             return r
     return None
 
@@ -243,7 +240,7 @@ def score_run(run: ModelRun, rewards: Sequence[Any], prompts: list[Any], columns
         statuses = scores.extras.get("judge_status")
         run.judge_status = [str(s) for s in statuses] if statuses else None
         run.judge_rationale = scores.extras.get("judge_rationale")
-        run.policy = _policy_values(scores.per_reward[policy.name], run.judge_status, policy.func.rlft_inner)
+        run.policy = _policy_values(scores.per_reward[policy.name], run.judge_status, policy.inner)
     elif (rubric := next((r for r in rewards if r.name == "rubric"), None)) is not None:
         # no judge: the rubric grades policy; a row passes only with every applicable requirement met (score 1.0)
         run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[rubric.name]]
@@ -318,7 +315,7 @@ def judge_calibration(recipe: Any, rewards: Sequence[Any], human_file: str,
     columns = {c: list(rows[c]) for c in rows.column_names if c not in ("prompt", "completion")}
     scores = score([policy], list(rows["prompt"]), list(rows["completion"]), columns)
     statuses = scores.extras.get("judge_status")
-    verdicts = passed(_policy_values(scores.per_reward[policy.name], statuses, policy.func.rlft_inner))
+    verdicts = passed(_policy_values(scores.per_reward[policy.name], statuses, policy.inner))
     keep = [i for i, v in enumerate(verdicts) if v is not None]
     out = cohen_kappa(["pass" if verdicts[i] else "fail" for i in keep], [human[i] for i in keep])
     return {"file": human_file, "reward": policy.name, "abstained": len(verdicts) - len(keep), **out}
@@ -334,7 +331,7 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
     Returns {"models": per-model summaries, "paths": {file name: path}, "win_rate": ... (with a judge)}.
     """
     from rlft.models import load_model, resolve_device
-    from rlft.pipeline import load_recipe_rewards
+    from rlft.recipe_rewards import load_recipe_rewards
 
     if not models:
         raise EvalError("rlft eval: give at least one --model (base, an adapter directory or openai:URL#MODEL)")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 from rlft.rewards.intent import IntentParser, normalize_label
 from rlft.scoring import score
 
@@ -59,8 +59,7 @@ def recipe_parser(rewards: Sequence[LoadedReward]) -> IntentParser | None:
     """The parser of the recipe's intent reward (its pattern, aliases and prefix), so metrics read labels the way
     the reward does; None when the recipe has no intent reward."""
     for r in rewards:
-        parser = getattr(getattr(r.func, "rlft_inner", None), "parser", None)
-        if isinstance(parser, IntentParser):
+        if isinstance(parser := r.parser, IntentParser):
             return parser
     return None
 

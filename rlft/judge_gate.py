@@ -78,7 +78,7 @@ def check_judge_gates(recipe: Any, rewards: Sequence[Any]) -> list[dict[str, Any
     out = []
     where = recipe.source_file or "recipe"
     for index, reward in enumerate(rewards):
-        gate = getattr(getattr(reward.func, "rlft_inner", None), "calibration", None)
+        gate = reward.calibration
         if gate is None:
             continue
         key = f"{where}: rewards[{index}] ({reward.name}): calibration"

@@ -34,7 +34,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from rlft.config import DecodingConfig, LabelPGConfig
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 from rlft.shared_prefix import _left_pad, _positions
 
 LSE_CHUNK = 256  # label positions per full-vocabulary log-sum-exp chunk

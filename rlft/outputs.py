@@ -18,10 +18,9 @@ from typing import Any
 
 import yaml
 
-from rlft.config import Recipe
+from rlft.config import Recipe, recipe_to_dict
 from rlft.distributed import is_main_process
 from rlft.errors import RecipeError
-from rlft.recipe import recipe_to_dict
 from rlft.redact import redact_secrets
 
 # Files a run that failed before training may leave; such a directory is reused without `overwrite`.

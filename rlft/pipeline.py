@@ -11,8 +11,6 @@ This is the Python API behind `rlft train` and every `recipes/*.py` launcher::
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from typing import Any
 from rlft.abstain import neutral_rewards
 from rlft.checkpoints import MarkCompleteCheckpoints, resolve_resume
 from rlft.config import Recipe
-from rlft.data import drop_long_prompts, prepare, require_columns
+from rlft.data import drop_long_prompts, prepare
 from rlft.decoding import generation_kwargs
 from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
@@ -32,7 +30,8 @@ from rlft.outputs import claim_output_dir, write_metrics, write_model_card, writ
 from rlft.periodic_eval import PeriodicEval
 from rlft.progress import use_compact_progress
 from rlft.recipe import load_recipe
-from rlft.reward import LoadedReward, RewardSpec, load_rewards, resolve_target
+from rlft.recipe_rewards import load_recipe_rewards
+from rlft.reward_loader import LoadedReward
 from rlft.telemetry import disable_unless_opted_in
 from rlft.trainers import trainer_builder
 from rlft.trainers.context import TrainContext
@@ -59,25 +58,6 @@ def _stop_record(callbacks: list[Any]) -> dict[str, Any] | None:
             return {"reason": reason, "kind": getattr(cb, "stop_kind", None),
                     "ok": bool(getattr(cb, "stop_ok", False))}
     return None
-
-
-def with_data_labels(specs: list[RewardSpec], labels: list[str]) -> list[RewardSpec]:
-    """Give rewards that ask for the label set (`wants_labels`) the data's labels, unless the recipe set them."""
-    out = []
-    for spec in specs:
-        target = resolve_target(spec.name, "rewards")
-        if getattr(target, "wants_labels", False) and "labels" not in spec.params and labels:
-            spec = dataclasses.replace(spec, params={**spec.params, "labels": list(labels)})
-        out.append(spec)
-    return out
-
-
-def load_recipe_rewards(recipe: Recipe, labels: list[str], datasets: list[Any]) -> list[LoadedReward]:
-    rewards = load_rewards(with_data_labels(recipe.rewards, labels))
-    for ds in datasets:
-        for r in rewards:
-            require_columns(ds, list(r.columns), recipe.data.source, f"reward '{r.name}'")
-    return rewards
 
 
 def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward]) -> EvalReport:
@@ -135,8 +115,7 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         metrics["eval_before_per_intent"] = before.per_intent
 
     # Rewards may ask to stop training cleanly (a judge's budget or error-rate bound): they offer a callback.
-    reward_callbacks = [make() for r in rewards
-                        if (make := getattr(getattr(r.func, "rlft_inner", None), "trainer_callback", None))]
+    reward_callbacks = [cb for r in rewards if (cb := r.trainer_callback()) is not None]
     periodic = None
     if recipe.evaluation.every_steps and can_generate:
         ev = recipe.evaluation

@@ -27,7 +27,7 @@ from rlft.config import (
     SignalConfig,
 )
 from rlft.errors import RecipeError, did_you_mean
-from rlft.reward import RewardSpec
+from rlft.reward_loader import RewardSpec
 from rlft.typecheck import describe, matches
 
 SECTIONS = {"model": ModelConfig, "adapter": AdapterConfig, "data": DataConfig, "decoding": DecodingConfig,
@@ -364,11 +364,4 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
 
         validate(recipe)
     return recipe
-
-
-def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    """Plain mapping of a recipe (what gets saved next to the adapter); secrets never live in recipes."""
-    out = dataclasses.asdict(recipe)
-    out.pop("source_file", None)
-    return out
 

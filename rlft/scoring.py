@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlft.abstain import group_keys, impute_abstentions
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 
 
 @dataclass

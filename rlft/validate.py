@@ -15,7 +15,7 @@ from rlft.distributed import check_launch
 from rlft.errors import RecipeError, UserError
 from rlft.models import check_model_source, resolve_device
 from rlft.outputs import check_output_path
-from rlft.reward import check_params, resolve_target
+from rlft.reward_loader import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
 
 REWARD_ALGOS = ("grpo", "label_pg", "ppo")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlft.abstain import impute_abstentions, neutral_rewards
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 from rlft.scoring import combine, score
 
 PROMPT = [{"role": "user", "content": "refund please"}]

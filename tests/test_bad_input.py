@@ -145,7 +145,7 @@ def test_save_strategy_no_read_by_yaml_as_false_is_mapped_back(setup):
 
 def test_a_reward_that_raises_is_named_with_its_row(tmp_path):
     from rlft.errors import RewardError
-    from rlft.reward import RewardSpec, load_reward
+    from rlft.reward_loader import RewardSpec, load_reward
 
     (tmp_path / "fragile.py").write_text(
         "def score(prompts, completions, **kw):\n    return [1.0 / len(c) for c in completions]\n")

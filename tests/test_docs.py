@@ -13,7 +13,7 @@ from rlft.config import (
     Recipe,
     SignalConfig,
 )
-from rlft.reward import BUILTIN_REWARDS
+from rlft.reward_loader import builtin_rewards
 from tests.conftest import ROOT
 
 
@@ -29,7 +29,7 @@ def test_every_recipe_key_is_in_docs_recipes():
 
 def test_every_builtin_reward_is_in_docs_rewards():
     text = (ROOT / "docs" / "rewards.md").read_text()
-    assert all(f"`{name}`" in text for name in BUILTIN_REWARDS)
+    assert all(f"`{name}`" in text for name in builtin_rewards())
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -111,7 +111,7 @@ trainer: {{max_steps: 6, per_device_train_batch_size: 8, num_generations: 4, max
 """))
         data = prepare(recipe.data, "grpo", recipe.seed)
         rewards = load_recipe_rewards(recipe, data.labels, [data.train])
-        judge = rewards[0].func.rlft_inner
+        judge = rewards[0].inner
         model, tok = load_model(recipe.model, recipe.adapter, "cpu")
         ctx = TrainContext(recipe, model, tok, data.train, data.eval, rewards, data.labels, "cpu",
                            callbacks=[judge.trainer_callback()])

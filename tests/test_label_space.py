@@ -14,7 +14,7 @@ from rlft.constrained import LabelTrie, TrieLogitsProcessor
 from rlft.decoding import prompt_ids
 from rlft.label_space import (LabelSpace, label_logprobs, label_pg_loss, label_rewards, log_expected,
                               normalise_rewards)
-from rlft.reward import LoadedReward, RewardSpec, load_rewards
+from rlft.reward_loader import LoadedReward, RewardSpec, load_rewards
 
 LABELS = ["cancel_order", "track_order", "get_refund", "track_refund"]
 DECODING = DecodingConfig(prefill="<intent>")

@@ -17,9 +17,9 @@ from rlft.labeling.export import to_tinker, to_ubiai, transcript
 from rlft.labeling.label import score_prompt
 from rlft.labeling.prompts import PromptRow
 from rlft.labeling.resume import RecordLog
-from rlft.labeling.validate import check_dpo_rows, check_kto_rows, validate_file
+from rlft.labeling.row_checks import check_dpo_rows, check_kto_rows, validate_file
 from rlft.recipe import load_recipe
-from rlft.reward import RewardSpec, load_reward, load_rewards
+from rlft.reward_loader import RewardSpec, load_reward, load_rewards
 
 LABELS = ["cancel_order", "get_refund", "track_order"]
 REWARD_FILE = '''

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from rlft.errors import RewardError
-from rlft.reward import RewardSpec, load_reward, load_rewards
+from rlft.reward_loader import RewardSpec, load_reward, load_rewards
 from rlft.scoring import combine, score
 
 CUSTOM = '''
@@ -56,7 +56,7 @@ def test_required_columns_come_from_the_signature(custom_file):
 def test_module_path_and_builtin_name_load_the_same_class():
     by_name = load_reward(RewardSpec(name="intent"))
     by_path = load_reward(RewardSpec(name="rlft.rewards.intent:IntentReward", alias="intent2"))
-    assert type(by_name.func.rlft_inner) is type(by_path.func.rlft_inner)
+    assert type(by_name.inner) is type(by_path.inner)
     assert by_name.columns == ("intent",)
 
 

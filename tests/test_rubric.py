@@ -9,7 +9,7 @@ import regex
 from rlft.demo_data import TEMPLATES
 from rlft.errors import RewardError, UserError
 from rlft.judge.policies import Guidelines
-from rlft.reward import RewardSpec, load_reward
+from rlft.reward_loader import RewardSpec, load_reward
 from rlft.rewards.rubric import RubricError, RubricReward, load_rubric, reply_text
 from tests.conftest import ROOT
 
@@ -302,7 +302,7 @@ def test_builtin_name_loads_with_its_column():
     loaded = load_reward(RewardSpec("rubric", params={"policies": "demo", "max_words": 60}))
     assert loaded.name == "rubric" and loaded.columns == ("intent",) and not loaded.is_async
     assert loaded.func(prompts=["p"], completions=[GOOD["get_refund"]], intent=["get_refund"]) == [1.0]
-    copy = pickle.loads(pickle.dumps(loaded.func.rlft_inner))  # spawned workers and deep copies get the reward
+    copy = pickle.loads(pickle.dumps(loaded.inner))  # spawned workers and deep copies get the reward
     assert copy(prompts=["p"], completions=[GOOD["get_refund"]], intent=["get_refund"]) == [1.0]
 
 

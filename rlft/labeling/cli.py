@@ -32,7 +32,7 @@ def recipe_from_args(args: list[str], rewards: list[str] | None = None) -> Any:
     from rlft.data import check_source
     from rlft.models import check_model_source
     from rlft.recipe import build_recipe, load_recipe, parse_override
-    from rlft.reward import RewardSpec
+    from rlft.reward_loader import RewardSpec
 
     path = args[0] if args and "=" not in args[0] else None
     overrides = args[1:] if path else args

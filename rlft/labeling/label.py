@@ -32,7 +32,7 @@ from rlft.errors import UserError
 from rlft.labeling.prompts import PromptRow
 from rlft.labeling.resume import RecordLog, atomic_write, dumps
 from rlft.labeling.sample import SamplingConfig
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 from rlft.scoring import score
 
 
@@ -68,15 +68,7 @@ class LabelResult:
 
 def _reward_meta(rewards: list[LoadedReward]) -> dict[str, Any]:
     """Versions rewards declare about themselves (a judge's prompt/model fingerprint), for audit."""
-    out = {}
-    for r in rewards:
-        inner = getattr(r.func, "rlft_inner", r.func)
-        for attr in ("version", "judge_version", "fingerprint"):
-            value = getattr(inner, attr, None)
-            if isinstance(value, (str, int, float)):
-                out[r.name] = value
-                break
-    return out
+    return {r.name: r.fingerprint for r in rewards if r.fingerprint is not None}
 
 
 def _capturing(rewards: list[LoadedReward], sink: dict[str, list[Any]]) -> list[LoadedReward]:
@@ -293,7 +285,7 @@ def write_outputs(out_dir: str | Path, records: list[dict[str, Any]], cfg: Label
                   max_length: int | None = None, tokenizer: Any = None) -> LabelResult:
     """Rebuild kto/dpo/exports/summary from complete records (pure: same records -> same bytes)."""
     from rlft.labeling.export import to_tinker, to_ubiai
-    from rlft.labeling.validate import check_dpo_rows, check_kto_rows
+    from rlft.labeling.row_checks import check_dpo_rows, check_kto_rows
 
     out = Path(out_dir)
     run_meta = {"sampling": run_info["sampling"], "model": run_info["model"], "adapter": run_info["adapter"]}
@@ -332,8 +324,7 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
     """
     from rlft.labeling.prompts import load_prompts
     from rlft.labeling.sample import load_sampler, prompt_lengths, sampling_adapter
-    from rlft.pipeline import with_data_labels
-    from rlft.reward import load_rewards
+    from rlft.reward_loader import load_rewards, with_data_labels
 
     sampling = sampling or SamplingConfig(seed=recipe.seed)
     label_cfg = label_cfg or LabelConfig()

@@ -42,7 +42,7 @@ from rlft.ppo.kl_control import make_kl_controller
 from rlft.ppo.rollout import (PolicyWithValue, Rollout, decode_completions, encode_prompts, eos_ids,
                               fill_in_scores, forward_policy, sample)
 from rlft.ppo.value_head import ValueHead, hidden_size_of
-from rlft.reward import LoadedReward, validate_output
+from rlft.reward_loader import LoadedReward, validate_output
 from rlft.scoring import score
 
 def as_loaded_rewards(reward_funcs: Sequence[Any], weights: Sequence[float] | None) -> list[LoadedReward]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlft.config import Recipe
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 
 
 @dataclass

@@ -24,7 +24,7 @@ from rlft.config import DecodingConfig, LabelPGConfig
 from rlft.decoding import prompt_ids
 from rlft.errors import RecipeError
 from rlft.label_space import LabelSpace, label_pg_loss, label_rewards
-from rlft.reward import LoadedReward
+from rlft.reward_loader import LoadedReward
 from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
 

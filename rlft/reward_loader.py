@@ -1,17 +1,15 @@
-"""The reward contract: how a reward is named, loaded, parameterised, checked and combined.
-
-A reward is anything that speaks TRL's reward-function convention::
-
-    def my_reward(prompts, completions, **columns) -> list[float | None]     # or `async def`
-
-`prompts`/`completions` are strings or chat-message lists; each dataset column arrives as a keyword argument
-holding one value per completion; `None` means "not applicable / abstain". TRL also passes `trainer_state`,
-`log_metric` and `log_extra`; accept `**kwargs` so new keywords never break you.
+"""How a recipe's rewards are found, loaded, parameterised, checked and wrapped (what a reward *is*:
+`rlft.reward_protocol`).
 
 A recipe names a reward by a built-in short name (`intent`), an import path (`package.module:func`) or a file path
 (`path/to/file.py:func`), and gives it `params`. For a **function**, params bind to its named keyword parameters;
 its named parameters without a default (other than prompts/completions) are the dataset columns it needs. For a
 **class**, params go to `__init__` and the instance is the reward; it lists the columns it needs in `columns`.
+Built-ins are the `BaseReward` subclasses of the modules in the top-level `rewards/` folder (installed as
+`rlft.rewards`), found by their `name`: adding a module there is all it takes.
+
+`LoadedReward` is what the rest of rlft handles: the checked callable plus typed accessors for what the reward
+declares about itself (`inner`, `parser`, `judge`, `calibration`, `fingerprint`, `metrics`, `trainer_callback()`).
 
 This module never imports trainers: rewards depend on the contract only. Loading an import path runs that code,
 exactly like importing it: only name files you trust.
@@ -19,12 +17,14 @@ exactly like importing it: only name files you trust.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
 import inspect
 import math
 import numbers
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,21 +32,30 @@ from pathlib import Path
 from typing import Any
 
 from rlft.errors import RewardError, UserError, did_you_mean
+from rlft.reward_protocol import BaseReward, Reward, completion_text
 
 # Keywords TRL passes to every reward function; they are never recipe params nor dataset columns.
 TRL_INJECTED = frozenset({"prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra",
                           "environments"})
+BUILTIN_PACKAGE = "rlft.rewards"
 
-# Built-in rewards by short name -> import path. The modules live in the top-level `rewards/` folder, installed as
-# `rlft.rewards`, so users can read and copy them.
-BUILTIN_REWARDS: dict[str, str] = {
-    "intent": "rlft.rewards.intent:IntentReward",
-    "intent_format": "rlft.rewards.intent:IntentFormatReward",
-    "judge": "rlft.rewards.judge:JudgeReward",
-    "reward_model": "rlft.rewards.reward_model:RewardModelReward",
-    "length": "rlft.rewards.length:LengthReward",
-    "rubric": "rlft.rewards.rubric:RubricReward",
-}
+
+@functools.cache
+def builtin_rewards() -> dict[str, str]:
+    """Built-in short name -> import path: every `BaseReward` subclass with a `name`, defined in a module of
+    `rlft.rewards` (imported here, once, the first time a short name is resolved)."""
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    found: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+        for attr, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, BaseReward) and obj.__module__ == module.__name__
+                    and obj.name):
+                if obj.name in found:
+                    raise RuntimeError(f"two built-in rewards are named '{obj.name}': {found[obj.name]} and "
+                                       f"{module.__name__}:{attr}")
+                found[obj.name] = f"{module.__name__}:{attr}"
+    return found
 
 
 @dataclass
@@ -67,47 +76,67 @@ class RewardSpec:
 
 @dataclass
 class LoadedReward:
-    """A ready-to-call reward: checked TRL-convention callable, its weight and the dataset columns it needs."""
+    """A ready-to-call reward: checked TRL-convention callable, its weight and the dataset columns it needs.
+
+    `inner` is the object the recipe named (a class reward's instance, or the function); the accessors below read
+    what it declares (`rlft.reward_protocol`), so callers never probe attributes themselves."""
 
     name: str
     func: Callable[..., Any]
     weight: float
     columns: tuple[str, ...]
     is_async: bool
+    inner: Reward | None = None
 
+    def __post_init__(self) -> None:
+        if self.inner is None:  # rebuilt from a loaded `func` (or a bare callable): the loader marked its inner
+            self.inner = getattr(self.func, "rlft_inner", self.func)
 
-def completion_text(completion: Any) -> str:
-    """Text of a completion, whatever its shape: a string (evaluation, labelling, PPO, plain-text prompts) or the
-    assistant contents of a chat-message list (GRPO with chat prompts). Use it in every reward you write::
+    def _declared(self, attr: str, default: Any = None) -> Any:
+        return getattr(self.inner, attr, default)
 
-        >>> completion_text("<intent>refund</intent>"), completion_text([{"role": "assistant", "content": "hi"}])
-        ('<intent>refund</intent>', 'hi')
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
-    return str(completion)
+    @property
+    def parser(self) -> Any:
+        """The reward's label parser (e.g. `rlft.rewards.intent.IntentParser`), or None."""
+        return self._declared("parser")
 
+    @property
+    def judge(self) -> Any:
+        """The `rlft.judge.judge.Judge` of a judge reward (its mode, budget), or None."""
+        return self._declared("judge")
 
-def reward(name: str | None = None, columns: Sequence[str] = ()) -> Callable[[Callable], Callable]:
-    """Optional decorator: give a reward function a metric name and declare extra dataset columns it reads."""
+    @property
+    def calibration(self) -> Any:
+        """A judge reward's calibration gate (`rlft.judge_gate.CalibrationGate`), or None."""
+        return self._declared("calibration")
 
-    def mark(fn: Callable) -> Callable:
-        fn.rlft_name = name or fn.__name__
-        fn.rlft_columns = tuple(columns)
-        return fn
+    @property
+    def fingerprint(self) -> str | int | float | None:
+        """What the reward says identifies its verdicts (`fingerprint`, else `version` / `judge_version`)."""
+        for attr in ("fingerprint", "version", "judge_version"):
+            value = self._declared(attr)
+            if isinstance(value, (str, int, float)):
+                return value
+        return None
 
-    return mark
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Names the reward logs through `log_metric` (declared; `()` when it declares none)."""
+        return tuple(self._declared("metrics", ()) or ())
+
+    def trainer_callback(self) -> Any:
+        """A new transformers `TrainerCallback` the reward asks to register, or None."""
+        make = self._declared("trainer_callback")
+        return make() if callable(make) else None
 
 
 def resolve_target(name: str, where: str) -> Any:
     """Import the object a reward name points at (built-in short name, `mod:attr` or `file.py:attr`)."""
-    path = BUILTIN_REWARDS.get(name, name)
+    path = name if ":" in name else builtin_rewards().get(name, name)
     if ":" not in path:
         raise RewardError(
-            f"{where}: unknown reward '{name}'{did_you_mean(name, BUILTIN_REWARDS)}; use a built-in "
-            f"({', '.join(sorted(BUILTIN_REWARDS))}), 'package.module:function' or 'path/to/file.py:function'"
+            f"{where}: unknown reward '{name}'{did_you_mean(name, builtin_rewards())}; use a built-in "
+            f"({', '.join(sorted(builtin_rewards()))}), 'package.module:function' or 'path/to/file.py:function'"
         )
     module_ref, attr = path.rsplit(":", 1)
     if module_ref.endswith(".py"):
@@ -159,8 +188,9 @@ def _signature_params(target: Any) -> tuple[dict[str, inspect.Parameter], bool]:
 
 
 def _check_call_signature(target: Any, spec: RewardSpec, where: str) -> None:
-    """A reward is called as f(prompts=..., completions=..., **columns): it must accept those two keywords."""
-    fn = getattr(target, "__call__", None) if inspect.isclass(target) else target
+    """A reward is called as f(prompts=..., completions=..., **columns): it must accept those two keywords (a class:
+    its instances must, so the class defines `__call__`)."""
+    fn = _class_call(target, spec, where) if inspect.isclass(target) else target
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -172,6 +202,23 @@ def _check_call_signature(target: Any, spec: RewardSpec, where: str) -> None:
     if missing:
         raise RewardError(f"{where}: reward '{spec.name}' has no parameter {' or '.join(missing)}; a reward is "
                           f"called as f(prompts, completions, **columns) (add them, and **kwargs)")
+
+
+def _class_call(target: type, spec: RewardSpec, where: str) -> Callable:
+    """The `__call__` a class reward's instances run; a class without one (or only an abstract one) is refused."""
+    for klass in inspect.getmro(target):
+        if klass not in (object, Reward) and "__call__" in vars(klass):
+            call = vars(klass)["__call__"]
+            if not getattr(call, "__isabstractmethod__", False):
+                return call
+            break
+    raise RewardError(f"{where}: reward '{spec.name}': class {target.__name__} defines no __call__; its instance is "
+                      f"the reward, called as reward(prompts, completions, **columns)")
+
+
+def wants_labels(target: Any) -> bool:
+    """Whether a reward class asks for the data's label set as its `labels` param (`BaseReward.wants_labels`)."""
+    return bool(getattr(target, "wants_labels", False))
 
 
 def check_params(target: Any, spec: RewardSpec, where: str) -> None:
@@ -217,8 +264,19 @@ def load_reward(spec: RewardSpec, where: str = "rewards") -> LoadedReward:
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
     if isinstance(func, functools.partial):
         is_async = inspect.iscoroutinefunction(func.func)
-    checked = _checked(name, func, is_async)
-    return LoadedReward(name, checked, float(spec.weight), required_columns(target, instance, spec), is_async)
+    checked = _checked(name, func, is_async, instance)
+    return LoadedReward(name, checked, float(spec.weight), required_columns(target, instance, spec), is_async,
+                        instance)
+
+
+def with_data_labels(specs: Sequence[RewardSpec], labels: Sequence[str]) -> list[RewardSpec]:
+    """Give rewards that ask for the label set (`wants_labels`) the data's labels, unless the recipe set them."""
+    out = []
+    for spec in specs:
+        if labels and "labels" not in spec.params and wants_labels(resolve_target(spec.name, "rewards")):
+            spec = dataclasses.replace(spec, params={**spec.params, "labels": list(labels)})
+        out.append(spec)
+    return out
 
 
 def load_rewards(specs: Sequence[RewardSpec], where: str = "rewards") -> list[LoadedReward]:
@@ -272,7 +330,7 @@ def _raised(name: str, exc: Exception, row: int, completions: Sequence[Any]) -> 
     return RewardError(f"reward '{name}' raised {type(exc).__name__} {where}: {message}")
 
 
-def _checked(name: str, func: Callable, is_async: bool) -> Callable:
+def _checked(name: str, func: Callable, is_async: bool, inner: Any) -> Callable:
     if is_async:
 
         async def checked_async(prompts, completions, **kwargs):
@@ -298,5 +356,5 @@ def _checked(name: str, func: Callable, is_async: bool) -> Callable:
 
         checked = checked_sync
     checked.__name__ = checked.__qualname__ = name
-    checked.rlft_inner = func
+    checked.rlft_inner = inner  # what LoadedReward.inner falls back to when a LoadedReward is rebuilt from `func`
     return checked
