@@ -5,9 +5,9 @@
     accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_kto.py trainer.max_steps=100 \
         data.source=my.csv
 
-What it does: loads intent_kto.yaml, evaluates held-out intent accuracy, trains a LoRA
-adapter with KTO on its desirable/undesirable labels (no reward model, no sampling), evaluates again and writes adapter + recipe + metrics + model card + the base vs
-tuned report (`report/`) to `output_dir`.
+What it does: loads intent_kto.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with KTO on its
+desirable/undesirable labels (no reward model, no sampling), evaluates again and writes adapter + recipe + metrics +
+model card + the base vs tuned report (`report/`) to `output_dir`.
 Not supported here: multi-node launch settings (pass your own accelerate config), tool calling.
 """
 
