@@ -13,6 +13,7 @@ accuracy and calibration table in runs/intent_rm/calibration.json); then runs th
 Not supported here: multi-node launch settings (pass your own accelerate config), vLLM generation.
 """
 
+import json
 from pathlib import Path
 
 from rlft.launch import launch
@@ -20,22 +21,42 @@ from rlft.launch import launch
 HERE = Path(__file__).parent
 RM_RECIPE = HERE / "intent_rm.yaml"
 
+
+def reward_model_recipe(argv: list[str]):  # noqa: ANN201 - an rlft Recipe
+    """Stage 1's recipe: intent_rm.yaml with the command line's `trainer.max_steps` (a quick try-out must be quick
+    end to end); every other override is the PPO stage's."""
+    from rlft.recipe import load_recipe
+
+    return load_recipe(RM_RECIPE, [a for a in argv if a.startswith("trainer.max_steps=")])
+
+
+def trained_steps(rm_dir: Path) -> int | None:
+    """Optimizer steps of the reward model already in `rm_dir` (its metrics.json), None when unknown."""
+    try:
+        return int(json.loads((rm_dir / "metrics.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 if __name__ == "__main__":
     import sys
 
     from rlft.errors import UserError
     from rlft.pipeline import train
-    from rlft.recipe import load_recipe
 
-    # trainer.max_steps caps both stages (a quick try-out must be quick end to end); other overrides are PPO's.
-    rm_overrides = [a for a in sys.argv[1:] if a.startswith("trainer.max_steps=")]
     try:
-        rm = load_recipe(RM_RECIPE, rm_overrides)
+        rm = reward_model_recipe(sys.argv[1:])
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    if not (Path(rm.output_dir) / "adapter_config.json").is_file():
-        print(f"[rlft] stage 1: training the reward model ({RM_RECIPE.name} -> {rm.output_dir})", flush=True)
+    rm_dir = Path(rm.output_dir)
+    if (rm_dir / "adapter_config.json").is_file():
+        steps = trained_steps(rm_dir)
+        print(f"[rlft] stage 1: reusing the reward model in {rm_dir} (trained {steps if steps is not None else '?'} "
+              f"steps; this run asked for {rm.trainer.get('max_steps')}; delete the folder to retrain)", flush=True)
+    else:
+        print(f"[rlft] stage 1: training the reward model ({RM_RECIPE.name} -> {rm_dir}, "
+              f"{rm.trainer.get('max_steps')} steps)", flush=True)
         try:
             train(rm)
         except UserError as exc:

@@ -70,7 +70,9 @@ class DataConfig:
     eval_fraction: float = _f(0.1, "Share of rows held out for evaluation when eval_source is not given.")
     holdout: str = _f("random", "How eval_fraction is held out: random (rows; whole prompts for preference data) | "
                       "grouped (near-duplicate utterances kept on one side, rlft.splits; use it for templated data "
-                      "such as Bitext, where a random split measures template memory).")
+                      "such as Bitext, where a random split measures template memory) | prompt (whole distinct "
+                      "prompts held out for any algorithm: no prompt text on both sides; sources with the same "
+                      "prompts get the same held-out prompts).")
     max_train_samples: int | None = _f(None, "Keep at most this many training rows (after the split).")
     max_eval_samples: int | None = _f(None, "Keep at most this many evaluation rows.")
     demo_size: int = _f(600, "Rows generated for demo: sources.")

@@ -412,14 +412,31 @@ def _labels(ds: Any, cfg: DataConfig, source: str, decoding: Any = None) -> list
     return sorted(set(values))
 
 
-def _holdout(ds: Any, fraction: float, seed: int, by_prompt: bool) -> tuple[Any, Any]:
+def prompt_keys(ds: Any, cfg: DataConfig) -> list[str]:
+    """The user-facing prompt of each raw row, as text: the `prompt` column (preference data; chat messages as
+    JSON), else `prompt_template` filled from the row (prompt data). Equal keys = the same prompt."""
+    if "prompt" in ds.column_names:
+        return [p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in ds["prompt"]]
+    try:
+        return [cfg.prompt_template.format(**row) for row in ds]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DataError(f"{cfg.source}: data.prompt_template: cannot fill it from the rows: {exc}") from None
+
+
+def _holdout(ds: Any, fraction: float, seed: int, by_prompt: bool, keys: list[str] | None = None
+             ) -> tuple[Any, Any]:
     """Row split; for preference data (several rows per prompt, e.g. KTO rows from `rlft label`) whole prompts are
-    held out, so no held-out prompt was trained on."""
-    keys = [repr(p) for p in ds["prompt"]] if by_prompt and "prompt" in ds.column_names else []
-    unique = list(dict.fromkeys(keys))
-    if len(unique) == len(keys) or len(unique) < 2:
-        split = ds.train_test_split(test_size=fraction, seed=seed)
-        return split["train"], split["test"]
+    held out, so no held-out prompt was trained on. With `keys` (`data.holdout: prompt`) whole prompts are held
+    out for any data, chosen from the *sorted* distinct prompts: two sources with the same prompts (a reward model's
+    pairs and the PPO prompts it scores) get the same held-out prompts."""
+    if keys is not None:
+        unique = sorted(set(keys))
+    else:
+        keys = [repr(p) for p in ds["prompt"]] if by_prompt and "prompt" in ds.column_names else []
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == len(keys) or len(unique) < 2:
+            split = ds.train_test_split(test_size=fraction, seed=seed)
+            return split["train"], split["test"]
     import math
     import random
 
@@ -479,6 +496,12 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
                             f"data.eval_source)")
         if cfg.holdout == "grouped":
             train_ds, eval_ds = _grouped_holdout(ds, cfg, seed)
+        elif cfg.holdout == "prompt":
+            keys = prompt_keys(ds, cfg)
+            if len(set(keys)) < 2:
+                raise DataError(f"{cfg.source}: data.holdout: prompt: needs 2+ distinct prompts, the data has "
+                                f"{len(set(keys))}")
+            train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=True, keys=keys)
         else:
             by_prompt = algorithm not in ("grpo", "ppo", "label_pg")
             train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=by_prompt)

@@ -13,6 +13,11 @@ accuracy), `accuracy`, `label_pg/accuracy`), `zero-std` (share of GRPO groups wi
 `signal/frac_zero_std_first_draw`, else TRL's `frac_reward_zero_std`), `margin` (DPO), `kl`, `loss`. Step time and
 ETA are wall-clock, measured here (periodic evaluation time included, so the ETA is honest about it).
 
+At the end of training it warns when the rewards never gave a learning signal (what an offline demo with a weak
+model looks like, e.g. recipes/policy_grpo.py): every logged step had `zero-std` 1.00 (all completions of each
+prompt got the same reward, so GRPO's advantages were 0), or a judge reward skipped every completion (its gate or
+word limits: `judge/skipped_rate` 1.00), i.e. the judge was never asked.
+
 The full dict is untouched: it still reaches `trainer.state.log_history` (written to metrics.json) and every
 `report_to` tracker. No tqdm bar by default (the line carries the ETA, and log files stay readable); a recipe that
 sets `trainer.disable_tqdm: false` explicitly keeps transformers' bar, without its dict printing.
@@ -83,6 +88,9 @@ class CompactProgress(TrainerCallback):
         self._start: float | None = None
         self._start_step = 0
         self._last: tuple[float, int] | None = None
+        self._zero_std: list[float] = []  # per training log, when logged
+        self._judge_skipped: list[float] = []
+        self.warnings: list[str] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.time()
@@ -106,6 +114,10 @@ class CompactProgress(TrainerCallback):
             shown = ", ".join(f"{k}={v:.4f}" for k, v in logs.items() if _num(v) is not None)
             print(f"[rlft] step {step} eval: {shown}", flush=True)
             return
+        if (zero := _first(logs, ZERO_STD_KEYS)) is not None:
+            self._zero_std.append(zero)
+        if (skipped := _num(logs.get("judge/skipped_rate"))) is not None:
+            self._judge_skipped.append(skipped)
         step_seconds = eta = None
         if self._last is not None and step > self._last[1]:
             step_seconds = (now - self._last[0]) / (step - self._last[1])
@@ -113,6 +125,26 @@ class CompactProgress(TrainerCallback):
             eta = (now - self._start) / (step - self._start_step) * max(state.max_steps - step, 0)
         self._last = (now, step)
         print(format_line(logs, step, state.max_steps, step_seconds, eta), flush=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.warnings = no_signal_warnings(self._zero_std, self._judge_skipped)
+        if state.is_world_process_zero:
+            for warning in self.warnings:
+                print(f"[rlft] warning: {warning}", flush=True)
+
+
+def no_signal_warnings(zero_std: list[float], judge_skipped: list[float]) -> list[str]:
+    """Why a run learned nothing from its rewards, from the per-log zero-std fractions and judge skip rates."""
+    out = []
+    if zero_std and min(zero_std) >= 1.0:
+        out.append(f"no learning signal: in all {len(zero_std)} logged steps every prompt's completions got the same "
+                   "reward (zero-std 1.00), so the advantages were 0 and the rewards taught nothing; a stronger base "
+                   "model, more generations or a graded reward gives the groups a spread")
+    if judge_skipped and min(judge_skipped) >= 1.0:
+        out.append(f"the judge was never asked: it skipped every completion in all {len(judge_skipped)} logged steps "
+                   "(its gate or min_words/max_words; judge/skipped_rate 1.00), so its reward was skip_value "
+                   "throughout")
+    return out
 
 
 def use_compact_progress(trainer: Any, keep_bar: bool = False) -> None:

@@ -41,7 +41,7 @@ CHOICES = {
     "adapter.quant_type": ("nf4", "fp4"),
     "adapter.compute_dtype": ("auto", "float32", "bfloat16", "float16"),
     "data.format": ("auto", "csv", "json", "jsonl", "datasets"),
-    "data.holdout": ("random", "grouped"),
+    "data.holdout": ("random", "grouped", "prompt"),
     "label_pg.weighting": ("expected", "maxrl", "log"),
     "label_pg.normaliser": ("free", "constrained", "both"),
 }
