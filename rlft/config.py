@@ -137,6 +137,12 @@ class SignalConfig:
                         "intermediate success (weight max(1 - rate, retest_solved); unseen prompts 1).")
     adaptive_pool: int = _f(4, "adaptive: candidates drawn at random per refill prompt, then weighted.")
     retest_solved: float = _f(0.1, "adaptive: relative weight of prompts every rollout has solved so far (0..1).")
+    segment_credit: dict[str, list[str]] = _f(factory=dict, help="With decoding.free_reply: {head: [reward names], "
+                                              "reply: [reward names]} (metric names). Each listed reward's weighted, "
+                                              "group-normalised advantage goes only to that segment's tokens (head: "
+                                              "up to the end of label_suffix; all tokens when the head is not "
+                                              "closed); unlisted rewards go to every token. {}: off (one advantage "
+                                              "per completion).")
 
 
 @dataclass
