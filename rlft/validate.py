@@ -136,6 +136,8 @@ def _check(ok: bool, recipe: Recipe, key: str, message: str) -> None:
 
 def _validate_sections(recipe: Recipe) -> None:
     sig, ev, pg = recipe.signal, recipe.evaluation, recipe.label_pg
+    if sig.segment_credit:
+        _validate_segment_credit(recipe)
     if sig != SignalConfig():
         _check(recipe.algorithm == "grpo", recipe, "signal",
                f"only applies to algorithm grpo (this recipe is {recipe.algorithm}); decoding settings live in "
@@ -167,3 +169,19 @@ def _validate_sections(recipe: Recipe) -> None:
                f"only applies to algorithm label_pg (this recipe is {recipe.algorithm})")
     _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
     _check(0.0 <= pg.free_weight <= 1.0, recipe, "label_pg.free_weight", f"expected 0..1, got {pg.free_weight}")
+
+
+def _validate_segment_credit(recipe: Recipe) -> None:
+    sig, key = recipe.signal, "signal.segment_credit"
+    _check(recipe.algorithm == "grpo", recipe, key, f"only applies to algorithm grpo (this recipe is "
+           f"{recipe.algorithm})")
+    _check(recipe.decoding.free_reply, recipe, key, "needs decoding.free_reply: true (the head ends where the "
+           "constrained label + label_suffix ends)")
+    _check(sig.baseline == "group", recipe, key, "needs signal.baseline: group (prompt_ema has one baseline per "
+           "completion, not per reward)")
+    from rlft.grpo.segments import reward_segments
+
+    try:
+        reward_segments(sig.segment_credit, [spec.display_name for spec in recipe.rewards])
+    except ValueError as exc:
+        raise RecipeError(f"{_where(recipe, key)}: {exc}") from None

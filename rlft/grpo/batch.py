@@ -1,5 +1,6 @@
 """Row-wise filtering and merging of TRL's scored GRPO batch (the dict `_generate_and_score_completions` returns).
 
+`advantages` is (B,) as TRL returns it, or (B, T) with `signal.segment_credit` (padded like the completion columns).
 `BATCH_KEYS` lists every key rlft knows how to filter; tests/test_trl_seams.py checks TRL still returns only
 these, so a new TRL field fails loudly instead of being silently misaligned.
 """
@@ -39,7 +40,7 @@ def merge(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in parts[0]:
         values = [p[key] for p in parts]
-        if key in PROMPT_KEYS or key in COMPLETION_KEYS:
+        if key in PROMPT_KEYS or key in COMPLETION_KEYS or (key == "advantages" and values[0].dim() == 2):
             side = "left" if key in PROMPT_KEYS else "right"
             fill = pad_token_id if key.endswith("_ids") else (1 if key == "tool_mask" else 0)
             out[key] = pad([r for v in values for r in v], padding_value=fill, padding_side=side)
@@ -68,7 +69,10 @@ def loss_tokens(batch: dict[str, Any]) -> torch.Tensor:
 
 def split_groups(advantages: torch.Tensor, g: int) -> tuple[list[list[int]], list[list[int]]]:
     """Row indices of groups with a non-zero advantage (signal) and of groups without."""
-    adv = advantages.detach().float().cpu().view(-1, g)
+    adv = advantages.detach().float().cpu()
+    if adv.dim() == 2:  # per-token advantages (signal.segment_credit): a row has signal where any token has
+        adv = adv.abs().amax(dim=1) if adv.size(1) else adv.sum(dim=1)
+    adv = adv.view(-1, g)
     kept, zero = [], []
     for i, row in enumerate(adv):
         rows = list(range(i * g, (i + 1) * g))

@@ -12,6 +12,8 @@ methods still overridden live in `rlft.grpo.trl_hooks`, pinned by tests/test_trl
 - **signal.baseline**: group (TRL's advantages) or prompt_ema (reward minus the prompt's running mean).
 - Metrics ``signal/*``: frac_zero_std_first_draw, frac_all_correct, frac_all_wrong, refill_rounds,
   groups_trained, adaptive counts; a warning fires when the zero-signal fraction stays above `warn_zero_std`.
+- **signal.segment_credit**: per-token advantages, each reward's only on its segment of a free-reply completion
+  (head / reply; `rlft.grpo.segments`); the batch's ``advantages`` is then (B, T). Metrics ``segment/*``.
 - Exact resume: `rlft.grpo.resume` saves the sampler, buffer, statistics and TRL's generation counter.
 
 Periodic held-out evaluation is not here: it is task-neutral and works for every trainer (`rlft.periodic_eval`).
@@ -31,6 +33,7 @@ from trl import GRPOTrainer
 from rlft.config import DecodingConfig, SignalConfig
 from rlft.decoding import build_trie, prefill_ids, prompt_ids
 from rlft.grpo import batch as B
+from rlft.grpo import segments as S
 from rlft.grpo.prompt_stats import PromptStats, prompt_key
 from rlft.grpo.resume import SaveSignalState, load_state
 from rlft.grpo.rollout import rollout
@@ -80,6 +83,13 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
                               "groups_all_correct": 0, "groups_all_wrong": 0, "adaptive_draws": 0,
                               "adaptive_unseen": 0, "adaptive_solved_retests": 0}
         self._row_keys: dict[int, str] = {}
+        self.segments: list[str | None] | None = None
+        if self.signal.segment_credit:
+            if not self.decoding.free_reply:
+                raise ValueError("signal.segment_credit: needs decoding.free_reply: true")
+            if self.signal.baseline != "group":
+                raise ValueError("signal.segment_credit: needs signal.baseline: group")
+            self.segments = S.reward_segments(self.signal.segment_credit, self.reward_func_names)
         # first in the list: the state file is written before rlft's checkpoint completion marker
         self.callback_handler.callbacks.insert(0, SaveSignalState(self))
 
@@ -98,7 +108,7 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
 
     def build_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """Generate and score `inputs`; in training, apply the baseline, drop and refill groups without signal."""
-        batch, rewards = self.score(inputs)
+        batch, rewards = self.score_draw(inputs)
         if not self.model.training:
             return batch
         g = self.num_generations
@@ -119,7 +129,7 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
         # and a process that is already full keeps what it draws as surplus
         while rounds < self.signal.refill_rounds and self.any_process(have < n_groups):
             rounds += 1
-            more, more_rewards = self.score(self.draw_prompts(n_groups, g))
+            more, more_rewards = self.score_draw(self.draw_prompts(n_groups, g))
             more_kept, _ = self._observe(more, more_rewards, first_draw=False)
             need = n_groups - have
             if more_kept[:need]:
@@ -142,6 +152,13 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
         # TRL's convention: the loss-token count summed over processes (its loss divides by the process count)
         merged["num_items_in_batch"] = self.accelerator.gather(B.loss_tokens(merged)).sum()
         return merged
+
+    def score_draw(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], torch.Tensor]:
+        """`score`, then per-token segment advantages when `signal.segment_credit` is set."""
+        batch, rewards = self.score(inputs)
+        if self.segments is not None:
+            S.apply(self, batch)
+        return batch, rewards
 
     def any_process(self, flag: bool) -> bool:
         """True on every process when `flag` is true on any (a collective: every process must call it)."""
