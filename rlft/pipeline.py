@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlft.abstain import neutral_rewards
-from rlft.checkpoints import MarkCompleteCheckpoints, resolve_resume
+from rlft.checkpoints import MarkCompleteCheckpoints, check_resumed_recipe, resolve_resume
 from rlft.config import Recipe
 from rlft.data import drop_long_prompts, prepare
 from rlft.decoding import generation_kwargs
@@ -26,7 +26,7 @@ from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
 from rlft.judge_gate import check_judge_gates
 from rlft.models import load_model, resolve_device, resolve_model_path
-from rlft.outputs import claim_output_dir, write_metrics, write_model_card, write_recipe
+from rlft.outputs import claim_output_dir, recipe_record, write_metrics, write_model_card, write_recipe
 from rlft.periodic_eval import PeriodicEval
 from rlft.progress import use_compact_progress
 from rlft.recipe import load_recipe
@@ -93,6 +93,10 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         torch.set_num_threads(max(torch.get_num_threads(), 1))
     out = claim_output_dir(recipe, _where(recipe, "output_dir"))  # before anything (a judge's cache) writes there
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
+    resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
+    if resume:  # before write_recipe replaces the saved recipe: resuming with a changed recipe is refused
+        check_resumed_recipe(recipe_record(recipe, data.labels), out, resume, _where(recipe, "output_dir"),
+                             force=recipe.overwrite)
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     write_recipe(recipe, out, data.labels)
     gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)
@@ -132,13 +136,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     use_compact_progress(trainer, keep_bar=recipe.trainer.get("disable_tqdm") is False)
     if periodic is not None:  # heldout/* also go to the report_to trackers (rlft.periodic_eval)
         periodic.log_handler = getattr(trainer, "callback_handler", None)
-    resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
     if resume:
         print(f"[rlft] resuming from {resume}", flush=True)
-        if recipe.algorithm == "grpo" and recipe.signal.drop_zero_std and recipe.signal.refill_rounds:
-            print("[rlft] warning: with signal.drop_zero_std + refill_rounds a resumed run is close to, not equal "
-                  "to, an uninterrupted one (the refill sampler and surplus groups are not checkpointed; measured "
-                  "adapter difference 8e-4)", flush=True)
     start = time.time()
     train_output = trainer.train(resume_from_checkpoint=resume)
     metrics["train_seconds"] = round(time.time() - start, 1)
