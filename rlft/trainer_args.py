@@ -3,17 +3,30 @@
 rlft's defaults differ from TRL's only where TRL's would hurt: no reporting integrations unless asked, and mixed
 precision chosen from the actual device (TRL defaults to bf16, which is ~150x slower than fp32 on CPUs without
 bf16 units).
+
+`check_trainer_keys` reads the config class's field names and types from a schema cached on disk
+(`$RLFT_CACHE` or ~/.cache/rlft, `trainer_schema/`), keyed by the TRL and transformers versions and rlft's own
+source: importing a TRL config class imports transformers' TrainingArguments, torch and PEFT (10-30 s on a busy
+CPU machine), which a misspelt trainer key should not cost. The first check on a machine (or after an upgrade)
+imports the class and writes the schema; every `rlft train` refreshes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
 import typing
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from rlft.config import Recipe
 from rlft.errors import RecipeError, did_you_mean
-from rlft.typecheck import describe, matches
+from rlft.typecheck import describe, from_spec, matches, to_spec
 
 
 def config_class(algorithm: str) -> type:
@@ -36,14 +49,54 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+def _schema_file(algorithm: str) -> Path:
+    versions = []
+    for dist in ("trl", "transformers"):
+        try:
+            versions.append(metadata.version(dist))
+        except metadata.PackageNotFoundError:
+            versions.append("none")
+    digest = hashlib.sha1("|".join(versions).encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")):  # rlft's own config classes (PPO, label_pg) live here
+        digest.update(path.read_bytes())
+    root = Path(os.environ.get("RLFT_CACHE") or Path.home() / ".cache" / "rlft").expanduser()
+    return root / "trainer_schema" / f"{algorithm}-{digest.hexdigest()[:16]}.json"
+
+
+@functools.lru_cache(maxsize=None)
+def trainer_schema(algorithm: str) -> tuple[str, frozenset[str], dict[str, Any]]:
+    """(class name, init field names, type hints) of the algorithm's config class, from the on-disk cache when it
+    has this version's schema, else by importing the class (then cached; an unwritable cache is skipped)."""
+    from rlft.trainers import TRAINER_MODULES
+
+    if algorithm not in TRAINER_MODULES:
+        raise RecipeError(f"algorithm: unknown '{algorithm}'")
+    path = _schema_file(algorithm)
+    try:
+        data = json.loads(path.read_text())
+        return data["class"], frozenset(data["fields"]), {k: from_spec(v) for k, v in data["hints"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cls = config_class(algorithm)
+    names = frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+    hints = {k: v for k, v in _type_hints(cls).items() if k in names}
+    data = {"class": cls.__name__, "fields": sorted(names), "hints": {k: to_spec(v) for k, v in hints.items()}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump(data, tmp)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass
+    return cls.__name__, names, hints
+
+
 def check_trainer_keys(recipe: Recipe, where: str) -> None:
     """Unknown key (with a suggestion) or wrong type in `trainer:` -> one-line RecipeError."""
-    cls = config_class(recipe.algorithm)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    hints = _type_hints(cls)
+    class_name, names, hints = trainer_schema(recipe.algorithm)
     for key, value in recipe.trainer.items():
         if key not in names:
-            raise RecipeError(f"{where}: trainer.{key}: not a {cls.__name__} option{did_you_mean(key, names)} "
+            raise RecipeError(f"{where}: trainer.{key}: not a {class_name} option{did_you_mean(key, sorted(names))} "
                               f"(see docs/recipes.md#trainer)")
         hint = hints.get(key)
         if hint is not None and value is not None and not matches(value, hint):

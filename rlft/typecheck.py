@@ -57,3 +57,47 @@ def matches(value: Any, hint: Any) -> bool:
         except TypeError:
             return True
     return True
+
+
+def to_spec(hint: Any) -> Any:
+    """A JSON-able form of a type hint that `from_spec` turns back into one `describe`/`matches` read the same way
+    (rlft caches TRL config schemas with it: rlft.trainer_args); tuples become lists (`matches` treats them alike)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is typing.Any:
+        return "any"
+    if hint is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return {"union": [to_spec(a) for a in args]}
+    if origin is typing.Literal:
+        values = list(args)
+        return {"literal": values} if all(isinstance(v, (str, int, float, bool, type(None))) for v in values) else "any"
+    if hint in _BUILTINS.values():
+        return next(name for name, t in _BUILTINS.items() if t is hint)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return {"list": to_spec(args[0]) if args else None}
+    if origin is dict or hint is dict:
+        return {"dict": [to_spec(args[0]), to_spec(args[1])] if len(args) == 2 else None}
+    if origin is None and isinstance(hint, type):  # an enum or config class: no YAML value is an instance of it
+        return {"class": hint.__name__}
+    return "any"
+
+
+def from_spec(spec: Any) -> Any:
+    """The type hint a `to_spec` result stands for."""
+    if isinstance(spec, str):
+        return {"any": Any, "null": type(None), **_BUILTINS}.get(spec, Any)
+    if "union" in spec:
+        return typing.Union[tuple(from_spec(s) for s in spec["union"])]  # noqa: UP007 - built from a list
+    if "literal" in spec:
+        return typing.Literal[tuple(spec["literal"])]
+    if "list" in spec:
+        return list if spec["list"] is None else list[from_spec(spec["list"])]
+    if "dict" in spec:
+        return dict if spec["dict"] is None else dict[from_spec(spec["dict"][0]), from_spec(spec["dict"][1])]
+    if "class" in spec:
+        return type(spec["class"], (), {})  # same name for messages; isinstance is False for YAML values, as before
+    return Any
+
+
+_BUILTINS = {"bool": bool, "int": int, "float": float, "str": str}

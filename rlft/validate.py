@@ -8,7 +8,6 @@ import importlib.util
 import math
 import numbers
 
-from rlft.checkpoints import resolve_resume
 from rlft.config import LabelPGConfig, Recipe, SignalConfig
 from rlft.data import check_label_text, check_sample, check_source
 from rlft.distributed import check_launch
@@ -43,8 +42,6 @@ def validate(recipe: Recipe) -> None:
     for key, value in recipe.trainer.items():  # one key at a time, so the error names the file that set it
         check_trainer_keys(dataclasses.replace(recipe, trainer={key: value}), _where(recipe, f"trainer.{key}"))
     _validate_trainer_values(recipe)
-    resolve_resume(recipe.trainer.get("resume_from_checkpoint"), recipe.output_dir,
-                   _where(recipe, "trainer.resume_from_checkpoint"))
     if recipe.algorithm == "kto":
         batch = recipe.trainer.get("per_device_train_batch_size", 8)
         if batch <= 1:
@@ -53,8 +50,13 @@ def validate(recipe: Recipe) -> None:
                               f"(its KL reference term pairs each prompt with another completion in the batch)")
     _validate_sections(recipe)
     check_launch(recipe, where=_where(recipe, "trainer"))
-    build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
     check_sample(recipe, _where)
+    # The checks below import transformers and TRL (seconds to tens of seconds): every check above stays cheap.
+    from rlft.checkpoints import resolve_resume
+
+    resolve_resume(recipe.trainer.get("resume_from_checkpoint"), recipe.output_dir,
+                   _where(recipe, "trainer.resume_from_checkpoint"))
+    build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
 
 
 # trainer key -> (lowest allowed, inclusive?) ; every value must also be a finite number
