@@ -187,7 +187,8 @@ class Recipe:
     output_dir: str = _f("runs/rlft", "Where the adapter, recipe, metrics and model card are written.")
     seed: int = _f(42, "Seed for data splits, sampling and initialisation.")
     overwrite: bool = _f(False, "Replace an earlier run in output_dir (its files are deleted first). Off: a "
-                         "non-empty output_dir is refused unless trainer.resume_from_checkpoint continues it.")
+                         "non-empty output_dir is refused unless trainer.resume_from_checkpoint continues it. With "
+                         "resume_from_checkpoint: resume even though the recipe changed (docs/scaling.md#resume).")
     model: ModelConfig = _f(factory=ModelConfig, help="The base model.")
     adapter: AdapterConfig = _f(factory=AdapterConfig, help="LoRA / QLoRA / none.")
     data: DataConfig = _f(factory=DataConfig, help="Dataset, columns and prompts.")
