@@ -46,6 +46,7 @@ def save_checkpoint(trainer: Any, window: dict[str, list[float]], losses: list[f
     state = {"version": VERSION, "kl_coef": float(trainer.kl_ctl.value), "generator": trainer._generator.get_state(),
              "window": {k: [float(x) for x in v] for k, v in window.items()}, "losses": [float(x) for x in losses]}
     torch.save(state, state_file(folder, trainer.accelerator.process_index))
+    trainer.accelerator.wait_for_everyone()  # every process's files are written before rank 0 marks it complete
     return Path(folder)
 
 
