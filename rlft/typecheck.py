@@ -71,7 +71,8 @@ def to_spec(hint: Any) -> Any:
         return {"union": [to_spec(a) for a in args]}
     if origin is typing.Literal:
         values = list(args)
-        return {"literal": values} if all(isinstance(v, (str, int, float, bool, type(None))) for v in values) else "any"
+        plain = all(isinstance(v, (str, int, float, bool, type(None))) for v in values)
+        return {"literal": values} if plain else "any"
     if hint in _BUILTINS.values():
         return next(name for name, t in _BUILTINS.items() if t is hint)
     if origin in (list, tuple) or hint in (list, tuple):

@@ -76,3 +76,20 @@ def test_format_line_per_trainer_family(logs, expected):
 def test_format_line_long_eta_and_first_log():
     assert format_line({"loss": 1.0}, 1, 5000, None, 3725) == "[rlft] step 1/5000 | loss 1.0000 | eta 1:02:05"
     assert format_line({}, 1, -1, None, None) == "[rlft] step 1"
+
+
+@pytest.mark.parametrize("keep_bar", [False, True])
+def test_dict_printers_are_replaced_and_the_bar_kept_only_when_asked(keep_bar):
+    from types import SimpleNamespace
+
+    from transformers.trainer_callback import CallbackHandler, PrinterCallback, ProgressCallback
+
+    from rlft.progress import CompactProgress, use_compact_progress
+
+    handler = CallbackHandler([ProgressCallback(), PrinterCallback()], None, None, None, None)
+    use_compact_progress(SimpleNamespace(callback_handler=handler), keep_bar=keep_bar)
+    kinds = [type(cb).__name__ for cb in handler.callbacks if type(cb).__name__ != "DefaultFlowCallback"]
+    assert kinds == (["_BarOnly", "CompactProgress"] if keep_bar else ["CompactProgress"])
+    bar = handler.callbacks[-2] if keep_bar else None
+    assert bar is None or bar.on_log(None, None, None, logs={"loss": 1.0}) is None  # transformers' would print it
+    assert isinstance(handler.callbacks[-1], CompactProgress)
