@@ -6,6 +6,8 @@
   prompts; `data.holdout: prompt` does the same for any data, and intent_rm.yaml + rm_ppo.yaml use it so the PPO
   stage's held-out prompts are the reward model's held-out prompts, seen by neither training.
 - rm_ppo's `trainer.max_steps` on the command line also caps the reward-model stage.
+- The demo GRPO/PPO recipes (random row split) say in their headers that 13 of 60 held-out utterances also occur
+  in training; `data.holdout: prompt` removes the overlap.
 - A run whose rewards never gave a signal (policy_grpo's offline demo: reward -1 everywhere, judge gated off) says
   so at the end.
 """
@@ -139,3 +141,16 @@ def test_a_run_without_learning_signal_says_so_at_the_end(capsys):
 ])
 def test_no_signal_warnings_need_every_logged_step(zero_std, skipped, count):
     assert len(no_signal_warnings(zero_std, skipped)) == count
+
+
+@pytest.mark.parametrize("name", ["intent_grpo", "intent_ppo", "support_agent"])
+def test_demo_prompt_recipes_headers_state_their_overlap_and_prompt_holdout_removes_it(name):
+    header = (RECIPES / f"{name}.yaml").read_text()
+    assert "13 of the 60 held-out ones\n# also occur verbatim in training" in header
+    recipe = load_recipe(RECIPES / f"{name}.yaml", check=False)
+    data = prepare(recipe.data, recipe.algorithm, recipe.seed)
+    train = _user_texts(data.train)
+    assert len(data.eval) == 60 and sum(_user_texts(data.eval.select([i])) <= train for i in range(60)) == 13
+    strict = load_recipe(RECIPES / f"{name}.yaml", ["data.holdout=prompt"], check=False)
+    data = prepare(strict.data, strict.algorithm, strict.seed)
+    assert _user_texts(data.eval).isdisjoint(_user_texts(data.train))
