@@ -111,13 +111,15 @@ class TimedEval:
         self.eval_s = 0.0
         self.start: float | None = None
         self.next_at = every_s
+        self.wall_cap_s: float | None = None  # also stop (then run the final evaluation) after this much wall time
+        self.wall0 = time.time()
+        self.stopped_by = "cpu budget"
 
     def train_seconds(self) -> float:
         return 0.0 if self.start is None else clock() - self.start - self.eval_s
 
     def evaluate(self, model: Any, tok: Any, step: int, rows: int, per_intent: bool = False) -> dict[str, Any]:
         from rlft.config import DecodingConfig
-        from rlft.decoding import generation_kwargs
         from rlft.evaluate import evaluate
 
         t0, c0 = time.time(), clock()
@@ -126,7 +128,7 @@ class TimedEval:
                                ("free", DecodingConfig(prefill="<intent>"))):
             report = evaluate(model, tok, self.eval_ds, labels=self.labels, max_samples=rows,
                               max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, keep_samples=0,
-                              **generation_kwargs(tok, self.labels, decoding))
+                              decoding=decoding)
             point[name] = {k: round(v, 4) for k, v in report.metrics.items()}
             if per_intent:
                 point[name]["per_intent"] = {k: round(v, 3) for k, v in report.per_intent.items()}
@@ -153,6 +155,8 @@ class TimedEval:
             def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
                 spent = harness.train_seconds()
                 done = spent >= harness.budget_s
+                if not done and harness.wall_cap_s and time.time() - harness.wall0 >= harness.wall_cap_s:
+                    done, harness.stopped_by = True, "wall-clock cap (--max-wall-minutes)"
                 if done or spent >= harness.next_at:
                     harness.next_at = spent + harness.every_s
                     harness.curve.append(harness.evaluate(model, processing_class, state.global_step,
@@ -200,6 +204,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)
     harness.partial = RESULTS / f"{arm}{ns.tag}.partial.json"
+    harness.wall_cap_s = ns.max_wall_minutes * 60 if ns.max_wall_minutes else None
     harness.base_eval = not ns.no_base_eval
     wall0 = time.time()
     result = rlft.train(recipe, callbacks=[harness.callback()])
@@ -208,7 +213,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
             "train_minutes": round(harness.train_seconds() / 60, 1),
             "wall_minutes_incl_eval": round((time.time() - wall0) / 60, 1),
             "seconds_per_step": round(harness.train_seconds() / max(result.metrics["global_step"], 1), 2),
-            "curve": harness.curve, "final": harness.final,
+            "curve": harness.curve, "final": harness.final, "stopped_by": harness.stopped_by,
             "minutes_to": crossing_minutes(harness.curve),
             "adapter_dir": str(tmp / "out"),  # the trained run (adapter, metrics, card) for `rlft eval`
             "train_log_tail": result.metrics.get("log_history", [])[-3:]}
@@ -241,6 +246,7 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
     harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
                         ns.eval_per_intent // 2 * 27)
     harness.partial = RESULTS / f"supervised{ns.tag}.partial.json"
+    harness.wall_cap_s = ns.max_wall_minutes * 60 if ns.max_wall_minutes else None
     harness.base_eval = not ns.no_base_eval
     tmp = Path(tempfile.mkdtemp(prefix="intent_rlef_supervised_"))
     config = SFTConfig(output_dir=str(tmp), learning_rate=2e-4, lr_scheduler_type="constant",
@@ -256,7 +262,8 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
             "steps": steps, "train_minutes": round(harness.train_seconds() / 60, 1),
             "wall_minutes_incl_eval": round((time.time() - wall0) / 60, 1),
             "seconds_per_step": round(harness.train_seconds() / max(steps, 1), 2),
-            "curve": harness.curve, "final": harness.final, "minutes_to": crossing_minutes(harness.curve)}
+            "curve": harness.curve, "final": harness.final, "stopped_by": harness.stopped_by,
+            "minutes_to": crossing_minutes(harness.curve)}
 
 
 def _prompt_dataset(rows: list[dict[str, str]]) -> Any:
@@ -320,6 +327,8 @@ def main() -> None:
     p.add_argument("--no-base-eval", action="store_true", help="skip the step-0 evaluation (same base model in "
                    "every arm with the short prompt)")
     p.add_argument("--override", action="append", default=[], help="extra recipe override for the arm")
+    p.add_argument("--max-wall-minutes", type=float, default=None, help="also stop training after this many wall "
+                   "minutes (a shared machine); the final evaluation still runs and the result says why it stopped")
     p.add_argument("--tag", default="", help="suffix of the result file (<arm><tag>.json), to keep runs apart")
     ns = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def evaluate_adapter(recipe, eval_ds, labels, adapter_dir, args):
-    from rlft.config import AdapterConfig
+    from rlft.config import AdapterConfig, DecodingConfig
     from rlft.evaluate import evaluate
     from rlft.models import load_model, resolve_device
 
@@ -38,7 +38,7 @@ def evaluate_adapter(recipe, eval_ds, labels, adapter_dir, args):
     model, tokenizer = load_model(recipe.model, adapter, resolve_device(recipe.model))
     report = evaluate(model, tokenizer, eval_ds, label_column=recipe.data.label_column, labels=labels,
                       max_samples=args.eval_samples, max_new_tokens=args.max_new_tokens, batch_size=16,
-                      prefill=args.prefill)
+                      decoding=DecodingConfig(prefill=args.prefill))
     return report.metrics, report.samples[:4]
 
 

@@ -93,8 +93,7 @@ def main() -> None:
     from transformers import TrainerCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from rlft.config import AdapterConfig, ModelConfig
-    from rlft.constrained import processor_factory
+    from rlft.config import AdapterConfig, DecodingConfig, ModelConfig
     from rlft.evaluate import evaluate
     from rlft.models import load_model, resolve_device
 
@@ -115,15 +114,15 @@ def main() -> None:
     train_ds = Dataset.from_list([{"prompt": prompt_text(r["utterance"]), "completion": r["intent"] + SUFFIX}
                                   for r in train])
     eval_ds = Dataset.from_list([{"prompt": messages(r["utterance"]), "intent": r["intent"]} for r in held])
-    constrained = processor_factory(tokenizer, labels, prefill=PREFILL, suffix=SUFFIX)
 
     def run_eval() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, factory, max_new in (("constrained", constrained, 16), ("free", None, 16)):
+        for name, constrain, max_new in (("constrained", True, 16), ("free", False, 16)):
             start = time.time()
             report = evaluate(model, tokenizer, eval_ds, label_column="intent", labels=labels,
-                              max_samples=len(eval_ds), max_new_tokens=max_new, batch_size=45, prefill=PREFILL,
-                              logits_processor_factory=factory, keep_samples=4)
+                              max_samples=len(eval_ds), max_new_tokens=max_new, batch_size=45, keep_samples=4,
+                              decoding=DecodingConfig(prefill=PREFILL, constrain_labels=constrain,
+                                                      label_suffix=SUFFIX))
             out[name] = {**{k: round(v, 4) for k, v in report.metrics.items()},
                          "seconds": round(time.time() - start, 1)}
             out[f"{name}_per_intent"] = {k: round(v, 3) for k, v in report.per_intent.items()}

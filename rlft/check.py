@@ -1,7 +1,7 @@
 """`rlft check RECIPE [key=value ...]`: a dry run before paying for training.
 
 In order: validate the recipe (as `rlft validate`), load the data (columns, label set), load the model, decode a few
-real samples the way training and evaluation do (`rlft.evaluate.generate` + `rlft.decoding.generation_kwargs`),
+real samples the way training and evaluation do (`rlft.evaluate.generate_with` with the recipe's `decoding:` section),
 and call every reward on them twice: output types and length, None (abstain) count, determinism, latency per call.
 For GRPO, the zero-variance forecast: `num_generations` completions per prompt at the recipe's temperature on a
 sample of prompts, and the share of groups whose rewards all tie (no gradient). For a judge reward, the projection
@@ -190,8 +190,7 @@ def time_step(report: CheckReport, recipe: Any, model: Any, tokenizer: Any, rows
 def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples: int = 4,
           forecast_prompts: int = 8) -> CheckReport:
     """Run the dry run and print its report; raises `UserError` for a recipe or data mistake."""
-    from rlft.decoding import generation_kwargs
-    from rlft.evaluate import generate
+    from rlft.evaluate import generate_with
     from rlft.models import load_model, resolve_device
     from rlft.recipe_rewards import load_recipe_rewards
     from rlft.recipe import load_recipe
@@ -215,14 +214,13 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
     rows = [dict(data.train[i]) for i in range(min(samples, len(data.train)))]
     gen_s = 0.0
     if rewards and has_prompts and task == "causal_lm":
-        try:
-            kwargs = generation_kwargs(tokenizer, data.labels, recipe.decoding)
-        except ValueError as exc:
-            raise UserError(f"{recipe.source_file or 'recipe'}: decoding: {exc}") from None
+        if recipe.decoding.constrain_labels and not data.labels:
+            raise UserError(f"{recipe.source_file or 'recipe'}: decoding.constrain_labels needs the label set "
+                            "(data.labels or a label column in the data)")
         model.eval()
         start = time.perf_counter()
-        texts = generate(model, tokenizer, [r["prompt"] for r in rows],
-                         max_new_tokens=int(recipe.trainer.get("max_completion_length", 32)), **kwargs)
+        texts = generate_with(model, tokenizer, [r["prompt"] for r in rows], recipe.decoding, data.labels,
+                              max_new_tokens=int(recipe.trainer.get("max_completion_length", 32)))
         gen_s = (time.perf_counter() - start) / max(len(texts), 1)
         report.add(f"samples: {len(texts)} greedy replies, e.g. {texts[0][:80]!r}")
         check_rewards(report, rewards, rows, texts)

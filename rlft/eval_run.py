@@ -9,7 +9,7 @@ A model is `base` (the recipe's base model), a PEFT adapter directory (loaded on
 `openai:URL#MODEL` (any OpenAI-compatible endpoint, free decoding; the key is read from the variable named by
 `--api-key-env` and never written). Every model answers the same prompts; the recipe's rewards score them exactly
 as in training (`rlft.scoring.score`), and labels are parsed with the recipe's intent reward parser when it has
-one. Local models decode the way the recipe decodes (`decoding_kwargs`); with a local base and adapter models,
+one. Local models decode the way the recipe decodes (its `decoding:` section); with a local base and adapter models,
 the KL canary is computed on each adapter's completions. With `--pairwise-judge`, the first two models are
 compared by a judge in both A/B orders (win rate, ties, position bias). With `--human-labels FILE`, the recipe's
 judge grades human-labelled completions and the report gives agreement, Cohen's kappa and the confusion table.
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rlft.errors import UserError
+from rlft.evaluate import generate_with, intent_parser, policy_reward, policy_values, score_run
 from rlft.report.files import samples as sample_rows
 from rlft.report.files import write_report
 from rlft.report.metrics import PairJudgment, win_rate
@@ -79,16 +80,13 @@ def parse_model_ref(text: str, api_key_env: str | None = None) -> ModelRef:
     return ModelRef("adapter", name or path.name, path=str(path))
 
 
-def decoding_kwargs(recipe: Any, tokenizer: Any, labels: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(kwargs for `rlft.evaluate.generate`, the settings to record) — the ONE place eval reads decoding: the
-    recipe's `decoding:` section (prefill, label constraint), exactly as training rollouts use it."""
-    from rlft.decoding import generation_kwargs
-
-    try:
-        kwargs = generation_kwargs(tokenizer, labels, recipe.decoding)
-    except ValueError as exc:
-        raise EvalError(f"{recipe.source_file or 'recipe'}: {exc}") from None
-    return kwargs, dataclasses.asdict(recipe.decoding)
+def decoding_settings(recipe: Any, labels: list[str]) -> dict[str, Any]:
+    """The recipe's `decoding:` section as recorded in the report, checked against the label set — eval decodes with
+    that section exactly as training rollouts do (`rlft.evaluate.generate_with`)."""
+    if recipe.decoding.constrain_labels and not labels:
+        raise EvalError(f"{recipe.source_file or 'recipe'}: decoding.constrain_labels needs the label set "
+                        "(data.labels or a label column in the data)")
+    return dataclasses.asdict(recipe.decoding)
 
 
 def load_eval_rows(recipe: Any, data_file: str | None, max_samples: int | None) -> tuple[Any, list[str]]:
@@ -117,19 +115,12 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="row", file=sys.stderr, disable=None)
 
 
-def generate_local(model: Any, tokenizer: Any, prompts: list[Any], gen: dict[str, Any], max_new_tokens: int,
-                   batch_size: int, desc: str) -> list[str]:
-    """`rlft.evaluate.generate` batch by batch, with a progress bar."""
-    from rlft.evaluate import generate
-
-    out: list[str] = []
+def generate_local(model: Any, tokenizer: Any, prompts: list[Any], decoding: Any, labels: list[str],
+                   max_new_tokens: int, batch_size: int, desc: str) -> list[str]:
+    """`rlft.evaluate.generate_with` (the one generate loop, the recipe's decoding), with a progress bar."""
     with _progress(len(prompts), desc) as bar:
-        for start in range(0, len(prompts), batch_size):
-            batch = prompts[start:start + batch_size]
-            out += generate(model, tokenizer, batch, max_new_tokens, batch_size, gen.get("prefill", ""),
-                            gen.get("logits_processor_factory"))
-            bar.update(len(batch))
-    return out
+        return generate_with(model, tokenizer, prompts, decoding, labels, max_new_tokens=max_new_tokens,
+                             batch_size=batch_size, progress=bar.update)
 
 
 def generate_openai(ref: ModelRef, prompts: list[Any], max_new_tokens: int, desc: str,
@@ -165,20 +156,22 @@ def generate_openai(ref: ModelRef, prompts: list[Any], max_new_tokens: int, desc
     return out
 
 
-def completion_logprobs(model: Any, tokenizer: Any, prompts: list[Any], completions: list[str], prefill: str,
+def completion_logprobs(model: Any, tokenizer: Any, prompts: list[Any], completions: list[str], decoding: Any,
                         batch_size: int = 16) -> list[list[float]]:
-    """Per-token log-probs of each completion (after the prefill) given its prompt + prefill, teacher-forced."""
+    """Per-token log-probs of each completion (after the prefill) given its prompt + prefill ids, teacher-forced
+    (prompt ids from `rlft.decoding.prompt_ids`, as in training)."""
     import torch
 
+    from rlft.decoding import prompt_ids
+
+    prefill = decoding.prefill
     device = next(model.parameters()).device
     out: list[list[float]] = []
     model.eval()
     for start in range(0, len(prompts), batch_size):
         seqs, spans = [], []
         for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size], strict=True):
-            text = tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) \
-                if isinstance(p, list) else str(p)
-            head = tokenizer(text + prefill, add_special_tokens=False)["input_ids"]
+            head = list(prompt_ids(tokenizer, p, decoding))
             tail = tokenizer(c[len(prefill):] if prefill and c.startswith(prefill) else c,
                              add_special_tokens=False)["input_ids"]
             seqs.append(head + tail)
@@ -194,56 +187,6 @@ def completion_logprobs(model: Any, tokenizer: Any, prompts: list[Any], completi
             picked = logps[row, positions, ids[row, h:h + n]] if n else torch.empty(0)
             out.append([float(x) for x in picked.tolist()])
     return out
-
-
-def _intent_parser(rewards: Sequence[Any]) -> Any:
-    from rlft.rewards.intent import IntentParser
-
-    for r in rewards:
-        if isinstance(parser := r.parser, IntentParser):
-            return parser
-    return IntentParser()
-
-
-def _policy_reward(rewards: Sequence[Any]) -> Any:
-    """The recipe's judge reward that grades policy (binary or score mode), if any."""
-    for r in rewards:
-        if r.judge is not None and getattr(r.judge, "mode", None) in ("binary", "score"):
-            return r
-    return None
-
-
-def _policy_values(values: list[float | None], statuses: list[str] | None, inner: Any) -> list[float | None]:
-    """Raw verdicts in [0, 1]: judged (ok) or flagged (injection) rows; skipped / failed rows abstain."""
-    scale, offset = getattr(inner, "scale_reward", 1.0) or 1.0, getattr(inner, "offset", 0.0)
-    out: list[float | None] = []
-    for i, v in enumerate(values):
-        status = statuses[i] if statuses else "ok"
-        out.append(None if v is None or status not in ("ok", "flagged") else (v - offset) / scale)
-    return out
-
-
-def score_run(run: ModelRun, rewards: Sequence[Any], prompts: list[Any], columns: dict[str, list[Any]],
-              parser: Any) -> None:
-    """Fill a run's parsed labels, reward values and judge verdicts."""
-    from rlft.scoring import score
-
-    parsed = [parser.parse(c) for c in run.completions]
-    run.parse_status = [s for s, _ in parsed]
-    run.predicted = [label for _, label in parsed]
-    if not rewards:
-        return
-    scores = score(rewards, prompts, run.completions, columns)
-    run.rewards = scores.per_reward
-    policy = _policy_reward(rewards)
-    if policy is not None:
-        statuses = scores.extras.get("judge_status")
-        run.judge_status = [str(s) for s in statuses] if statuses else None
-        run.judge_rationale = scores.extras.get("judge_rationale")
-        run.policy = _policy_values(scores.per_reward[policy.name], run.judge_status, policy.inner)
-    elif (rubric := next((r for r in rewards if r.name == "rubric"), None)) is not None:
-        # no judge: the rubric grades policy; a row passes only with every applicable requirement met (score 1.0)
-        run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[rubric.name]]
 
 
 def pairwise(judge: Any, prompts: list[Any], a: ModelRun, b: ModelRun, guideline: str) -> dict[str, Any]:
@@ -298,7 +241,7 @@ def judge_calibration(recipe: Any, rewards: Sequence[Any], human_file: str,
     from rlft.report.metrics import cohen_kappa, passed
     from rlft.scoring import score
 
-    policy = _policy_reward(rewards)
+    policy = policy_reward(rewards)
     if policy is None:
         raise EvalError(f"--human-labels {human_file}: the recipe has no judge reward (binary or score mode) to check")
     rows, _ = load_eval_rows(recipe, human_file, None)
@@ -315,7 +258,7 @@ def judge_calibration(recipe: Any, rewards: Sequence[Any], human_file: str,
     columns = {c: list(rows[c]) for c in rows.column_names if c not in ("prompt", "completion")}
     scores = score([policy], list(rows["prompt"]), list(rows["completion"]), columns)
     statuses = scores.extras.get("judge_status")
-    verdicts = passed(_policy_values(scores.per_reward[policy.name], statuses, policy.inner))
+    verdicts = passed(policy_values(scores.per_reward[policy.name], statuses, policy.inner))
     keep = [i for i, v in enumerate(verdicts) if v is not None]
     out = cohen_kappa(["pass" if verdicts[i] else "fail" for i in keep], [human[i] for i in keep])
     return {"file": human_file, "reward": policy.name, "abstained": len(verdicts) - len(keep), **out}
@@ -340,22 +283,15 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
         raise EvalError(f"rlft eval: two models share a name {names}; name them NAME=REF")
     rows, labels = load_eval_rows(recipe, data_file, max_samples)
     prompts = list(rows["prompt"])
-    label_col = recipe.data.label_column
-    gold = list(rows[label_col]) if label_col in rows.column_names else None
-    if gold is not None:
-        from rlft.rewards.intent import normalize_label
-
-        gold = [normalize_label(g) for g in gold]
     columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
     rewards = load_recipe_rewards(recipe, labels, [rows]) if recipe.rewards else []
-    parser = _intent_parser(rewards)
+    parser = intent_parser(rewards)
     max_new = max_new_tokens or recipe.evaluation.max_new_tokens
     batch = batch_size or recipe.evaluation.batch_size
     device = resolve_device(recipe.model)
     no_adapter = dataclasses.replace(recipe.adapter, type="none")
 
     runs: list[ModelRun] = []
-    base_run: ModelRun | None = None
     for ref in models:
         start = time.time()
         if ref.kind == "openai":
@@ -363,29 +299,27 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
                            decoding={"mode": "free (endpoint, temperature 0)", "max_new_tokens": max_new})
         else:
             model, tokenizer = load_model(recipe.model, no_adapter, device)
-            gen, settings = decoding_kwargs(recipe, tokenizer, labels)
+            settings = decoding_settings(recipe, labels)
             if ref.kind == "adapter":
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, ref.path)
             start = time.time()  # generation speed, without loading
-            completions = generate_local(model, tokenizer, prompts, gen, max_new, batch, ref.name)
+            completions = generate_local(model, tokenizer, prompts, recipe.decoding, labels, max_new, batch,
+                                         ref.name)
             run = ModelRun(ref.name, ref.source, completions,
                            decoding={**settings, "greedy": True, "max_new_tokens": max_new})
             run.seconds = time.time() - start
             if ref.kind == "adapter":  # KL canary: the adapter's completions under itself and under its base
-                run.logps = completion_logprobs(model, tokenizer, prompts, completions, gen.get("prefill", ""), batch)
+                run.logps = completion_logprobs(model, tokenizer, prompts, completions, recipe.decoding, batch)
                 with model.disable_adapter():
-                    run.base_logps = completion_logprobs(model, tokenizer, prompts, completions,
-                                                         gen.get("prefill", ""), batch)
+                    run.base_logps = completion_logprobs(model, tokenizer, prompts, completions, recipe.decoding,
+                                                         batch)
             del model
         if run.seconds is None:
             run.seconds = time.time() - start
         score_run(run, rewards, prompts, columns, parser)
-        if ref.kind == "base" and base_run is None:
-            base_run = run
         runs.append(run)
-    summaries = [summarise(r, gold, labels, base_run) for r in runs]
     extra: dict[str, Any] = {}
     if pairwise_judge is not None and len(runs) >= 2:
         extra["win_rate"] = pairwise(pairwise_judge, prompts, runs[0], runs[1], guideline)
@@ -397,13 +331,32 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
         if metrics_file is not None and metrics_file.is_file():
             log_history = json.loads(metrics_file.read_text(encoding="utf-8")).get("log_history")
             break
-    settings = {"recipe": recipe.source_file or "recipe", "data": data_file or f"{recipe.data.source} (eval split)",
-                "rows": len(prompts), "labels": labels, "rewards": [r.name for r in rewards],
-                "max_new_tokens": max_new, "batch_size": batch, "device": device,
+    result = write_eval_report(out_dir, recipe, rows, labels, runs, log_history, title=title or f"rlft eval: "
+                               f"{', '.join(names)}", data_desc=data_file or f"{recipe.data.source} (eval split)",
+                               extra=extra, settings={"max_new_tokens": max_new, "batch_size": batch,
+                                                      "device": device})
+    return {**result, "runs": runs, **extra}
+
+
+def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[str], runs: list[ModelRun],
+                      log_history: list[dict] | None = None, *, title: str, data_desc: str,
+                      extra: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summarise scored runs (the base model's run, if any, is the canaries' reference) and write
+    report.json/.md, traces.jsonl and traces.html into `out_dir`; used by `rlft eval` and at the end of training."""
+    from rlft.rewards.intent import normalize_label
+
+    prompts = list(rows["prompt"])
+    label_col = recipe.data.label_column
+    gold = [normalize_label(g) for g in rows[label_col]] if label_col in rows.column_names else None
+    columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
+    base_run = next((r for r in runs if r.source == "recipe base model"), None)
+    summaries = [summarise(r, gold, labels, base_run) for r in runs]
+    recorded = {"recipe": recipe.source_file or "recipe", "data": data_desc, "rows": len(prompts), "labels": labels,
+                "rewards": [r.display_name for r in recipe.rewards], **(settings or {}),
                 "bootstrap": "percentile, 1000 resamples, seed 0"}
-    paths = write_report(out_dir, title or f"rlft eval: {', '.join(names)}",
-                         summaries, sample_rows(prompts, gold, runs, columns=columns), settings, extra, log_history)
-    return {"models": summaries, "paths": paths, "runs": runs, **extra}
+    paths = write_report(out_dir, title, summaries, sample_rows(prompts, gold, runs, columns=columns), recorded,
+                         extra or {}, log_history)
+    return {"models": summaries, "paths": paths}
 
 
 def format_table(models: list[dict]) -> str:

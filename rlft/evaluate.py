@@ -1,8 +1,10 @@
 """Held-out evaluation with the same reward endpoints used in training.
 
 Greedy generation on the evaluation split, then: intent accuracy, format rate, macro-F1 and per-intent accuracy
-(when the data has a label column), and the mean of every recipe reward. Generation hooks (`prefill`,
-`logits_processor`) let constrained-output recipes evaluate exactly as they sample.
+(when the data has a label column), and the mean of every recipe reward. `decoding=` (the recipe's `decoding:`
+section) decodes exactly as training samples: prefill ids, label trie, free reply, stop suffix. The scored rows are
+kept as a `rlft.report.summary.ModelRun` (`EvalReport.run`), so a training run can write the same report files as
+`rlft eval` without generating or scoring again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class EvalReport:
     metrics: dict[str, float]
     per_intent: dict[str, float] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    run: Any = None  # rlft.report.summary.ModelRun: every row's completion, parsed label and reward values
+    rows: Any = None  # the evaluated rows (datasets.Dataset)
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int = 32, batch_size: int = 16,
@@ -55,13 +59,52 @@ def generate_with(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: 
                progress=progress)
 
 
-def recipe_parser(rewards: Sequence[LoadedReward]) -> IntentParser | None:
+def intent_parser(rewards: Sequence[LoadedReward]) -> IntentParser:
     """The parser of the recipe's intent reward (its pattern, aliases and prefix), so metrics read labels the way
-    the reward does; None when the recipe has no intent reward."""
+    the reward does; the default `IntentParser()` when the recipe has no intent reward."""
     for r in rewards:
         if isinstance(parser := r.parser, IntentParser):
             return parser
+    return IntentParser()
+
+
+def policy_reward(rewards: Sequence[Any]) -> Any:
+    """The recipe's judge reward that grades policy (binary or score mode), if any."""
+    for r in rewards:
+        if r.judge is not None and getattr(r.judge, "mode", None) in ("binary", "score"):
+            return r
     return None
+
+
+def policy_values(values: list[float | None], statuses: list[str] | None, inner: Any) -> list[float | None]:
+    """Raw verdicts in [0, 1]: judged (ok) or flagged (injection) rows; skipped / failed rows abstain."""
+    scale, offset = getattr(inner, "scale_reward", 1.0) or 1.0, getattr(inner, "offset", 0.0)
+    out: list[float | None] = []
+    for i, v in enumerate(values):
+        status = statuses[i] if statuses else "ok"
+        out.append(None if v is None or status not in ("ok", "flagged") else (v - offset) / scale)
+    return out
+
+
+def score_run(run: Any, rewards: Sequence[LoadedReward], prompts: Sequence[Any], columns: dict[str, list[Any]],
+              parser: IntentParser) -> None:
+    """Fill a run's parsed labels, reward values and judge verdicts."""
+    parsed = [parser.parse(c) for c in run.completions]
+    run.parse_status = [s for s, _ in parsed]
+    run.predicted = [label for _, label in parsed]
+    if not rewards:
+        return
+    scores = score(rewards, prompts, run.completions, columns)
+    run.rewards = scores.per_reward
+    policy = policy_reward(rewards)
+    if policy is not None:
+        statuses = scores.extras.get("judge_status")
+        run.judge_status = [str(s) for s in statuses] if statuses else None
+        run.judge_rationale = scores.extras.get("judge_rationale")
+        run.policy = policy_values(scores.per_reward[policy.name], run.judge_status, policy.inner)
+    elif (rubric := next((r for r in rewards if r.name == "rubric"), None)) is not None:
+        # no judge: the rubric grades policy; a row passes only with every applicable requirement met (score 1.0)
+        run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[rubric.name]]
 
 
 def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Sequence[str],
@@ -84,25 +127,34 @@ def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Se
     return metrics, per_intent
 
 
-def evaluate(model: Any, tokenizer: Any, dataset: Any, *, label_column: str = "intent", labels: Sequence[str] = (),
-             rewards: Sequence[LoadedReward] = (), max_samples: int = 64, max_new_tokens: int = 32,
-             batch_size: int = 16, prefill: str = "", logits_processor_factory: Callable | None = None,
-             keep_samples: int = 8) -> EvalReport:
-    """Evaluate on the first `max_samples` rows of a dataset with a conversational `prompt` column."""
+def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, label_column: str = "intent",
+             labels: Sequence[str] = (), rewards: Sequence[LoadedReward] = (), max_samples: int = 64,
+             max_new_tokens: int = 32, batch_size: int = 16, keep_samples: int = 8, name: str = "model",
+             source: str = "model", progress: Callable[[int], None] | None = None) -> EvalReport:
+    """Evaluate on the first `max_samples` rows of a dataset with a conversational `prompt` column, decoded as
+    `decoding` (a `rlft.config.DecodingConfig`; default: plain greedy) says."""
+    import dataclasses
+
+    from rlft.config import DecodingConfig
+    from rlft.report.summary import ModelRun
+
+    decoding = decoding or DecodingConfig()
     rows = dataset.select(range(min(max_samples, len(dataset))))
     prompts = rows["prompt"]
-    completions = generate(model, tokenizer, prompts, max_new_tokens, batch_size, prefill, logits_processor_factory)
+    completions = generate_with(model, tokenizer, prompts, decoding, labels, max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, progress=progress)
+    run = ModelRun(name, source, completions,
+                   decoding={**dataclasses.asdict(decoding), "greedy": True, "max_new_tokens": max_new_tokens})
+    columns = {c: rows[c] for c in rows.column_names if c != "prompt"}
+    score_run(run, rewards, prompts, columns, intent_parser(rewards))
     metrics: dict[str, float] = {}
     per_intent: dict[str, float] = {}
     if label_column in rows.column_names:
-        metrics, per_intent = intent_metrics(completions, rows[label_column], labels, recipe_parser(rewards))
-    if rewards:
-        columns = {c: rows[c] for c in rows.column_names if c != "prompt"}
-        scores = score(rewards, prompts, completions, columns)
-        for name, values in scores.per_reward.items():
-            present = [v for v in values if v is not None]
-            metrics[f"reward/{name}"] = sum(present) / len(present) if present else float("nan")
+        metrics, per_intent = intent_metrics(completions, rows[label_column], labels, intent_parser(rewards))
+    for reward_name, values in run.rewards.items():
+        present = [v for v in values if v is not None]
+        metrics[f"reward/{reward_name}"] = sum(present) / len(present) if present else float("nan")
     samples = [{"prompt": p[-1]["content"] if isinstance(p, list) else p, "completion": c,
                 **({label_column: rows[label_column][i]} if label_column in rows.column_names else {})}
                for i, (p, c) in enumerate(zip(prompts[:keep_samples], completions[:keep_samples], strict=True))]
-    return EvalReport(len(rows), metrics, per_intent, samples)
+    return EvalReport(len(rows), metrics, per_intent, samples, run, rows)

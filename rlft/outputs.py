@@ -10,6 +10,7 @@ Under `accelerate launch` / torchrun only rank 0 claims and writes (`rlft.distri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -187,19 +188,17 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlft.config import DecodingConfig, ModelConfig
-from rlft.decoding import generation_kwargs
-from rlft.evaluate import generate
+from rlft.evaluate import generate_with
 from rlft.models import resolve_model_path
 
 ADAPTER = "."
 LABELS = {json.dumps(labels)}
-DECODING = DecodingConfig(prefill={d.prefill!r}, constrain_labels={d.constrain_labels},
-                          label_suffix={d.label_suffix!r}, stop_at_suffix={d.stop_at_suffix})
+DECODING = DecodingConfig(**{dataclasses.asdict(d)!r})
 base = AutoModelForCausalLM.from_pretrained({load_expr})
 model = PeftModel.from_pretrained(base, ADAPTER)
 tokenizer = AutoTokenizer.from_pretrained(ADAPTER)
 messages = {json.dumps(messages, ensure_ascii=False)}
-reply = generate(model, tokenizer, [messages], **generation_kwargs(tokenizer, LABELS, DECODING))[0]
+reply = generate_with(model, tokenizer, [messages], DECODING, LABELS)[0]
 print(reply)
 ```
 """

@@ -200,8 +200,8 @@ def test_training_step_with_all_features_logs_signal_and_heldout_metrics(tiny_mo
                decision_tokens_only=True)
     trainer = _trainer(tiny_model_dir, tmp_path, cfg, data, loss_type="dapo")
     held_out = data.select(range(4))
-    kwargs = generation_kwargs(trainer.processing_class, LABELS, cfg[1])
-    periodic = PeriodicEval(lambda m: evaluate(m, trainer.processing_class, held_out, labels=LABELS, **kwargs),
+    periodic = PeriodicEval(lambda m: evaluate(m, trainer.processing_class, held_out, labels=LABELS,
+                                               decoding=cfg[1]),
                             every_steps=1, output_dir=tmp_path / "out", keep_best=True)
     trainer.add_callback(periodic)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}

@@ -64,6 +64,15 @@ def test_algorithm_trains_adapter_only(algorithm, adapter, tiny_model_dir, write
     assert set(metrics["eval_after"]) >= {"intent_accuracy", "format_rate", "macro_f1"}
     assert result.adapter_dir == out
 
+    # every run ends with rlft eval's report for base vs tuned, from the completions it already scored
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert [(m["name"], m["n"]) for m in report["models"]] == [("base", 4), ("tuned", 4)]
+    for phase, m in zip(("eval_before", "eval_after"), report["models"], strict=True):
+        assert m["headline"]["intent_accuracy"] == pytest.approx(metrics[phase]["intent_accuracy"])
+    traces = [json.loads(line) for line in (out / "report" / "traces.jsonl").read_text().splitlines()]
+    assert [t["metadata"]["model"] for t in traces] == ["base", "tuned"] * 4  # one record per (row, model)
+    assert "tuned" in (out / "report" / "traces.html").read_text()
+
     # adapter moved away from its initialisation (LoRA B starts at zero), base untouched
     trained = load_file(str(out / "adapter_model.safetensors"))
     lora_b = [v for k, v in trained.items() if "lora_B" in k]
