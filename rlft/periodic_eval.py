@@ -11,10 +11,15 @@ read, `trainer.report_to`), through the trainer's callback handler that `rlft.pi
 
 `history` rows carry `train_seconds` (wall-clock spent training, evaluation time excluded) so accuracy can be
 plotted against training time.
+
+Resume: every checkpoint gets ``rlft_eval_state.json`` (history, best record, training seconds so far), and
+`load_state(checkpoint)` restores it, so a resumed run reports the whole history and keeps the right best adapter.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +29,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 BEST_DIR = "best"
+STATE_FILE = "rlft_eval_state.json"
+logger = logging.getLogger("rlft")
 
 
 class PeriodicEval(TrainerCallback):
@@ -39,6 +46,7 @@ class PeriodicEval(TrainerCallback):
         self.best: dict[str, Any] | None = None
         self._start: float | None = None
         self._eval_seconds = 0.0
+        self._seconds_before = 0.0  # training seconds of the run this one resumed
         self.log_handler: Any = None  # the trainer's CallbackHandler: heldout/* reach report_to trackers through it
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -48,7 +56,7 @@ class PeriodicEval(TrainerCallback):
         t0 = time.time()
         report = self.evaluate(model)
         self._eval_seconds += time.time() - t0
-        train_seconds = (time.time() - self._start - self._eval_seconds) if self._start else 0.0
+        train_seconds = self._train_seconds()
         row = {"step": step, "train_seconds": round(train_seconds, 1), **report.metrics,
                "per_intent": report.per_intent}
         self.history.append(row)
@@ -58,6 +66,27 @@ class PeriodicEval(TrainerCallback):
                 self.best = {"step": step, "metric": self.best_metric, "value": value, "dir": str(self.best_dir)}
                 model.save_pretrained(str(self.best_dir))
         return row
+
+    def _train_seconds(self) -> float:
+        return self._seconds_before + ((time.time() - self._start - self._eval_seconds) if self._start else 0.0)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            record = {"history": self.history, "best": self.best, "train_seconds": self._train_seconds()}
+            (folder / STATE_FILE).write_text(json.dumps(record), encoding="utf-8")
+
+    def load_state(self, checkpoint: str | Path) -> bool:
+        """Restore history and best record from a checkpoint; False (with a warning) when it has none."""
+        path = Path(checkpoint) / STATE_FILE
+        if not path.is_file():
+            logger.warning("rlft: %s has no %s; the held-out history and best record start fresh", checkpoint,
+                           STATE_FILE)
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+        self.history, self.best = list(record["history"]), record["best"]
+        self._seconds_before = float(record["train_seconds"])
+        return True
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not self.every_steps or state.global_step % self.every_steps or model is None:

@@ -114,3 +114,36 @@ def test_ppo_kill_9_then_resume_last_equals_uninterrupted_run(tiny_model_dir, wr
     assert [{k: v for k, v in h.items() if k not in drop} for h in got.metrics["log_history"]] == \
         [{k: v for k, v in h.items() if k not in drop} for h in want.metrics["log_history"]]
 
+
+
+@pytest.mark.slow  # ~40 s here (an evaluation every step)
+def test_resume_keeps_the_held_out_history_and_best_record(tiny_model_dir, write_recipe, tmp_path):
+    """`evaluation.every_steps` + `keep_best`: the checkpoint carries the history and the best record
+    (rlft_eval_state.json), so the resumed run reports every evaluation and the same best step as an uninterrupted
+    one. Before, a resumed run's history started at the checkpoint and its best record was lost."""
+    import shutil
+
+    from rlft.periodic_eval import STATE_FILE
+
+    recipe = DPO.replace("max_steps: 5", "max_steps: 4").replace("save_steps: 1", "save_steps: 2").replace(
+        "evaluation: {{before: false, after: false}}",
+        "evaluation: {{before: false, after: false, every_steps: 1, keep_best: true, best_metric: format_rate,\n"
+        "             max_samples: 4, max_new_tokens: 6}}")
+    full = tmp_path / "full"
+    want = rlft.train(write_recipe(recipe.format(out=full, model=tiny_model_dir), "full.yaml"))
+    assert (full / "checkpoint-2" / STATE_FILE).is_file() and len(want.metrics["heldout_history"]) == 4
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(full / "recipe.yaml", resumed / "recipe.yaml")
+    shutil.copytree(full / "checkpoint-2", resumed / "checkpoint-2")
+    got = rlft.train(write_recipe(recipe.format(out=resumed, model=tiny_model_dir), "resumed.yaml"),
+                     ["trainer.resume_from_checkpoint=last"])
+
+    def rows(metrics):
+        return [{k: v for k, v in row.items() if k != "train_seconds"} for row in metrics["heldout_history"]]
+
+    assert rows(got.metrics) == rows(want.metrics)
+    assert {k: v for k, v in got.metrics["best"].items() if k != "dir"} == \
+        {k: v for k, v in want.metrics["best"].items() if k != "dir"}
+    seconds = [row["train_seconds"] for row in got.metrics["heldout_history"]]
+    assert seconds == sorted(seconds)  # training time continues from the checkpoint's, not from 0
