@@ -21,7 +21,7 @@ from rlft.abstain import neutral_rewards
 from rlft.checkpoints import MarkCompleteCheckpoints, check_resumed_recipe, resolve_resume
 from rlft.config import Recipe
 from rlft.data import drop_long_prompts, prepare
-from rlft.decoding import generation_kwargs
+from rlft.distributed import is_main_process
 from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
 from rlft.judge_gate import check_judge_gates
@@ -60,15 +60,29 @@ def _stop_record(callbacks: list[Any]) -> dict[str, Any] | None:
     return None
 
 
-def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward]) -> EvalReport:
+def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward],
+          name: str = "model", source: str = "model") -> EvalReport:
     ev = recipe.evaluation
-    try:
-        gen_kwargs = generation_kwargs(tokenizer, data.labels, recipe.decoding)
-    except ValueError as exc:
-        raise RecipeError(f"{recipe.source_file or 'recipe'}: decoding: {exc}") from None
-    return evaluate(model, tokenizer, data.eval, label_column=recipe.data.label_column, labels=data.labels,
-                    rewards=rewards if ev.rewards else (), max_samples=ev.max_samples,
-                    max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, **gen_kwargs)
+    if recipe.decoding.constrain_labels and not data.labels:
+        raise RecipeError(f"{recipe.source_file or 'recipe'}: decoding.constrain_labels needs the label set "
+                          "(data.labels or a label column in the data)")
+    return evaluate(model, tokenizer, data.eval, decoding=recipe.decoding, label_column=recipe.data.label_column,
+                    labels=data.labels, rewards=rewards if ev.rewards else (), max_samples=ev.max_samples,
+                    max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, name=name, source=source)
+
+
+def write_train_report(recipe: Recipe, out: Path, data: Any, before: EvalReport | None, after: EvalReport,
+                       log_history: list[dict]) -> Path:
+    """The same report files as `rlft eval` (report.json/.md, traces.jsonl, traces.html, curves) for base vs tuned
+    on the held-out rows, from the completions training already generated and scored: `output_dir/report/`."""
+    from rlft.eval_run import write_eval_report
+
+    runs = [r.run for r in (before, after) if r is not None and r.run is not None]
+    report_dir = out / "report"
+    write_eval_report(report_dir, recipe, after.rows, list(data.labels), runs, log_history,
+                      title=f"rlft train {recipe.source_file or recipe.output_dir}: base vs tuned (held-out split)",
+                      data_desc=f"{recipe.data.eval_source or recipe.data.source} (held-out split)")
+    return report_dir
 
 
 def _print_eval(phase: str, report: EvalReport) -> None:
@@ -113,7 +127,7 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     can_generate = task == "causal_lm" and "prompt" in data.eval.column_names
     before = after = None
     if recipe.evaluation.before and can_generate:
-        before = _eval(recipe, model, tokenizer, data, rewards)
+        before = _eval(recipe, model, tokenizer, data, rewards, "base", "recipe base model")
         _print_eval("before", before)
         metrics["eval_before"] = before.metrics
         metrics["eval_before_per_intent"] = before.per_intent
@@ -164,12 +178,16 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
                   f"{periodic.best['step']}: adapter in {periodic.best['dir']}", flush=True)
 
     if recipe.evaluation.after and can_generate:
-        after = _eval(recipe, trainer.model, tokenizer, data, rewards)
+        after = _eval(recipe, trainer.model, tokenizer, data, rewards, "tuned", f"adapter {out}")
         _print_eval("after", after)
         metrics["eval_after"] = after.metrics
         metrics["eval_after_per_intent"] = after.per_intent
         metrics["eval_after_samples"] = after.samples
     base_model = resolve_model_path(recipe.model)
+    if after is not None and is_main_process():
+        report_dir = write_train_report(recipe, out, data, before, after, trainer.state.log_history)
+        print(f"[rlft] eval report (base vs tuned): {report_dir / 'report.md'}, trace browser "
+              f"{report_dir / 'traces.html'}", flush=True)
     write_metrics(metrics, out)
     write_model_card(recipe, base_model, metrics, out)
     if recipe.export.merged and recipe.adapter.type != "none":
