@@ -171,8 +171,9 @@ class EvaluationConfig:
     every_steps: int = _f(0, "Also evaluate every N optimizer steps during training (0: off); logged as heldout/*.")
     keep_best: bool = _f(False, "With every_steps: save the adapter of the best periodic evaluation to "
                          "output_dir/best and record its step in metrics.json and the model card.")
-    best_metric: str = _f("intent_accuracy", "Metric that picks the best evaluation (higher is better), e.g. "
-                          "intent_accuracy or reward/<name>.")
+    best_metric: str = _f("intent_accuracy", "Metric that picks the best evaluation (higher is better): "
+                          "intent_accuracy, format_rate, macro_f1, policy_following, system_accuracy (with a judge "
+                          "or rubric reward) or reward/<name>; checked by rlft validate.")
 
 
 @dataclass

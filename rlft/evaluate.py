@@ -107,6 +107,29 @@ def score_run(run: Any, rewards: Sequence[LoadedReward], prompts: Sequence[Any],
         run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[rubric.name]]
 
 
+# What `evaluate` reports, besides `reward/<name>` for each recipe reward: the names `evaluation.best_metric` may take.
+EVAL_METRICS = ("intent_accuracy", "format_rate", "macro_f1", "policy_following", "system_accuracy")
+
+
+def policy_metrics(run: Any, truths: Sequence[str] | None, aliases: dict | None = None) -> dict[str, float]:
+    """`policy_following` (share of judged rows whose judge/rubric verdict passes) and, with gold labels,
+    `system_accuracy` (intent right AND policy passed, among rows whose verdict is known) — when the recipe has a
+    policy reward; NaN when every row abstained."""
+    from rlft.report import metrics as m
+
+    if run.policy is None:
+        return {}
+    nan = float("nan")
+    rate = m.policy_following_rate(run.policy)["rate"]
+    out = {"policy_following": nan if rate is None else rate}
+    if truths is not None and run.predicted:
+        gold = [normalize_label(t, aliases) for t in truths]
+        right = [p is not None and p == g for p, g in zip(run.predicted, gold, strict=True)]
+        acc = m.system_accuracy(right, m.passed(run.policy))["accuracy"]
+        out["system_accuracy"] = nan if acc is None else acc
+    return out
+
+
 def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Sequence[str],
                    parser: IntentParser | None = None) -> tuple[dict, dict]:
     """Exact-intent accuracy, format rate, macro-F1 over `labels`, and per-intent accuracy (`rlft.report.metrics`).
@@ -154,6 +177,8 @@ def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, 
     for reward_name, values in run.rewards.items():
         present = [v for v in values if v is not None]
         metrics[f"reward/{reward_name}"] = sum(present) / len(present) if present else float("nan")
+    metrics.update(policy_metrics(run, rows[label_column] if label_column in rows.column_names else None,
+                                  intent_parser(rewards).aliases))
     samples = [{"prompt": p[-1]["content"] if isinstance(p, list) else p, "completion": c,
                 **({label_column: rows[label_column][i]} if label_column in rows.column_names else {})}
                for i, (p, c) in enumerate(zip(prompts[:keep_samples], completions[:keep_samples], strict=True))]

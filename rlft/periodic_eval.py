@@ -61,6 +61,9 @@ class PeriodicEval(TrainerCallback):
                "per_intent": report.per_intent}
         self.history.append(row)
         value = row.get(self.best_metric)
+        if self.keep_best and value is None and len(self.history) == 1:
+            logger.warning("[rlft] evaluation.best_metric %r is not among this evaluation's metrics (%s): no best "
+                           "adapter is kept", self.best_metric, ", ".join(sorted(report.metrics)))
         if self.keep_best and isinstance(value, (int, float)) and not math.isnan(value):
             if self.best is None or value > self.best["value"]:
                 self.best = {"step": step, "metric": self.best_metric, "value": value, "dir": str(self.best_dir)}

@@ -166,6 +166,13 @@ def _validate_sections(recipe: Recipe) -> None:
         _check(value >= 1, recipe, f"evaluation.{key}", f"expected >= 1, got {value}")
     _check(ev.every_steps >= 0, recipe, "evaluation.every_steps", f"expected >= 0 (0: off), got {ev.every_steps}")
     _check(not ev.keep_best or ev.every_steps, recipe, "evaluation.keep_best", "needs evaluation.every_steps > 0")
+    if ev.keep_best:
+        from rlft.errors import did_you_mean
+        from rlft.evaluate import EVAL_METRICS
+
+        known = [*EVAL_METRICS, *(f"reward/{spec.display_name}" for spec in recipe.rewards)]
+        _check(ev.best_metric in known, recipe, "evaluation.best_metric", f"unknown metric {ev.best_metric!r}"
+               f"{did_you_mean(ev.best_metric, known)}; evaluation reports {', '.join(known)}")
     if pg != LabelPGConfig():
         _check(recipe.algorithm == "label_pg", recipe, "label_pg",
                f"only applies to algorithm label_pg (this recipe is {recipe.algorithm})")

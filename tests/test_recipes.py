@@ -90,6 +90,9 @@ CASES = [
     ("", ["evaluation.every_steps=-1"], "{cli}: evaluation.every_steps: expected >= 0 (0: off), got -1"),
     ("", ["evaluation.max_samples=-1"], "{cli}: evaluation.max_samples: expected >= 1, got -1"),
     ("", ["evaluation.keep_best=true"], "{cli}: evaluation.keep_best: needs evaluation.every_steps > 0"),
+    ("", ["evaluation.every_steps=5", "evaluation.keep_best=true", "evaluation.best_metric=intent_acc"],
+     "{cli}: evaluation.best_metric: unknown metric 'intent_acc' (did you mean 'intent_accuracy'?); evaluation "
+     "reports intent_accuracy, format_rate, macro_f1, policy_following, system_accuracy, reward/intent"),
     ("", ["label_pg.weighting=mean"], "{cli}: label_pg.weighting: 'mean' is not one of expected, maxrl, log"),
     ("", ["label_pg.maxrl_t=0"], "{cli}: label_pg: only applies to algorithm label_pg (this recipe is "
      "grpo)"),
