@@ -145,6 +145,7 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, trained_rewards, data.labels, device,
                        callbacks=[marker, *(callbacks or []), *reward_callbacks, *([periodic] if periodic else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
+    _check_rows_left(recipe, trainer, len(data.train))
     trainer.remove_callback(marker)  # last: a checkpoint is complete only after every callback wrote its state
     trainer.add_callback(marker)
     # One compact line per log step instead of transformers' raw dict (rlft.progress); the dict still goes to
@@ -195,6 +196,19 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         merged.save_pretrained(str(out / "merged"))
         tokenizer.save_pretrained(str(out / "merged"))
     return TrainResult(out, out, metrics, before, after, stopped)
+
+
+def _check_rows_left(recipe: Recipe, trainer: Any, rows: int) -> None:
+    """TRL drops rows that do not fit its length limits while it tokenizes (DPO/KTO `max_length`...); when it dropped
+    every one, say so in one line instead of torch's `num_samples=0` traceback."""
+    kept = getattr(trainer, "train_dataset", None)
+    if rows and kept is not None and hasattr(kept, "__len__") and len(kept) == 0:
+        limits = [k for k in ("max_length", "max_prompt_length", "max_completion_length") if k in recipe.trainer]
+        key = f"trainer.{limits[0]}" if limits else "data.source"
+        hint = (f"{', '.join(f'trainer.{k}={recipe.trainer[k]}' for k in limits)} leaves no room: raise it"
+                if limits else "check the prompt/completion columns")
+        raise RecipeError(f"{_where(recipe, key)}: {key}: {recipe.algorithm} kept 0 of the {rows} training rows of "
+                          f"{recipe.data.source} after tokenizing ({hint} or shorten the prompts)")
 
 
 def _where(recipe: Recipe, key: str) -> str:

@@ -195,3 +195,18 @@ def test_overwrite_replaces_an_earlier_rlft_run_and_a_failed_start_is_reused(tmp
     (out / "metrics.json").write_text("earlier")
     claim_output_dir(resumed)  # resuming keeps everything
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "recipe.yaml"]
+
+
+def test_a_length_limit_that_drops_every_preference_row_is_one_line(tmp_path, tiny_model_dir, capsys):
+    # TRL's DPO drops rows that do not fit max_length while tokenizing; with none left torch raised
+    # `num_samples should be a positive integer value, but got num_samples=0`
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(f"algorithm: dpo\noutput_dir: {tmp_path / 'out'}\nmodel: {{name: {tiny_model_dir}}}\n"
+                      "adapter: {type: lora, r: 4, alpha: 8}\ndata: {source: demo:intent_pairs, demo_size: 40}\n"
+                      "trainer: {max_steps: 1, per_device_train_batch_size: 4, max_length: 4}\n"
+                      "evaluation: {before: false, after: false}\n")
+    assert run(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # above it: TRL's tokenizing progress bars
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1] == (f"error: {recipe}: trainer.max_length: dpo kept 0 of the 36 training rows of demo:intent_pairs "
+                   "after tokenizing (trainer.max_length=4 leaves no room: raise it or shorten the prompts)")
