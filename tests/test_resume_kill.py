@@ -33,7 +33,8 @@ evaluation: {{before: false, after: false}}
 """
 
 # target_kl: the adaptive KL controller moves beta every step (its value must be in the checkpoint); logging_steps 3
-# with a checkpoint every step: the resumed run must also carry the half-filled logging window.
+# with a checkpoint every step: the resumed run must also carry the half-filled logging window. save_total_limit 2:
+# older checkpoints are deleted only after the newest is complete.
 PPO = """algorithm: ppo
 output_dir: {out}
 model: {{name: {model}}}
@@ -43,7 +44,7 @@ rewards: [{{name: intent}}]
 decoding: {{prefill: "<intent>", constrain_labels: true}}
 trainer: {{max_steps: 5, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 8,
           learning_rate: 0.05, ppo_epochs: 2, num_mini_batches: 2, target_kl: 0.1, kl_horizon: 10,
-          logging_steps: 3, save_strategy: steps, save_steps: 1}}
+          logging_steps: 3, save_strategy: steps, save_steps: 1, save_total_limit: 2}}
 evaluation: {{before: false, after: false}}
 """
 
@@ -98,7 +99,8 @@ def test_ppo_kill_9_then_resume_last_equals_uninterrupted_run(tiny_model_dir, wr
     want = rlft.train(write_recipe(PPO.format(out=full, model=tiny_model_dir), "full.yaml"))
     assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", STATE_FILE,
             "value_head.safetensors", "adapter_model.safetensors", MARKER} <= {
-        p.name for p in (full / "checkpoint-2").iterdir()}
+        p.name for p in (full / "checkpoint-5").iterdir()}
+    assert sorted(p.name for p in full.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]
     kl_coefs = [h["kl_coef"] for h in want.metrics["log_history"] if "kl_coef" in h]
     assert len(set(kl_coefs)) == len(kl_coefs)  # the adaptive controller moved beta between logs
     killed = tmp_path / "killed"

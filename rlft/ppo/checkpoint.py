@@ -50,6 +50,16 @@ def save_checkpoint(trainer: Any, window: dict[str, list[float]], losses: list[f
     return Path(folder)
 
 
+def rotate(trainer: Any) -> None:
+    """`save_total_limit`: delete the oldest checkpoints; called after the newest is marked complete, so a kill in
+    between never leaves the run without a complete checkpoint."""
+    from transformers.trainer_utils import rotate_checkpoints
+
+    if trainer.args.should_save and trainer.args.save_total_limit:
+        rotate_checkpoints(output_dir=trainer.args.output_dir, save_total_limit=trainer.args.save_total_limit,
+                           use_mtime=True)
+
+
 def load_weights(trainer: Any, checkpoint: str) -> None:
     """Adapter (or full weights) and value head from `checkpoint`, in place (before the optimizer is built)."""
     from safetensors.torch import load_file

@@ -324,6 +324,7 @@ class PPOTrainer(Trainer):
             if args.save_strategy == "steps" and self.state.global_step % self.state.save_steps == 0:
                 checkpoint.save_checkpoint(self, window, losses)
                 self.control = self.callback_handler.on_save(args, self.state, self.control)
+                checkpoint.rotate(self)
             if self.control.should_training_stop:
                 break
         runtime = time.time() - start
