@@ -21,3 +21,14 @@ class TrainContext:
     device: str
     args_overrides: dict[str, Any] = field(default_factory=dict)
     callbacks: list[Any] = field(default_factory=list)
+
+
+def offline_trainer(trainer_class: type, ctx: TrainContext) -> Any:
+    """A TRL trainer on a fixed dataset (DPO, KTO): rlft's training arguments, the held-out split only when the
+    recipe asks TRL to evaluate, and rlft's callbacks."""
+    from rlft.trainer_args import build_args
+
+    args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
+    return trainer_class(model=ctx.model, args=args, train_dataset=ctx.train_dataset,
+                         eval_dataset=ctx.eval_dataset if args.eval_strategy != "no" else None,
+                         processing_class=ctx.tokenizer, callbacks=ctx.callbacks or None)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlft.trainer_args import build_args
-from rlft.trainers.context import TrainContext
+from rlft.trainers.context import TrainContext, offline_trainer
 
 
 def config_class() -> type:
@@ -17,7 +16,4 @@ def config_class() -> type:
 def build_trainer(ctx: TrainContext) -> Any:
     from trl import KTOTrainer
 
-    args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
-    return KTOTrainer(model=ctx.model, args=args, train_dataset=ctx.train_dataset,
-                      eval_dataset=ctx.eval_dataset if args.eval_strategy != "no" else None,
-                      processing_class=ctx.tokenizer, callbacks=ctx.callbacks or None)
+    return offline_trainer(KTOTrainer, ctx)
