@@ -149,3 +149,38 @@ def test_resume_keeps_the_held_out_history_and_best_record(tiny_model_dir, write
         {k: v for k, v in want.metrics["best"].items() if k != "dir"}
     seconds = [row["train_seconds"] for row in got.metrics["heldout_history"]]
     assert seconds == sorted(seconds)  # training time continues from the checkpoint's, not from 0
+
+
+PPO_2PROC = """algorithm: ppo
+output_dir: {out}
+model: {{name: {model}}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: "demo:intents", demo_size: 40, system_prompt: "Classify."}}
+rewards: [{{name: intent}}]
+decoding: {{prefill: "<intent>", constrain_labels: true}}
+trainer: {{max_steps: 3, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6,
+          ppo_epochs: 1, num_mini_batches: 1, learning_rate: 0.01, logging_steps: 1, target_kl: 0.1, kl_horizon: 10,
+          save_strategy: steps, save_steps: 1}}
+evaluation: {{before: false, after: false}}
+"""
+
+
+@pytest.mark.slow  # ~75 s here: three 2-process launches
+def test_ppo_two_process_resume_equals_uninterrupted_run(tiny_model_dir, write_recipe, tmp_path):
+    """2 CPU processes (recipes/accelerate/cpu_2proc.yaml): RNG and PPO state per process, resumed bit-exactly."""
+    import shutil
+
+    from tests.test_multiprocess import launch
+
+    full = tmp_path / "full"
+    launch(write_recipe(PPO_2PROC.format(out=full, model=tiny_model_dir), "full.yaml"), tmp_path)
+    assert {"rng_state_0.pth", "rng_state_1.pth", "rlft_ppo_state.pt", "rlft_ppo_state_rank1.pt", MARKER} <= {
+        p.name for p in (full / "checkpoint-2").iterdir()}
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(full / "recipe.yaml", resumed / "recipe.yaml")
+    shutil.copytree(full / "checkpoint-2", resumed / "checkpoint-2")
+    launch(write_recipe(PPO_2PROC.format(out=resumed, model=tiny_model_dir), "resumed.yaml"), tmp_path,
+           "trainer.resume_from_checkpoint=last")
+    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+        assert max_delta(full / name, resumed / name) == 0.0, name

@@ -70,7 +70,7 @@ def load_weights(trainer: Any, checkpoint: str) -> None:
     head = Path(checkpoint) / WEIGHTS_NAME
     if not head.is_file():
         raise ValueError(f"{checkpoint}: no {WEIGHTS_NAME}; not a PPO checkpoint")
-    trainer.value_head.load_state_dict(load_file(str(head), device=str(trainer.args.device)))
+    trainer.value_head.load_state_dict(load_file(str(head)))  # copied onto the head's device
 
 
 def load_state(trainer: Any, checkpoint: str, skip_batches: Any) -> tuple[dict[str, list[float]], list[float]]:
