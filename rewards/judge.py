@@ -38,6 +38,9 @@ What happens to each completion, in order:
    `on_limit: stop` (default) or `finish` and `trainer_callback()` registered, stopping is graceful (the step
    finishes, the rest abstains with status `stopped`, training ends and saves) and the callback's `stop_reason`,
    `stop_kind` and `stop_ok` say why (`finish`: a budget stop counts as success); otherwise the limit raises.
+   The callback's `state_dict()` (spend, error-rate window, statuses, audit batch counter) goes into every
+   checkpoint (`rlft.reward_state`), so the budget is one budget for the whole run: a resumed run goes on counting,
+   and one whose restored spend is already over the budget stops before its first step.
 
 The ~60 flat params are grouped into typed specs (`rlft.judge.specs`: client, judging, votes, budget, gate,
 failure policy); `JudgeReward(spec=JudgeSpec(...))` takes them typed. One more param, `calibration:
@@ -61,12 +64,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
 from rlft.errors import RewardError
-from rlft.judge.budget import Budget, JudgeBudgetExceeded
+from rlft.judge.budget import Budget, JudgeBudgetExceeded, Usage
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
 from rlft.judge.judge import DEFAULT_LABELS, STATUSES, STOPPED, Judge, Judgment, Sample
@@ -75,7 +78,7 @@ from rlft.judge.prompts import conversation_text
 from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
 from rlft.judge.untrusted import count_words, scan_injection
 from rlft.judge_gate import parse_calibration
-from rlft.reward_protocol import BaseReward, completion_text
+from rlft.reward_protocol import BaseReward, TrainingStopped, completion_text
 from rlft.rewards.intent import IntentParser, normalize_label
 
 logger = logging.getLogger("rlft.judge")
@@ -275,6 +278,35 @@ class JudgeReward(BaseReward):
         self.stop_kind = "budget" if isinstance(error, JudgeBudgetExceeded) else "error_rate"
         logger.warning("%s -- stopping the run after this step (on_limit: %s)", self.stop_reason, self.on_limit)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to count on from here (JSON-able): spend, error-rate window, statuses and the
+        audit batch counter. Saved into every checkpoint through the trainer callback (`rlft.reward_state`)."""
+        return {"usage": asdict(self.usage), "recent": [bool(x) for x in self.recent], "calls": self.calls,
+                "stats": dict(self.stats), "counts": dict(self.judge.counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`. A restored spend already over the budget records the budget stop (with `on_limit:
+        stop` / `finish`; the callback then ends the run before its first step); with `on_limit: raise` the first
+        request raises, as it would have. A restored error-rate window already over `max_error_rate` is the one the
+        run stopped on: it is dropped (the user resumed after fixing the endpoint), with a warning."""
+        self.judge.budget.usage = Usage(**state["usage"])
+        self.calls = int(state["calls"])
+        self.stats, self.judge.counts = Counter(state["stats"]), Counter(state["counts"])
+        recent = deque((bool(x) for x in state["recent"]), maxlen=self.recent.maxlen)
+        self.recent.clear()
+        if (self.max_error_rate is not None and len(recent) >= self.min_error_samples
+                and sum(recent) / len(recent) > self.max_error_rate):
+            logger.warning("judge: the checkpoint's error-rate window (%d of %d failed) is over max_error_rate=%s; "
+                           "it starts fresh", sum(recent), len(recent), self.max_error_rate)
+        else:
+            self.recent.extend(recent)
+        try:
+            self.judge.budget.check()
+        except JudgeBudgetExceeded as exc:
+            if self.on_limit in ("stop", "finish"):
+                self.judge.limit_error = exc
+                self._record_stop(exc)
+
     def trainer_callback(self) -> Any:
         """A transformers `TrainerCallback` that ends training after the step in which a limit was hit.
 
@@ -282,7 +314,9 @@ class JudgeReward(BaseReward):
         `max_error_rate` stops the run like `max_steps` would: the step finishes (unjudged samples abstain, status
         `stopped`), then the trainer returns normally and the adapter, metrics and cache are saved. Without it,
         limits raise. The callback's `stop_reason` / `stop_kind` / `stop_ok` tell the caller whether and why the run
-        ended early, so it can record that and choose the exit status.
+        ended early, so it can record that and choose the exit status. Its `state_dict()` / `load_state_dict()` are
+        the reward's (checkpointed by `rlft.reward_state`); after a restored spent budget, `on_train_begin` raises
+        `rlft.reward_protocol.TrainingStopped` so no step trains on abstentions.
         """
         return _stop_callback(self)
 
@@ -431,8 +465,16 @@ def _stop_callback(reward: JudgeReward) -> Any:
         def stop_ok(self) -> bool:
             return reward.stop_ok
 
+        def state_dict(self) -> dict[str, Any]:
+            return reward.state_dict()
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            reward.load_state_dict(state)
+
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             reward.stop_callback_attached = True
+            if reward.stop_reason is not None:  # restored from a checkpoint whose budget was spent
+                raise TrainingStopped(reward.stop_reason)
             return control
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:

@@ -32,6 +32,8 @@ from rlft.progress import use_compact_progress
 from rlft.recipe import load_recipe
 from rlft.recipe_rewards import load_recipe_rewards
 from rlft.reward_loader import LoadedReward
+from rlft.reward_protocol import TrainingStopped
+from rlft.reward_state import SaveRewardState
 from rlft.telemetry import disable_unless_opted_in
 from rlft.trainers import trainer_builder
 from rlft.trainers.context import TrainContext
@@ -132,8 +134,11 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         metrics["eval_before"] = before.metrics
         metrics["eval_before_per_intent"] = before.per_intent
 
-    # Rewards may ask to stop training cleanly (a judge's budget or error-rate bound): they offer a callback.
-    reward_callbacks = [cb for r in rewards if (cb := r.trainer_callback()) is not None]
+    # Rewards may ask to stop training cleanly (a judge's budget or error-rate bound): they offer a callback. A
+    # callback with state_dict/load_state_dict (a judge's spend) is checkpointed and restored: rlft.reward_state.
+    named_callbacks = [(r.name, cb) for r in rewards if (cb := r.trainer_callback()) is not None]
+    reward_callbacks = [cb for _, cb in named_callbacks]
+    reward_state = SaveRewardState(named_callbacks)
     periodic = None
     if recipe.evaluation.every_steps and can_generate:
         ev = recipe.evaluation
@@ -143,7 +148,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     trained_rewards = neutral_rewards(rewards, recipe.algorithm, recipe.trainer)
     marker = MarkCompleteCheckpoints()
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, trained_rewards, data.labels, device,
-                       callbacks=[marker, *(callbacks or []), *reward_callbacks, *([periodic] if periodic else [])])
+                       callbacks=[marker, *(callbacks or []), *reward_callbacks, *([periodic] if periodic else []),
+                                  *([reward_state] if reward_state else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
     _check_rows_left(recipe, trainer, len(data.train))
     trainer.remove_callback(marker)  # last: a checkpoint is complete only after every callback wrote its state
@@ -157,10 +163,17 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         print(f"[rlft] resuming from {resume}", flush=True)
         if periodic is not None:
             periodic.load_state(resume)
+        if reward_state:
+            reward_state.load_state(resume, trainer.args.process_index)
     start = time.time()
-    train_output = trainer.train(resume_from_checkpoint=resume)
+    try:
+        train_output = trainer.train(resume_from_checkpoint=resume)
+    except TrainingStopped as stop:  # a restored reward state says stop (a judge budget spent): no step trains
+        print(f"[rlft] not training further: {stop}", flush=True)
+        train_output = None
     metrics["train_seconds"] = round(time.time() - start, 1)
-    metrics["train"] = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
+    metrics["train"] = {k: v for k, v in (train_output.metrics if train_output else {}).items()
+                        if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     metrics["log_history"] = trainer.state.log_history
     stopped = _stop_record(reward_callbacks)

@@ -18,7 +18,9 @@ instance is the reward) may declare more about itself; every declaration is opti
     wants_labels     True: rlft passes the data's label set as `labels` when the recipe does not (class attribute)
     metrics          names it logs through `log_metric` (`<label>` stands for one name per label), for docs/reports
     fingerprint      short string that changes when anything deciding its values changes (recorded with labels)
-    trainer_callback()  a transformers `TrainerCallback` to register (e.g. a judge's graceful budget stop)
+    trainer_callback()  a transformers `TrainerCallback` to register (e.g. a judge's graceful budget stop); with
+                     `state_dict()` / `load_state_dict()` its state goes into every checkpoint (rlft.reward_state),
+                     and raising `TrainingStopped` from its `on_train_begin` ends a (resumed) run before its first step
 
 This module imports nothing heavy and nothing of rlft: rewards depend on it, never on trainers.
 """
@@ -35,6 +37,12 @@ class Reward(Protocol):
 
     def __call__(self, prompts: list[Any], completions: list[Any],
                  **columns: Any) -> list[float | None] | Awaitable[list[float | None]]: ...
+
+
+class TrainingStopped(Exception):
+    """Raised by a reward's trainer callback in `on_train_begin` when the run must not train another step (a resumed
+    run whose judge budget is already spent). `rlft.train` catches it and ends the run as a graceful stop: the
+    checkpoint's adapter is saved and the callback's `stop_reason` recorded; a plain TRL script sees the exception."""
 
 
 class BaseReward:
