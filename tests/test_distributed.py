@@ -37,9 +37,9 @@ def accelerate_env(config: Path) -> tuple[dict[str, str], int]:
     return env, args.num_processes
 
 
-def test_all_six_configs_are_shipped():
+def test_all_seven_configs_are_shipped():
     assert [c.stem for c in CONFIGS] == ["cpu_2proc", "deepspeed_zero2", "deepspeed_zero3", "fsdp2", "multi_gpu",
-                                         "single_gpu"]
+                                         "one_process", "single_gpu"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
@@ -56,6 +56,7 @@ def test_config_loads_in_accelerate(config):
 EXPECTED = {  # config -> (processes, engine rlft reads from the exported environment, zero stage, fsdp version)
     "cpu_2proc": (2, "none", None, None),  # WORLD_SIZE comes from torchrun at run time, not from the launcher env
     "single_gpu": (1, "none", None, None),
+    "one_process": (1, "none", None, None),  # what every recipes/*.py docstring launches with (CPU or one GPU)
     "multi_gpu": (8, "none", None, None),
     "deepspeed_zero2": (8, "deepspeed", 2, None),
     "deepspeed_zero3": (8, "deepspeed", 3, None),
