@@ -26,6 +26,12 @@ MARKER = ".rlft-complete"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+def rank_file(checkpoint: str | Path, name: str, process_index: int) -> Path:
+    """A per-process state file in a checkpoint: `name` for process 0, `<stem>_rank<N><suffix>` for the others."""
+    path = Path(name)
+    return Path(checkpoint) / (name if process_index == 0 else f"{path.stem}_rank{process_index}{path.suffix}")
+
+
 class MarkCompleteCheckpoints(TrainerCallback):
     """Writes the completion marker into the checkpoint transformers just saved."""
 

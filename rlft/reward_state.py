@@ -24,14 +24,15 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from rlft.checkpoints import rank_file
+
 STATE_FILE = "rlft_reward_state.json"
 VERSION = 1
 logger = logging.getLogger("rlft")
 
 
 def state_file(checkpoint: str | Path, process_index: int) -> Path:
-    name = STATE_FILE if process_index == 0 else STATE_FILE.replace(".json", f"_rank{process_index}.json")
-    return Path(checkpoint) / name
+    return rank_file(checkpoint, STATE_FILE, process_index)
 
 
 def _has_state(obj: Any) -> bool:

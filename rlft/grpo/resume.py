@@ -17,14 +17,15 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from rlft.checkpoints import rank_file
+
 STATE_FILE = "rlft_signal_state.pt"
 VERSION = 1
 logger = logging.getLogger("rlft.signal")
 
 
 def state_file(checkpoint: str | Path, process_index: int) -> Path:
-    name = STATE_FILE if process_index == 0 else STATE_FILE.replace(".pt", f"_rank{process_index}.pt")
-    return Path(checkpoint) / name
+    return rank_file(checkpoint, STATE_FILE, process_index)
 
 
 def _rng_state(rng: Any) -> list[Any]:

@@ -24,14 +24,15 @@ from typing import Any
 import torch
 from transformers import TrainerState
 
+from rlft.checkpoints import rank_file
+
 STATE_FILE = "rlft_ppo_state.pt"
 TRAINER_STATE = "trainer_state.json"
 VERSION = 1
 
 
 def state_file(checkpoint: str | Path, process_index: int) -> Path:
-    name = STATE_FILE if process_index == 0 else STATE_FILE.replace(".pt", f"_rank{process_index}.pt")
-    return Path(checkpoint) / name
+    return rank_file(checkpoint, STATE_FILE, process_index)
 
 
 def save_checkpoint(trainer: Any, window: dict[str, list[float]], losses: list[float]) -> Path:
