@@ -10,8 +10,8 @@
 What it does: loads support_agent.yaml (the head is constrained to one label, the reply is free), evaluates the
 held-out rows, trains a LoRA adapter with GRPO on the `intent` + `rubric` rewards, evaluates again and writes
 adapter + recipe + metrics + model card to `output_dir`. Numbers and caveats: docs/support_agent.md.
-Not supported here: an `<analysis>` block before the head, per-segment advantages (both rewards share one
-advantage per completion).
+Not supported: an `<analysis>` block before the head. Both rewards share one advantage per completion unless
+`signal.segment_credit` gives each its own tokens (docs/support_agent.md#credit).
 """
 
 from pathlib import Path

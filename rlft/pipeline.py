@@ -35,6 +35,7 @@ from rlft.reward_loader import LoadedReward
 from rlft.reward_protocol import TrainingStopped
 from rlft.reward_state import SaveRewardState
 from rlft.telemetry import disable_unless_opted_in
+from rlft.time_budget import TrainTimeBudget
 from rlft.trainers import trainer_builder
 from rlft.trainers.context import TrainContext
 from rlft.validate import validate
@@ -138,6 +139,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     # callback with state_dict/load_state_dict (a judge's spend) is checkpointed and restored: rlft.reward_state.
     named_callbacks = [(r.name, cb) for r in rewards if (cb := r.trainer_callback()) is not None]
     reward_callbacks = [cb for _, cb in named_callbacks]
+    # Before PeriodicEval: a step's clock stops at on_step_end, so held-out evaluation is not counted.
+    time_budget = [TrainTimeBudget(recipe.max_train_minutes)] if recipe.max_train_minutes else []
     reward_state = SaveRewardState(named_callbacks)
     periodic = None
     if recipe.evaluation.every_steps and can_generate:
@@ -148,7 +151,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     trained_rewards = neutral_rewards(rewards, recipe.algorithm, recipe.trainer)
     marker = MarkCompleteCheckpoints()
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, trained_rewards, data.labels, device,
-                       callbacks=[marker, *(callbacks or []), *reward_callbacks, *([periodic] if periodic else []),
+                       callbacks=[marker, *(callbacks or []), *reward_callbacks, *time_budget,
+                                  *([periodic] if periodic else []),
                                   *([reward_state] if reward_state else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
     _check_rows_left(recipe, trainer, len(data.train))
@@ -176,7 +180,7 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
                         if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     metrics["log_history"] = trainer.state.log_history
-    stopped = _stop_record(reward_callbacks)
+    stopped = _stop_record([*reward_callbacks, *time_budget])
     if stopped:
         metrics["stopped_early"] = stopped
     if getattr(trainer, "calibration", None) is not None:  # the reward-model trainer's held-out report

@@ -36,6 +36,9 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(f"{_where(recipe, 'data.eval_fraction')}: data.eval_fraction: expected a number between "
                           f"0 and 1 (exclusive), got {recipe.data.eval_fraction}")
     check_output_path(recipe.output_dir, f"{_where(recipe, 'output_dir')}")
+    if not 0.0 <= recipe.max_train_minutes < float("inf"):
+        raise RecipeError(f"{_where(recipe, 'max_train_minutes')}: max_train_minutes: expected minutes >= 0 "
+                          f"(0: no time limit), got {recipe.max_train_minutes}")
     _validate_data(recipe)
     _validate_adapter(recipe)
     _validate_rewards(recipe)
