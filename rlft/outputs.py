@@ -132,6 +132,11 @@ def _stop_section(metrics: dict[str, Any]) -> str:
             f"({stop.get('kind')}, {status}): {stop.get('reason')}\n")
 
 
+def _warnings_section(metrics: dict[str, Any]) -> str:
+    warnings = metrics.get("warnings") or []
+    return "\n## Warnings\n" + "".join(f"- {w}\n" for w in warnings) if warnings else ""
+
+
 def write_model_card(recipe: Recipe, base_model: str, metrics: dict[str, Any], out: Path) -> Path:
     """README.md of the output folder: what was trained, measured results, and a load-and-decode snippet.
 
@@ -171,7 +176,7 @@ Trained with [rlft](https://github.com/rlft/rlft) using **{recipe.algorithm}**.
 - Adapter: {adapter}
 - Data: `{recipe_view['data']['source']}` ({rows_note})
 - Recipe: `recipe.yaml` in this folder (resolved, with every default and the label list)
-{_stop_section(metrics)}
+{_stop_section(metrics)}{_warnings_section(metrics)}
 ## Rewards
 {rewards}
 

@@ -160,7 +160,7 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     trainer.add_callback(marker)
     # One compact line per log step instead of transformers' raw dict (rlft.progress); the dict still goes to
     # log_history / metrics.json and the report_to trackers.
-    use_compact_progress(trainer, keep_bar=recipe.trainer.get("disable_tqdm") is False)
+    progress = use_compact_progress(trainer, keep_bar=recipe.trainer.get("disable_tqdm") is False)
     if periodic is not None:  # heldout/* also go to the report_to trackers (rlft.periodic_eval)
         periodic.log_handler = getattr(trainer, "callback_handler", None)
     if resume:
@@ -183,6 +183,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     stopped = _stop_record([*reward_callbacks, *time_budget])
     if stopped:
         metrics["stopped_early"] = stopped
+    if progress is not None and progress.warnings:  # "no learning signal", "the judge was never asked"
+        metrics["warnings"] = progress.warnings
     if getattr(trainer, "calibration", None) is not None:  # the reward-model trainer's held-out report
         metrics["calibration"] = trainer.calibration
     trainer.save_model(str(out))

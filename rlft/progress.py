@@ -18,7 +18,8 @@ model looks like, e.g. recipes/policy_grpo.py): every logged step had `zero-std`
 prompt got the same reward, so GRPO's advantages were 0), or a judge reward skipped every completion (its gate or
 word limits: `judge/skipped_rate` 1.00), i.e. the judge was never asked.
 
-The full dict is untouched: it still reaches `trainer.state.log_history` (written to metrics.json) and every
+The warnings are also written to metrics.json (`warnings`) and the model card ("Warnings"), so a run read later
+says it too. The full dict is untouched: it still reaches `trainer.state.log_history` (written to metrics.json) and every
 `report_to` tracker. No tqdm bar by default (the line carries the ETA, and log files stay readable); a recipe that
 sets `trainer.disable_tqdm: false` explicitly keeps transformers' bar, without its dict printing.
 """
@@ -147,17 +148,20 @@ def no_signal_warnings(zero_std: list[float], judge_skipped: list[float]) -> lis
     return out
 
 
-def use_compact_progress(trainer: Any, keep_bar: bool = False) -> None:
-    """Swap transformers' dict-printing callbacks on `trainer` for `CompactProgress` (a tqdm bar stays if asked)."""
+def use_compact_progress(trainer: Any, keep_bar: bool = False) -> CompactProgress | None:
+    """Swap transformers' dict-printing callbacks on `trainer` for `CompactProgress` (a tqdm bar stays if asked);
+    return it (its `warnings` go to metrics.json and the model card), or None for a trainer without callbacks."""
     handler = getattr(trainer, "callback_handler", None)
     if handler is None:
-        return
+        return None
     for cb in list(handler.callbacks):
         if isinstance(cb, (PrinterCallback, ProgressCallback)) or type(cb).__name__ == "NotebookProgressCallback":
             handler.remove_callback(cb)
     if keep_bar:
         handler.add_callback(_BarOnly())
-    handler.add_callback(CompactProgress())
+    progress = CompactProgress()
+    handler.add_callback(progress)
+    return progress
 
 
 class _BarOnly(ProgressCallback):

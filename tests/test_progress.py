@@ -93,3 +93,28 @@ def test_dict_printers_are_replaced_and_the_bar_kept_only_when_asked(keep_bar):
     bar = handler.callbacks[-2] if keep_bar else None
     assert bar is None or bar.on_log(None, None, None, logs={"loss": 1.0}) is None  # transformers' would print it
     assert isinstance(handler.callbacks[-1], CompactProgress)
+
+
+def test_no_signal_warning_is_kept_in_metrics_and_model_card(tmp_path, tiny_model_dir, capfd):
+    # a reward that ties on every completion (no reply is longer than 1000 words): every group has zero spread
+    data = tmp_path / "intents.csv"
+    rows = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order")] * 4
+    data.write_text("utterance,intent\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"""
+output_dir: {tmp_path / 'run'}
+model: {{name: {tiny_model_dir}, device: cpu}}
+adapter: {{type: lora, r: 4, alpha: 8}}
+data: {{source: {data}, eval_fraction: 0.25}}
+rewards: [{{name: length, params: {{max_words: 1000}}}}]
+trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 4,
+           logging_steps: 1}}
+evaluation: {{before: false, after: false}}
+""")
+    result = rlft.train(load_recipe(recipe))
+    out = capfd.readouterr().out
+    warnings = json.loads((result.output_dir / "metrics.json").read_text())["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("no learning signal: in all 2 logged steps")
+    assert f"[rlft] warning: {warnings[0]}" in out
+    card = (result.output_dir / "README.md").read_text()
+    assert f"## Warnings\n- {warnings[0]}\n" in card
