@@ -47,8 +47,15 @@ What is checked, per completion:
    ("stuffed"): matched phrases cover more than `max_match_share` (default 0.6) of the reply's non-space
    characters, or under `min_function_word_share` (default 0.15) of its words are English function words ("the",
    "you", "is", …; every demo reply has >= 0.30, "$4.99 cancellation fee, order number?" has 0; set null for
-   other languages). A regular expression that runs past `timeout_s` (the whole completion's budget, input
-   clipped to `max_chars`) scores 0 as well.
+   other languages). An echo ("copied"): the reply repeats, verbatim for >= `copy_min_words` (default 6) words,
+   a run of the prompt (any message: above all the policy shown as context) that holds one of `echo_cues` — the
+   policy's words to the AGENT ("the customer", "ask for", "explain that", "mention the", "never ask", ...; null
+   turns the check off). Measured: GRPO on the support agent learned to paste the policy's instructions ("Ask for
+   the order number and which payment method was used; ... If the customer was charged twice, say ...") as its
+   reply, which meets every requirement; the 35 passing tuned replies of that run are all echoes, while a reply
+   that restates the policy's facts ("We accept credit and debit cards, PayPal and gift cards. Cash on delivery is
+   not accepted.") is not one (docs/support_agent.md#echo). A regular expression that runs past `timeout_s` (the
+   whole completion's budget, input clipped to `max_chars`) scores 0 as well.
 
 Phrases match case-insensitively, on word boundaries, with any whitespace between words and an optional plural
 `s`/`es` (`fee` finds "fees", not "feedback"). Patterns are compiled with the `regex` module, at most
@@ -86,7 +93,7 @@ logger = logging.getLogger("rlft.rubric")
 KINDS = ("must_mention", "must_ask_for", "must_not")
 POSITIVE = ("must_mention", "must_ask_for")
 ITEM_KEYS = ("any", "regex", "unless_prompt")
-GATES = ("violation", "too_long", "too_short", "stuffed", "timeout", "no_intent")
+GATES = ("violation", "too_long", "too_short", "copied", "stuffed", "timeout", "no_intent")
 MUST_NOT_MODES = ("zero", "subtract")
 CLOSE_TAG = "</intent>"
 DEFAULT_ASK_CUES = ("please", "could you", "can you", "would you", "will you", "may i", "may we", "let me know",
@@ -101,6 +108,12 @@ FUNCTION_WORDS = frozenset(
     "a an the i i'm i'll we we'll we're you you'll you're your our it it's its is are was be been will can could "
     "would please to of for in on at by with and or if that this there what what's which how do does have has me "
     "us my so as from after before then not any all".split())
+_WORD = regex.compile(r"[\w$'>]+")  # words for the echo check ("$4.99", "Account > Orders": "$4", "99", ">")
+# The policy's words to the AGENT (instructions about the customer), which a reply to the customer never repeats.
+DEFAULT_ECHO_CUES = ("the customer", "ask for", "ask the", "ask them", "tell them", "tell the", "say that", "say the",
+                     "say you", "explain that", "explain how", "explain the", "mention that", "mention the",
+                     "point the", "list the", "give the", "state the", "offer to", "offer a", "suggest",
+                     "acknowledge", "apologise", "never ask", "do not", "confirm which", "before confirming")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
 
 
@@ -306,6 +319,40 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _prompt_text(prompt: Any) -> str:
+    """Every message of a chat prompt (system, user, earlier turns) as one text; a string prompt as it is."""
+    if isinstance(prompt, list):
+        parts = []
+        for m in prompt:
+            content = m.get("content", "") if isinstance(m, dict) else m
+            if isinstance(content, list):  # content blocks
+                content = " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+            parts.append(str(content))
+        return "\n".join(parts)
+    return str(prompt)
+
+
+def copied_runs(reply: str, source: str, min_words: int = 6) -> list[str]:
+    """The reply's maximal runs of words that repeat `source` verbatim for >= `min_words` words (lower-cased,
+    punctuation ignored), each as one space-joined string."""
+    words, src = _WORD.findall(reply.lower()), _WORD.findall(source.lower())
+    if len(words) < min_words or len(src) < min_words:
+        return []
+    grams = {tuple(src[i:i + min_words]) for i in range(len(src) - min_words + 1)}
+    covered = [False] * len(words)
+    for i in range(len(words) - min_words + 1):
+        if tuple(words[i:i + min_words]) in grams:
+            covered[i:i + min_words] = [True] * min_words
+    runs, current = [], []
+    for word, inside in zip(words, covered, strict=True):
+        if inside:
+            current.append(word)
+        elif current:
+            runs.append(" ".join(current))
+            current = []
+    return runs + ([" ".join(current)] if current else [])
+
+
 def _covered_chars(text: str, spans: list[tuple[int, int]]) -> int:
     covered, end = 0, 0
     for s, e in sorted(spans):
@@ -327,7 +374,8 @@ class RubricReward(BaseReward):
     def __init__(self, policies: str | dict | None = None, label_column: str = "intent",
                  use_predicted_intent: bool = False, labels: Sequence[str] | None = None, max_words: int | None = 80,
                  min_words: int = 0, max_match_share: float | None = 0.6,
-                 min_function_word_share: float | None = 0.15, must_not_mode: str = "zero",
+                 min_function_word_share: float | None = 0.15, echo_cues: Sequence[str] | None = DEFAULT_ECHO_CUES,
+                 copy_min_words: int = 6, must_not_mode: str = "zero",
                  must_not_penalty: float = 0.5, ask_cues: Sequence[str] | None = None, timeout_s: float = 0.5,
                  max_chars: int = 4000, max_pattern_chars: int = 300, log_per_requirement: bool = True):
         if must_not_mode not in MUST_NOT_MODES:
@@ -340,6 +388,10 @@ class RubricReward(BaseReward):
             raise ValueError("max_match_share must be in (0, 1] (or null to turn the keyword-list check off)")
         if min_function_word_share is not None and not 0.0 <= min_function_word_share < 1.0:
             raise ValueError("min_function_word_share must be in [0, 1) (or null to turn it off)")
+        if echo_cues is not None and not all(isinstance(c, str) and c.strip() for c in echo_cues):
+            raise ValueError("echo_cues must be a list of phrases (or null to turn the echo check off)")
+        if copy_min_words < 3:
+            raise ValueError("copy_min_words must be >= 3")
         if not 0.0 <= must_not_penalty <= 1.0:
             raise ValueError("must_not_penalty must be within [0, 1]")
         if not 0 < timeout_s <= 60 or max_chars < 1:
@@ -349,6 +401,9 @@ class RubricReward(BaseReward):
         self.labels = {normalize_key(x) for x in labels} if labels else None
         self.max_words, self.min_words, self.max_match_share = max_words, int(min_words), max_match_share
         self.min_function_word_share = min_function_word_share
+        self.echo_cue = (regex.compile("|".join(f"(?:{phrase_pattern(c)})" for c in echo_cues), regex.IGNORECASE)
+                         if echo_cues else None)
+        self.copy_min_words = int(copy_min_words)
         self.must_not_mode, self.must_not_penalty = must_not_mode, float(must_not_penalty)
         cues = DEFAULT_ASK_CUES if ask_cues is None else tuple(ask_cues)
         if not cues or not all(isinstance(c, str) and c.strip() for c in cues):
@@ -397,12 +452,21 @@ class RubricReward(BaseReward):
             result.score, result.outcome = 0.0, "too_long"
         elif words < self.min_words:
             result.score, result.outcome = 0.0, "too_short"
+        elif self._copied(prompt, reply):
+            result.score, result.outcome = 0.0, "copied"
         elif self._stuffed(reply, spans):
             result.score, result.outcome = 0.0, "stuffed"
         elif violations:
             penalty = 1.0 if self.must_not_mode == "zero" else self.must_not_penalty * violations
             result.score, result.outcome = max(0.0, frac - penalty), "violation"
         return result
+
+    def _copied(self, prompt: Any, reply: str) -> bool:
+        """An echo: the reply repeats the prompt's instructions to the agent (a verbatim run holding an echo cue)."""
+        if self.echo_cue is None:
+            return False
+        source = _normalize(_prompt_text(prompt)[: 4 * self.max_chars])
+        return any(self.echo_cue.search(run) for run in copied_runs(reply, source, self.copy_min_words))
 
     def _stuffed(self, reply: str, spans: list[tuple[int, int]]) -> bool:
         """A keyword list: matched phrases cover too much of the reply, or it has (almost) no function words."""

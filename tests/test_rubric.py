@@ -10,7 +10,7 @@ from rlft.demo_data import TEMPLATES
 from rlft.errors import RewardError, UserError
 from rlft.judge.policies import Guidelines
 from rlft.reward_loader import RewardSpec, load_reward
-from rlft.rewards.rubric import RubricError, RubricReward, load_rubric, reply_text
+from rlft.rewards.rubric import RubricError, RubricReward, copied_runs, load_rubric, reply_text
 from tests.conftest import ROOT
 
 # One policy-following reply per intent of the demo policy file (all 27 Bitext intents): each must score 1.0.
@@ -333,3 +333,46 @@ def test_reply_is_the_text_after_the_last_closing_tag():
     assert reply_text("<analysis>x</analysis><intent>a</intent> Hello") == " Hello"
     assert reply_text(chat("<intent>a</intent><intent>b</intent>Hi")) == "Hi"
     assert reply_text("no tag at all") == "no tag at all"
+
+
+# a tuned adapter's real reply (runs/support_agent_60min, held-out row): the policy's own instructions, pasted
+ECHO = ("<intent>payment_issue</intent>\nAsk for the order number and which payment method was used; suggest checking "
+        "card details and trying again to refund double charges. If the customer was charged twice, say the duplicate "
+        "charge will be investigated and refunded. Never ask for a full card number or CVV.\n\nSuggest")
+
+
+def _with_policy(customer: str, intent: str) -> list[dict]:
+    """The support agent's prompt: the customer's message with the row's policy shown as context."""
+    policy = Guidelines.from_params(None, "demo").policies[intent]
+    return [{"role": "system", "content": "You are the shop's customer-support agent."},
+            {"role": "user", "content": f"{customer}\n\nShop policy for this request: {policy}"}]
+
+
+def test_a_reply_that_pastes_the_shown_policy_is_an_echo_not_a_pass(demo):
+    # measured: GRPO on recipes/support_agent.yaml learned exactly this reply (the policy's own instructions)
+    prompt = _with_policy("hello, why did my payment not go through?", "payment_issue")
+    result = demo.check(prompt, ECHO, "payment_issue")
+    assert (result.score, result.outcome) == (0.0, "copied")
+    assert all(result.checks.values())  # ... although it meets every requirement
+    assert RubricReward(policies="demo", echo_cues=None).check(
+        prompt, ECHO, "payment_issue").score == 1.0  # why the gate is on by default
+
+
+def test_good_replies_restating_the_shown_policy_are_not_echoes(demo):
+    # several good replies repeat the policy's facts for 6+ words ("credit and debit cards, PayPal and gift cards");
+    # none repeats its instructions to the agent
+    for intent, reply in GOOD.items():
+        result = demo.check(_with_policy("help me", intent), f"<intent>{intent}</intent> {reply}", intent)
+        assert (result.score, result.outcome) == (1.0, "ok"), intent
+
+
+@pytest.mark.parametrize(("reply", "source", "runs"), [
+    ("one two three four five six", "zero one two three four five six seven", ["one two three four five six"]),
+    ("One, two: three four five SIX!", "one two three four five six", ["one two three four five six"]),
+    ("one two three four five seven", "one two three four five six", []),  # a run of 5 is not a copy
+    ("we say one two three four five six today and a b c d e f", "one two three four five six / a b c d e f",
+     ["one two three four five six", "a b c d e f"]),
+    ("short", "short", []),
+])
+def test_copied_runs(reply, source, runs):
+    assert copied_runs(reply, source) == runs
