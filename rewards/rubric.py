@@ -82,9 +82,10 @@ from typing import Any
 import regex
 import yaml
 
+from rlft.echo import DEFAULT_ECHO_CUES, copied_runs
 from rlft.errors import RewardError, did_you_mean
 from rlft.judge.policies import DEFAULT_KEY, RUBRIC_KEY, demo_policies_path, normalize_key
-from rlft.judge.prompts import conversation_text
+from rlft.judge.prompts import conversation_text, prompt_text
 from rlft.judge.untrusted import strip_invisible
 from rlft.reward_protocol import BaseReward, completion_text
 from rlft.rewards.intent import IntentParser
@@ -108,12 +109,6 @@ FUNCTION_WORDS = frozenset(
     "a an the i i'm i'll we we'll we're you you'll you're your our it it's its is are was be been will can could "
     "would please to of for in on at by with and or if that this there what what's which how do does have has me "
     "us my so as from after before then not any all".split())
-_WORD = regex.compile(r"[\w$'>]+")  # words for the echo check ("$4.99", "Account > Orders": "$4", "99", ">")
-# The policy's words to the AGENT (instructions about the customer), which a reply to the customer never repeats.
-DEFAULT_ECHO_CUES = ("the customer", "ask for", "ask the", "ask them", "tell them", "tell the", "say that", "say the",
-                     "say you", "explain that", "explain how", "explain the", "mention that", "mention the",
-                     "point the", "list the", "give the", "state the", "offer to", "offer a", "suggest",
-                     "acknowledge", "apologise", "never ask", "do not", "confirm which", "before confirming")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
 
 
@@ -319,40 +314,6 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _prompt_text(prompt: Any) -> str:
-    """Every message of a chat prompt (system, user, earlier turns) as one text; a string prompt as it is."""
-    if isinstance(prompt, list):
-        parts = []
-        for m in prompt:
-            content = m.get("content", "") if isinstance(m, dict) else m
-            if isinstance(content, list):  # content blocks
-                content = " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-            parts.append(str(content))
-        return "\n".join(parts)
-    return str(prompt)
-
-
-def copied_runs(reply: str, source: str, min_words: int = 6) -> list[str]:
-    """The reply's maximal runs of words that repeat `source` verbatim for >= `min_words` words (lower-cased,
-    punctuation ignored), each as one space-joined string."""
-    words, src = _WORD.findall(reply.lower()), _WORD.findall(source.lower())
-    if len(words) < min_words or len(src) < min_words:
-        return []
-    grams = {tuple(src[i:i + min_words]) for i in range(len(src) - min_words + 1)}
-    covered = [False] * len(words)
-    for i in range(len(words) - min_words + 1):
-        if tuple(words[i:i + min_words]) in grams:
-            covered[i:i + min_words] = [True] * min_words
-    runs, current = [], []
-    for word, inside in zip(words, covered, strict=True):
-        if inside:
-            current.append(word)
-        elif current:
-            runs.append(" ".join(current))
-            current = []
-    return runs + ([" ".join(current)] if current else [])
-
-
 def _covered_chars(text: str, spans: list[tuple[int, int]]) -> int:
     covered, end = 0, 0
     for s, e in sorted(spans):
@@ -465,7 +426,7 @@ class RubricReward(BaseReward):
         """An echo: the reply repeats the prompt's instructions to the agent (a verbatim run holding an echo cue)."""
         if self.echo_cue is None:
             return False
-        source = _normalize(_prompt_text(prompt)[: 4 * self.max_chars])
+        source = _normalize(prompt_text(prompt)[: 4 * self.max_chars])
         return any(self.echo_cue.search(run) for run in copied_runs(reply, source, self.copy_min_words))
 
     def _stuffed(self, reply: str, spans: list[tuple[int, int]]) -> bool:

@@ -7,10 +7,11 @@ import pytest
 import regex
 
 from rlft.demo_data import TEMPLATES
+from rlft.echo import copied_runs
 from rlft.errors import RewardError, UserError
 from rlft.judge.policies import Guidelines
 from rlft.reward_loader import RewardSpec, load_reward
-from rlft.rewards.rubric import RubricError, RubricReward, copied_runs, load_rubric, reply_text
+from rlft.rewards.rubric import RubricError, RubricReward, load_rubric, reply_text
 from tests.conftest import ROOT
 
 # One policy-following reply per intent of the demo policy file (all 27 Bitext intents): each must score 1.0.

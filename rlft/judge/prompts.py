@@ -33,17 +33,27 @@ PLACEHOLDER = regex.compile(r"\{([a-z_]+)\}")
 SECTION = regex.compile(r"^\[(system|user)\]\s*$", regex.MULTILINE)
 
 
+def _message_text(message: Any) -> str:
+    content = message.get("content", "") if isinstance(message, dict) else message
+    if isinstance(content, list):  # content blocks
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content)
+
+
 def conversation_text(prompt: Any) -> str:
     """The customer's side of a prompt: the string, or the last user message of a chat-message list."""
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, list):
         users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        chosen = users[-1] if users else (prompt[-1] if prompt else {})
-        content = chosen.get("content", "") if isinstance(chosen, dict) else chosen
-        if isinstance(content, list):  # content blocks
-            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-        return str(content)
+        return _message_text(users[-1] if users else (prompt[-1] if prompt else {}))
+    return str(prompt)
+
+
+def prompt_text(prompt: Any) -> str:
+    """Everything the model was shown: the string, or every message of a chat-message list (system included)."""
+    if isinstance(prompt, list):
+        return "\n".join(_message_text(m) for m in prompt)
     return str(prompt)
 
 
