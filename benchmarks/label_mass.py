@@ -81,16 +81,17 @@ def main(argv: list[str] | None = None) -> dict:
     train = random.Random(0).sample(read_csv(DATA / "bitext_grouped_train.csv"), ns.rows)
     labels = sorted({r["intent"] for r in read_csv(DATA / "bitext_grouped_train.csv")})
     space = LabelSpace.build(tokenizer, labels, DECODING)
-    models = [("base", model)]
-    if ns.adapter != "none":
-        from peft import PeftModel
-
-        models.append((Path(ns.adapter).name, PeftModel.from_pretrained(model, ns.adapter)))
+    names = ["base"] + ([Path(ns.adapter).name] if ns.adapter != "none" else [])
     result = {"command": "python benchmarks/label_mass.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "models": {}}
     print(f"{'model':<24} {'rows':<9} {'valid-label mass':>16} {'p_free(gold)':>12} {'p_con(gold)':>11} "
           f"{'rows mass<0.5':>13}")
-    for name, m in models:
+    m = model
+    for name in names:
+        if name != "base":  # only now: PEFT injects the adapter into `model` in place
+            from peft import PeftModel
+
+            m = PeftModel.from_pretrained(model, ns.adapter)
         m.eval()
         result["models"][name] = {}
         for side, rows in (("train", train), ("heldout", held)):
