@@ -17,15 +17,20 @@ from rlft.progress import format_line
 from rlft.recipe import load_recipe
 
 NUM = r"-?\d+\.\d+"
+
+
+def intents_csv(tmp_path, rows):
+    """An utterance,intent CSV of `rows` in tmp_path (also used by tests/test_time_budget.py)."""
+    data = tmp_path / "intents.csv"
+    data.write_text("utterance,intent\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    return data
 STEP_LINE = re.compile(rf"\[rlft\] step (\d)/2 \| reward {NUM} \(intent {NUM}, length {NUM}\) \| acc {NUM} \| "
                        rf"zero-std {NUM} \| loss {NUM} \| {NUM} s/step \| eta \d+:\d\d")
 
 
 def test_compact_lines_replace_the_raw_dict(tmp_path, tiny_model_dir, capfd):
-    data = tmp_path / "intents.csv"
-    rows = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
-            ("I want my money back", "get_refund"), ("stop the order now", "cancel_order")] * 3
-    data.write_text("utterance,intent\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    data = intents_csv(tmp_path, [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
+                                  ("I want my money back", "get_refund"), ("stop the order now", "cancel_order")] * 3)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"""
 output_dir: {tmp_path / 'run'}
@@ -97,9 +102,8 @@ def test_dict_printers_are_replaced_and_the_bar_kept_only_when_asked(keep_bar):
 
 def test_no_signal_warning_is_kept_in_metrics_and_model_card(tmp_path, tiny_model_dir, capfd):
     # a reward that ties on every completion (no reply is longer than 1000 words): every group has zero spread
-    data = tmp_path / "intents.csv"
-    rows = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order")] * 4
-    data.write_text("utterance,intent\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    data = intents_csv(tmp_path, [("please cancel my order", "cancel_order"),
+                                  ("where is my parcel", "track_order")] * 4)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"""
 output_dir: {tmp_path / 'run'}

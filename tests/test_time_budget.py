@@ -12,6 +12,7 @@ import rlft
 from rlft.errors import RecipeError
 from rlft.recipe import load_recipe
 from rlft.time_budget import TrainTimeBudget
+from tests.test_progress import intents_csv
 
 
 class FakeClock:
@@ -55,10 +56,8 @@ def test_a_run_that_ends_before_the_budget_records_no_stop():
 
 
 def _recipe(tmp_path, tiny_model_dir, minutes):
-    data = tmp_path / "intents.csv"
-    rows = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
-            ("I want my money back", "get_refund")] * 4
-    data.write_text("utterance,intent\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    data = intents_csv(tmp_path, [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
+                                  ("I want my money back", "get_refund")] * 4)
     path = tmp_path / "recipe.yaml"
     path.write_text(f"""
 algorithm: label_pg
