@@ -84,7 +84,7 @@ import yaml
 
 from rlft.echo import DEFAULT_ECHO_CUES, copied_runs
 from rlft.errors import RewardError, did_you_mean
-from rlft.judge.policies import DEFAULT_KEY, RUBRIC_KEY, demo_policies_path, normalize_key
+from rlft.judge.policies import DEFAULT_KEY, RUBRIC_KEY, SHIPPED_POLICY_FILES, normalize_key, shipped_policy_path
 from rlft.judge.prompts import conversation_text, prompt_text
 from rlft.judge.untrusted import strip_invisible
 from rlft.reward_protocol import BaseReward, completion_text
@@ -272,8 +272,8 @@ def load_rubric(policies: str | Path | dict | None, max_pattern_chars: int = 300
                           "'demo')")
     if isinstance(policies, dict):
         data, source = policies, "params.policies"
-    elif str(policies) == "demo":
-        data, source = _read_policy_data(demo_policies_path()), "demo"
+    elif str(policies) in SHIPPED_POLICY_FILES:
+        data, source = _read_policy_data(shipped_policy_path(str(policies))), str(policies)
     else:
         data, source = _read_policy_data(policies), f"'{policies}'"
     section = data.get(RUBRIC_KEY)

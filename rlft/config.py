@@ -62,9 +62,10 @@ class DataConfig:
     prompt_template: str = _f("{utterance}", "User message built from row columns with str.format, e.g. "
                               "'Customer: {utterance}'. Used for prompt datasets (grpo, ppo).")
     label_column: str = _f("intent", "Ground-truth label column (intent accuracy, label sets).")
-    policies: str | None = _f(None, "Policy file the judge and rubric read (or 'demo'): adds a `policy` column, each "
-                              "row's policy for its label_column, usable as {policy} in prompt_template (the "
-                              "policy shown to the model as retrieved context). null: no column.")
+    policies: str | None = _f(None, "Per-intent text file (YAML/Markdown, like the judge's policy file; 'demo' = the "
+                              "judge's demo guidelines, 'demo:articles' = customer-facing help-centre articles with "
+                              "the same facts): adds a `policy` column, each row's text for its label_column, usable "
+                              "as {policy} in prompt_template (retrieved context shown to the model). null: none.")
     labels: list[str] | None = _f(None, "Allowed labels. null: the distinct values of label_column in the data.")
     eval_source: str | None = _f(None, "Separate evaluation file; otherwise eval_fraction of source is held out.")
     eval_fraction: float = _f(0.1, "Share of rows held out for evaluation when eval_source is not given.")

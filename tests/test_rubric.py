@@ -133,6 +133,11 @@ def test_every_intent_has_a_rubric_and_a_good_reply_passes_it(demo):
          "history. Can you confirm?", 0.0, "deleting before the confirmation violates must_not"),
         ("delete_account", "close my account", "Deleting is permanent and removes your order history. Are you sure?",
          1.0, "'are you sure' in a question is the confirmation ask"),
+        ("contact_human_agent", "I want a human agent", "<intent>contact_human_agent</intent> Here's how to do it: "
+         "Chatbot: [customer_name] Contact Human Agent", 0.0,
+         "naming a human agent is not a transfer (a trained adapter's reply that the first rubric passed)"),
+        ("contact_human_agent", "I want a human agent", "Of course. You can reach a live agent by phone or in the "
+         "chat.", 1.0, "saying how to reach an agent meets the transfer requirement"),
         ("review", "great shop", "", 0.0, "an empty reply meets nothing"),
         ("track_order", "where is my order", "a" * 50_000, 0.0, "a huge reply is clipped and scored, not hung"),
     ],
@@ -365,6 +370,23 @@ def test_good_replies_restating_the_shown_policy_are_not_echoes(demo):
     for intent, reply in GOOD.items():
         result = demo.check(_with_policy("help me", intent), f"<intent>{intent}</intent> {reply}", intent)
         assert (result.score, result.outcome) == (1.0, "ok"), intent
+
+
+def test_help_articles_state_the_policy_facts_to_the_customer(demo):
+    # `demo:articles` (shown to the model by recipes/support_agent.yaml) has one article per policy; none holds the
+    # guidelines' words to the agent, so restating an article is a reply, never `copied`; and restated as it
+    # stands, an article meets every requirement that is not an ask (the model still has to ask, in a question)
+    articles = Guidelines.from_params(None, "demo:articles")
+    assert set(articles.policies) == set(demo.rubric.intents) and articles.default
+    from rlft.echo import DEFAULT_ECHO_CUES
+
+    for intent, article in articles.policies.items():
+        assert not [cue for cue in DEFAULT_ECHO_CUES if cue in article.lower()], intent
+        prompt = [{"role": "user", "content": f"help me\n\nHelp-centre article: {article}"}]
+        result = demo.check(prompt, f"<intent>{intent}</intent> {article}", intent)
+        assert result.outcome in ("ok", "failed"), (intent, result.outcome)
+        asks = {req.id for req in demo.rubric.intents[intent] if req.kind == "must_ask_for"}
+        assert {key for key, met in result.checks.items() if met is False} <= asks, intent
 
 
 @pytest.mark.parametrize(("reply", "source", "runs"), [

@@ -243,3 +243,23 @@ def test_judge_path_on_loopback_counts_calls_and_hits_the_cache(tiny_model_dir, 
     demo_head = re.compile(r"<intent>(" + "|".join(TEMPLATES) + r")</intent>")
     assert all(demo_head.match(r["completion"]) for r in rows)
     assert {r["reward"] for r in rows} <= {0.0, 1.0}
+
+
+def test_the_recipe_shows_the_rows_help_article_and_grades_against_the_guidelines():
+    """recipes/support_agent.yaml: the prompt carries the row's customer-facing article (`demo:articles`); the
+    rubric reads the judge's guidelines (`demo`), a different text with the same facts."""
+    from rlft.data import prepare
+    from rlft.judge.policies import Guidelines
+    from rlft.recipe import load_recipe
+    from tests.conftest import ROOT
+
+    recipe = load_recipe(ROOT / "recipes" / "support_agent.yaml")
+    articles = Guidelines.from_params(None, "demo:articles")
+    guidelines = Guidelines.from_params(None, "demo")
+    assert recipe.data.policies == "demo:articles"
+    assert next(r for r in recipe.rewards if r.name == "rubric").params["policies"] == "demo"
+    prepared = prepare(recipe.data, "grpo", recipe.seed)
+    for row in list(prepared.train.select(range(20))) + list(prepared.eval.select(range(10))):
+        user = row["prompt"][-1]["content"]
+        assert user == f"{row['utterance']}\n\nHelp-centre article: {articles.for_key(row['intent'])}"
+        assert guidelines.for_key(row["intent"]) not in user

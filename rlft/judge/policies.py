@@ -6,7 +6,9 @@ Markdown: one `## intent_name` heading per policy, the text below it is the poli
     ## cancel_order
     Confirm which order is cancelled and mention the $4.99 cancellation fee before confirming.
 
-`policies: demo` names the shipped demo file (`rewards/policies/demo_policies.yaml`, one policy per Bitext intent).
+`policies: demo` names the shipped demo file (`rewards/policies/demo_policies.yaml`, one policy per Bitext intent);
+`demo:articles` the customer-facing help-centre articles with the same facts (`demo_help_articles.yaml`), which
+recipes show the model as retrieved context (`data.policies`) while the judge and rubric keep `demo`.
 Keys are matched after normalising (lower case, spaces and hyphens to `_`), so `Cancel Order` finds
 `cancel_order`. The dataset column that picks the policy is the judge reward's `policy_column` (default `intent`).
 A top-level `rubric:` key (a `## rubric` section in Markdown) belongs to the rubric reward (`rewards/rubric.py`) and
@@ -29,11 +31,14 @@ DEFAULT_KEY = "default"
 RUBRIC_KEY = "rubric"  # the rubric reward's section of a policy file; never a policy text
 
 
-def demo_policies_path() -> Path:
-    """The demo policies inside the installed `rlft.rewards` package (the top-level `rewards/` folder)."""
+SHIPPED_POLICY_FILES = {"demo": "demo_policies.yaml", "demo:articles": "demo_help_articles.yaml"}
+
+
+def shipped_policy_path(name: str = "demo") -> Path:
+    """A policy file shipped inside the installed `rlft.rewards` package (the top-level `rewards/` folder)."""
     from importlib import resources
 
-    return Path(str(resources.files("rlft.rewards").joinpath("policies", "demo_policies.yaml")))
+    return Path(str(resources.files("rlft.rewards").joinpath("policies", SHIPPED_POLICY_FILES[name])))
 
 
 def normalize_key(text: str) -> str:
@@ -57,8 +62,8 @@ class Guidelines:
             return cls({}, str(guideline).strip(), "guideline")
         if isinstance(policies, dict):
             table, source = {k: v for k, v in policies.items() if k != RUBRIC_KEY}, "params.policies"
-        elif policies == "demo":  # the demo policies shipped with rlft (27 Bitext intents), wherever it is installed
-            table, source = load_policy_file(demo_policies_path()), "demo"
+        elif policies in SHIPPED_POLICY_FILES:  # shipped with rlft (27 Bitext intents), wherever it is installed
+            table, source = load_policy_file(shipped_policy_path(policies)), policies
         else:
             table, source = load_policy_file(policies), str(policies)
         parsed = {normalize_key(k): str(v).strip() for k, v in table.items() if str(v).strip()}
