@@ -158,6 +158,10 @@ class LabelPGConfig:
     free_weight: float = _f(0.5, "With normaliser both: weight of the free term (the constrained term gets 1-w).")
     prune_zero_reward: bool = _f(True, "Skip label paths whose normalised reward is 0 (exact: they add nothing to "
                                  "the expectation or its gradient).")
+    validity_paths: int = _f(0, "Per prompt, also run this many random label paths that carry no reward and "
+                             "maximise the probability that plain decoding stays on the label trie along them "
+                             "(label-neutral: it never favours a label). 0: off; >= the label count: every label.")
+    validity_weight: float = _f(1.0, "Weight of that term (mean over its paths of -log P(stay on the trie)).")
 
 
 @dataclass

@@ -258,14 +258,18 @@ def label_pg_loss(model: Any, space: LabelSpace, cfg: LabelPGConfig, prompt_ids:
         selected = [torch.nonzero(rt[b] > 0).flatten().tolist() if signal[b] else [] for b in range(len(rt))]
     else:
         selected = [list(range(n_labels)) if signal[b] else [] for b in range(len(rt))]
-    use_free = cfg.normaliser in ("free", "both")
-    lp = label_logprobs(model, space, prompt_ids, selected, pad_token_id=pad_token_id, free=True, free_grad=use_free)
+    extra = validity_draw(rt, selected, cfg.validity_paths)
+    use_free = cfg.normaliser in ("free", "both") or bool(cfg.validity_paths)
+    lp = label_logprobs(model, space, prompt_ids, [sorted({*s, *e}) for s, e in zip(selected, extra, strict=True)],
+                        pad_token_id=pad_token_id, free=True, free_grad=use_free)
     rt = rt.to(device)
     idx = torch.nonzero(signal).flatten().to(device)
     metrics: dict[str, float] = {"frac_no_signal": 1.0 - float(signal.float().mean()),
-                                 "label_paths": sum(len(s) for s in selected) / max(len(selected), 1)}
+                                 "label_paths": float(lp.ran.sum(1).float().mean())}
+    loss_valid = validity_loss(lp, extra, metrics)
     if idx.numel() == 0:
-        return torch.zeros((), device=device, requires_grad=True), metrics
+        zero = torch.zeros((), device=device, requires_grad=loss_valid is None)
+        return (zero if loss_valid is None else cfg.validity_weight * loss_valid), metrics
 
     def term(logpi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = log_expected(logpi[idx], rt[idx])
@@ -285,4 +289,33 @@ def label_pg_loss(model: Any, space: LabelSpace, cfg: LabelPGConfig, prompt_ids:
                    frac_solved=float((p_main > 0.5).float().mean()))
     if not cfg.prune_zero_reward:
         metrics["free_mass_on_labels"] = float(lp.free[idx].detach().exp().sum(1).mean())
-    return loss, metrics
+    return (loss if loss_valid is None else loss + cfg.validity_weight * loss_valid), metrics
+
+
+def validity_draw(rt: torch.Tensor, selected: Sequence[Sequence[int]], n_paths: int) -> list[list[int]]:
+    """Per prompt, `n_paths` labels drawn uniformly (torch's global RNG, so a resumed run draws the same) among
+    those not already run for the reward; every label when `n_paths` >= the label count."""
+    n_labels = rt.size(1)
+    if n_paths <= 0:
+        return [[] for _ in selected]
+    if n_paths >= n_labels:
+        return [list(range(n_labels)) for _ in selected]
+    out = []
+    for ks in selected:
+        pool = torch.tensor([k for k in range(n_labels) if k not in set(ks)], dtype=torch.long)
+        out.append(pool[torch.randperm(len(pool))[:n_paths]].tolist() if len(pool) else [])
+    return out
+
+
+def validity_loss(lp: LabelLogProbs, extra: Sequence[Sequence[int]], metrics: dict[str, float]) -> torch.Tensor | None:
+    """Mean over the drawn paths of −log P(plain decoding stays on the trie along path k | x), which is
+    log π_con(k|x) − log π_free(k|x) = −Σₜ log Σ_{allowed a} softmax(a): every step's mass on the trie's allowed
+    tokens, teacher-forced on k. Label-neutral: it leaves π_con (which label) to the reward term."""
+    rows = [(b, k) for b, ks in enumerate(extra) for k in ks]
+    if not rows:
+        return None
+    b_idx = torch.tensor([b for b, _ in rows], device=lp.constrained.device)
+    k_idx = torch.tensor([k for _, k in rows], device=lp.constrained.device)
+    log_stay = lp.free[b_idx, k_idx] - lp.constrained[b_idx, k_idx]
+    metrics["validity_stay_prob"] = float(log_stay.detach().exp().mean())
+    return -log_stay.mean()

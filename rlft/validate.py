@@ -181,6 +181,9 @@ def _validate_sections(recipe: Recipe) -> None:
                f"only applies to algorithm label_pg (this recipe is {recipe.algorithm})")
     _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
     _check(0.0 <= pg.free_weight <= 1.0, recipe, "label_pg.free_weight", f"expected 0..1, got {pg.free_weight}")
+    _check(pg.validity_paths >= 0, recipe, "label_pg.validity_paths", f"expected >= 0 (0: off), got "
+           f"{pg.validity_paths}")
+    _check(pg.validity_weight >= 0.0, recipe, "label_pg.validity_weight", f"expected >= 0, got {pg.validity_weight}")
 
 
 def _validate_segment_credit(recipe: Recipe) -> None:

@@ -13,7 +13,7 @@ from rlft.config import DecodingConfig, LabelPGConfig
 from rlft.constrained import LabelTrie, TrieLogitsProcessor
 from rlft.decoding import prompt_ids
 from rlft.label_space import (LabelSpace, label_logprobs, label_pg_loss, label_rewards, log_expected,
-                              normalise_rewards)
+                              normalise_rewards, validity_draw)
 from rlft.reward_loader import LoadedReward, RewardSpec, load_rewards
 
 LABELS = ["cancel_order", "track_order", "get_refund", "track_refund"]
@@ -175,6 +175,53 @@ def test_free_mass_on_valid_labels_rises_under_the_free_objective(tiny_model_dir
     assert metrics["label_paths"] == 1  # 0/1 reward: only the gold path of each prompt is run
     assert start < 1e-20  # a random model almost never free-decodes a whole valid label
     assert mass() > 10 * start  # measured ~90x after 4 steps
+
+
+def test_validity_draw_skips_the_rewarded_paths_and_repeats_under_a_seed():
+    rt = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0.5, 1.0]])
+    torch.manual_seed(3)
+    first = validity_draw(rt, [[0], [2, 3]], 2)
+    torch.manual_seed(3)
+    assert validity_draw(rt, [[0], [2, 3]], 2) == first
+    assert len(first[0]) == 2 and 0 not in first[0] and sorted(first[1]) == [0, 1]
+    assert validity_draw(rt, [[0], []], 9) == [[0, 1, 2, 3]] * 2  # >= K: every label
+    assert validity_draw(rt, [[0], []], 0) == [[], []]
+
+
+def test_validity_term_raises_free_mass_on_valid_labels_without_any_reward_signal(tiny_model_dir):
+    """Rewards that tie on every label give the reward term nothing; the validity term alone still teaches plain
+    decoding to stay on the label trie, and its value is -log P(stay) = log pi_con - log pi_free of its paths."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    space = LabelSpace.build(tokenizer, LABELS, DECODING)
+    ids = [prompt_ids(tokenizer, p, DECODING) for p in PROMPTS]
+    ties = torch.ones(len(PROMPTS), len(LABELS))  # every label rewarded alike: no signal anywhere
+    cfg = LabelPGConfig(validity_paths=len(LABELS), validity_weight=1.0)
+
+    def logprobs():
+        with torch.no_grad():
+            return label_logprobs(model, space, ids, pad_token_id=tokenizer.pad_token_id)
+
+    lp = logprobs()
+    loss, metrics = label_pg_loss(model, space, cfg, ids, ties, tokenizer.pad_token_id)
+    assert metrics["frac_no_signal"] == 1.0 and metrics["label_paths"] == len(LABELS)
+    assert math.isclose(float(loss), float((lp.constrained - lp.free).mean()), rel_tol=1e-4)
+    assert math.isclose(metrics["validity_stay_prob"], float((lp.free - lp.constrained).exp().mean()), rel_tol=1e-4)
+    start = float(lp.free.exp().sum(1).mean())
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(4):
+        loss, _ = label_pg_loss(model, space, cfg, ids, ties, tokenizer.pad_token_id)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(logprobs().free.exp().sum(1).mean()) > 10 * start
+    off, _ = label_pg_loss(model, space, LabelPGConfig(), ids, ties, tokenizer.pad_token_id)
+    assert not off.requires_grad or float(off) == 0.0  # without the term, tied rewards give no loss at all
 
 
 RECIPE = """algorithm: label_pg
