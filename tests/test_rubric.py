@@ -138,6 +138,11 @@ def test_every_intent_has_a_rubric_and_a_good_reply_passes_it(demo):
          "naming a human agent is not a transfer (a trained adapter's reply that the first rubric passed)"),
         ("contact_human_agent", "I want a human agent", "Of course. You can reach a live agent by phone or in the "
          "chat.", 1.0, "saying how to reach an agent meets the transfer requirement"),
+        ("recover_password", "I lost my password", "Use the Forgot password link; the reset email is valid for 24 "
+         "hours. Please provide your current or old password.", 0.0,
+         "asking for the 'current or old password' violates must_not (a trained adapter's reply)"),
+        ("recover_password", "I lost my password", "Use the Forgot password link; the reset email is valid for 24 "
+         "hours. We never need your current or old password.", 1.0, "saying it is never needed is no violation"),
         ("review", "great shop", "", 0.0, "an empty reply meets nothing"),
         ("track_order", "where is my order", "a" * 50_000, 0.0, "a huge reply is clipped and scored, not hung"),
     ],
