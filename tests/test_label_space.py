@@ -147,7 +147,8 @@ def test_gradient_matches_finite_differences(setup, cfg, tiny_model_dir, monkeyp
     assert float((grad * direction).sum()) == pytest.approx(fd, rel=1e-5)
 
 
-def test_free_mass_on_valid_labels_rises_under_the_free_objective(tiny_model_dir):
+def _lora_setup(tiny_model_dir):
+    """A fresh LoRA model on the tiny Llama (seed 0) with the label space and the prompts' ids."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -156,7 +157,22 @@ def test_free_mass_on_valid_labels_rises_under_the_free_objective(tiny_model_dir
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     space = LabelSpace.build(tokenizer, LABELS, DECODING)
-    ids = [prompt_ids(tokenizer, p, DECODING) for p in PROMPTS]
+    return tokenizer, model, space, [prompt_ids(tokenizer, p, DECODING) for p in PROMPTS]
+
+
+def _adam_steps(model, steps, loss_and_metrics):
+    """`steps` Adam steps (lr 1e-2) on the model's trainable parameters; the last step's metrics."""
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        loss, metrics = loss_and_metrics()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return metrics
+
+
+def test_free_mass_on_valid_labels_rises_under_the_free_objective(tiny_model_dir):
+    tokenizer, model, space, ids = _lora_setup(tiny_model_dir)
     r = label_rewards(_intent(), space, PROMPTS, {"intent": GOLD})
     cfg = LabelPGConfig(weighting="log", normaliser="free")
 
@@ -166,12 +182,7 @@ def test_free_mass_on_valid_labels_rises_under_the_free_objective(tiny_model_dir
                          .mean())
 
     start = mass()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(4):
-        loss, metrics = label_pg_loss(model, space, cfg, ids, r, tokenizer.pad_token_id)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    metrics = _adam_steps(model, 4, lambda: label_pg_loss(model, space, cfg, ids, r, tokenizer.pad_token_id))
     assert metrics["label_paths"] == 1  # 0/1 reward: only the gold path of each prompt is run
     assert start < 1e-20  # a random model almost never free-decodes a whole valid label
     assert mass() > 10 * start  # measured ~90x after 4 steps
@@ -191,15 +202,7 @@ def test_validity_draw_skips_the_rewarded_paths_and_repeats_under_a_seed():
 def test_validity_term_raises_free_mass_on_valid_labels_without_any_reward_signal(tiny_model_dir):
     """Rewards that tie on every label give the reward term nothing; the validity term alone still teaches plain
     decoding to stay on the label trie, and its value is -log P(stay) = log pi_con - log pi_free of its paths."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
-    space = LabelSpace.build(tokenizer, LABELS, DECODING)
-    ids = [prompt_ids(tokenizer, p, DECODING) for p in PROMPTS]
+    tokenizer, model, space, ids = _lora_setup(tiny_model_dir)
     ties = torch.ones(len(PROMPTS), len(LABELS))  # every label rewarded alike: no signal anywhere
     cfg = LabelPGConfig(validity_paths=len(LABELS), validity_weight=1.0)
 
@@ -213,12 +216,7 @@ def test_validity_term_raises_free_mass_on_valid_labels_without_any_reward_signa
     assert math.isclose(float(loss), float((lp.constrained - lp.free).mean()), rel_tol=1e-4)
     assert math.isclose(metrics["validity_stay_prob"], float((lp.free - lp.constrained).exp().mean()), rel_tol=1e-4)
     start = float(lp.free.exp().sum(1).mean())
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(4):
-        loss, _ = label_pg_loss(model, space, cfg, ids, ties, tokenizer.pad_token_id)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _adam_steps(model, 4, lambda: label_pg_loss(model, space, cfg, ids, ties, tokenizer.pad_token_id))
     assert float(logprobs().free.exp().sum(1).mean()) > 10 * start
     off, _ = label_pg_loss(model, space, LabelPGConfig(), ids, ties, tokenizer.pad_token_id)
     assert not off.requires_grad or float(off) == 0.0  # without the term, tied rewards give no loss at all
