@@ -275,10 +275,9 @@ def _prompt_dataset(rows: list[dict[str, str]]) -> Any:
 
 
 def run_tfidf(ns: argparse.Namespace) -> dict[str, Any]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.pipeline import FeatureUnion, make_pipeline
+
+    from benchmarks.baselines import tfidf_lr_model
 
     train = read_csv(DATA / "bitext_grouped_train.csv")
     rows = eval_rows(ns.eval_per_intent, ns.seed)
@@ -286,9 +285,7 @@ def run_tfidf(ns: argparse.Namespace) -> dict[str, Any]:
     by_c = {}
     t0 = time.time()
     for c in (1.0, 10.0):  # scikit-learn's default C and a better-tuned one: the stronger one is the bar
-        features = FeatureUnion([("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-                                 ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
-        clf = make_pipeline(features, LogisticRegression(max_iter=2000, C=c))
+        clf = tfidf_lr_model(c)
         clf.fit([r["utterance"] for r in train], [r["intent"] for r in train])
         pred = clf.predict([r["utterance"] for r in rows])
         by_c[c] = {"intent_accuracy": round(float(accuracy_score(gold, pred)), 4),

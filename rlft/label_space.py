@@ -302,7 +302,8 @@ def validity_draw(rt: torch.Tensor, selected: Sequence[Sequence[int]], n_paths: 
         return [list(range(n_labels)) for _ in selected]
     out = []
     for ks in selected:
-        pool = torch.tensor([k for k in range(n_labels) if k not in set(ks)], dtype=torch.long)
+        taken = set(ks)
+        pool = torch.tensor([k for k in range(n_labels) if k not in taken], dtype=torch.long)
         out.append(pool[torch.randperm(len(pool))[:n_paths]].tolist() if len(pool) else [])
     return out
 
