@@ -263,3 +263,27 @@ def test_the_recipe_shows_the_rows_help_article_and_grades_against_the_guideline
         user = row["prompt"][-1]["content"]
         assert user == f"{row['utterance']}\n\nHelp-centre article: {articles.for_key(row['intent'])}"
         assert guidelines.for_key(row["intent"]) not in user
+
+
+def test_the_concise_recipe_is_the_shipped_one_plus_a_length_term_that_ranks_only_long_replies():
+    """recipes/support_agent_concise.yaml: everything of support_agent.yaml except the third reward; the length term
+    ties every reply of <= 32 words at 0 and costs 0.05 per extra word (docs/support_agent.md#measured-concise)."""
+    from rlft.recipe import load_recipe
+    from rlft.reward_loader import load_rewards
+    from tests.conftest import ROOT
+
+    shipped = load_recipe(ROOT / "recipes" / "support_agent.yaml")
+    concise = load_recipe(ROOT / "recipes" / "support_agent_concise.yaml")
+    assert concise.output_dir.endswith("runs/support_agent_concise")
+    for section in ("data", "decoding", "signal", "trainer", "evaluation", "adapter", "model"):
+        assert getattr(concise, section) == getattr(shipped, section), section
+    assert list(concise.rewards[:2]) == list(shipped.rewards)
+    rewards = {r.name: r for r in load_rewards(concise.rewards)}
+    assert rewards["length"].weight == 0.5
+    # the trained concise reply to a delete_account row (26 words with the head): inside the budget
+    reply = ("<intent>delete_account</intent> It is permanent: it removes your order history and cannot be undone. "
+             "We delete an account only after you confirm.")
+    run_on = reply + " Please confirm before you remove the account. I can remove your order history and cannot"
+    assert len(reply.split()) <= 32 < len(run_on.split())
+    assert rewards["length"].func(prompts=["p"] * 2, completions=[reply, run_on]) == [
+        0.0, pytest.approx(-0.05 * (len(run_on.split()) - 32))]
