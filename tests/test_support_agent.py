@@ -280,7 +280,7 @@ def test_the_concise_recipe_is_the_shipped_one_plus_a_length_term_that_ranks_onl
     assert list(concise.rewards[:2]) == list(shipped.rewards)
     rewards = {r.name: r for r in load_rewards(concise.rewards)}
     assert rewards["length"].weight == 0.5
-    # the trained concise reply to a delete_account row (26 words with the head): inside the budget
+    # the trained concise reply to a delete_account row (21 words with the head): inside the budget
     reply = ("<intent>delete_account</intent> It is permanent: it removes your order history and cannot be undone. "
              "We delete an account only after you confirm.")
     run_on = reply + " Please confirm before you remove the account. I can remove your order history and cannot"
