@@ -8,8 +8,9 @@ prefill, then EOS). Two policies over labels come from the same teacher-forced p
 - **constrained**: log π_con(k|x) = Σₜ log softmax over the tokens the label trie allows at that node — the
   trie-renormalised policy that constrained decoding samples from. Σₖ π_con(k|x) = 1.
 
-One pass: the batch of prompts runs once (left-padded, positions from the attention mask) and its KV cache is
-broadcast to the label paths of each prompt; only label positions reach the LM head, and the full-vocabulary
+One pass: the batch's common token prefix (the system turn) runs once, each prompt's own tail once (left-padded
+inside its segment, positions from the attention mask), and the KV cache is broadcast to the label paths of each
+prompt; only label positions reach the LM head, and the full-vocabulary
 log-sum-exp is computed in chunks under activation checkpointing, so no (tokens × vocabulary) tensor is kept for
 the backward pass. Gradients flow through the shared cache into the prompt pass.
 
@@ -117,13 +118,48 @@ class LabelLogProbs:
     ran: torch.Tensor  # (B, K) bool: which paths were computed
 
 
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every row shares, leaving each row at least its last token."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
+
+
+def _prompt_pass(decoder: Any, prompt_ids: Sequence[Sequence[int]], pad_token_id: int, device: Any,
+                 share_prefix: bool) -> tuple[Any, torch.Tensor]:
+    """The decoder over the prompts with their cache, and the (B, length) attention mask the cache was built with.
+
+    The batch's common token prefix (the chat template's system turn: the whole label list when the prompt lists
+    the labels) runs once and its cache is broadcast; the rows' own tails follow it, each left-padded inside its
+    segment (masked, positions from the mask, as `generate` does). Gradients reach the prefix through the
+    broadcast, so the values and gradients are those of the full per-row pass.
+    """
+    n_shared = common_prefix_length(prompt_ids) if share_prefix and len(prompt_ids) > 1 else 0
+    if n_shared == 0:
+        ids, mask = (t.to(device) for t in _left_pad(prompt_ids, pad_token_id))
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True), mask
+    prefix = torch.tensor([list(prompt_ids[0][:n_shared])], device=device)
+    head = decoder(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
+                   position_ids=torch.arange(n_shared, device=device)[None])
+    cache = head.cache
+    cache.reorder_cache(torch.zeros(len(prompt_ids), dtype=torch.long, device=device))
+    tail_ids, tail_mask = (t.to(device) for t in _left_pad([r[n_shared:] for r in prompt_ids], pad_token_id))
+    mask = torch.cat([torch.ones((len(prompt_ids), n_shared), dtype=tail_mask.dtype, device=device), tail_mask], 1)
+    out = decoder(input_ids=tail_ids, attention_mask=mask, position_ids=_positions(mask)[:, n_shared:], cache=cache,
+                  use_cache=True)
+    return out, mask
+
+
 def label_logprobs(model: Any, space: LabelSpace, prompt_ids: Sequence[Sequence[int]],
                    selected: Sequence[Sequence[int]] | None = None, *, pad_token_id: int, free: bool = True,
-                   free_grad: bool = True) -> LabelLogProbs:
+                   free_grad: bool = True, share_prefix: bool = True) -> LabelLogProbs:
     """Log π_free and log π_con of the label paths `selected[b]` (default: all) of each prompt, from one pass.
 
     `prompt_ids` are what `rlft.decoding.prompt_ids` returns (chat template + prefill). `free=False` skips the
     full-vocabulary normaliser; `free_grad=False` computes it without a graph (for metrics only).
+    `share_prefix=False` runs every prompt in full instead of its batch's common token prefix once (same values).
     """
     decoder, head, softcap = _head_parts(model)
     device = next(model.parameters()).device
@@ -135,8 +171,7 @@ def label_logprobs(model: Any, space: LabelSpace, prompt_ids: Sequence[Sequence[
     ran = torch.zeros((n_prompts, n_labels), dtype=torch.bool, device=device)
     if not rows:
         return LabelLogProbs(neg_inf.clone() if free else None, neg_inf.clone(), ran)
-    ids, mask = (t.to(device) for t in _left_pad(prompt_ids, pad_token_id))
-    out = decoder(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True)
+    out, mask = _prompt_pass(decoder, prompt_ids, pad_token_id, device, share_prefix)
     last = out.last_hidden_state[:, -1]  # predicts the first label token
     cache = out.cache
     inverse = torch.tensor([b for b, _ in rows], device=device)
@@ -249,7 +284,8 @@ def prompt_weight(p: torch.Tensor, weighting: str, maxrl_t: int = 8) -> torch.Te
 
 
 def label_pg_loss(model: Any, space: LabelSpace, cfg: LabelPGConfig, prompt_ids: Sequence[Sequence[int]],
-                  rewards: torch.Tensor, pad_token_id: int) -> tuple[torch.Tensor, dict[str, float]]:
+                  rewards: torch.Tensor, pad_token_id: int, share_prefix: bool = True
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean over prompts with signal of −stopgrad(w(p))·log p, and the step's metrics (see docs/algorithms.md)."""
     device = next(model.parameters()).device
     rt, signal = normalise_rewards(rewards)
@@ -261,7 +297,7 @@ def label_pg_loss(model: Any, space: LabelSpace, cfg: LabelPGConfig, prompt_ids:
     extra = validity_draw(rt, selected, cfg.validity_paths)
     use_free = cfg.normaliser in ("free", "both") or bool(cfg.validity_paths)
     lp = label_logprobs(model, space, prompt_ids, [sorted({*s, *e}) for s, e in zip(selected, extra, strict=True)],
-                        pad_token_id=pad_token_id, free=True, free_grad=use_free)
+                        pad_token_id=pad_token_id, free=True, free_grad=use_free, share_prefix=share_prefix)
     rt = rt.to(device)
     idx = torch.nonzero(signal).flatten().to(device)
     metrics: dict[str, float] = {"frac_no_signal": 1.0 - float(signal.float().mean()),

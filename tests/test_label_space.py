@@ -160,6 +160,38 @@ def _lora_setup(tiny_model_dir):
     return tokenizer, model, space, [prompt_ids(tokenizer, p, DECODING) for p in PROMPTS]
 
 
+def test_the_batch_common_prefix_runs_once_with_the_values_and_gradients_of_the_full_pass(tiny_model_dir):
+    """Prompts that share a long system turn (a label list) and differ in tail length: the shared-prefix pass gives
+    the per-row pass's log-probabilities and LoRA gradients, with the prefix's gradient reaching it once."""
+    from rlft.label_space import common_prefix_length
+
+    tokenizer, model, space, _ = _lora_setup(tiny_model_dir)
+    system = {"role": "system", "content": "Classify the message. Allowed intents: " + ", ".join(LABELS) + "."}
+    users = ["cancel my order please", "refund?", "where is the parcel I ordered last week, it is late"]
+    ids = [prompt_ids(tokenizer, [system, {"role": "user", "content": u}], DECODING) for u in users]
+    n_shared = common_prefix_length(ids)
+    assert n_shared > 20 and all(r[:n_shared] == ids[0][:n_shared] for r in ids)
+    assert len({len(r) for r in ids}) == 3  # tails of three lengths: padding sits between prefix and tail
+    rewards = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0.5, 1.0], [0, 1.0, 0, 0.5]])
+    cfg = LabelPGConfig(normaliser="both")
+    results = []
+    for share in (True, False):
+        model.zero_grad()
+        lp = label_logprobs(model, space, ids, pad_token_id=tokenizer.pad_token_id, share_prefix=share)
+        log_p = log_expected(lp.free, normalise_rewards(rewards)[0]) + log_expected(lp.constrained, rewards)
+        (-log_p.mean()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((lp.free.detach(), lp.constrained.detach(), grads))
+    (free_s, con_s, grad_s), (free_f, con_f, grad_f) = results
+    assert torch.allclose(free_s, free_f, atol=1e-5) and torch.allclose(con_s, con_f, atol=1e-5)
+    assert sum(float(g.abs().sum()) for g in grad_f.values()) > 0
+    for name, g in grad_f.items():
+        assert torch.allclose(grad_s[name], g, atol=1e-5, rtol=1e-4), name
+    loss_s, _ = label_pg_loss(model, space, cfg, ids, rewards, tokenizer.pad_token_id)
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2 and common_prefix_length([[1, 2], [3]]) == 0
+    assert torch.isfinite(loss_s)
+
+
 def _adam_steps(model, steps, loss_and_metrics):
     """`steps` Adam steps (lr 1e-2) on the model's trainable parameters; the last step's metrics."""
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
