@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from rlft.config import AdapterConfig, DecodingConfig, LabelPGConfig, ModelConfig
     from rlft.decoding import prompt_ids
-    from rlft.label_space import LabelSpace, common_prefix_length, label_pg_loss
+    from rlft.generation import common_prefix_length
+    from rlft.label_space import LabelSpace, label_pg_loss
     from rlft.models import load_model
 
     torch.manual_seed(0)

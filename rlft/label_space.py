@@ -35,6 +35,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from rlft.config import DecodingConfig, LabelPGConfig
+from rlft.generation import common_prefix_length
 from rlft.reward_loader import LoadedReward
 from rlft.shared_prefix import _left_pad, _positions
 
@@ -116,15 +117,6 @@ class LabelLogProbs:
     free: torch.Tensor | None
     constrained: torch.Tensor
     ran: torch.Tensor  # (B, K) bool: which paths were computed
-
-
-def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix every row shares, leaving each row at least its last token."""
-    limit = min(len(r) for r in rows) - 1
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows):
-        n += 1
-    return n
 
 
 def _prompt_pass(decoder: Any, prompt_ids: Sequence[Sequence[int]], pad_token_id: int, device: Any,

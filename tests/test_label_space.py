@@ -163,7 +163,7 @@ def _lora_setup(tiny_model_dir):
 def test_the_batch_common_prefix_runs_once_with_the_values_and_gradients_of_the_full_pass(tiny_model_dir):
     """Prompts that share a long system turn (a label list) and differ in tail length: the shared-prefix pass gives
     the per-row pass's log-probabilities and LoRA gradients, with the prefix's gradient reaching it once."""
-    from rlft.label_space import common_prefix_length
+    from rlft.generation import common_prefix_length
 
     tokenizer, model, space, _ = _lora_setup(tiny_model_dir)
     system = {"role": "system", "content": "Classify the message. Allowed intents: " + ", ".join(LABELS) + "."}
