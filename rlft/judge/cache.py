@@ -29,6 +29,19 @@ def cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _switch_to_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """PRAGMA journal_mode=WAL, retried: while another process is creating or converting the same new file, SQLite
+    answers "database is locked" at once instead of waiting out the busy timeout."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class JudgeCache:
     """`get(key) -> (reply, prompt_tokens, completion_tokens) | None`, `put(key, reply, pt, ct)`."""
 
@@ -37,7 +50,7 @@ class JudgeCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # one connection per cache object, used from TRL's loop thread and others
         self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; several processes share it
+        _switch_to_wal(self._conn)  # readers never block the writer; several processes share it
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.execute(SCHEMA)
