@@ -49,6 +49,7 @@ DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "intent_rlef"
 from benchmarks.supervised_reference import read_csv  # noqa: E402 - the grouped CSVs' reader, shared
 SYSTEM = "Classify the customer's message into one intent. Reply as <intent>label</intent>."
+LABEL_LIST = " Allowed intents: {labels}."  # appended by --labels-in-prompt (the trl arm always has it)
 RECIPES = {"label_pg": ROOT / "recipes" / "intent_label_pg.yaml", "grpo": ROOT / "recipes" / "intent_grpo_bitext.yaml"}
 TARGETS = (0.5, 0.8, 0.9, 0.95)
 
@@ -171,13 +172,18 @@ class TimedEval:
         return _Callback()
 
 
+def system_prompt(labels: list[str], with_labels: bool) -> str:
+    """The arms' shared system prompt, optionally listing every allowed intent (as rlft's `{labels}` does)."""
+    return SYSTEM + (LABEL_LIST.format(labels=", ".join(labels)) if with_labels else "")
+
+
 def trl_recipe(tmp: Path, labels: list[str]) -> Path:
     """Plain TRL GRPO: TRL's defaults, the label list in the prompt, no decoding aids."""
     path = tmp / "trl_grpo.yaml"
     path.write_text(json.dumps({
         "algorithm": "grpo", "output_dir": str(tmp / "trl_out"), "seed": 0,
         "model": {"name": "smollm2-135m-instruct"}, "adapter": {"type": "lora", "r": 16, "alpha": 32},
-        "data": {"system_prompt": f"{SYSTEM} Allowed intents: {', '.join(labels)}.", "label_column": "intent"},
+        "data": {"system_prompt": system_prompt(labels, True), "label_column": "intent"},
         "rewards": [{"name": "intent"}],
         "trainer": {"max_steps": 100000, "max_completion_length": 32, "logging_steps": 5},
     }))
@@ -199,7 +205,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     overrides = [f"data.source={DATA / 'bitext_grouped_train.csv'}", f"data.eval_source={eval_csv}",
                  f"output_dir={tmp / 'out'}", "evaluation.before=false", "evaluation.after=false",
                  "evaluation.every_steps=0", "evaluation.keep_best=false", "trainer.max_steps=100000",
-                 *ns.override]
+                 *([f'data.system_prompt="{SYSTEM}{LABEL_LIST}"'] if ns.labels_in_prompt else []), *ns.override]
     recipe = rlft.load_recipe(recipe_path, overrides)
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)
@@ -236,14 +242,15 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
     model, tok = load_model(ModelConfig(), AdapterConfig(type="lora", r=16, alpha=32), "cpu")
     train = read_csv(DATA / "bitext_grouped_train.csv")
     random.Random(ns.seed).shuffle(train)
+    system = system_prompt(labels, ns.labels_in_prompt)
 
     def prompt_text(utterance: str) -> str:
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": utterance}]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": utterance}]
         return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "<intent>"
 
     train_ds = Dataset.from_list([{"prompt": prompt_text(r["utterance"]), "completion": r["intent"] + "</intent>"}
                                   for r in train])
-    harness = TimedEval(_prompt_dataset(rows), labels, ns.minutes * 60, ns.eval_minutes * 60,
+    harness = TimedEval(_prompt_dataset(rows, system), labels, ns.minutes * 60, ns.eval_minutes * 60,
                         ns.eval_per_intent // 2 * 27)
     harness.partial = RESULTS / f"supervised{ns.tag}.partial.json"
     harness.wall_cap_s = ns.max_wall_minutes * 60 if ns.max_wall_minutes else None
@@ -266,10 +273,10 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
             "minutes_to": crossing_minutes(harness.curve)}
 
 
-def _prompt_dataset(rows: list[dict[str, str]]) -> Any:
+def _prompt_dataset(rows: list[dict[str, str]], system: str) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": [{"role": "system", "content": SYSTEM},
+    return Dataset.from_list([{"prompt": [{"role": "system", "content": system},
                                           {"role": "user", "content": r["utterance"]}], "intent": r["intent"]}
                               for r in rows])
 
@@ -323,6 +330,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (arms may run side by side)")
     p.add_argument("--no-base-eval", action="store_true", help="skip the step-0 evaluation (same base model in "
                    "every arm with the short prompt)")
+    p.add_argument("--labels-in-prompt", action="store_true", help="list every allowed intent in the system prompt "
+                   "(label_pg, grpo, supervised; the trl arm always lists them)")
     p.add_argument("--override", action="append", default=[], help="extra recipe override for the arm")
     p.add_argument("--max-wall-minutes", type=float, default=None, help="also stop training after this many wall "
                    "minutes (a shared machine); the final evaluation still runs and the result says why it stopped")

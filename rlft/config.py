@@ -196,9 +196,11 @@ class Recipe:
     overwrite: bool = _f(False, "Replace an earlier run in output_dir (its files are deleted first). Off: a "
                          "non-empty output_dir is refused unless trainer.resume_from_checkpoint continues it. With "
                          "resume_from_checkpoint: resume even though the recipe changed (docs/scaling.md#resume).")
-    max_train_minutes: float = _f(0.0, "Stop training after this many wall-clock minutes of optimizer steps (0: off; "
-                                  "periodic evaluation not counted); the adapter, final evaluation, report and model "
-                                  "card still follow (rlft/time_budget.py).")
+    max_train_minutes: float = _f(0.0, "Stop training after this many minutes of optimizer steps (max_train_clock; "
+                                  "0: off; periodic evaluation not counted); the adapter, final evaluation, report "
+                                  "and model card still follow (rlft/time_budget.py).")
+    max_train_clock: str = _f("wall", "What max_train_minutes counts: wall (elapsed time) | cpu (this process's CPU "
+                              "time, all threads: the same compute on a machine shared with other jobs).")
     model: ModelConfig = _f(factory=ModelConfig, help="The base model.")
     adapter: AdapterConfig = _f(factory=AdapterConfig, help="LoRA / QLoRA / none.")
     data: DataConfig = _f(factory=DataConfig, help="Dataset, columns and prompts.")

@@ -35,7 +35,7 @@ from rlft.reward_loader import LoadedReward
 from rlft.reward_protocol import TrainingStopped
 from rlft.reward_state import SaveRewardState
 from rlft.telemetry import disable_unless_opted_in
-from rlft.time_budget import TrainTimeBudget
+from rlft.time_budget import CLOCKS, TrainTimeBudget
 from rlft.trainers import trainer_builder
 from rlft.trainers.context import TrainContext
 from rlft.validate import validate
@@ -140,7 +140,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     named_callbacks = [(r.name, cb) for r in rewards if (cb := r.trainer_callback()) is not None]
     reward_callbacks = [cb for _, cb in named_callbacks]
     # Before PeriodicEval: a step's clock stops at on_step_end, so held-out evaluation is not counted.
-    time_budget = [TrainTimeBudget(recipe.max_train_minutes)] if recipe.max_train_minutes else []
+    time_budget = ([TrainTimeBudget(recipe.max_train_minutes, clock=CLOCKS[recipe.max_train_clock])]
+                   if recipe.max_train_minutes else [])
     reward_state = SaveRewardState(named_callbacks)
     periodic = None
     if recipe.evaluation.every_steps and can_generate:

@@ -329,7 +329,7 @@ def build_recipe(raw: dict[str, Any], prov: _Provenance | None = None, file: str
                               f"allowed: {', '.join(sorted(fields))}")
     kwargs: dict[str, Any] = {}
     hints = typing.get_type_hints(Recipe)
-    for key in ("algorithm", "output_dir", "seed", "overwrite", "max_train_minutes"):
+    for key in ("algorithm", "output_dir", "seed", "overwrite", "max_train_minutes", "max_train_clock"):
         if key in raw:
             if not matches(raw[key], hints[key]):
                 raise RecipeError(f"{prov.origin(key, file)}: {key}: expected {describe(hints[key])}, "

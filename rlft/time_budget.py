@@ -11,6 +11,10 @@ metrics.json records `stopped_early: {reason, kind: "time_budget", ok: true}` wi
 Under several processes every rank must stop at the same step (otherwise the others wait forever in the next
 collective): the decision is an all-reduce (max) of each rank's flag, so the slowest clock does not matter.
 
+`max_train_clock: cpu` counts this process's CPU time (`time.process_time`, all its threads) instead of elapsed
+time: a run on a machine shared with other jobs then gets the same compute as on an idle one (with one torch thread
+the two clocks agree on an idle machine; with N threads CPU time runs up to N times faster than the wall clock).
+
 The clock counts one launch: a resumed run gets the whole budget again (the checkpoint does not store elapsed
 time). `trainer.max_steps` still applies; whichever comes first stops the run.
 """
@@ -21,6 +25,9 @@ import time
 from typing import Any
 
 from transformers import TrainerCallback
+
+
+CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}  # max_train_clock
 
 
 def _any_rank(flag: bool) -> bool:
@@ -58,7 +65,8 @@ class TrainTimeBudget(TrainerCallback):
             self._step_start = None
         if _any_rank(self.spent_s >= self.budget_s) and not control.should_training_stop:
             control.should_training_stop = True
+            kind = " (CPU time)" if self.clock is time.process_time else ""
             self.stop_reason = (f"max_train_minutes={self.budget_s / 60:g} reached after step {state.global_step} "
-                                f"({self.spent_s / 60:.1f} minutes of training steps)")
+                                f"({self.spent_s / 60:.1f} minutes of training steps{kind})")
             print(f"[rlft] stopping: {self.stop_reason}", flush=True)
         return control

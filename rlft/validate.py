@@ -17,6 +17,8 @@ from rlft.outputs import check_output_path
 from rlft.reward_loader import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
 
+TRAIN_CLOCKS = ("wall", "cpu")  # the keys of rlft.time_budget.CLOCKS (importing it would load transformers)
+
 REWARD_ALGOS = ("grpo", "label_pg", "ppo")
 
 
@@ -39,6 +41,9 @@ def validate(recipe: Recipe) -> None:
     if not 0.0 <= recipe.max_train_minutes < float("inf"):
         raise RecipeError(f"{_where(recipe, 'max_train_minutes')}: max_train_minutes: expected minutes >= 0 "
                           f"(0: no time limit), got {recipe.max_train_minutes}")
+    if recipe.max_train_clock not in TRAIN_CLOCKS:
+        raise RecipeError(f"{_where(recipe, 'max_train_clock')}: max_train_clock: expected one of "
+                          f"{', '.join(TRAIN_CLOCKS)}, got {recipe.max_train_clock!r}")
     _validate_data(recipe)
     _validate_adapter(recipe)
     _validate_rewards(recipe)

@@ -56,3 +56,18 @@ def write_recipe(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run this test's in-process training with one torch thread, as its `OMP_NUM_THREADS=1` subprocesses do.
+
+    Tests that compare a subprocess's weights with an in-process run's bit for bit need the same thread count on
+    both sides: with one thread in the child and two in pytest, a loaded machine made them differ by ~1e-4
+    (tests/test_resume_kill.py failed in CI beside two training jobs; it passed with OMP_NUM_THREADS=1 for both)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -79,6 +79,7 @@ def _wait(condition, what: str, proc: subprocess.Popen, timeout: float = 300) ->
 
 
 @pytest.mark.slow  # ~60 s here: three GRPO runs, one a subprocess
+@pytest.mark.usefixtures("one_torch_thread")  # the same thread count as the killed child
 def test_resumed_grpo_run_does_not_requery_the_judge_for_scored_samples(tiny_model_dir, write_recipe, tmp_path,
                                                                         monkeypatch):
     monkeypatch.setenv("RLFT_TEST_RESUME_JUDGE_KEY", "test-key")
@@ -145,6 +146,7 @@ def _saved_usage(checkpoint) -> dict:
 
 
 @pytest.mark.slow  # ~40 s here: an uninterrupted run, a killed subprocess and its resume
+@pytest.mark.usefixtures("one_torch_thread")  # the same thread count as the killed child
 def test_killed_and_resumed_run_spends_what_the_uninterrupted_run_spends(tiny_model_dir, write_recipe, tmp_path,
                                                                          monkeypatch):
     monkeypatch.setenv("RLFT_TEST_RESUME_JUDGE_KEY", "test-key")

@@ -78,6 +78,7 @@ def _losses(metrics: dict) -> list[tuple[int, float]]:
 
 
 @pytest.mark.slow  # ~90 s here (three DPO runs, one a subprocess), two shared cores
+@pytest.mark.usefixtures("one_torch_thread")  # the same thread count as the killed child
 def test_dpo_kill_9_then_resume_last_equals_uninterrupted_run(tiny_model_dir, write_recipe, tmp_path):
     full = tmp_path / "full"
     want = rlft.train(write_recipe(DPO.format(out=full, model=tiny_model_dir), "full.yaml"))
@@ -92,6 +93,7 @@ def test_dpo_kill_9_then_resume_last_equals_uninterrupted_run(tiny_model_dir, wr
 
 
 @pytest.mark.slow  # ~35 s here
+@pytest.mark.usefixtures("one_torch_thread")  # the same thread count as the killed child
 def test_ppo_kill_9_then_resume_last_equals_uninterrupted_run(tiny_model_dir, write_recipe, tmp_path):
     from rlft.ppo.checkpoint import STATE_FILE
 

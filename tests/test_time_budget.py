@@ -4,6 +4,7 @@ optimizer-step time, and the run still ends with its adapter, metrics.json recor
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from transformers import TrainerControl, TrainerState
@@ -11,7 +12,8 @@ from transformers import TrainerControl, TrainerState
 import rlft
 from rlft.errors import RecipeError
 from rlft.recipe import load_recipe
-from rlft.time_budget import TrainTimeBudget
+from rlft.time_budget import CLOCKS, TrainTimeBudget
+from rlft.validate import TRAIN_CLOCKS
 from tests.test_progress import intents_csv
 
 
@@ -55,7 +57,21 @@ def test_a_run_that_ends_before_the_budget_records_no_stop():
     assert not control.should_training_stop and budget.stop_reason is None and budget.spent_s == 15.0
 
 
-def _recipe(tmp_path, tiny_model_dir, minutes):
+def test_the_cpu_clock_counts_this_process_cpu_time_not_time_spent_waiting():
+    budget = TrainTimeBudget(1.0, clock=CLOCKS["cpu"])
+    state, control = TrainerState(), TrainerControl()
+    budget.on_step_begin(None, state, control)
+    time.sleep(0.3)  # a step that waits (another job has the core): no CPU time spent
+    cpu0 = time.process_time()
+    while time.process_time() - cpu0 < 0.2:  # a step that computes
+        sum(i * i for i in range(1000))
+    state.global_step = 1
+    budget.on_step_end(None, state, control)
+    assert 0.2 <= budget.spent_s < 0.3  # the compute, not the 0.3 s asleep
+    assert set(CLOCKS) == set(TRAIN_CLOCKS)  # validate's list (kept apart to avoid importing transformers)
+
+
+def _recipe(tmp_path, tiny_model_dir, minutes, clock="wall"):
     data = intents_csv(tmp_path, [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
                                   ("I want my money back", "get_refund")] * 4)
     path = tmp_path / "recipe.yaml"
@@ -63,6 +79,7 @@ def _recipe(tmp_path, tiny_model_dir, minutes):
 algorithm: label_pg
 output_dir: {tmp_path / 'run'}
 max_train_minutes: {minutes}
+max_train_clock: {clock}
 model: {{name: {tiny_model_dir}, device: cpu}}
 adapter: {{type: lora, r: 4, alpha: 8}}
 data: {{source: {data}, eval_fraction: 0.25}}
@@ -86,6 +103,20 @@ def test_train_stops_at_the_budget_and_says_so_in_metrics_and_model_card(tmp_pat
     assert (result.output_dir / "adapter_model.safetensors").is_file()
     card = (result.output_dir / "README.md").read_text()
     assert "## Stopped early" in card and "time_budget, counted as success" in card
+
+
+def test_a_cpu_time_budget_stops_the_run_and_says_cpu_time(tmp_path, tiny_model_dir):
+    result = rlft.train(load_recipe(_recipe(tmp_path, tiny_model_dir, "0.000001", clock="cpu")))
+    stop = json.loads((result.output_dir / "metrics.json").read_text())["stopped_early"]
+    assert stop["reason"].startswith("max_train_minutes=1e-06 reached after step 1 (")
+    assert stop["reason"].endswith(" minutes of training steps (CPU time))")
+
+
+def test_an_unknown_clock_is_one_line_naming_the_key(tmp_path, tiny_model_dir):
+    path = _recipe(tmp_path, tiny_model_dir, "1", clock="gpu")
+    with pytest.raises(RecipeError) as err:
+        rlft.train(load_recipe(path))
+    assert str(err.value) == f"{path}: max_train_clock: expected one of wall, cpu, got 'gpu'"
 
 
 @pytest.mark.parametrize("value,message", [
