@@ -65,8 +65,8 @@ CASES = [
      "'partial' (did you mean 'partial_credit'?); it accepts: aliases, correct, invalid, label_column, labels, log_per_intent, malformed, max_chars, "
      "missing, multiple, partial_credit, pattern, prefix, timeout, timeout_s, wrong"),
     ("", ["trainr.max_steps=3"], "{cli}: trainr: unknown section (did you mean 'trainer'?); allowed: adapter, "
-     "algorithm, data, decoding, evaluation, export, label_pg, max_train_minutes, model, output_dir, overwrite, "
-     "rewards, seed, signal, trainer"),
+     "algorithm, data, decoding, evaluation, export, label_pg, max_train_clock, max_train_minutes, model, "
+     "output_dir, overwrite, rewards, seed, signal, trainer"),
     ("", ["rewards=[]"], "{cli}: rewards: algorithm 'grpo' needs at least one reward (e.g. - name: intent)"),
     ("", ["model.name=not/a/real/path"], "{cli}: model.name: 'not/a/real/path' is not an embedded model "
      "(smollm2-135m-instruct), an existing path, or a hub id like org/name"),
