@@ -10,15 +10,18 @@ on this one). Held-out rows: `--eval-per-intent` per intent drawn from the group
 first half (the same number per intent) is scored during training, all of them at the end.
 
 Arms (model SmolLM2-135M-Instruct, LoRA r16/alpha32 on all linear layers, fp32 on CPU):
-- label_pg:   rlft's exact label-space policy gradient, `recipes/intent_label_pg.yaml` as shipped (pure RL: the
-              only training signal is the `intent` reward, queried for every allowed label).
-- grpo:       rlft's sampled GRPO, `recipes/intent_grpo_bitext.yaml` as shipped (prefill, label-constrained
-              rollouts, zero-variance groups dropped and refilled).
+- label_pg:   rlft's exact label-space policy gradient, `recipes/intent_label_pg.yaml` (pure RL: the only
+              training signal is the `intent` reward, queried for every allowed label).
+- grpo:       rlft's sampled GRPO, `recipes/intent_grpo_bitext.yaml` (prefill, label-constrained rollouts,
+              zero-variance groups dropped and refilled).
 - trl:        plain TRL GRPO with TRL's defaults (lr 1e-6, 8 generations, no prefill, no constraint), the system
               prompt listing every intent, rlft's `intent` reward; `max_completion_length` 32.
 - supervised: a cross-entropy LoRA fine-tune on the gold labels (`benchmarks/supervised_reference.py`): a
               SUPERVISED REFERENCE, not RL.
 - tfidf:      TF-IDF (word 1-2 + char 2-5) + logistic regression on the training CSV (scikit-learn).
+
+label_pg, grpo and supervised share one system prompt, set here whatever the recipes say: the short SYSTEM, or
+with --labels-in-prompt SYSTEM + the list of allowed intents (what recipes/intent_label_pg.yaml ships).
 
 Each neural arm is evaluated with greedy decoding after the `<intent>` prefill, both with the label constraint and
 without it (free: what `generate`, `transformers serve` or vLLM without a grammar give). The budget is process CPU
@@ -172,9 +175,14 @@ class TimedEval:
         return _Callback()
 
 
+def system_prompt_template(with_labels: bool) -> str:
+    """The arms' shared system prompt as a recipe writes it (rlft fills in `{labels}`)."""
+    return SYSTEM + (LABEL_LIST if with_labels else "")
+
+
 def system_prompt(labels: list[str], with_labels: bool) -> str:
     """The arms' shared system prompt, optionally listing every allowed intent (as rlft's `{labels}` does)."""
-    return SYSTEM + (LABEL_LIST.format(labels=", ".join(labels)) if with_labels else "")
+    return system_prompt_template(with_labels).replace("{labels}", ", ".join(labels))
 
 
 def trl_recipe(tmp: Path, labels: list[str]) -> Path:
@@ -205,7 +213,8 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     overrides = [f"data.source={DATA / 'bitext_grouped_train.csv'}", f"data.eval_source={eval_csv}",
                  f"output_dir={tmp / 'out'}", "evaluation.before=false", "evaluation.after=false",
                  "evaluation.every_steps=0", "evaluation.keep_best=false", "trainer.max_steps=100000",
-                 *([f'data.system_prompt="{SYSTEM}{LABEL_LIST}"'] if ns.labels_in_prompt else []), *ns.override]
+                 *([] if arm == "trl" else [f'data.system_prompt="{system_prompt_template(ns.labels_in_prompt)}"']),
+                 *ns.override]
     recipe = rlft.load_recipe(recipe_path, overrides)
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     harness = TimedEval(data.eval, labels, ns.minutes * 60, ns.eval_minutes * 60, ns.eval_per_intent // 2 * 27)

@@ -7,8 +7,9 @@ One step = `rlft.label_space.label_pg_loss` forward + backward on 16 grouped Bit
 batch), SmolLM2-135M-Instruct + LoRA r 16 on all linear layers, the recipe's `label_pg` section (free normaliser,
 one rewarded path per prompt). Arms, run interleaved on the same batches so machine load hits them alike:
 
-- prompt `shipped` (recipes/intent_label_pg.yaml) or `labels listed` (the same + "Allowed intents: {labels}.",
-  docs/benchmarks.md#label-list: ~200 more tokens, the same on every row);
+- prompt `shipped` (the short prompt recipes/intent_label_pg.yaml shipped until 2026-12-02) or `labels listed`
+  (the same + "Allowed intents: {labels}.", what the recipe ships now, docs/benchmarks.md#label-list: ~130 more
+  tokens, the same on every row);
 - `share_prefix` on (the batch's common token prefix runs once, its cache broadcast) or off (every row in full).
 
 Reports process CPU seconds per step (median over --steps, after one warm-up) and the ratio to the shipped prompt
