@@ -267,7 +267,10 @@ def test_the_recipe_shows_the_rows_help_article_and_grades_against_the_guideline
 
 def test_the_concise_recipe_is_the_shipped_one_plus_a_length_term_that_ranks_only_long_replies():
     """recipes/support_agent_concise.yaml: everything of support_agent.yaml except the third reward; the length term
-    ties every reply of <= 32 words at 0 and costs 0.05 per extra word (docs/support_agent.md#measured-concise)."""
+    ties every reply of <= 40 words at 0, costs 0.05 per extra word, and is 0 in training before step 30
+    (docs/support_agent.md#phase-in)."""
+    from types import SimpleNamespace
+
     from rlft.recipe import load_recipe
     from rlft.reward_loader import load_rewards
     from tests.conftest import ROOT
@@ -283,7 +286,12 @@ def test_the_concise_recipe_is_the_shipped_one_plus_a_length_term_that_ranks_onl
     # the trained concise reply to a delete_account row (21 words with the head): inside the budget
     reply = ("<intent>delete_account</intent> It is permanent: it removes your order history and cannot be undone. "
              "We delete an account only after you confirm.")
-    run_on = reply + " Please confirm before you remove the account. I can remove your order history and cannot"
-    assert len(reply.split()) <= 32 < len(run_on.split())
-    assert rewards["length"].func(prompts=["p"] * 2, completions=[reply, run_on]) == [
-        0.0, pytest.approx(-0.05 * (len(run_on.split()) - 32))]
+    run_on = reply + (" Please confirm before you remove the account. I can remove your order history and cannot"
+                      " be undone. Please confirm before you remove the account.")
+    assert len(reply.split()) <= 40 < len(run_on.split())
+    length = rewards["length"].func
+    assert length(prompts=["p"] * 2, completions=[reply, run_on]) == [
+        0.0, pytest.approx(-0.05 * (len(run_on.split()) - 40))]
+    for step, penalised in ((29, 0.0), (30, pytest.approx(-0.05 * (len(run_on.split()) - 40)))):
+        state = SimpleNamespace(global_step=step)
+        assert length(prompts=["p"] * 2, completions=[reply, run_on], trainer_state=state) == [0.0, penalised]
