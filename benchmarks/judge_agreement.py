@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--traces", type=Path, required=True, help="traces.jsonl of an rlft report (rubric recipe)")
     p.add_argument("--models", nargs="*", default=None, help="only these report models (default: every one)")
-    p.add_argument("--recipe", default=str(ROOT / "recipes" / "support_agent_judge.yaml"))
+    p.add_argument("--recipe", default="recipes/support_agent_judge.yaml")
     p.add_argument("--judge", default=None, help="model directory transformers serve loads (default: embedded)")
     p.add_argument("--base-url", default=None, help="use this running OpenAI-compatible server instead")
     p.add_argument("--model", default=None, help="with --base-url: the model name it serves")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         judge += [f"rewards.2.params.{k}" for k in (f"base_url={ns.base_url}", f"model={ns.model}",
                                                     "timeout_s=300", "max_concurrency=1")]
     try:
-        recipe = rlft.load_recipe(ns.recipe, judge)
+        recipe = rlft.load_recipe(ns.recipe if Path(ns.recipe).exists() else ROOT / ns.recipe, judge)
         eval_rows, labels = load_eval_rows(recipe, str(labels_csv), None)
         rewards = load_recipe_rewards(recipe, labels, [eval_rows])
         start = time.time()
