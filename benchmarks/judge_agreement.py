@@ -63,13 +63,6 @@ def write_csv(rows: list[dict[str, str]], path: Path) -> Path:
     return path
 
 
-def judge_reward(rewards: list[Any]) -> Any:
-    for reward in rewards:
-        if reward.name == JUDGE_REWARD:
-            return reward.inner
-    raise SystemExit(f"error: the recipe has no '{JUDGE_REWARD}' reward")
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--traces", type=Path, required=True, help="traces.jsonl of an rlft report (rubric recipe)")
@@ -88,19 +81,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from rlft.eval_run import judge_calibration, load_eval_rows
     from rlft.recipe_rewards import load_recipe_rewards
 
-    rows = rubric_rows(ns.traces, ns.models)
-    tmp = Path(tempfile.mkdtemp(prefix="judge_agreement_"))
-    labels_csv = write_csv(rows, tmp / "rubric_labels.csv")
     from rlft.config import ModelConfig
     from rlft.models import resolve_model_path
 
+    rows = rubric_rows(ns.traces, ns.models)
+    tmp = Path(tempfile.mkdtemp(prefix="judge_agreement_"))
+    labels_csv = write_csv(rows, tmp / "rubric_labels.csv")
+    recipe_path = ns.recipe if Path(ns.recipe).exists() else ROOT / ns.recipe
+    names = [spec.name for spec in rlft.load_recipe(recipe_path).rewards]
+    if JUDGE_REWARD not in names:
+        raise SystemExit(f"error: {ns.recipe}: the recipe has no '{JUDGE_REWARD}' reward")
+    key = f"rewards.{names.index(JUDGE_REWARD)}.params"
     judge_dir = ns.judge or resolve_model_path(ModelConfig())
-    judge = [f"rewards.2.params.{k}" for k in ("cache=null", "gate=null", f"max_tokens={ns.max_tokens}",
-                                                f"audit_path={tmp / 'audit.jsonl'}")]
+    settings = ["cache=null", "gate=null", f"max_tokens={ns.max_tokens}", f"audit_path={tmp / 'audit.jsonl'}"]
     server = None
     if ns.local:
-        judge += [f"rewards.2.params.{k}" for k in ("backend=local", "base_url=null", f"model={judge_dir}",
-                                                    "constrained=true")]
+        settings += ["backend=local", "base_url=null", f"model={judge_dir}", "constrained=true"]
     else:
         if ns.base_url is None:
             from tests.test_judge_serve import Served  # the real `transformers serve` launcher the tests use
@@ -108,16 +104,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             server = Served(Path(judge_dir), tmp)
             ns.base_url, ns.model = server.url, server.model
         # one request at a time: the CPU server answers serially, queued requests would only time out
-        judge += [f"rewards.2.params.{k}" for k in (f"base_url={ns.base_url}", f"model={ns.model}",
-                                                    "timeout_s=300", "max_concurrency=1")]
+        settings += [f"base_url={ns.base_url}", f"model={ns.model}", "timeout_s=300", "max_concurrency=1"]
     try:
-        recipe = rlft.load_recipe(ns.recipe if Path(ns.recipe).exists() else ROOT / ns.recipe, judge)
+        recipe = rlft.load_recipe(recipe_path, [f"{key}.{setting}" for setting in settings])
         eval_rows, labels = load_eval_rows(recipe, str(labels_csv), None)
         rewards = load_recipe_rewards(recipe, labels, [eval_rows])
         start = time.time()
         result = judge_calibration(recipe, rewards, str(labels_csv), label_column="rubric")
         seconds = time.time() - start
-        judge = judge_reward(rewards)
+        judge = next(reward.inner for reward in rewards if reward.name == JUDGE_REWARD)
         stats = {**dict(judge.stats), "requests": judge.usage.requests,
                  "completion_tokens": judge.usage.completion_tokens}
     finally:
