@@ -289,9 +289,8 @@ def test_the_concise_recipe_is_the_shipped_one_plus_a_length_term_that_ranks_onl
     run_on = reply + (" Please confirm before you remove the account. I can remove your order history and cannot"
                       " be undone. Please confirm before you remove the account.")
     assert len(reply.split()) <= 40 < len(run_on.split())
-    length = rewards["length"].func
-    assert length(prompts=["p"] * 2, completions=[reply, run_on]) == [
-        0.0, pytest.approx(-0.05 * (len(run_on.split()) - 40))]
-    for step, penalised in ((29, 0.0), (30, pytest.approx(-0.05 * (len(run_on.split()) - 40)))):
+    length, penalty = rewards["length"].func, pytest.approx(-0.05 * (len(run_on.split()) - 40))
+    assert length(prompts=["p"] * 2, completions=[reply, run_on]) == [0.0, penalty]
+    for step, penalised in ((29, 0.0), (30, penalty)):
         state = SimpleNamespace(global_step=step)
         assert length(prompts=["p"] * 2, completions=[reply, run_on], trainer_state=state) == [0.0, penalised]
