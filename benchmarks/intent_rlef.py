@@ -12,7 +12,7 @@ first half (the same number per intent) is scored during training, all of them a
 Arms (model SmolLM2-135M-Instruct, LoRA r16/alpha32 on all linear layers, fp32 on CPU):
 - label_pg:   rlft's exact label-space policy gradient, `recipes/intent_label_pg.yaml` (pure RL: the only
               training signal is the `intent` reward, queried for every allowed label).
-- grpo:       rlft's sampled GRPO, `recipes/intent_grpo_bitext.yaml` (prefill, label-constrained rollouts,
+- grpo:       rlft's sampled GRPO, `recipes/intent_grpo_bitext_sampled.yaml` (prefill, label-constrained rollouts,
               zero-variance groups dropped and refilled).
 - trl:        plain TRL GRPO with TRL's defaults (lr 1e-6, 8 generations, no prefill, no constraint), the system
               prompt listing every intent, rlft's `intent` reward; `max_completion_length` 32.
@@ -53,7 +53,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "intent_rlef"
 from benchmarks.supervised_reference import read_csv  # noqa: E402 - the grouped CSVs' reader, shared
 SYSTEM = "Classify the customer's message into one intent. Reply as <intent>label</intent>."
 LABEL_LIST = " Allowed intents: {labels}."  # appended by --labels-in-prompt (the trl arm always has it)
-RECIPES = {"label_pg": ROOT / "recipes" / "intent_label_pg.yaml", "grpo": ROOT / "recipes" / "intent_grpo_bitext.yaml"}
+RECIPES = {"label_pg": ROOT / "recipes" / "intent_label_pg.yaml",
+           "grpo": ROOT / "recipes" / "intent_grpo_bitext_sampled.yaml"}
 TARGETS = (0.5, 0.8, 0.9, 0.95)
 
 

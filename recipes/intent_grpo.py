@@ -5,7 +5,7 @@
     accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py trainer.max_steps=100 \
         data.source=my.csv
     accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py --config \
-        recipes/intent_grpo_bitext.yaml
+        recipes/intent_grpo_bitext_sampled.yaml          # the same GRPO on Bitext
 
 What it does: loads intent_grpo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with GRPO on the
 `intent` reward, evaluates again and writes adapter + recipe + metrics + model card to `output_dir`.
