@@ -144,6 +144,14 @@ class SignalConfig:
                                               "up to the end of label_suffix; all tokens when the head is not "
                                               "closed); unlisted rewards go to every token. {}: off (one advantage "
                                               "per completion).")
+    exact_head: list[str] = _f(factory=list, help="With decoding.constrain_labels and free_reply: rewards of the "
+                               "head alone (e.g. [intent]) maximised exactly over the label set by the label-space "
+                               "objective (label_pg: settings) on each generation round's prompts, added to the "
+                               "GRPO loss; their sampled advantage is dropped (GRPO weight 0; still logged). "
+                               "[]: off.")
+    exact_head_weight: float = _f(1.0, "Weight of the exact head loss against the GRPO loss.")
+    exact_head_extra_prompts: int = _f(0, "Per generation round, also this many training rows drawn at random for "
+                                       "the exact head loss alone (one teacher-forced pass each, no rollouts).")
 
 
 @dataclass

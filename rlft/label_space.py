@@ -48,7 +48,7 @@ class LabelSpace:
 
     labels: list[str]
     completions: list[str]  # prefill + label + suffix: what rewards see
-    paths: list[list[int]]  # ids of label + suffix as they follow the prefill, then EOS
+    paths: list[list[int]]  # ids of label + suffix as they follow the prefill, then EOS (not with free_reply)
     choices: list[list[list[int] | None]]  # per path and step: the trie's allowed ids, None where only one is
 
     @classmethod
@@ -62,7 +62,8 @@ class LabelSpace:
             raise ValueError("the tokenizer has no eos_token_id")
         seqs = label_token_ids(tokenizer, labels, decoding.prefill, decoding.label_suffix)
         trie = LabelTrie(seqs, int(eos))
-        paths = [[*s, int(eos)] for s in seqs]
+        # a label-only reply ends with EOS; with decoding.free_reply the reply follows the head instead
+        paths = [list(s) if decoding.free_reply else [*s, int(eos)] for s in seqs]
         choices = []
         for path in paths:
             steps = []
@@ -244,6 +245,19 @@ def label_rewards(rewards: Sequence[LoadedReward], space: LabelSpace, prompts: S
     total = score(rewards, rep_prompts, completions, rep_cols, trainer_state=trainer_state).total
     values = [float("nan") if v is None else float(v) for v in total]
     return torch.tensor(values, dtype=torch.float64).view(len(prompts), n_labels)
+
+
+def rows_loss(model: Any, space: LabelSpace, cfg: LabelPGConfig, rewards: Sequence[LoadedReward],
+              rows: Sequence[dict[str, Any]], tokenizer: Any, decoding: DecodingConfig, pad_token_id: int,
+              trainer_state: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """`label_pg_loss` of dataset rows (each a ``prompt`` and its columns), every label scored by `rewards`."""
+    from rlft.decoding import prompt_ids
+
+    prompts = [row["prompt"] for row in rows]
+    columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
+    scores = label_rewards(rewards, space, prompts, columns, trainer_state=trainer_state)
+    ids = [prompt_ids(tokenizer, p, decoding) for p in prompts]
+    return label_pg_loss(model, space, cfg, ids, scores, pad_token_id)
 
 
 def normalise_rewards(r: torch.Tensor, eps: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:

@@ -148,6 +148,8 @@ def _validate_sections(recipe: Recipe) -> None:
     sig, ev, pg = recipe.signal, recipe.evaluation, recipe.label_pg
     if sig.segment_credit:
         _validate_segment_credit(recipe)
+    if sig.exact_head:
+        _validate_exact_head(recipe)
     if sig != SignalConfig():
         _check(recipe.algorithm == "grpo", recipe, "signal",
                f"only applies to algorithm grpo (this recipe is {recipe.algorithm}); decoding settings live in "
@@ -182,13 +184,31 @@ def _validate_sections(recipe: Recipe) -> None:
         _check(ev.best_metric in known, recipe, "evaluation.best_metric", f"unknown metric {ev.best_metric!r}"
                f"{did_you_mean(ev.best_metric, known)}; evaluation reports {', '.join(known)}")
     if pg != LabelPGConfig():
-        _check(recipe.algorithm == "label_pg", recipe, "label_pg",
-               f"only applies to algorithm label_pg (this recipe is {recipe.algorithm})")
+        _check(recipe.algorithm == "label_pg" or bool(sig.exact_head), recipe, "label_pg",
+               f"only applies to algorithm label_pg or signal.exact_head (this recipe is {recipe.algorithm})")
     _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
     _check(0.0 <= pg.free_weight <= 1.0, recipe, "label_pg.free_weight", f"expected 0..1, got {pg.free_weight}")
     _check(pg.validity_paths >= 0, recipe, "label_pg.validity_paths", f"expected >= 0 (0: off), got "
            f"{pg.validity_paths}")
     _check(pg.validity_weight >= 0.0, recipe, "label_pg.validity_weight", f"expected >= 0, got {pg.validity_weight}")
+
+
+def _validate_exact_head(recipe: Recipe) -> None:
+    sig, dec, key = recipe.signal, recipe.decoding, "signal.exact_head"
+    _check(recipe.algorithm == "grpo", recipe, key, f"only applies to algorithm grpo (this recipe is "
+           f"{recipe.algorithm}; algorithm label_pg is the exact objective alone)")
+    _check(dec.constrain_labels and dec.free_reply, recipe, key, "needs decoding.constrain_labels: true and "
+           "decoding.free_reply: true (the head is one allowed label, then the reply)")
+    _check(sig.exact_head_weight > 0, recipe, "signal.exact_head_weight", f"expected > 0, got "
+           f"{sig.exact_head_weight}")
+    _check(sig.exact_head_extra_prompts >= 0, recipe, "signal.exact_head_extra_prompts", f"expected >= 0, got "
+           f"{sig.exact_head_extra_prompts}")
+    from rlft.grpo.exact_head import head_reward_indices
+
+    try:
+        head_reward_indices(sig.exact_head, [spec.display_name for spec in recipe.rewards])
+    except ValueError as exc:
+        raise RecipeError(f"{_where(recipe, key)}: {key}: {exc}") from None
 
 
 def _validate_segment_credit(recipe: Recipe) -> None:

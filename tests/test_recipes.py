@@ -94,8 +94,8 @@ CASES = [
      "{cli}: evaluation.best_metric: unknown metric 'intent_acc' (did you mean 'intent_accuracy'?); evaluation "
      "reports intent_accuracy, format_rate, macro_f1, policy_following, system_accuracy, reward/intent"),
     ("", ["label_pg.weighting=mean"], "{cli}: label_pg.weighting: 'mean' is not one of expected, maxrl, log"),
-    ("", ["label_pg.maxrl_t=0"], "{cli}: label_pg: only applies to algorithm label_pg (this recipe is "
-     "grpo)"),
+    ("", ["label_pg.maxrl_t=0"], "{cli}: label_pg: only applies to algorithm label_pg or signal.exact_head "
+     "(this recipe is grpo)"),
     ("", ["algorithm=label_pg", "label_pg.maxrl_t=0"], "{cli}: label_pg.maxrl_t: expected >= 1, got 0"),
     ("", ["trainer.num_generations=3"], "{file}: GRPOConfig rejected the trainer settings: generation_batch_size "
      "(8) must be divisible by num_generations (3)."),

@@ -14,6 +14,9 @@ methods still overridden live in `rlft.grpo.trl_hooks`, pinned by tests/test_trl
   groups_trained, adaptive counts; a warning fires when the zero-signal fraction stays above `warn_zero_std`.
 - **signal.segment_credit**: per-token advantages, each reward's only on its segment of a free-reply completion
   (head / reply; `rlft.grpo.segments`); the batch's ``advantages`` is then (B, T). Metrics ``segment/*``.
+- **signal.exact_head**: the head's rewards (e.g. intent) maximised exactly over the label set by the
+  label-space objective, added to the GRPO loss, instead of by sampled advantages (`rlft.grpo.exact_head`).
+  Metrics ``exact_head/*``.
 - Exact resume: `rlft.grpo.resume` saves the sampler, buffer, statistics and TRL's generation counter.
 
 Periodic held-out evaluation is not here: it is task-neutral and works for every trainer (`rlft.periodic_eval`).
@@ -30,10 +33,11 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from rlft.config import DecodingConfig, SignalConfig
+from rlft.config import DecodingConfig, LabelPGConfig, SignalConfig
 from rlft.decoding import build_trie, prefill_ids, prompt_ids
 from rlft.grpo import batch as B
 from rlft.grpo import segments as S
+from rlft.grpo.exact_head import ExactHead, head_reward_indices
 from rlft.grpo.prompt_stats import PromptStats, prompt_key
 from rlft.grpo.resume import SaveSignalState, load_state
 from rlft.grpo.rollout import rollout
@@ -47,11 +51,12 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
 
     ``SignalGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...), train_dataset=..., eval_dataset=...,
     processing_class=tokenizer, signal=SignalConfig(...), decoding=DecodingConfig(...), labels=[...])``; every
-    other keyword goes to TRL (a `rollout_func` of your own replaces rlft's rollout).
+    other keyword goes to TRL (a `rollout_func` of your own replaces rlft's rollout). `label_pg` configures the
+    exact head objective (`signal.exact_head`).
     """
 
     def __init__(self, *args: Any, signal: SignalConfig | None = None, decoding: DecodingConfig | None = None,
-                 labels: Sequence[str] | None = None, **kwargs: Any):
+                 labels: Sequence[str] | None = None, label_pg: LabelPGConfig | None = None, **kwargs: Any):
         self.signal = signal or SignalConfig()
         self.decoding = decoding or DecodingConfig()
         self.labels = list(labels or [])
@@ -59,12 +64,13 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
         tokenizer = kwargs.get("processing_class")
         self.trie = build_trie(tokenizer, self.labels, self.decoding) if self.decoding.constrain_labels else None
         self.prefill_ids = prefill_ids(tokenizer, self.decoding)
-        if self.signal.shared_prefix and grpo_args is not None:
-            # checkpointing re-runs layers in backward, which would append to the shared KV cache a second time;
-            # on small models it is also pure overhead. transformers 5 renamed the option to activation_checkpointing.
+        if (self.signal.shared_prefix or self.signal.exact_head) and grpo_args is not None:
+            # checkpointing re-runs layers in backward, which would append to the shared KV cache a second time, and
+            # turns the cache off (the exact head's label paths run on it); on small models it is also pure overhead.
+            # transformers 5 renamed the option to activation_checkpointing.
             for name in ("gradient_checkpointing", "activation_checkpointing"):
                 if getattr(grpo_args, name, False):
-                    logger.info("rlft signal: shared_prefix turns off %s", name)
+                    logger.info("rlft signal: shared_prefix / exact_head turn off %s", name)
                     setattr(grpo_args, name, False)
         if self.trie is not None and grpo_args is not None and getattr(grpo_args, "use_vllm", False):
             from rlft.decoding import structured_output_regex
@@ -90,6 +96,10 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
             if self.signal.baseline != "group":
                 raise ValueError("signal.segment_credit: needs signal.baseline: group")
             self.segments = S.reward_segments(self.signal.segment_credit, self.reward_func_names)
+        self.exact_head: ExactHead | None = None
+        self.head_rows: list[dict[str, Any]] = []
+        if self.signal.exact_head:
+            self.exact_head = self._build_exact_head(label_pg or LabelPGConfig())
         # first in the list: the state file is written before rlft's checkpoint completion marker
         self.callback_handler.callbacks.insert(0, SaveSignalState(self))
 
@@ -104,6 +114,27 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
             load_state(self, checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+    def _build_exact_head(self, config: LabelPGConfig) -> ExactHead:
+        from rlft.ppo.trainer import as_loaded_rewards
+
+        indices = head_reward_indices(self.signal.exact_head, self.reward_func_names)
+        loaded = as_loaded_rewards(self.reward_funcs, self.reward_weights.tolist())
+        head = ExactHead([loaded[i] for i in indices], self.labels, self.processing_class, self.decoding, config)
+        self.reward_weights[indices] = 0.0  # the exact loss replaces their sampled advantage
+        return head
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """TRL's GRPO loss, plus the exact head loss on the round's prompts (`signal.exact_head`)."""
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        rows, self.head_rows = self.head_rows, []
+        if self.exact_head is not None and rows and model.training:
+            head_loss, metrics = self.exact_head.loss(model, rows, trainer_state=self.state)
+            loss = loss + self.signal.exact_head_weight * head_loss.to(loss.dtype)
+            for key, value in metrics.items():
+                self.log_signal_metric(f"exact_head/{key}", value)
+        return loss
+
     # --- the training batch -----------------------------------------------------------------------------------
 
     def build_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -112,6 +143,10 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
         if not self.model.training:
             return batch
         g = self.num_generations
+        if self.exact_head is not None:  # this round's prompts, once each, and the extra rows: the head's batch
+            data, extra = self.train_dataset, self.signal.exact_head_extra_prompts
+            self.head_rows = [dict(row) for row in inputs[::g]]
+            self.head_rows += [dict(data[self.refill_rng.randrange(len(data))]) for _ in range(extra)]
         n_groups = len(inputs) // g
         kept, zero = self._observe(batch, rewards, first_draw=True)
         if not self.signal.drop_zero_std:

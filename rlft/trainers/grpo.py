@@ -26,7 +26,8 @@ def build_trainer(ctx: TrainContext) -> Any:
     if recipe.signal != SignalConfig() or recipe.decoding != DecodingConfig():
         from rlft.grpo import SignalGRPOTrainer
 
-        return SignalGRPOTrainer(**kwargs, signal=recipe.signal, decoding=recipe.decoding, labels=ctx.labels)
+        return SignalGRPOTrainer(**kwargs, signal=recipe.signal, decoding=recipe.decoding, labels=ctx.labels,
+                                 label_pg=recipe.label_pg)
     from trl import GRPOTrainer
 
     return GRPOTrainer(**kwargs)

@@ -21,9 +21,8 @@ from typing import Any
 from transformers import Trainer
 
 from rlft.config import DecodingConfig, LabelPGConfig
-from rlft.decoding import prompt_ids
 from rlft.errors import RecipeError
-from rlft.label_space import LabelSpace, label_pg_loss, label_rewards
+from rlft.label_space import LabelSpace, rows_loss
 from rlft.reward_loader import LoadedReward
 from rlft.trainer_args import build_args
 from rlft.trainers.context import TrainContext
@@ -55,12 +54,8 @@ class LabelPGTrainer(Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        rows = inputs["rows"]
-        prompts = [row["prompt"] for row in rows]
-        columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
-        rewards = label_rewards(self.rewards, self.space, prompts, columns, trainer_state=self.state)
-        ids = [prompt_ids(self.processing_class, p, self.decoding) for p in prompts]
-        loss, metrics = label_pg_loss(model, self.space, self.config, ids, rewards, self.pad_token_id)
+        loss, metrics = rows_loss(model, self.space, self.config, self.rewards, inputs["rows"], self.processing_class,
+                                  self.decoding, self.pad_token_id, trainer_state=self.state)
         if model.training:
             for key, value in metrics.items():
                 self._label_metrics[key].append(value)
