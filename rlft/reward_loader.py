@@ -358,3 +358,36 @@ def _checked(name: str, func: Callable, is_async: bool, inner: Any) -> Callable:
     checked.__name__ = checked.__qualname__ = name
     checked.rlft_inner = inner  # what LoadedReward.inner falls back to when a LoadedReward is rebuilt from `func`
     return checked
+
+
+def as_loaded_rewards(reward_funcs: Sequence[Any], weights: Sequence[float] | None) -> list[LoadedReward]:
+    """Accept rlft `LoadedReward`s or bare TRL-convention callables (sync or async); apply `weights` if given."""
+    if weights is not None and len(weights) != len(reward_funcs):
+        raise ValueError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward functions")
+    loaded = []
+    for i, func in enumerate(reward_funcs):
+        if not isinstance(func, LoadedReward):
+            name = getattr(func, "name", None) or getattr(func, "__name__", None) or type(func).__name__
+            call = getattr(func, "__call__", None)
+            is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+            func = LoadedReward(name, _validated(name, func, is_async), 1.0, tuple(getattr(func, "columns", ()) or ()),
+                                is_async)
+        if weights is not None:
+            func = LoadedReward(func.name, func.func, float(weights[i]), func.columns, func.is_async)
+        loaded.append(func)
+    names = [r.name for r in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"reward functions need distinct names, got {names}")
+    return loaded
+
+
+def _validated(name: str, func: Callable, is_async: bool) -> Callable:
+    if is_async:
+        async def run_async(prompts, completions, **kwargs):
+            return validate_output(name, await func(prompts=prompts, completions=completions, **kwargs),
+                                   len(completions))
+        return run_async
+
+    def run(prompts, completions, **kwargs):
+        return validate_output(name, func(prompts=prompts, completions=completions, **kwargs), len(completions))
+    return run

@@ -42,6 +42,7 @@ from rlft.grpo.prompt_stats import PromptStats, prompt_key
 from rlft.grpo.resume import SaveSignalState, load_state
 from rlft.grpo.rollout import rollout
 from rlft.grpo.trl_hooks import TRLHooks
+from rlft.reward_loader import as_loaded_rewards
 
 logger = logging.getLogger("rlft.signal")
 
@@ -115,8 +116,6 @@ class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _build_exact_head(self, config: LabelPGConfig) -> ExactHead:
-        from rlft.ppo.trainer import as_loaded_rewards
-
         indices = head_reward_indices(self.signal.exact_head, self.reward_func_names)
         loaded = as_loaded_rewards(self.reward_funcs, self.reward_weights.tolist())
         head = ExactHead([loaded[i] for i in indices], self.labels, self.processing_class, self.decoding, config)

@@ -23,9 +23,7 @@ policy, as in TRL's GRPO with constrained decoding; the constraint only decides 
 from __future__ import annotations
 
 import copy
-import inspect
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -42,41 +40,8 @@ from rlft.ppo.kl_control import make_kl_controller
 from rlft.ppo.rollout import (PolicyWithValue, Rollout, decode_completions, encode_prompts, eos_ids,
                               fill_in_scores, forward_policy, sample)
 from rlft.ppo.value_head import ValueHead, hidden_size_of
-from rlft.reward_loader import LoadedReward, validate_output
+from rlft.reward_loader import LoadedReward, as_loaded_rewards
 from rlft.scoring import score
-
-def as_loaded_rewards(reward_funcs: Sequence[Any], weights: Sequence[float] | None) -> list[LoadedReward]:
-    """Accept rlft `LoadedReward`s or bare TRL-convention callables (sync or async); apply `weights` if given."""
-    if weights is not None and len(weights) != len(reward_funcs):
-        raise ValueError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward functions")
-    loaded = []
-    for i, func in enumerate(reward_funcs):
-        if not isinstance(func, LoadedReward):
-            name = getattr(func, "name", None) or getattr(func, "__name__", None) or type(func).__name__
-            call = getattr(func, "__call__", None)
-            is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
-            func = LoadedReward(name, _validated(name, func, is_async), 1.0, tuple(getattr(func, "columns", ()) or ()),
-                                is_async)
-        if weights is not None:
-            func = LoadedReward(func.name, func.func, float(weights[i]), func.columns, func.is_async)
-        loaded.append(func)
-    names = [r.name for r in loaded]
-    if len(set(names)) != len(names):
-        raise ValueError(f"reward functions need distinct names, got {names}")
-    return loaded
-
-
-def _validated(name: str, func: Callable, is_async: bool) -> Callable:
-    if is_async:
-        async def run_async(prompts, completions, **kwargs):
-            return validate_output(name, await func(prompts=prompts, completions=completions, **kwargs),
-                                   len(completions))
-        return run_async
-
-    def run(prompts, completions, **kwargs):
-        return validate_output(name, func(prompts=prompts, completions=completions, **kwargs), len(completions))
-    return run
-
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     known = [v for v in values if v is not None]
