@@ -98,6 +98,13 @@ class DecodingConfig:
                                "forced (0: up to trainer.max_completion_length / evaluation.max_new_tokens).")
     reply_min_tokens: int = _f(0, "With free_reply: EOS is masked until the reply has this many tokens (an instruct "
                                "model tends to stop right after the head; 0: off).")
+    analysis_max_tokens: int = _f(0, "With constrain_labels: each completion opens with a free reasoning block "
+                                  "of at most this many tokens (EOS masked), closed by analysis_close (forced once "
+                                  "the budget is spent), before the constrained head; set prefill: '<analysis>' to "
+                                  "open it. 0: off. Not with the exact label-space objective (label_pg, exact_head).")
+    analysis_close: str = _f("</analysis>", "Text that closes the analysis block.")
+    label_prefix: str = _f("", "With analysis_max_tokens: text forced right before each label, after the analysis "
+                           "block (e.g. '<intent>').")
 
     def __post_init__(self) -> None:
         from rlft.errors import RecipeError
@@ -109,6 +116,16 @@ class DecodingConfig:
             raise RecipeError(f"decoding.reply_max_tokens: expected >= 0, got {self.reply_max_tokens}")
         if self.reply_min_tokens < 0:
             raise RecipeError(f"decoding.reply_min_tokens: expected >= 0, got {self.reply_min_tokens}")
+        if self.analysis_max_tokens < 0:
+            raise RecipeError(f"decoding.analysis_max_tokens: expected >= 0, got {self.analysis_max_tokens}")
+        if self.analysis_max_tokens and not self.constrain_labels:
+            raise RecipeError("decoding.analysis_max_tokens: needs decoding.constrain_labels: true (the block is "
+                              "closed and followed by the constrained head)")
+        if self.analysis_max_tokens and not self.analysis_close:
+            raise RecipeError("decoding.analysis_close: expected a non-empty closing text")
+        if self.label_prefix and not self.analysis_max_tokens:
+            raise RecipeError("decoding.label_prefix: only applies with decoding.analysis_max_tokens > 0 (without "
+                              "the analysis block, end decoding.prefill with it)")
 
 
 @dataclass

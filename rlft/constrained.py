@@ -12,13 +12,21 @@ head (label + suffix) the processor releases it: every token is allowed (the rep
 limit), or only EOS once `reply_max_tokens` reply tokens were generated. `LabelTrie.tail(prefix)` says where a row
 is: None inside the head, else the number of reply tokens so far.
 
+Analysis block (``decoding.analysis_max_tokens``): each completion first reasons freely, e.g. after the prefill
+``<analysis>``: any token but EOS, at most `Analysis.max_tokens` of them, until the decoded text contains
+``</analysis>`` (the model may write it; once the budget is spent its token ids are forced). The head's trie starts
+right after the token that completes the close, over ``label_prefix + label + suffix`` (e.g. ``<intent>refund
+</intent>``) tokenized on their own. `LabelTrie.analysis_end(prefix)` says where the block ended (None: still
+inside it); `tail`, `allowed` and `is_forced` look up the part after it.
+
 This module only constrains decoding; rewards and training live elsewhere (`rlft.grpo`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,6 +50,24 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str], prefill: str = "", su
     return out
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """The free reasoning block before the head: at most `max_tokens` tokens, ended by `close` (its ids forced once
+    the budget is spent); `decode(ids) -> text` finds the close in what the model wrote."""
+
+    max_tokens: int
+    close: str
+    close_ids: tuple[int, ...]
+    decode: Callable[[list[int]], str]
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, max_tokens: int, close: str = "</analysis>") -> Analysis:
+        if max_tokens < 1 or not close:
+            raise ValueError("an analysis block needs max_tokens >= 1 and a non-empty close")
+        ids = tuple(tokenizer.encode(close, add_special_tokens=False))
+        return cls(max_tokens, close, ids, lambda t: tokenizer.decode(t, skip_special_tokens=True))
+
+
 class LabelTrie:
     """Prefix trie over token sequences; each sequence ends with the EOS id so generation stops right after it.
 
@@ -52,11 +78,13 @@ class LabelTrie:
     """
 
     def __init__(self, sequences: Sequence[Sequence[int]], eos_token_id: int, release: bool = False,
-                 reply_max_tokens: int = 0, reply_min_tokens: int = 0):
+                 reply_max_tokens: int = 0, reply_min_tokens: int = 0, analysis: Analysis | None = None):
         self.eos_token_id = eos_token_id
         self.release = release
         self.reply_max_tokens = reply_max_tokens
         self.reply_min_tokens = reply_min_tokens
+        self.analysis = analysis
+        self._analysis_ends: dict[tuple[int, ...], int | None] = {}
         self.root: dict[int, dict] = {}
         for seq in sequences:
             node = self.root
@@ -67,24 +95,57 @@ class LabelTrie:
     @classmethod
     def from_labels(cls, tokenizer: Any, labels: Sequence[str], prefill: str = "", suffix: str = "",
                     eos_token_id: int | None = None, release: bool = False, reply_max_tokens: int = 0,
-                    reply_min_tokens: int = 0) -> LabelTrie:
+                    reply_min_tokens: int = 0, analysis: Analysis | None = None,
+                    label_prefix: str = "") -> LabelTrie:
+        """With `analysis`, the head's paths are ``label_prefix + label + suffix`` tokenized on their own (they
+        follow the analysis block, not the prefill)."""
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if eos is None:
             raise ValueError("the tokenizer has no eos_token_id; pass eos_token_id")
-        seqs = label_token_ids(tokenizer, labels, prefill, suffix)
+        if analysis is not None:
+            seqs = [tokenizer.encode(label_prefix + str(label) + suffix, add_special_tokens=False)
+                    for label in labels]
+            if not labels or any(not str(label).strip() for label in labels):
+                raise ValueError("constrained decoding needs non-empty labels")
+        else:
+            seqs = label_token_ids(tokenizer, labels, prefill, suffix)
         if release:
             heads = {tuple(s) for s in seqs}
             clash = [a for a in heads for b in heads if a != b and b[:len(a)] == a]
             if clash:  # a released row could never reach the longer label
                 raise ValueError("decoding.free_reply: a label + suffix is a token prefix of another; use a "
                                  "non-empty label_suffix")
-        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens)
+        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens, analysis)
+
+    def analysis_end(self, prefix: Sequence[int]) -> int | None:
+        """Tokens of `prefix` up to and including the one that completed the analysis close (0 without an analysis
+        block); None while `prefix` is still inside the block."""
+        a = self.analysis
+        if a is None:
+            return 0
+        window = tuple(int(t) for t in prefix[:a.max_tokens + len(a.close_ids)])
+        if window not in self._analysis_ends:
+            end = None
+            if a.close in a.decode(list(window)):
+                end = next(k for k in range(1, len(window) + 1) if a.close in a.decode(list(window[:k])))
+            self._analysis_ends[window] = end
+        return self._analysis_ends[window]
+
+    def analysis_forced(self, prefix: Sequence[int]) -> int | None:
+        """Inside the analysis block: the close's next token id once the budget is spent, else None (any token
+        but EOS)."""
+        spent = len(prefix) - self.analysis.max_tokens
+        return self.analysis.close_ids[min(spent, len(self.analysis.close_ids) - 1)] if spent >= 0 else None
 
     def tail(self, prefix: Sequence[int]) -> int | None:
         """Partial constraint: reply tokens after a completed head in `prefix`; None while inside the head (or
         without `release`, or when `prefix` left the trie)."""
         if not self.release:
             return None
+        start = self.analysis_end(prefix)
+        if start is None:
+            return None
+        prefix = prefix[start:]
         node: dict | None = self.root
         for k, tok in enumerate(prefix):
             if node is None:
@@ -97,8 +158,12 @@ class LabelTrie:
     def allowed(self, prefix: Sequence[int]) -> list[int] | None:
         """Token ids allowed after `prefix`; [] once a sequence is complete; None if `prefix` left the trie.
 
-        With `release`, a prefix past a completed head is not looked up here (see `tail`)."""
-        key = tuple(int(t) for t in prefix)
+        With `release`, a prefix past a completed head is not looked up here (see `tail`); with an analysis block
+        only the part after it is (inside the block see `analysis_forced`; None is returned there)."""
+        start = self.analysis_end(prefix)
+        if start is None:
+            return None
+        key = tuple(int(t) for t in prefix[start:])
         if key not in self._cache:
             node: dict | None = self.root
             for tok in key:
@@ -110,6 +175,8 @@ class LabelTrie:
 
     def is_forced(self, prefix: Sequence[int]) -> bool:
         """True when exactly one token can follow `prefix` (the model makes no decision there)."""
+        if self.analysis_end(prefix) is None:
+            return self.analysis_forced(prefix) is not None
         if self.release and self.tail(prefix) is not None:
             return False
         nxt = self.allowed(prefix)
@@ -120,6 +187,7 @@ class TrieLogitsProcessor:
     """`transformers` logits processor restricting generation (after `prompt_length` tokens) to the trie's paths.
 
     Rows that finished (EOS emitted) or left the trie may only emit `pad_token_id`, which `generate` ignores.
+    Inside an analysis block any token but EOS is allowed (only the close's ids once the budget is spent).
     With a `release` trie a row past its head is unmasked (only EOS once it has `reply_max_tokens` reply tokens,
     no EOS before `reply_min_tokens`).
     """
@@ -132,6 +200,14 @@ class TrieLogitsProcessor:
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
         for row, ids in enumerate(input_ids[:, self.prompt_length:].tolist()):
+            if self.trie.analysis is not None and self.trie.analysis_end(ids) is None:
+                forced = self.trie.analysis_forced(ids)
+                if forced is None:
+                    mask[row] = 0.0
+                    mask[row, self.trie.eos_token_id] = float("-inf")
+                else:
+                    mask[row, forced] = 0.0
+                continue
             if self.trie.release:
                 tail = self.trie.tail(ids)
                 if tail is not None:
@@ -160,20 +236,29 @@ def processor_factory(tokenizer: Any, labels: Sequence[str], prefill: str = "", 
 
 
 def label_regex(labels: Sequence[str], prefill: str = "", suffix: str = "", free_tail: bool = False,
-                tail_max_chars: int = 0) -> str:
+                tail_max_chars: int = 0, analysis_close: str = "", analysis_max_chars: int = 0,
+                label_prefix: str = "") -> str:
     """The same constraint as a regular expression over the completion text (after the prefill, if given).
 
     `free_tail` (the partial constraint): any text may follow the head, at most `tail_max_chars` characters
-    (0: unbounded; the server's token limit ends it).
+    (0: unbounded; the server's token limit ends it). `analysis_close` (an analysis block first): at most
+    `analysis_max_chars` characters without ``<`` (so the first ``<`` starts the close; structured-output engines
+    have no look-ahead to say "anything but the close"), the close, then `label_prefix` + the label.
 
     >>> label_regex(["track_order", "cancel_order"], suffix="</intent>")
     '(?:cancel_order|track_order)</intent>'
     >>> label_regex(["track_order"], suffix="</intent>", free_tail=True)
     '(?:track_order)</intent>[\\s\\S]*'
+    >>> label_regex(["track_order"], suffix="</intent>", analysis_close="</analysis>", analysis_max_chars=80,
+    ...             label_prefix="<intent>")
+    '[^<]{0,80}</analysis><intent>(?:track_order)</intent>'
     """
     if not labels:
         raise ValueError("constrained decoding needs at least one label")
     # longest first so an alternation never stops at a label that is a prefix of another
     alternatives = "|".join(re.escape(x) for x in sorted(set(labels), key=lambda s: (-len(s), s)))
     tail = ("[\\s\\S]{0,%d}" % tail_max_chars if tail_max_chars else "[\\s\\S]*") if free_tail else ""
-    return f"{re.escape(prefill)}(?:{alternatives}){re.escape(suffix)}{tail}"
+    head = ""
+    if analysis_close:
+        head = ("[^<]{0,%d}" % analysis_max_chars if analysis_max_chars else "[^<]*") + re.escape(analysis_close)
+    return f"{re.escape(prefill)}{head}{re.escape(label_prefix)}(?:{alternatives}){re.escape(suffix)}{tail}"

@@ -36,14 +36,19 @@ def prompt_ids(tokenizer: Any, prompt: Any, decoding: DecodingConfig) -> list[in
 
 def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> Any:
     """The label trie of `decoding.constrain_labels` (ids of label + suffix as they follow the prefill, then EOS;
-    with `decoding.free_reply` no EOS: the trie releases each row after its head)."""
-    from rlft.constrained import LabelTrie
+    with `decoding.free_reply` no EOS: the trie releases each row after its head; with
+    `decoding.analysis_max_tokens` a free reasoning block comes first)."""
+    from rlft.constrained import Analysis, LabelTrie
 
     if not labels:
         raise ValueError("decoding.constrain_labels needs the label set (data.labels or a label column)")
+    analysis = None
+    if decoding.analysis_max_tokens:
+        analysis = Analysis.from_tokenizer(tokenizer, decoding.analysis_max_tokens, decoding.analysis_close)
     return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix,
                                  release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens,
-                                 reply_min_tokens=decoding.reply_min_tokens)
+                                 reply_min_tokens=decoding.reply_min_tokens, analysis=analysis,
+                                 label_prefix=decoding.label_prefix)
 
 
 def logits_processor_factory(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig
@@ -72,9 +77,13 @@ def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> 
     """The constraint as a regex over the generated text (after the prefill), for vLLM structured outputs.
 
     With `decoding.free_reply`: the label alternation + suffix, then any text (`[\\s\\S]*`); the server's token
-    limit and EOS end it (`reply_max_tokens` is a token count and is not expressed in the regex)."""
+    limit and EOS end it (`reply_max_tokens` is a token count and is not expressed in the regex). With
+    `decoding.analysis_max_tokens`: first at most 8 characters per analysis token, without ``<``, then the close
+    and `label_prefix` (the token budget itself is not expressible in a regex)."""
     if not decoding.constrain_labels:
         return None
     from rlft.constrained import label_regex
 
-    return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply)
+    close = decoding.analysis_close if decoding.analysis_max_tokens else ""
+    return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply, analysis_close=close,
+                       analysis_max_chars=8 * decoding.analysis_max_tokens, label_prefix=decoding.label_prefix)

@@ -12,6 +12,8 @@ Prompts are token ids from `rlft.decoding.prompt_ids` (template ids + prefill id
   allowed child) is appended without a model call and fed together with the next forward, and a row whose path is
   forced to its end (EOS) needs no further call at all. Greedy results equal masked step-by-step decoding.
   With a release trie (`decoding.free_reply`) a row whose head is complete decodes freely from the next token on.
+  With an analysis block (`decoding.analysis_max_tokens`) a row first decodes freely without EOS (the close's ids
+  forced once the budget is spent) and enters the trie's root once its text contains the close.
 
 Not here: scoring, chat servers, vLLM, multimodal prompts. Models: text-only causal LMs with a `DynamicCache`.
 """
@@ -91,13 +93,14 @@ def _cache_keyword(model: Any) -> str:
 
 
 class _Row:
-    __slots__ = ("out", "node", "pending", "done")
+    __slots__ = ("out", "node", "pending", "done", "analysis")
 
-    def __init__(self, node: dict | None):
+    def __init__(self, node: dict | None, analysis: bool = False):
         self.out: list[int] = []
         self.node = node  # current trie node (children by token id) or None without a constraint
         self.pending: list[int] = []  # appended but not yet fed to the model
         self.done = False
+        self.analysis = analysis  # inside the trie's analysis block (node is None until it closes)
 
 
 @torch.no_grad()
@@ -172,7 +175,8 @@ def _generate_batch(model: Any, cache_name: str, suffixes: list[list[int]], shar
     if n > 1:  # n samples per prompt share the prompt pass
         cache.batch_repeat_interleave(n)
         logits, mask, next_pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, next_pos))
-    state = [_Row(trie.root if trie is not None else None) for _ in range(b * n)]
+    thinking = trie is not None and trie.analysis is not None
+    state = [_Row(None if thinking or trie is None else trie.root, thinking) for _ in range(b * n)]
     active = list(range(b * n))  # rows still decoding, in cache order
     while True:
         _choose(state, active, logits, trie, sampling, generator, processor, eos, max_new_tokens, stop)
@@ -219,12 +223,16 @@ def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: An
                 del row.out[cut:]
             row.done = tok in eos or cut is not None or len(row.out) >= max_new_tokens
         return
-    free = [k for k, r in enumerate(active) if state[r].node is None]  # released after the head (free_reply)
+    thinking = [k for k, r in enumerate(active) if state[r].analysis]  # inside the analysis block
+    free = [k for k, r in enumerate(active) if state[r].node is None and not state[r].analysis]  # after the head
+    if thinking:
+        _choose_analysis(state, active, thinking, logits, trie, sampling, generator, eos, max_new_tokens)
     if free:
         _choose_free(state, active, free, logits, trie, sampling, generator, eos, max_new_tokens)
-        if len(free) == len(active):
+    if thinking or free:
+        keep = sorted(set(range(len(active))) - set(thinking) - set(free))
+        if not keep:
             return
-        keep = [k for k in range(len(active)) if state[active[k]].node is not None]
         active, logits = [active[k] for k in keep], logits[keep]
     # Allowed ids in ascending order, so ties break like argmax over the masked full vocabulary.
     allowed = [sorted(state[r].node) for r in active]
@@ -253,6 +261,25 @@ def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: An
             if len(row.node) > 1:
                 break
             (tok,) = row.node  # forced: the model makes no decision here
+
+
+def _choose_analysis(state: list[_Row], active: list[int], rows: list[int], logits: torch.Tensor, trie: Any,
+                     sampling: Sampling, generator: torch.Generator | None, eos: set[int],
+                     max_new_tokens: int) -> None:
+    """Rows inside the trie's analysis block: any token but EOS, the close's ids once the budget is spent; a row
+    whose text now contains the close enters the head's trie."""
+    scores = logits[rows].clone()
+    scores[:, sorted(eos | {trie.eos_token_id})] = float("-inf")
+    picked = _pick(scores, sampling, generator).tolist()
+    for k, tok in zip(rows, picked, strict=True):
+        row = state[active[k]]
+        forced = trie.analysis_forced(row.out)
+        tok = tok if forced is None else forced
+        row.out.append(tok)
+        row.pending.append(tok)
+        if trie.analysis_end(row.out) is not None:
+            row.analysis, row.node = False, trie.root
+        row.done = len(row.out) >= max_new_tokens
 
 
 def _choose_free(state: list[_Row], active: list[int], free: list[int], logits: torch.Tensor, trie: Any,

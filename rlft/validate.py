@@ -183,6 +183,9 @@ def _validate_sections(recipe: Recipe) -> None:
         known = [*EVAL_METRICS, *(f"reward/{spec.display_name}" for spec in recipe.rewards)]
         _check(ev.best_metric in known, recipe, "evaluation.best_metric", f"unknown metric {ev.best_metric!r}"
                f"{did_you_mean(ev.best_metric, known)}; evaluation reports {', '.join(known)}")
+    _check(recipe.algorithm != "label_pg" or not recipe.decoding.analysis_max_tokens, recipe,
+           "decoding.analysis_max_tokens", "does not apply to algorithm label_pg (it scores each label right after "
+           "the prompt; an analysis block would have to be sampled: use grpo)")
     if pg != LabelPGConfig():
         _check(recipe.algorithm == "label_pg" or bool(sig.exact_head), recipe, "label_pg",
                f"only applies to algorithm label_pg or signal.exact_head (this recipe is {recipe.algorithm})")
@@ -199,6 +202,8 @@ def _validate_exact_head(recipe: Recipe) -> None:
            f"{recipe.algorithm}; algorithm label_pg is the exact objective alone)")
     _check(dec.constrain_labels and dec.free_reply, recipe, key, "needs decoding.constrain_labels: true and "
            "decoding.free_reply: true (the head is one allowed label, then the reply)")
+    _check(not dec.analysis_max_tokens, recipe, key, "does not support decoding.analysis_max_tokens (the exact "
+           "objective scores each label right after the prompt; an analysis block would have to be sampled)")
     _check(sig.exact_head_weight > 0, recipe, "signal.exact_head_weight", f"expected > 0, got "
            f"{sig.exact_head_weight}")
     _check(sig.exact_head_extra_prompts >= 0, recipe, "signal.exact_head_extra_prompts", f"expected >= 0, got "
