@@ -105,6 +105,12 @@ class DecodingConfig:
     analysis_close: str = _f("</analysis>", "Text that closes the analysis block.")
     label_prefix: str = _f("", "With analysis_max_tokens: text forced right before each label, after the analysis "
                            "block (e.g. '<intent>').")
+    lookup: str = _f("", "With free_reply: after the head, append the text that this file (a policy file: label -> "
+                     "text, like data.policies; 'demo:articles' is shipped) holds for the label the MODEL chose, as "
+                     "context it did not generate (out of the loss and of the scored reply), then the reply. "
+                     "Head-triggered retrieval: a wrong head fetches the wrong text. '' : off.")
+    lookup_template: str = _f("\nHelp-centre article: {article}\nReply:", "With lookup: how the looked-up text is "
+                              "shown after the head ({article} is replaced by it).")
 
     def __post_init__(self) -> None:
         from rlft.errors import RecipeError
@@ -123,6 +129,12 @@ class DecodingConfig:
                               "closed and followed by the constrained head)")
         if self.analysis_max_tokens and not self.analysis_close:
             raise RecipeError("decoding.analysis_close: expected a non-empty closing text")
+        if self.lookup and not self.free_reply:
+            raise RecipeError("decoding.lookup: needs decoding.free_reply: true (the looked-up text comes after the "
+                              "head, before the free reply)")
+        if self.lookup and "{article}" not in self.lookup_template:
+            raise RecipeError(f"decoding.lookup_template: expected text containing {{article}}, got "
+                              f"{self.lookup_template!r}")
         if self.label_prefix and not self.analysis_max_tokens:
             raise RecipeError("decoding.label_prefix: only applies with decoding.analysis_max_tokens > 0 (without "
                               "the analysis block, end decoding.prefill with it)")

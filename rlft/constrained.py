@@ -19,6 +19,13 @@ right after the token that completes the close, over ``label_prefix + label + su
 </intent>``) tokenized on their own. `LabelTrie.analysis_end(prefix)` says where the block ended (None: still
 inside it); `tail`, `allowed` and `is_forced` look up the part after it.
 
+Lookup (``decoding.lookup``, head-triggered retrieval): with a release trie, each label's path may continue with
+context ids the model does not choose, e.g. the help-centre article of THAT label, before the row is released into
+its reply. They are ordinary single-child trie nodes, so every loop forces them as it forces a label's last
+tokens (one chunk without model calls in `rlft.generation`; one token per step in a logits processor), and a wrong
+head fetches the wrong article. `LabelTrie.lookup_span(ids)` says where they are, so training leaves them out of
+the loss (GRPO's ``env_mask``) and `strip_lookup` leaves them out of the text rewards and reports score.
+
 This module only constrains decoding; rewards and training live elsewhere (`rlft.grpo`).
 """
 
@@ -78,7 +85,19 @@ class LabelTrie:
     """
 
     def __init__(self, sequences: Sequence[Sequence[int]], eos_token_id: int, release: bool = False,
-                 reply_max_tokens: int = 0, reply_min_tokens: int = 0, analysis: Analysis | None = None):
+                 reply_max_tokens: int = 0, reply_min_tokens: int = 0, analysis: Analysis | None = None,
+                 lookups: Sequence[Sequence[int]] | None = None):
+        if lookups is not None:
+            if not release:
+                raise ValueError("a lookup follows the head only with release=True (decoding.free_reply)")
+            if len(lookups) != len(sequences):
+                raise ValueError("lookups: expected one id sequence per label sequence")
+        # head ids -> number of looked-up ids that follow it (heads never prefix each other: checked in from_labels)
+        self.lookup_lengths: dict[tuple[int, ...], int] = {}
+        if lookups is not None:
+            self.lookup_lengths = {tuple(int(t) for t in seq): len(extra)
+                                   for seq, extra in zip(sequences, lookups, strict=True)}
+            sequences = [[*seq, *extra] for seq, extra in zip(sequences, lookups, strict=True)]
         self.eos_token_id = eos_token_id
         self.release = release
         self.reply_max_tokens = reply_max_tokens
@@ -96,9 +115,10 @@ class LabelTrie:
     def from_labels(cls, tokenizer: Any, labels: Sequence[str], prefill: str = "", suffix: str = "",
                     eos_token_id: int | None = None, release: bool = False, reply_max_tokens: int = 0,
                     reply_min_tokens: int = 0, analysis: Analysis | None = None,
-                    label_prefix: str = "") -> LabelTrie:
+                    label_prefix: str = "", lookup: Callable[[str], str] | None = None) -> LabelTrie:
         """With `analysis`, the head's paths are ``label_prefix + label + suffix`` tokenized on their own (they
-        follow the analysis block, not the prefill)."""
+        follow the analysis block, not the prefill). `lookup(label) -> text`: context appended after each head
+        (tokenized on its own), which needs `release`."""
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if eos is None:
             raise ValueError("the tokenizer has no eos_token_id; pass eos_token_id")
@@ -115,7 +135,10 @@ class LabelTrie:
             if clash:  # a released row could never reach the longer label
                 raise ValueError("decoding.free_reply: a label + suffix is a token prefix of another; use a "
                                  "non-empty label_suffix")
-        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens, analysis)
+        lookups = None
+        if lookup is not None:
+            lookups = [tokenizer.encode(lookup(str(label)), add_special_tokens=False) for label in labels]
+        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens, analysis, lookups)
 
     def analysis_end(self, prefix: Sequence[int]) -> int | None:
         """Tokens of `prefix` up to and including the one that completed the analysis close (0 without an analysis
@@ -136,6 +159,31 @@ class LabelTrie:
         but EOS)."""
         spent = len(prefix) - self.analysis.max_tokens
         return self.analysis.close_ids[min(spent, len(self.analysis.close_ids) - 1)] if spent >= 0 else None
+
+    def lookup_span(self, ids: Sequence[int]) -> tuple[int, int] | None:
+        """(start, end) of the looked-up ids in a completion (end clipped to its length); None without a lookup or
+        before the head completed."""
+        if not self.lookup_lengths:
+            return None
+        start = self.analysis_end(ids)
+        if start is None:
+            return None
+        longest = max(len(h) for h in self.lookup_lengths)
+        for k in range(1, min(len(ids) - start, longest) + 1):
+            extra = self.lookup_lengths.get(tuple(int(t) for t in ids[start:start + k]))
+            if extra is not None:
+                return start + k, min(start + k + extra, len(ids))
+        return None
+
+    def strip_lookup(self, ids: Sequence[int]) -> list[int]:
+        """The ids the model chose: `ids` without its looked-up span (what rewards and reports score)."""
+        span = self.lookup_span(ids)
+        return list(ids) if span is None else [*ids[:span[0]], *ids[span[1]:]]
+
+    def lookup_mask(self, ids: Sequence[int]) -> list[int]:
+        """1 per token the model chose, 0 per looked-up token (GRPO's ``env_mask``)."""
+        span = self.lookup_span(ids)
+        return [0 if span is not None and span[0] <= k < span[1] else 1 for k in range(len(ids))]
 
     def tail(self, prefix: Sequence[int]) -> int | None:
         """Partial constraint: reply tokens after a completed head in `prefix`; None while inside the head (or

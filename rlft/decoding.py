@@ -37,7 +37,8 @@ def prompt_ids(tokenizer: Any, prompt: Any, decoding: DecodingConfig) -> list[in
 def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> Any:
     """The label trie of `decoding.constrain_labels` (ids of label + suffix as they follow the prefill, then EOS;
     with `decoding.free_reply` no EOS: the trie releases each row after its head; with
-    `decoding.analysis_max_tokens` a free reasoning block comes first)."""
+    `decoding.analysis_max_tokens` a free reasoning block comes first; with `decoding.lookup` each head is followed
+    by its label's looked-up text before the release)."""
     from rlft.constrained import Analysis, LabelTrie
 
     if not labels:
@@ -48,7 +49,27 @@ def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) 
     return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix,
                                  release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens,
                                  reply_min_tokens=decoding.reply_min_tokens, analysis=analysis,
-                                 label_prefix=decoding.label_prefix)
+                                 label_prefix=decoding.label_prefix, lookup=lookup_text(labels, decoding))
+
+
+def lookup_text(labels: Sequence[str], decoding: DecodingConfig) -> Callable[[str], str] | None:
+    """`label -> text` shown after the head (`decoding.lookup`), or None when off. Every label needs a text (or the
+    file's `default:`), checked here so a missing article is a recipe error, not a silent empty lookup."""
+    if not decoding.lookup:
+        return None
+    from rlft.errors import RecipeError
+    from rlft.judge.policies import Guidelines
+
+    try:
+        table = Guidelines.from_params(None, decoding.lookup)
+    except Exception as exc:  # a missing or malformed file: one line naming it
+        raise RecipeError(f"decoding.lookup: {exc}") from None
+    texts = {str(label): table.for_key(label) for label in labels}
+    missing = [label for label, text in texts.items() if text is None]
+    if missing:
+        raise RecipeError(f"decoding.lookup: {decoding.lookup} has no text for label '{missing[0]}' (and no "
+                          f"default:)")
+    return lambda label: decoding.lookup_template.replace("{article}", texts[label])
 
 
 def logits_processor_factory(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig
@@ -79,11 +100,24 @@ def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> 
     With `decoding.free_reply`: the label alternation + suffix, then any text (`[\\s\\S]*`); the server's token
     limit and EOS end it (`reply_max_tokens` is a token count and is not expressed in the regex). With
     `decoding.analysis_max_tokens`: first at most 8 characters per analysis token, without ``<``, then the close
-    and `label_prefix` (the token budget itself is not expressible in a regex)."""
+    and `label_prefix` (the token budget itself is not expressible in a regex). With `decoding.lookup`: each
+    label's alternative carries its looked-up text, so one structured-outputs call fetches the article the head
+    chose (the server picks that text's tokens itself; the reply is what follows the text)."""
     if not decoding.constrain_labels:
         return None
+    import re
+
     from rlft.constrained import label_regex
 
+    lookup = lookup_text(labels, decoding)
+    if lookup is not None:
+        close = decoding.analysis_close if decoding.analysis_max_tokens else ""
+        head = ""
+        if close:
+            head = "[^<]{0,%d}" % (8 * decoding.analysis_max_tokens) + re.escape(close)
+        ordered = sorted({str(x) for x in labels}, key=lambda s: (-len(s), s))
+        alternatives = "|".join(re.escape(x + decoding.label_suffix + lookup(x)) for x in ordered)
+        return f"{head}{re.escape(decoding.label_prefix)}(?:{alternatives})[\\s\\S]*"
     close = decoding.analysis_close if decoding.analysis_max_tokens else ""
     return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply, analysis_close=close,
                        analysis_max_chars=8 * decoding.analysis_max_tokens, label_prefix=decoding.label_prefix)

@@ -13,7 +13,8 @@ Prompts are token ids from `rlft.decoding.prompt_ids` (template ids + prefill id
   forced to its end (EOS) needs no further call at all. Greedy results equal masked step-by-step decoding.
   With a release trie (`decoding.free_reply`) a row whose head is complete decodes freely from the next token on.
   With an analysis block (`decoding.analysis_max_tokens`) a row first decodes freely without EOS (the close's ids
-  forced once the budget is spent) and enters the trie's root once its text contains the close.
+  forced once the budget is spent) and enters the trie's root once its text contains the close. A lookup
+  (`decoding.lookup`) is a forced run of the trie: the chosen label's text is appended in one chunk.
 
 Not here: scoring, chat servers, vLLM, multimodal prompts. Models: text-only causal LMs with a `DynamicCache`.
 """
@@ -327,6 +328,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: Decod
     out = generate_ids(model, ids, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids(model, tokenizer),
                        pad_token_id=pad, trie=trie, sampling=sampling, batch_size=batch_size, stop=stop,
                        logits_processor=logits_processor, progress=progress)
+    if trie is not None and trie.lookup_lengths:  # looked-up text is context, not what the model wrote
+        out = [trie.strip_lookup(ids) for ids in out]
     return [decoding.prefill + t for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 

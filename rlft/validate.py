@@ -183,6 +183,11 @@ def _validate_sections(recipe: Recipe) -> None:
         known = [*EVAL_METRICS, *(f"reward/{spec.display_name}" for spec in recipe.rewards)]
         _check(ev.best_metric in known, recipe, "evaluation.best_metric", f"unknown metric {ev.best_metric!r}"
                f"{did_you_mean(ev.best_metric, known)}; evaluation reports {', '.join(known)}")
+    _check(recipe.algorithm != "ppo" or not recipe.decoding.lookup, recipe, "decoding.lookup",
+           "not with algorithm ppo (its rollouts would train on the looked-up text); use grpo")
+    _check(not (recipe.decoding.lookup and recipe.trainer.get("use_vllm")), recipe, "decoding.lookup",
+           "not with trainer.use_vllm (vLLM picks the looked-up text's tokens itself, so they cannot be kept out "
+           "of the loss; serve with vLLM, train with the transformers sampler)")
     _check(recipe.algorithm != "label_pg" or not recipe.decoding.analysis_max_tokens, recipe,
            "decoding.analysis_max_tokens", "does not apply to algorithm label_pg (it scores each label right after "
            "the prompt; an analysis block would have to be sampled: use grpo)")

@@ -9,8 +9,8 @@ What it returns, per row (TRL repeats each prompt `num_generations` times before
   returns them: ``<intent>label</intent>``). Putting the prefill ids at the start of ``completion_ids`` with
   ``env_mask`` 0 instead would avoid that, but splits the prompt from what evaluation uses and spends loss-forward
   tokens on text the policy never chose.
-- ``env_mask`` (only with ``signal.decision_tokens_only``): 0 where the trie allowed a single token, 1 where the
-  policy chose. TRL turns ``env_mask`` into its ``tool_mask``, which multiplies the loss mask (and is left out of
+- ``env_mask`` (with ``signal.decision_tokens_only``): 0 where the trie allowed a single token, 1 where the
+  policy chose; with ``decoding.lookup`` (and no decision_tokens_only): 0 on the looked-up text only. TRL turns ``env_mask`` into its ``tool_mask``, which multiplies the loss mask (and is left out of
   the logged completion lengths).
 - ``logprobs``: None on the transformers path. The trie-constrained sampler's log-probs are not the model's raw
   log-probs (the same mismatch TRL 1.17 fixes for top-k/top-p truncation); with None TRL uses the model's own
@@ -41,6 +41,8 @@ def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
     trie = trainer.trie
     if trie is not None and trainer.signal.decision_tokens_only:
         out["env_mask"] = [[0 if trie.is_forced(ids[:k]) else 1 for k in range(len(ids))] for ids in generated]
+    elif trie is not None and trie.lookup_lengths:  # looked-up text: context, never a generated token
+        out["env_mask"] = [trie.lookup_mask(ids) for ids in generated]
     return out
 
 
@@ -51,8 +53,12 @@ def _sample(trainer: Any, prompt_ids: list[list[int]]) -> tuple[list[list[int]],
         mode = "train" if trainer.model.training else "eval"
         n = trainer.num_generations if mode == "train" else trainer.num_generations_eval
         return trainer._generate_single_turn(prompt_ids, None, {}, n)  # TRL's own sampler (pinned in test_trl_seams)
-    completions = _sample_shared(trainer, prompt_ids) if trainer.signal.shared_prefix else _generate_hf(trainer,
-                                                                                                      prompt_ids)
+    if trainer.trie is not None and trainer.trie.lookup_lengths:
+        completions = _sample_chunked(trainer, prompt_ids)
+    elif trainer.signal.shared_prefix:
+        completions = _sample_shared(trainer, prompt_ids)
+    else:
+        completions = _generate_hf(trainer, prompt_ids)
     eos = set(trainer.eos_token_ids)
     result = []
     for ids in completions:
@@ -74,6 +80,28 @@ def _sample_shared(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]
                                     eos_token_ids=trainer.eos_token_ids, pad_token_id=pad_id,
                                     temperature=trainer.temperature, top_k=trainer.top_k, top_p=trainer.top_p,
                                     logits_processor=processor)
+
+
+def _sample_chunked(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:
+    """`rlft.generation.generate_ids` with the trainer's sampling settings: forced runs of the trie (a looked-up
+    article: tens of tokens) go in as one chunk instead of one forward step per token. A group's G identical
+    prompts run once and are sampled G times."""
+    from trl.models import unwrap_model_for_generation
+
+    from rlft.generation import Sampling, generate_ids
+
+    g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
+    grouped = len(prompt_ids) % g == 0 and all(prompt_ids[i] == prompt_ids[i - i % g] for i in range(len(prompt_ids)))
+    n = g if grouped else 1
+    unique = prompt_ids[::n]
+    sampling = Sampling(temperature=trainer.temperature, top_k=trainer.top_k or 0,
+                        top_p=1.0 if trainer.top_p is None else trainer.top_p, n=n)
+    tok = trainer.processing_class
+    with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                     generation_kwargs=trainer.generation_kwargs) as unwrapped:
+        return generate_ids(unwrapped, unique, max_new_tokens=trainer.max_completion_length,
+                            eos_token_ids=trainer.eos_token_ids, pad_token_id=tok.pad_token_id, trie=trainer.trie,
+                            sampling=sampling, batch_size=max(len(unique), 1))
 
 
 def _generate_hf(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:

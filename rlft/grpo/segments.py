@@ -78,6 +78,11 @@ def head_lengths(completions: Sequence[Sequence[int]], trie: Any, tokenizer: Any
         if tail is None:  # no trie, or the row left it (e.g. vLLM's regex): find the suffix in the text
             tail = next((len(ids) - k for k in range(1, len(ids) + 1)
                          if suffix and suffix in tokenizer.decode(ids[:k], skip_special_tokens=True)), None)
+        span = trie.lookup_span(ids) if trie is not None else None
+        if span is not None:  # the looked-up text ends the head; it is out of the loss (env_mask) either way
+            lengths.append(span[0])
+            closed.append(True)
+            continue
         lengths.append(len(ids) - tail if tail is not None else len(ids))
         closed.append(tail is not None)
     return lengths, closed

@@ -5,7 +5,8 @@ Overridden (no public hook exists in TRL 1.16):
 - `_generate_and_score_completions(inputs)`: the scored batch is the only place a zero-variance group can be
   dropped before the backward pass, and where advantages can be recomputed (`signal.baseline`).
 - `_calculate_rewards(inputs, prompts, completions, completion_ids_list)`: rewards see ``decoding.prefill`` as the
-  start of each completion (the prefill ids are in the prompt, `rlft.grpo.rollout`), and rlft keeps the
+  start of each completion (the prefill ids are in the prompt, `rlft.grpo.rollout`) and never the text a
+  ``decoding.lookup`` appended (it is context, like a tool result), and rlft keeps the
   per-function rewards TRL computed, which its batch does not carry (success statistics, all-correct / all-wrong
   counts, the prompt baseline).
 - `_get_per_token_logps_and_entropies(...)`: shared-prefix scoring (`signal.shared_prefix`).
@@ -38,6 +39,12 @@ class TRLHooks:
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         prefill = self.decoding.prefill
+        trie = getattr(self, "trie", None)
+        if trie is not None and trie.lookup_lengths:  # rewards score what the model wrote, not the looked-up text
+            texts = self.processing_class.batch_decode([trie.strip_lookup(ids) for ids in completion_ids_list],
+                                                       skip_special_tokens=True)
+            completions = [[{**c[0], "content": t}, *c[1:]] if isinstance(c, list) else t
+                           for c, t in zip(completions, texts, strict=True)]
         if prefill:
             completions = [[{**c[0], "content": prefill + c[0]["content"]}, *c[1:]] if isinstance(c, list)
                            else prefill + c for c in completions]
