@@ -109,7 +109,8 @@ class DecodingConfig:
                      "text, like data.policies; 'demo:articles' is shipped) holds for the label the MODEL chose, as "
                      "context it did not generate (out of the loss and of the scored reply), then the reply. "
                      "Head-triggered retrieval: a wrong head fetches the wrong text. '' : off.")
-    lookup_template: str = _f("\nHelp-centre article: {article}\nReply:", "With lookup: how the looked-up text is "
+    lookup_template: str = _f("\n\nHelp-centre article: {article}\n\nAnswer: According to our help centre,",
+                              "With lookup: how the looked-up text is "
                               "shown after the head ({article} is replaced by it).")
 
     def __post_init__(self) -> None:

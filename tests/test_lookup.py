@@ -240,3 +240,19 @@ def test_shipped_lookup_recipe_shows_no_article_in_the_prompt_and_fetches_it_aft
         ids.append(t)
         node = node[t]
     assert articles.for_key("cancel_order") in tok.decode(ids) and not node  # then released into the reply
+
+
+def test_handbook_baseline_prompt_is_the_whole_help_centre_verbatim():
+    """recipes/support_agent_bitext_handbook.yaml (prompt engineering) shows every article, nothing per row."""
+    import pathlib
+
+    from rlft.judge.policies import Guidelines
+    from rlft.recipe import load_recipe
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    recipe = load_recipe(root / "recipes" / "support_agent_bitext_handbook.yaml", [])
+    articles = Guidelines.from_params(None, "demo:articles").policies
+    assert len(articles) == 27 and not recipe.decoding.lookup and not recipe.data.policies
+    for label, text in articles.items():
+        assert f"- {label}: {' '.join(text.split())}" in recipe.data.system_prompt
+    assert recipe.data.prompt_template == "{utterance}"
