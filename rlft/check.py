@@ -9,6 +9,7 @@ of requests, tokens and cost for the whole run (max_steps x completions per step
 de-duplication, so an upper bound) against its `budget_usd` / `budget_tokens` (per process: see docs/scaling.md).
 Last, peak memory (RSS; CUDA max allocated) and one timed forward+backward on a training-sized batch, giving a rough
 step time x max_steps.
+A recipe whose prompt reads a gold-derived column (`rlft.oracle`) gets a warning line; the exit code is unchanged.
 
 Exit codes: 0 ok; 2 a user error (recipe, data, a reward's params); 1 a reward that raises or returns the wrong
 type or length; 4 a judge projection over its budget. The judge is really called (a few requests; cached).
@@ -192,12 +193,16 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
     """Run the dry run and print its report; raises `UserError` for a recipe or data mistake."""
     from rlft.evaluate import generate_with
     from rlft.models import load_model, resolve_device
+    from rlft.oracle import oracle_note
     from rlft.recipe_rewards import load_recipe_rewards
     from rlft.recipe import load_recipe
 
     report = CheckReport()
     recipe = load_recipe(recipe_path, overrides)
     report.add(f"recipe: ok ({recipe.algorithm}, {len(recipe.rewards)} reward(s), model {recipe.model.name})")
+    oracle = oracle_note(recipe)
+    if oracle:  # a warning, not a failure: the exit code does not change
+        report.add(f"recipe: warning: {oracle}")
     from rlft.data import prepare
 
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)

@@ -34,6 +34,7 @@ from typing import Any
 
 from rlft.errors import UserError
 from rlft.evaluate import generate_with, intent_parser, policy_reward, policy_values, score_run
+from rlft.oracle import oracle_note
 from rlft.report.files import samples as sample_rows
 from rlft.report.files import write_report
 from rlft.report.metrics import PairJudgment, win_rate
@@ -354,8 +355,12 @@ def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[
     recorded = {"recipe": recipe.source_file or "recipe", "data": data_desc, "rows": len(prompts), "labels": labels,
                 "rewards": [r.display_name for r in recipe.rewards], **(settings or {}),
                 "bootstrap": "percentile, 1000 resamples, seed 0"}
+    extra = dict(extra or {})
+    oracle = oracle_note(recipe)
+    if oracle:  # the prompts showed gold-derived text: the report says so in its header (and report.json)
+        extra["oracle"] = oracle
     paths = write_report(out_dir, title, summaries, sample_rows(prompts, gold, runs, columns=columns), recorded,
-                         extra or {}, log_history)
+                         extra, log_history)
     return {"models": summaries, "paths": paths}
 
 

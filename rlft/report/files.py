@@ -2,7 +2,8 @@
 
 * `report.json` — for machines: settings, per-model summaries (headline metrics with intervals, confusion,
   per-intent accuracy, reward means with abstention counts, canaries), win rate, judge calibration.
-* `report.md` — for people: the headline table per model with 95% intervals, rewards, canaries, per intent.
+* `report.md` — for people: the headline table per model with 95% intervals, rewards, canaries, per intent; under
+  the title, `extra["oracle"]` (`rlft.oracle.oracle_note`) when the recipe's prompt read gold-derived text.
 * `traces.jsonl` — one record per (sample, model), shaped like inspect_ai sample records:
   `{"id", "epoch", "input", "target", "output": {"model", "completion", "choices"}, "scores": {name: {"value",
   "answer", "explanation"}}, "metadata": {...}}`; an abstained reward has `"value": null`.
@@ -80,8 +81,11 @@ def trace_records(sample_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
     header, rows = headline_rows(models)
-    lines = [f"# {title}", "", "## Headline (95% bootstrap intervals, 1000 resamples, seed 0)", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [f"# {title}", ""]
+    if extra.get("oracle"):  # rlft.oracle: the prompt showed gold-derived text; say so above every figure
+        lines += [f"> **Warning:** {extra['oracle']}", ""]
+    lines += ["## Headline (95% bootstrap intervals, 1000 resamples, seed 0)", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "Abstained rewards are left out of each mean and counted; they are never zeros.", "",
               "## Models and decoding", ""]
@@ -154,5 +158,7 @@ def write_report(out_dir: str | Path, title: str, models: list[dict], sample_row
             f.write(json.dumps(rec, default=str) + "\n")
     paths["traces.html"] = out / "traces.html"
     meta = {k: v for k, v in settings.items() if isinstance(v, (str, int, float))}
+    if extra.get("oracle"):
+        meta = {"warning": extra["oracle"], **meta}
     paths["traces.html"].write_text(html_mod.render(title, models, sample_rows, svgs, meta), encoding="utf-8")
     return paths
