@@ -136,7 +136,8 @@ def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_m
                       max_completion_length=48, max_steps=1, learning_rate=1e-3, beta=0.0, report_to=[],
                       save_strategy="no", use_cpu=True, seed=0, loss_type="dapo", temperature=1.3)
     trainer = SignalGRPOTrainer(model=model, reward_funcs=[spread], args=args, train_dataset=data,
-                                processing_class=tok, labels=LABELS, decoding=decoding, signal=SignalConfig())
+                                processing_class=tok, labels=LABELS, decoding=decoding,
+                                signal=SignalConfig(segment_credit={"reply": ["spread"]}))
     trainer.model.train()
     batch = trainer._generate_and_score_completions([dict(data[i]) for i in range(4) for _ in range(4)])
     mask = batch["completion_mask"].bool()
@@ -169,6 +170,10 @@ def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_m
     generated = [len(ids) - (trainer.trie.lookup_span(ids)[1] - trainer.trie.lookup_span(ids)[0]) for ids in rows]
     logged = trainer._metrics["train"]["completions/mean_length"][-1]
     assert logged == pytest.approx(sum(generated) / len(generated))  # lengths count generated tokens only
+    heads = [len(_heads(tok)[_label_of(tok, ids)]) for ids in rows]  # segment credit: the reply excludes it too
+    assert trainer._metrics["train"]["segment/head_tokens"][-1] == pytest.approx(sum(heads) / len(rows))
+    assert trainer._metrics["train"]["segment/reply_tokens"][-1] == pytest.approx(
+        sum(g - h for g, h in zip(generated, heads, strict=True)) / len(rows))
 
 
 def test_regex_carries_each_labels_article(tiny, decoding):

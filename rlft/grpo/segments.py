@@ -118,14 +118,17 @@ def apply(trainer: Any, batch: dict[str, Any]) -> None:
     dtype = batch["advantages"].dtype
     per_token = token_advantages(adv, trainer.reward_weights, trainer.segments, head_len, mask.float())
     batch["advantages"] = per_token.to(batch["advantages"].device, dtype)
-    _log(trainer, rows, lengths, closed, per_token, head_len)
+    spans = [trainer.trie.lookup_span(r) if trainer.trie is not None else None for r in rows]
+    looked_up = sum(b - a for a, b in filter(None, spans))
+    _log(trainer, rows, lengths, closed, per_token, head_len, looked_up)
 
 
 def _log(trainer: Any, rows: list[list[int]], lengths: list[int], closed: list[bool], per_token: torch.Tensor,
-         head_len: torch.Tensor) -> None:
-    """segment/* metrics, summed over processes (every process scores every draw: the gather matches)."""
+         head_len: torch.Tensor, looked_up: int = 0) -> None:
+    """segment/* metrics, summed over processes (every process scores every draw: the gather matches). Reply tokens
+    leave out the `looked_up` tokens of a `decoding.lookup` (context, not generated)."""
     n_head = float(sum(lengths))
-    n_reply = float(sum(len(r) - h for r, h in zip(rows, lengths, strict=True)))
+    n_reply = float(sum(len(r) - h for r, h in zip(rows, lengths, strict=True)) - looked_up)
     unclosed = float(len(closed) - sum(closed))
     idx = torch.arange(len(rows))
     first = per_token[idx, torch.zeros_like(head_len).clamp(max=per_token.size(1) - 1)]
