@@ -70,6 +70,20 @@ def resolve_resume(value: Any, output_dir: str | Path, where: str = "recipe") ->
     return str(path)
 
 
+def check_steps_left(checkpoint: str | Path, max_steps: Any, output_dir: str | Path, where: str = "recipe") -> None:
+    """A finished run (its metrics.json written) resumed from a checkpoint already at `max_steps` would train nothing
+    and only rewrite its metrics, card and report: refused, asking for a larger `trainer.max_steps`."""
+    match = _CHECKPOINT.match(Path(checkpoint).name)
+    if not match or not (Path(output_dir) / "metrics.json").is_file():
+        return
+    done = int(match.group(1))
+    if isinstance(max_steps, int) and not isinstance(max_steps, bool) and 0 < max_steps <= done:
+        raise RecipeError(f"{where}: trainer.resume_from_checkpoint: '{output_dir}' holds a finished run whose last "
+                          f"checkpoint ({Path(checkpoint).name}) is at step {done}, and trainer.max_steps={max_steps} "
+                          f"leaves nothing to train (resuming would only rewrite its metrics); raise "
+                          f"trainer.max_steps to train further")
+
+
 # Sections of the saved recipe that decide what a training step computes. Not compared: output_dir, overwrite,
 # evaluation and export (they change what is reported or written, not the trained weights).
 RESUME_SECTIONS = ("algorithm", "seed", "model", "adapter", "data", "rewards", "decoding", "signal", "label_pg",

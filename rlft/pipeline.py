@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlft.abstain import neutral_rewards
-from rlft.checkpoints import MarkCompleteCheckpoints, check_resumed_recipe, resolve_resume
+from rlft.checkpoints import MarkCompleteCheckpoints, check_resumed_recipe, check_steps_left, resolve_resume
 from rlft.config import Recipe
 from rlft.data import drop_long_prompts, prepare
 from rlft.distributed import is_main_process
@@ -26,7 +26,7 @@ from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
 from rlft.judge_gate import check_judge_gates
 from rlft.models import load_model, resolve_device, resolve_model_path
-from rlft.outputs import claim_output_dir, recipe_record, write_metrics, write_model_card, write_recipe
+from rlft.outputs import held_output_dir, recipe_record, write_metrics, write_model_card, write_recipe
 from rlft.periodic_eval import PeriodicEval
 from rlft.progress import use_compact_progress
 from rlft.recipe import load_recipe
@@ -108,12 +108,19 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
     device = resolve_device(recipe.model)
     if device == "cpu":
         torch.set_num_threads(max(torch.get_num_threads(), 1))
-    out = claim_output_dir(recipe, _where(recipe, "output_dir"))  # before anything (a judge's cache) writes there
+    # Claimed before anything (a judge's cache) writes there, and held until the run ends (rlft.outputs.IN_PROGRESS)
+    with held_output_dir(recipe, _where(recipe, "output_dir")) as out:
+        return _train_in(recipe, out, device, callbacks)
+
+
+def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) -> TrainResult:
+    """`train` in its claimed and held output folder."""
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
     if resume:  # before write_recipe replaces the saved recipe: resuming with a changed recipe is refused
         check_resumed_recipe(recipe_record(recipe, data.labels), out, resume, _where(recipe, "output_dir"),
                              force=recipe.overwrite)
+        check_steps_left(resume, recipe.trainer.get("max_steps"), out, _where(recipe, "trainer.max_steps"))
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     write_recipe(recipe, out, data.labels)
     gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)

@@ -76,6 +76,7 @@ class _Provenance(dict):
 
 MAX_YAML_VALUES = 100_000  # values a recipe may expand to once aliases are followed (an alias bomb has billions)
 MAX_RECIPE_BYTES = 1_000_000
+MAX_NUMBER_DIGITS = 100  # a longer integer is a typo (and Python refuses to read one of over 4300 digits)
 # YAML 1.1 reads an unquoted `no` as False; these TRL options take the string "no".
 NO_STRINGS = ("save_strategy", "eval_strategy", "logging_strategy", "hub_strategy")
 
@@ -92,6 +93,23 @@ class _StrictLoader(yaml.SafeLoader):
                     None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_NUMBER_DIGITS:
+            line = node.start_mark.line + 1
+            raise _NumberTooLong(f"line {line}", f"expected a number of at most {MAX_NUMBER_DIGITS} digits, got a "
+                                 f"{digits}-digit number")
+        return super().construct_yaml_int(node)
+
+
+class _NumberTooLong(RecipeError):
+    def __init__(self, line: str, problem: str) -> None:
+        super().__init__(f"{line}: {problem}")
+        self.line, self.problem = line, problem
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -123,7 +141,10 @@ def safe_yaml(text: str, where: str) -> Any:
             if _expanded_size(node, {}) > MAX_YAML_VALUES:
                 raise RecipeError(f"{where}: YAML aliases expand to more than {MAX_YAML_VALUES} values (an alias "
                                   f"bomb?); write the values out")
-            return loader.construct_document(node)
+            try:
+                return loader.construct_document(node)
+            except _NumberTooLong as exc:
+                raise _NumberTooLong(f"{where}: {exc.line}", exc.problem) from None
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
@@ -235,6 +256,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = safe_yaml(raw, f"{COMMAND_LINE}: override '{key}'") if raw != "" else ""
     except RecipeError as exc:
+        if isinstance(exc, _NumberTooLong):
+            raise RecipeError(f"{COMMAND_LINE}: {key}: {exc.problem}") from None
         if "alias" in str(exc) or "duplicate key" in str(exc):
             raise
         value = raw

@@ -41,6 +41,8 @@ def validate(recipe: Recipe) -> None:
     if not 0.0 <= recipe.max_train_minutes < float("inf"):
         raise RecipeError(f"{_where(recipe, 'max_train_minutes')}: max_train_minutes: expected minutes >= 0 "
                           f"(0: no time limit), got {recipe.max_train_minutes}")
+    _check(in_range(recipe.seed, SEED_RANGE), recipe, "seed", f"expected an integer in {SEED_RANGE}, got "
+           f"{_shown(recipe.seed)}")
     if recipe.max_train_clock not in TRAIN_CLOCKS:
         raise RecipeError(f"{_where(recipe, 'max_train_clock')}: max_train_clock: expected one of "
                           f"{', '.join(TRAIN_CLOCKS)}, got {recipe.max_train_clock!r}")
@@ -67,25 +69,78 @@ def validate(recipe: Recipe) -> None:
     build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
 
 
-# trainer key -> (lowest allowed, inclusive?) ; every value must also be a finite number
-TRAINER_BOUNDS = {"learning_rate": (0.0, True), "per_device_train_batch_size": (1, True),
-                  "per_device_eval_batch_size": (1, True), "gradient_accumulation_steps": (1, True),
-                  "temperature": (0.0, False), "num_train_epochs": (0.0, False), "num_generations": (1, True),
-                  "max_completion_length": (1, True), "save_steps": (0.0, False), "logging_steps": (0.0, False)}
+# trainer key -> the values it accepts: "> x" / ">= x", or an interval "[a, b)" (brackets: a bound that is allowed).
+# A key the algorithm's config class lacks never gets here (check_trainer_keys refused it). Every numeric trainer
+# value, listed here or not, must also be finite: NaN/inf trained silently (a NaN adapter, clipping switched off).
+TRAINER_RANGES = {
+    "learning_rate": ">= 0.0", "per_device_train_batch_size": ">= 1", "per_device_eval_batch_size": ">= 1",
+    "gradient_accumulation_steps": ">= 1", "temperature": "> 0.0", "num_train_epochs": "> 0.0",
+    "num_generations": ">= 1", "max_completion_length": ">= 1", "save_steps": "> 0.0", "logging_steps": "> 0.0",
+    "eval_steps": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0",
+    "adam_beta1": "[0, 1)", "adam_beta2": "[0, 1)", "adam_epsilon": "> 0", "seed": "[0, 4294967295]",
+    "data_seed": "[0, 4294967295]", "label_smoothing_factor": "[0, 1)",
+    # sampling (GRPO, PPO)
+    "top_p": "(0, 1]", "top_k": ">= 0", "min_p": "[0, 1]", "repetition_penalty": "> 0",
+    # GRPO
+    "beta": ">= 0", "epsilon": "> 0", "epsilon_high": "> 0", "num_iterations": ">= 1", "steps_per_generation": ">= 1",
+    "generation_batch_size": ">= 1", "num_generations_eval": ">= 1", "vllm_gpu_memory_utilization": "(0, 1]",
+    # DPO, KTO, reward model
+    "max_length": ">= 1", "max_prompt_length": ">= 1", "label_smoothing": "[0, 0.5]", "desirable_weight": ">= 0",
+    "undesirable_weight": ">= 0",
+    # rlft's PPO
+    "cliprange": "> 0", "cliprange_value": "> 0", "gamma": "[0, 1]", "lam": "[0, 1]", "vf_coef": ">= 0",
+    "ppo_epochs": ">= 1", "num_mini_batches": ">= 1", "init_kl_coef": ">= 0", "kl_horizon": ">= 1",
+}
+# Where an algorithm needs a stricter range than the table's: DPO's and KTO's beta scales the whole loss (0: none).
+TRAINER_RANGES_BY_ALGORITHM = {"dpo": {"beta": "> 0"}, "kto": {"beta": "> 0"}}
 MAX_STEPS_LIMIT = 10**9
+SEED_RANGE = "[0, 4294967295]"  # numpy's seed range (transformers' set_seed)
+
+
+def in_range(value: float, allowed: str) -> bool:
+    """`value` is finite and inside `allowed` ("> 0", ">= 1", "[0, 1)", "(0, 1]"...)."""
+    if not _finite(value):
+        return False
+    if allowed.startswith(">"):
+        low = float(allowed.lstrip(">="))
+        return value >= low if allowed.startswith(">=") else value > low
+    low, high = (float(x) for x in allowed[1:-1].split(","))
+    return (value >= low if allowed[0] == "[" else value > low) and (value <= high if allowed[-1] == "]"
+                                                                      else value < high)
+
+
+def _range_text(allowed: str) -> str:
+    return f"a number {allowed}" if allowed.startswith(">") else f"a number in {allowed}"
+
+
+def _shown(value: object) -> str:
+    """A value for an error message (an integer too long for Python to print is described)."""
+    if isinstance(value, int) and abs(value).bit_length() > 300:
+        return f"a {int(abs(value).bit_length() * math.log10(2)) + 1}-digit number"
+    return str(value)
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)  # math.isfinite overflows on a huge int
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _validate_trainer_values(recipe: Recipe) -> None:
-    for key, (low, inclusive) in TRAINER_BOUNDS.items():
-        value = recipe.trainer.get(key)
-        if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
-            continue
-        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
-        _check(ok, recipe, f"trainer.{key}", f"expected a number {'>=' if inclusive else '>'} {low}, got {value}")
-    steps = recipe.trainer.get("max_steps")
-    if isinstance(steps, numbers.Real) and not isinstance(steps, bool):
-        _check(steps == -1 or 1 <= steps <= MAX_STEPS_LIMIT, recipe, "trainer.max_steps",
-               f"expected -1 (use num_train_epochs) or 1..{MAX_STEPS_LIMIT}, got {steps}")
+    ranges = {**TRAINER_RANGES, **TRAINER_RANGES_BY_ALGORITHM.get(recipe.algorithm, {})}
+    for key, value in recipe.trainer.items():
+        if key == "max_steps" and _is_number(value):
+            _check(value == -1 or 1 <= value <= MAX_STEPS_LIMIT, recipe, "trainer.max_steps",
+                   f"expected -1 (use num_train_epochs) or 1..{MAX_STEPS_LIMIT}, got {_shown(value)}")
+        elif key in ranges and _is_number(value):
+            _check(in_range(value, ranges[key]), recipe, f"trainer.{key}",
+                   f"expected {_range_text(ranges[key])}, got {_shown(value)}")
+        elif _is_number(value):
+            _check(_finite(value), recipe, f"trainer.{key}", f"expected a finite number, got {value}")
+        elif isinstance(value, (list, tuple)) and any(_is_number(v) and not _finite(v) for v in value):
+            _check(False, recipe, f"trainer.{key}", f"expected finite numbers, got {list(value)}")
 
 
 def _validate_data(recipe: Recipe) -> None:
@@ -116,6 +171,9 @@ def _validate_rewards(recipe: Recipe) -> None:
         raise RecipeError(f"{_where(recipe, 'rewards')}: rewards: algorithm '{recipe.algorithm}' needs at least "
                           f"one reward (e.g. - name: intent)")
     for i, spec in enumerate(recipe.rewards):
+        if _is_number(spec.weight) and not _finite(spec.weight):  # NaN: loss 0 at every step, nothing learned
+            raise RecipeError(f"{_where(recipe, f'rewards.{i}.weight')}: rewards[{i}].weight: expected a finite "
+                              f"number, got {spec.weight}")
         where = f"{_where(recipe, f'rewards.{i}.name')}: rewards[{i}]"
         params_where = f"{_where(recipe, f'rewards.{i}.params')}: rewards[{i}]"
         try:

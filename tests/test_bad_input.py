@@ -193,8 +193,10 @@ def test_overwrite_replaces_an_earlier_rlft_run_and_a_failed_start_is_reused(tmp
     claim_output_dir(Recipe(output_dir=str(out)))  # only a provisional recipe.yaml: reused without overwrite
     resumed = Recipe(output_dir=str(out), trainer={"resume_from_checkpoint": "last"})
     (out / "metrics.json").write_text("earlier")
+    (out / "checkpoint-1").mkdir()  # a finished run resumes from a complete checkpoint (tests/test_run_folder.py)
+    (out / "checkpoint-1" / ".rlft-complete").write_text("1")
     claim_output_dir(resumed)  # resuming keeps everything
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "recipe.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-1", "metrics.json", "recipe.yaml"]
 
 
 def test_a_length_limit_that_drops_every_preference_row_is_one_line(tmp_path, tiny_model_dir, capsys):
