@@ -36,7 +36,7 @@ HANDBOOK = ROOT / "recipes" / "support_agent_bitext_handbook.yaml"
 ORACLE = ROOT / "recipes" / "support_agent_bitext_exact.yaml"
 
 
-def eval_report(recipe: Path, model: str, rows: int, out: Path) -> dict[str, Any]:
+def eval_report(recipe: Path, model: str, rows: int, out: Path, seed: int) -> dict[str, Any]:
     """The model's summary from `rlft eval` on the recipe's first `rows` held-out rows (reused when present)."""
     name, _, ref = model.partition("=") if "=" in model else (model, "", model)
     own = Path(ref) / "report" / "report.json"
@@ -46,12 +46,12 @@ def eval_report(recipe: Path, model: str, rows: int, out: Path) -> dict[str, Any
             return {**summary, "name": name}
     report = out / "report.json"
     if not report.exists():
-        subprocess.run([sys.executable, "-m", "rlft", "eval", str(recipe), "--model", model, "--max-samples",
-                        str(rows), "--out", str(out)], check=True)
+        subprocess.run([sys.executable, "-m", "rlft", "eval", str(recipe), f"seed={seed}", "--model", model,
+                        "--max-samples", str(rows), "--out", str(out)], check=True)
     return {**json.loads(report.read_text())["models"][-1], "name": name}
 
 
-def prompt_tokens(recipe_path: Path, rows: int) -> tuple[float, float]:
+def prompt_tokens(recipe_path: Path, rows: int, seed: int) -> tuple[float, float]:
     """(mean deployed prompt tokens, mean looked-up tokens) over the first `rows` held-out rows."""
     import rlft
     from transformers import AutoTokenizer
@@ -60,7 +60,7 @@ def prompt_tokens(recipe_path: Path, rows: int) -> tuple[float, float]:
     from rlft.decoding import build_trie, prompt_ids
     from rlft.models import embedded_gguf
 
-    recipe = rlft.load_recipe(str(recipe_path))
+    recipe = rlft.load_recipe(str(recipe_path), [f"seed={seed}"])
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
     held = data.eval.select(range(min(rows, len(data.eval))))
     gguf = embedded_gguf("smollm2-135m-instruct")
@@ -79,6 +79,9 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=270)
     p.add_argument("--out", default="runs/no_oracle")
     p.add_argument("--tag", default="")
+    p.add_argument("--skip-base", action="store_true", help="no handbook/base and lookup/base rows")
+    p.add_argument("--seed", type=int, default=42, help="the recipe seed: it also draws the grouped split, so each "
+                   "training seed is scored on its own held-out rows (a run of seed 1 trained on seed 42's rows)")
     ns = p.parse_args()
     out = Path(ns.out)
 
@@ -88,7 +91,7 @@ def main() -> None:
     from rlft.data import prepare
     from rlft.judge.policies import Guidelines
 
-    recipe = rlft.load_recipe(str(LOOKUP))
+    recipe = rlft.load_recipe(str(LOOKUP), [f"seed={ns.seed}"])
     cfg = recipe.data
     data = prepare(cfg, recipe.algorithm, recipe.seed)
     held = data.eval.select(range(min(ns.rows, len(data.eval))))
@@ -100,18 +103,19 @@ def main() -> None:
         for t, y, k in zip(texts, truth, picked, strict=True)])
     rows = [("tfidf+article", "none (TF-IDF intent, article pasted)", article_row(str(LOOKUP), csv_path,
                                                                                    out / "article"))]
-    rows.append(("handbook/base", "all 27 articles in the system prompt",
-                 eval_report(HANDBOOK, "base", ns.rows, out / "handbook_base")))
-    rows.append(("lookup/base", "customer message; article of the chosen label after the head",
-                 eval_report(LOOKUP, "base", ns.rows, out / "lookup_base")))
+    if not ns.skip_base:
+        rows.append(("handbook/base", "all 27 articles in the system prompt",
+                     eval_report(HANDBOOK, "base", ns.rows, out / "handbook_base", ns.seed)))
+        rows.append(("lookup/base", "customer message; article of the chosen label after the head",
+                     eval_report(LOOKUP, "base", ns.rows, out / "lookup_base", ns.seed)))
     for model in ns.model:
         name = model.partition("=")[0]
         rows.append((f"lookup/{name}", "customer message; article of the chosen label after the head",
-                     eval_report(LOOKUP, model, ns.rows, out / name)))
+                     eval_report(LOOKUP, model, ns.rows, out / name, ns.seed)))
 
-    hb_tokens, _ = prompt_tokens(HANDBOOK, ns.rows)
-    lk_tokens, lk_article = prompt_tokens(LOOKUP, ns.rows)
-    or_tokens, _ = prompt_tokens(ORACLE, ns.rows)
+    hb_tokens, _ = prompt_tokens(HANDBOOK, ns.rows, ns.seed)
+    lk_tokens, lk_article = prompt_tokens(LOOKUP, ns.rows, ns.seed)
+    or_tokens, _ = prompt_tokens(ORACLE, ns.rows, ns.seed)
     lengths = {"handbook": hb_tokens, "lookup": lk_tokens, "lookup_with_article": lk_tokens + lk_article,
                "oracle_article_prompt": or_tokens}
     table = []
@@ -133,7 +137,7 @@ def main() -> None:
     for k, v in lengths.items():
         print(f"| {k} | {v:.0f} | {v / hb_tokens:.2f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summary = {"rows": ns.rows, "models": ns.model, "table": table, "prompt_tokens": lengths}
+    summary = {"rows": ns.rows, "seed": ns.seed, "models": ns.model, "table": table, "prompt_tokens": lengths}
     (RESULTS / f"support_no_oracle{ns.tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

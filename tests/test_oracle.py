@@ -139,8 +139,6 @@ def test_report_has_no_oracle_line_otherwise(tmp_path):
     assert "oracle" not in json.loads((tmp_path / "report.json").read_text())
 
 
-@pytest.mark.xfail(strict=True, reason="write_model_card lives in rlft/outputs.py, owned by another change; it does "
-                   "not print rlft.oracle.oracle_note yet. Remove this marker once it does.")
 def test_model_card_carries_the_oracle_line(tmp_path):
     from rlft.outputs import write_model_card
 
