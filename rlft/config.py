@@ -80,6 +80,20 @@ class DataConfig:
     max_prompt_tokens: int | None = _f(2048, "Prompt rows longer than this many tokens (chat template included) "
                                        "are dropped and counted in metrics.json `dropped_rows.too_long` (null: "
                                        "no limit).")
+    breakdown_columns: list[str] = _f(factory=list, help="Categorical columns of the eval rows to break "
+                                      "the report down by: intent accuracy (and policy_following / "
+                                      "system_accuracy with a judge) and row counts per value, in report.json and "
+                                      "report.md. 'COLUMN:letters' splits each value into characters and counts a "
+                                      "row under each letter it carries (Bitext flags), e.g. ['flags:letters', "
+                                      "'category']. []: none.")
+    shift_holdout: str = _f("", "With holdout: grouped, hold out by distribution shift instead of eval_fraction: "
+                            "'COLUMN:LETTERS' (e.g. 'flags:CQZ') marks rows whose column holds any of the letters; "
+                            "near-duplicate groups (rlft.splits.shift_split) made mostly of marked rows are held "
+                            "out, the rest trains. '': off.")
+    augment_noise: float = _f(0.0, "Add a noisy copy (rlft.noise: casing, typos, abbreviations, fillers) of every "
+                              "TRAINING row, label kept; the value is the per-rule rate, e.g. 0.2. Evaluation rows "
+                              "are never changed. 0: off.")
+    augment_profanity: bool = _f(False, "With augment_noise: the noisy copies may also get a mild swear word.")
 
 
 @dataclass

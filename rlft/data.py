@@ -5,6 +5,9 @@ replaced by the allowed labels) and a user message from `data.prompt_template`. 
 receive them as keyword arguments. Preference datasets are normalised to TRL's formats:
 DPO/reward model `prompt, chosen, rejected` (also accepts Tinker's `prompt, response_a, response_b, winner`);
 KTO `prompt, completion, label` (also accepts UBIAI's `system_prompt, input, output, rating`).
+For robustness to shifted traffic (docs/data.md#shift): `data.shift_holdout` holds out the near-duplicate groups of
+flagged rows (`rlft.splits.shift_split`), `data.augment_noise` adds noisy copies of training rows (`rlft.noise`),
+`data.breakdown_columns` must name columns of the evaluation rows (the report's per-value tables).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from rlft.config import DataConfig
 from rlft.demo_data import DEMO_SOURCES
-from rlft.errors import DataError
+from rlft.errors import DataError, RecipeError
 
 PREFERENCE_ALGOS = ("dpo", "reward_model")
 WINNER_A = {"a", "response_a", "1"}
@@ -30,6 +33,7 @@ SAMPLE_BYTES = 1_000_000  # what `rlft validate` reads of each data file (plus t
 TAIL_BYTES = 65_536
 DIAGNOSE_BYTES = 200_000_000  # when a file fails to load, how much is scanned to name the bad line
 SMALL_HELD_OUT = 10
+PROMPT_ALGOS = ("grpo", "label_pg", "ppo")  # prompt datasets (the others read preference rows)
 # Columns each algorithm needs, as alternatives (after data.columns renames); prompt datasets add their template.
 NEEDED = {"dpo": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
           "reward_model": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
@@ -175,10 +179,58 @@ def _needed_columns(recipe: Any) -> tuple[tuple[str, ...], ...]:
     return (tuple(dict.fromkeys(needed)),)
 
 
+def check_data_options(recipe: Any, where: Callable[[Any, str], str]) -> None:
+    """One-line errors for `data.breakdown_columns`, `data.shift_holdout` and `data.augment_noise` values, before
+    any file is read (their columns are checked against the files by `check_sample`)."""
+    from rlft.report.breakdown import parse_spec
+
+    cfg = recipe.data
+    for spec in cfg.breakdown_columns:
+        try:
+            parse_spec(spec)
+        except ValueError as exc:
+            raise RecipeError(f"{where(recipe, 'data.breakdown_columns')}: data.breakdown_columns: {exc}") from None
+    if cfg.shift_holdout:
+        from rlft.splits import parse_shift  # numpy: only when the key is set
+
+        key = where(recipe, "data.shift_holdout")
+        try:
+            parse_shift(cfg.shift_holdout)
+        except ValueError as exc:
+            raise RecipeError(f"{key}: data.shift_holdout: {exc}") from None
+        if cfg.eval_source:
+            raise RecipeError(f"{key}: data.shift_holdout: holds rows of data.source out, but data.eval_source is "
+                              f"set (nothing is held out); drop one of the two")
+        if cfg.holdout != "grouped":
+            raise RecipeError(f"{key}: data.shift_holdout: holds out near-duplicate groups; needs data.holdout: "
+                              f"grouped, got {cfg.holdout}")
+    if not 0.0 <= cfg.augment_noise <= 1.0:
+        raise RecipeError(f"{where(recipe, 'data.augment_noise')}: data.augment_noise: expected a rate in [0, 1] "
+                          f"(0: off), got {cfg.augment_noise}")
+    if cfg.augment_noise and recipe.algorithm not in PROMPT_ALGOS:
+        raise RecipeError(f"{where(recipe, 'data.augment_noise')}: data.augment_noise: noisy copies are made of "
+                          f"prompt rows ({', '.join(PROMPT_ALGOS)}), not {recipe.algorithm} data")
+
+
+def _option_columns(cfg: DataConfig, key: str) -> list[tuple[str, str]]:
+    """(recipe key, column) pairs that the file behind `key` (data.source / data.eval_source) must have."""
+    from rlft.report.breakdown import parse_spec
+
+    out = []
+    if key == ("data.eval_source" if cfg.eval_source else "data.source"):  # the file the eval rows come from
+        out += [("data.breakdown_columns", parse_spec(c).column) for c in cfg.breakdown_columns]
+    if key == "data.source" and cfg.shift_holdout and not cfg.eval_source:
+        from rlft.splits import parse_shift
+
+        out.append(("data.shift_holdout", parse_shift(cfg.shift_holdout)[0]))
+    return out
+
+
 def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
     """What `rlft validate` reads of local data files: the header and a bounded sample (first 1 MB; for JSON lines
     also the last 64 KB). Reports unreadable text, broken quoting or JSON, missing columns, bad labels and a file
     too small to hold rows out -- the problems training would hit later."""
+    check_data_options(recipe, where)
     cfg = recipe.data
     for key, source in (("data.source", cfg.source), ("data.eval_source", cfg.eval_source)):
         if not source or source in DEMO_SOURCES or source.startswith(("hf:", "demo:")):
@@ -206,6 +258,10 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
             why = " (data.prompt_template / data.label_column)" if recipe.algorithm not in NEEDED else ""
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} needed by {recipe.algorithm}{why}"
                             f"; columns are {', '.join(header)} (map yours with data.columns)")
+        for option, column in _option_columns(cfg, key):
+            if column not in columns:
+                raise DataError(f"{source}: {option}: column '{column}' not found; columns are "
+                                f"{', '.join(sorted(columns))}")
         renamed = {column: target for target, column in cfg.columns.items()}
         label_column = next((c for c, t in renamed.items() if t == cfg.label_column), cfg.label_column)
         if not cfg.labels:
@@ -447,15 +503,20 @@ def _holdout(ds: Any, fraction: float, seed: int, by_prompt: bool, keys: list[st
     return ds.select(train_rows), ds.select(eval_rows)
 
 
+def _template_texts(ds: Any, cfg: DataConfig) -> list[str]:
+    """Each row's user message as data.prompt_template builds it (what near-duplicate groups compare)."""
+    try:
+        return [cfg.prompt_template.format(**row) for row in ds]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DataError(f"{cfg.source}: data.prompt_template: cannot fill it from the rows: {exc}") from None
+
+
 def _grouped_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
     """`data.holdout: grouped`: hold out whole clusters of near-duplicate user messages (`rlft.splits`), per label."""
     from rlft.splits import grouped_split
 
     require_columns(ds, [cfg.label_column], cfg.source, "data.holdout: grouped")
-    try:
-        texts = [cfg.prompt_template.format(**row) for row in ds]
-    except (KeyError, IndexError, ValueError) as exc:
-        raise DataError(f"{cfg.source}: data.prompt_template: cannot fill it from the rows: {exc}") from None
+    texts = _template_texts(ds, cfg)
     try:
         train_idx, eval_idx = grouped_split(texts, [str(v) for v in ds[cfg.label_column]],
                                             eval_fraction=cfg.eval_fraction, seed=seed)
@@ -463,6 +524,60 @@ def _grouped_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
         raise DataError(f"{cfg.source}: data.holdout: grouped: {exc}") from None
     # indices come back in source order; shuffle the held-out side so evaluation.max_samples takes a mix of labels
     return ds.select(train_idx).shuffle(seed=seed), ds.select(eval_idx).shuffle(seed=seed)
+
+
+def _shift_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
+    """`data.shift_holdout: COLUMN:LETTERS`: hold out the near-duplicate groups made mostly of rows whose column
+    holds one of the letters (`rlft.splits.shift_split`), so training sees mostly unmarked text."""
+    from rlft.splits import parse_shift, shift_split
+
+    try:
+        column, letters = parse_shift(cfg.shift_holdout)
+    except ValueError as exc:
+        raise DataError(f"{cfg.source}: data.shift_holdout: {exc}") from None
+    require_columns(ds, [cfg.label_column, column], cfg.source, f"data.shift_holdout '{cfg.shift_holdout}'")
+    shifted = [any(ch in str(v if v is not None else "") for ch in letters) for v in ds[column]]
+    if not any(shifted):
+        raise DataError(f"{cfg.source}: data.shift_holdout: no row's '{column}' holds any of {letters!r}; nothing "
+                        f"to hold out")
+    labels = [str(v) for v in ds[cfg.label_column]]
+    train_idx, eval_idx = shift_split(_template_texts(ds, cfg), labels, shifted)
+    if not eval_idx:
+        raise DataError(f"{cfg.source}: data.shift_holdout: every row marked {letters!r} sits in a near-duplicate "
+                        f"group of mostly unmarked rows; nothing to hold out")
+    marked = (sum(shifted[i] for i in eval_idx), sum(shifted[i] for i in train_idx))
+    print(f"[rlft] data.shift_holdout {cfg.shift_holdout}: {len(eval_idx)} held-out rows ({marked[0]} marked) over "
+          f"{len({labels[i] for i in eval_idx})} labels; {len(train_idx)} training rows ({marked[1]} marked)",
+          flush=True)
+    return ds.select(train_idx).shuffle(seed=seed), ds.select(eval_idx).shuffle(seed=seed)
+
+
+def add_noisy_copies(ds: Any, cfg: DataConfig, seed: int) -> Any:
+    """`data.augment_noise`: the training rows plus a noisy copy of each (`rlft.noise`), shuffled with `seed`.
+
+    The copy rewrites the text of `data.prompt_template`'s fields except the label column and `policy` (context
+    from data.policies, not the customer's words); every other column, the label included, is kept."""
+    import datasets
+
+    from rlft.noise import noisy_rows
+
+    fields = [f for f in template_fields(cfg.prompt_template) if f not in (cfg.label_column, "policy")]
+    copies = noisy_rows(ds.to_list(), fields, seed, cfg.augment_noise, cfg.augment_profanity)
+    noisy_ds = datasets.Dataset.from_list(copies, features=ds.features)
+    return datasets.concatenate_datasets([ds, noisy_ds]).shuffle(seed=seed)
+
+
+def check_breakdown_columns(ds: Any, cfg: DataConfig, source: str) -> None:
+    """`data.breakdown_columns` must name columns of the evaluation rows (checked before any model runs)."""
+    from rlft.report.breakdown import parse_spec
+
+    try:
+        missing = [c for c in (parse_spec(s).column for s in cfg.breakdown_columns) if c not in ds.column_names]
+    except ValueError as exc:
+        raise DataError(f"{source}: data.breakdown_columns: {exc}") from None
+    if missing:
+        raise DataError(f"{source}: data.breakdown_columns: column(s) {', '.join(missing)} not in the evaluation "
+                        f"rows; columns are {', '.join(ds.column_names)}")
 
 
 def add_policy_column(ds: Any, cfg: DataConfig, source: str) -> Any:
@@ -494,7 +609,12 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
         if len(ds) < 2:
             raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
                             f"data.eval_source)")
-        if cfg.holdout == "grouped":
+        if cfg.shift_holdout and cfg.holdout != "grouped":
+            raise DataError(f"{cfg.source}: data.shift_holdout: holds out near-duplicate groups; needs "
+                            f"data.holdout: grouped, got {cfg.holdout}")
+        if cfg.holdout == "grouped" and cfg.shift_holdout:
+            train_ds, eval_ds = _shift_holdout(ds, cfg, seed)
+        elif cfg.holdout == "grouped":
             train_ds, eval_ds = _grouped_holdout(ds, cfg, seed)
         elif cfg.holdout == "prompt":
             keys = prompt_keys(ds, cfg)
@@ -512,6 +632,12 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
         train_ds = train_ds.select(range(min(cfg.max_train_samples, len(train_ds))))
     if cfg.max_eval_samples:
         eval_ds = eval_ds.select(range(min(cfg.max_eval_samples, len(eval_ds))))
+    if cfg.augment_noise:  # after the split and the cap: only training rows get noisy copies
+        if not 0.0 < cfg.augment_noise <= 1.0:
+            raise DataError(f"{cfg.source}: data.augment_noise: expected a rate in [0, 1] (0: off), got "
+                            f"{cfg.augment_noise}")
+        train_ds = add_noisy_copies(train_ds, cfg, seed)
+    check_breakdown_columns(eval_ds, cfg, cfg.eval_source or cfg.source)
     labels = _labels(ds, cfg, cfg.source)
     dropped: dict[str, int] = {}
     out = []

@@ -35,6 +35,7 @@ from typing import Any
 from rlft.errors import UserError
 from rlft.evaluate import generate_with, intent_parser, policy_reward, policy_values, score_run
 from rlft.oracle import oracle_note
+from rlft.report.breakdown import model_breakdown, parse_spec
 from rlft.report.files import samples as sample_rows
 from rlft.report.files import write_report
 from rlft.report.metrics import PairJudgment, win_rate
@@ -352,6 +353,11 @@ def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[
     columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
     base_run = next((r for r in runs if r.source == "recipe base model"), None)
     summaries = [summarise(r, gold, labels, base_run) for r in runs]
+    specs = [parse_spec(c) for c in recipe.data.breakdown_columns]  # checked by rlft.data already
+    for summary, run in zip(summaries, runs, strict=True):  # data.breakdown_columns: metrics per column value
+        per_value = model_breakdown(specs, columns, run.predicted, gold, run.policy)
+        if per_value:
+            summary["breakdown"] = per_value
     recorded = {"recipe": recipe.source_file or "recipe", "data": data_desc, "rows": len(prompts), "labels": labels,
                 "rewards": [r.display_name for r in recipe.rewards], **(settings or {}),
                 "bootstrap": "percentile, 1000 resamples, seed 0"}

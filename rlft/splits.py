@@ -14,6 +14,10 @@ label's threshold is therefore raised in steps of ``step`` until clusters other 
 than the held-out share, add up to that share; `SplitClusters.thresholds` records the value each label used. The
 held-out side then holds each label's phrasings least like the rest of that label: a deliberately hard split.
 
+`shift_split` (`data.shift_holdout`) holds out by distribution shift instead: the groups (at a fixed, higher
+threshold) made mostly of rows that carry a mark, e.g. Bitext's colloquial / typo flags, so training sees mostly
+unmarked text and evaluation the marked variants, with no group on both sides.
+
 `near_duplicate_leakage` is the label-free check for reports: the share of held-out rows whose nearest training
 row has a word-set Jaccard similarity at or above a threshold.
 
@@ -224,3 +228,57 @@ def near_duplicate_leakage(train_texts: Sequence[str], eval_texts: Sequence[str]
         return 0.0
     nearest = nearest_train_similarity(train_texts, eval_texts)
     return sum(s >= threshold - 1e-9 for s in nearest) / len(nearest)
+
+
+SHIFT_THRESHOLD = 0.8  # label-IDF cosine that makes two utterances one group for `shift_split` (docs/data.md#shift)
+
+
+def parse_shift(spec: str) -> tuple[str, str]:
+    """`COLUMN:LETTERS` (e.g. ``flags:CQZ``) -> (column, letters); ValueError with what is expected otherwise."""
+    column, sep, letters = str(spec).partition(":")
+    letters = "".join(dict.fromkeys(letters.replace(" ", "")))
+    if not sep or not column.strip() or not letters:
+        raise ValueError(f"expected COLUMN:LETTERS, e.g. 'flags:CQZ' (a row is marked when its column holds any "
+                         f"of the letters), got {spec!r}")
+    return column.strip(), letters
+
+
+def shift_split(texts: Sequence[str], labels: Sequence[str], shifted: Sequence[bool],
+                threshold: float = SHIFT_THRESHOLD) -> tuple[list[int], list[int]]:
+    """Train and eval row indices (ascending): near-duplicate groups made mostly of shifted rows are held out.
+
+    Why: to measure what a model does on traffic unlike its training text (colloquial, typos, offensive), hold
+    out the shifted variants and train on the rest, without a near-copy of a held-out utterance on the training
+    side. Groups are formed first, blind to `shifted`: `near_duplicate_clusters` at a fixed `threshold` (single
+    links chain at lower ones, so one cluster swallows most of a label and almost nothing would be held out). A
+    group goes to evaluation when MORE than half of its rows are shifted, else it trains; rows of one group are
+    never split. A label whose every group would be held out keeps the group with the fewest shifted rows (then
+    the largest, then the first) for training. Shifted rows in mostly clean groups train. No seed: the split is
+    a function of the data (callers shuffle each side).
+
+    >>> texts = ["cancel my order", "cancel my order pls", "cncel ma order", "track my parcel", "trak ma parcel"]
+    >>> labels = ["cancel", "cancel", "cancel", "track", "track"]
+    >>> shift_split(texts, labels, [False, False, True, False, True])
+    ([0, 1, 3], [2, 4])
+    """
+    if not len(texts) == len(labels) == len(shifted):
+        raise ValueError(f"texts, labels and shifted differ in length: {len(texts)}, {len(labels)}, {len(shifted)}")
+    clusters = near_duplicate_clusters(texts, labels, threshold).cluster
+    members: dict[int, list[int]] = defaultdict(list)
+    for row, c in enumerate(clusters):
+        members[c].append(row)
+    held: dict[str, list[int]] = defaultdict(list)  # label -> held-out groups
+    groups_of: Counter = Counter()
+    for c in sorted(members):
+        groups_of[labels[c]] += 1
+        if 2 * sum(bool(shifted[i]) for i in members[c]) > len(members[c]):
+            held[labels[c]].append(c)
+    eval_rows: list[int] = []
+    for label, groups in held.items():
+        if len(groups) == groups_of[label]:  # the label would vanish from training: one group stays
+            keep = min(groups, key=lambda c: (sum(bool(shifted[i]) for i in members[c]), -len(members[c]), c))
+            groups = [c for c in groups if c != keep]
+        for c in groups:
+            eval_rows.extend(members[c])
+    held_set = set(eval_rows)
+    return [i for i in range(len(texts)) if i not in held_set], sorted(held_set)

@@ -1,9 +1,11 @@
 """The report files one evaluation writes into its output folder.
 
 * `report.json` — for machines: settings, per-model summaries (headline metrics with intervals, confusion,
-  per-intent accuracy, reward means with abstention counts, canaries), win rate, judge calibration.
-* `report.md` — for people: the headline table per model with 95% intervals, rewards, canaries, per intent; under
-  the title, `extra["oracle"]` (`rlft.oracle.oracle_note`) when the recipe's prompt read gold-derived text.
+  per-intent accuracy, `breakdown` per `data.breakdown_columns` value, reward means with abstention counts,
+  canaries), win rate, judge calibration.
+* `report.md` — for people: the headline table per model with 95% intervals, rewards, canaries, per intent, per
+  column value (`rlft.report.breakdown`); under the title, `extra["oracle"]` (`rlft.oracle.oracle_note`) when
+  the recipe's prompt read gold-derived text.
 * `traces.jsonl` — one record per (sample, model), shaped like inspect_ai sample records:
   `{"id", "epoch", "input", "target", "output": {"model", "completion", "choices"}, "scores": {name: {"value",
   "answer", "explanation"}}, "metadata": {...}}`; an abstained reward has `"value": null`.
@@ -16,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlft.report import breakdown as breakdown_mod
 from rlft.report import curves as curves_mod
 from rlft.report import html as html_mod
 from rlft.report.summary import ModelRun, disagreements, headline_rows
@@ -126,6 +129,7 @@ def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
             n = next(m["per_intent"][i]["n"] for m in models if i in m.get("per_intent", {}))
             cells = [_fmt(m.get("per_intent", {}).get(i, {}).get("accuracy")) for m in models]
             lines.append(f"| {i} | {n} | " + " | ".join(cells) + " |")
+    lines += breakdown_mod.markdown_section(models)  # data.breakdown_columns
     lines += ["", "Every sample: `traces.html` (open in a browser; no server) and `traces.jsonl`.", ""]
     return "\n".join(lines)
 
