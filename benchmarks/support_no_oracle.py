@@ -8,7 +8,7 @@ intent, the rubric against the GOLD intent's policy, length):
   intent's help-centre article pasted verbatim.
 - `handbook/base`: the base model with all 27 articles in its system prompt (recipes/support_agent_bitext_handbook.yaml,
   prompt engineering).
-- `lookup/base` and each `--model`: recipes/support_agent_bitext_lookup.yaml: the prompt is the customer's message;
+- `lookup/base` and each `--model`: recipes/support_agent_bitext.yaml: the prompt is the customer's message;
   the article of the label the model wrote is appended after its head (decoding.lookup).
 An adapter directory whose own end-of-training report already scored these rows (same recipe, same row count) is
 read from DIR/report/report.json; anything else runs `rlft eval`. Oracle figures (the gold intent's article in the
@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-LOOKUP = ROOT / "recipes" / "support_agent_bitext_lookup.yaml"
+LOOKUP = ROOT / "recipes" / "support_agent_bitext.yaml"
 HANDBOOK = ROOT / "recipes" / "support_agent_bitext_handbook.yaml"
 ORACLE = ROOT / "recipes" / "support_agent_bitext_exact.yaml"
 

@@ -18,7 +18,7 @@ trained reply has to clear.
 Writes OUT/{oracle,retrieved}.csv, OUT/<retriever>/report.* and benchmarks/results/support_retrieval<TAG>.json, and
 prints the table.
 
-    python benchmarks/support_retrieval.py --recipe recipes/support_agent_bitext.yaml \
+    python benchmarks/support_retrieval.py --recipe recipes/support_agent_bitext_oracle.yaml \
         --out runs/support_retrieval_bitext --model tuned=runs/support_agent_bitext --tag _bitext
 """
 

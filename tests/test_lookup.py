@@ -225,7 +225,7 @@ def test_shipped_lookup_recipe_shows_no_article_in_the_prompt_and_fetches_it_aft
 
     _, tok = tiny
     root = pathlib.Path(__file__).resolve().parents[1]
-    recipe = load_recipe(root / "recipes" / "support_agent_bitext_lookup.yaml", [])
+    recipe = load_recipe(root / "recipes" / "support_agent_bitext.yaml", [])
     assert not recipe.data.policies and "{policy}" not in recipe.data.prompt_template
     from rlft.judge.policies import Guidelines
 

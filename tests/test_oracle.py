@@ -22,7 +22,7 @@ def recipe_with(**data: object) -> Recipe:
     return Recipe(data=DataConfig(**data))
 
 
-@pytest.mark.parametrize("name", ["support_agent.yaml", "support_agent_bitext_exact.yaml"])
+@pytest.mark.parametrize("name", ["support_agent.yaml", "support_agent_bitext_oracle.yaml", "support_agent_bitext_exact.yaml"])
 def test_article_recipes_are_oracles(name):
     recipe = load_recipe(RECIPES / name, check=False)
     assert oracle_columns(recipe) == ["policy"]
@@ -30,7 +30,7 @@ def test_article_recipes_are_oracles(name):
     assert note is not None and note.startswith(ORACLE) and "upper bound, not a headline" in note
 
 
-@pytest.mark.parametrize("name", ["intent_grpo.yaml", "support_agent_bitext_lookup.yaml"])
+@pytest.mark.parametrize("name", ["intent_grpo.yaml", "support_agent_bitext.yaml"])
 def test_recipes_without_gold_text_are_not_oracles(name):
     """intent_grpo shows the message only; the lookup agent fetches the article of the label the model chose."""
     recipe = load_recipe(RECIPES / name, check=False)
