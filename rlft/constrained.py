@@ -285,13 +285,14 @@ def processor_factory(tokenizer: Any, labels: Sequence[str], prefill: str = "", 
 
 def label_regex(labels: Sequence[str], prefill: str = "", suffix: str = "", free_tail: bool = False,
                 tail_max_chars: int = 0, analysis_close: str = "", analysis_max_chars: int = 0,
-                label_prefix: str = "") -> str:
+                label_prefix: str = "", after_label: Callable[[str], str] | None = None) -> str:
     """The same constraint as a regular expression over the completion text (after the prefill, if given).
 
     `free_tail` (the partial constraint): any text may follow the head, at most `tail_max_chars` characters
     (0: unbounded; the server's token limit ends it). `analysis_close` (an analysis block first): at most
     `analysis_max_chars` characters without ``<`` (so the first ``<`` starts the close; structured-output engines
     have no look-ahead to say "anything but the close"), the close, then `label_prefix` + the label.
+    `after_label(label) -> text`: text that must follow that label's suffix (`decoding.lookup`).
 
     >>> label_regex(["track_order", "cancel_order"], suffix="</intent>")
     '(?:cancel_order|track_order)</intent>'
@@ -304,7 +305,12 @@ def label_regex(labels: Sequence[str], prefill: str = "", suffix: str = "", free
     if not labels:
         raise ValueError("constrained decoding needs at least one label")
     # longest first so an alternation never stops at a label that is a prefix of another
-    alternatives = "|".join(re.escape(x) for x in sorted(set(labels), key=lambda s: (-len(s), s)))
+    ordered = sorted({str(x) for x in labels}, key=lambda s: (-len(s), s))
+    if after_label is not None:  # a lookup: each label's alternative carries its own text after the suffix
+        alternatives = "|".join(re.escape(x + suffix + after_label(x)) for x in ordered)
+        suffix = ""
+    else:
+        alternatives = "|".join(re.escape(x) for x in ordered)
     tail = ("[\\s\\S]{0,%d}" % tail_max_chars if tail_max_chars else "[\\s\\S]*") if free_tail else ""
     head = ""
     if analysis_close:

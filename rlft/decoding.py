@@ -105,19 +105,9 @@ def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> 
     chose (the server picks that text's tokens itself; the reply is what follows the text)."""
     if not decoding.constrain_labels:
         return None
-    import re
-
     from rlft.constrained import label_regex
 
-    lookup = lookup_text(labels, decoding)
-    if lookup is not None:
-        close = decoding.analysis_close if decoding.analysis_max_tokens else ""
-        head = ""
-        if close:
-            head = "[^<]{0,%d}" % (8 * decoding.analysis_max_tokens) + re.escape(close)
-        ordered = sorted({str(x) for x in labels}, key=lambda s: (-len(s), s))
-        alternatives = "|".join(re.escape(x + decoding.label_suffix + lookup(x)) for x in ordered)
-        return f"{head}{re.escape(decoding.label_prefix)}(?:{alternatives})[\\s\\S]*"
     close = decoding.analysis_close if decoding.analysis_max_tokens else ""
     return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply, analysis_close=close,
-                       analysis_max_chars=8 * decoding.analysis_max_tokens, label_prefix=decoding.label_prefix)
+                       analysis_max_chars=8 * decoding.analysis_max_tokens, label_prefix=decoding.label_prefix,
+                       after_label=lookup_text(labels, decoding))

@@ -150,18 +150,9 @@ def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_m
     assert looked_up.any()
     assert torch.equal(batch["tool_mask"].bool() & mask, mask & ~looked_up)  # the loss mask drops exactly them
 
-    orig = trainer._get_per_token_logps_and_entropies
-    grads = {}
+    from tests.test_segment_credit import _logp_grad
 
-    def spy(*a, **k):
-        logps, entropy, aux = orig(*a, **k)
-        grads["logps"] = logps.detach().requires_grad_(True)
-        return grads["logps"], entropy, aux
-
-    trainer._get_per_token_logps_and_entropies = spy
-    trainer.current_gradient_accumulation_steps = 1
-    trainer.compute_loss(trainer.model, batch).backward()
-    grad = grads["logps"].grad
+    grad = _logp_grad(trainer, batch)
     assert grad[looked_up].abs().max().item() == 0.0  # no gradient reaches a looked-up token
     assert grad[mask & ~looked_up].abs().max().item() > 0  # the head and the reply still learn
 

@@ -10,8 +10,9 @@ What it returns, per row (TRL repeats each prompt `num_generations` times before
   ``env_mask`` 0 instead would avoid that, but splits the prompt from what evaluation uses and spends loss-forward
   tokens on text the policy never chose.
 - ``env_mask`` (with ``signal.decision_tokens_only``): 0 where the trie allowed a single token, 1 where the
-  policy chose; with ``decoding.lookup`` (and no decision_tokens_only): 0 on the looked-up text only. TRL turns ``env_mask`` into its ``tool_mask``, which multiplies the loss mask (and is left out of
-  the logged completion lengths).
+  policy chose; with ``decoding.lookup`` (and no decision_tokens_only): 0 on the looked-up text only. TRL turns
+  ``env_mask`` into its ``tool_mask``, which multiplies the loss mask (and is left out of the logged completion
+  lengths).
 - ``logprobs``: None on the transformers path. The trie-constrained sampler's log-probs are not the model's raw
   log-probs (the same mismatch TRL 1.17 fixes for top-k/top-p truncation); with None TRL uses the model's own
   log-probs as the behaviour policy, so its importance-sampling terms stay neutral (ratio 1 at generation time)
