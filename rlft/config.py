@@ -123,6 +123,9 @@ class DecodingConfig:
                      "text, like data.policies; 'demo:articles' is shipped) holds for the label the MODEL chose, as "
                      "context it did not generate (out of the loss and of the scored reply), then the reply. "
                      "Head-triggered retrieval: a wrong head fetches the wrong text. '' : off.")
+    reply_stop: str = _f("", "With free_reply: a reply token whose text contains this string ends the reply (it is "
+                         "taken as EOS), like a server's stop string; '\\n' keeps the reply to one paragraph. Matched "
+                         "per token: prefer one character. '': off.")
     lookup_template: str = _f("\n\nHelp-centre article: {article}\n\nAnswer: According to our help centre,",
                               "With lookup: how the looked-up text is "
                               "shown after the head ({article} is replaced by it).")
@@ -144,6 +147,9 @@ class DecodingConfig:
                               "closed and followed by the constrained head)")
         if self.analysis_max_tokens and not self.analysis_close:
             raise RecipeError("decoding.analysis_close: expected a non-empty closing text")
+        if self.reply_stop and not self.free_reply:
+            raise RecipeError("decoding.reply_stop: needs decoding.free_reply: true (it ends the free reply after the "
+                              "head)")
         if self.lookup and not self.free_reply:
             raise RecipeError("decoding.lookup: needs decoding.free_reply: true (the looked-up text comes after the "
                               "head, before the free reply)")

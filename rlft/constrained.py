@@ -81,12 +81,16 @@ class LabelTrie:
     `release=True` (the partial constraint): sequences end without EOS and a completed sequence releases the row
     into a free reply of at most `reply_max_tokens` tokens (0: up to the generation limit) and, when
     `reply_min_tokens` is set, no EOS before that many reply tokens (an instruct model tends to stop right after
-    the head).
+    the head). `reply_stop_ids`: reply tokens that end the reply (each loop turns them into EOS: a stop string
+    such as ``"\n"`` for a one-paragraph reply, `stop_ids`).
     """
 
     def __init__(self, sequences: Sequence[Sequence[int]], eos_token_id: int, release: bool = False,
                  reply_max_tokens: int = 0, reply_min_tokens: int = 0, analysis: Analysis | None = None,
-                 lookups: Sequence[Sequence[int]] | None = None):
+                 lookups: Sequence[Sequence[int]] | None = None, reply_stop_ids: Sequence[int] = ()):
+        self.reply_stop_ids = frozenset(int(t) for t in reply_stop_ids)
+        if self.reply_stop_ids and not release:
+            raise ValueError("reply_stop_ids end a free reply: they need release=True (decoding.free_reply)")
         if lookups is not None:
             if not release:
                 raise ValueError("a lookup follows the head only with release=True (decoding.free_reply)")
@@ -115,10 +119,12 @@ class LabelTrie:
     def from_labels(cls, tokenizer: Any, labels: Sequence[str], prefill: str = "", suffix: str = "",
                     eos_token_id: int | None = None, release: bool = False, reply_max_tokens: int = 0,
                     reply_min_tokens: int = 0, analysis: Analysis | None = None,
-                    label_prefix: str = "", lookup: Callable[[str], str] | None = None) -> LabelTrie:
+                    label_prefix: str = "", lookup: Callable[[str], str] | None = None,
+                    reply_stop: str = "") -> LabelTrie:
         """With `analysis`, the head's paths are ``label_prefix + label + suffix`` tokenized on their own (they
         follow the analysis block, not the prefill). `lookup(label) -> text`: context appended after each head
-        (tokenized on its own), which needs `release`."""
+        (tokenized on its own), which needs `release`. `reply_stop`: every token whose text contains it ends the
+        reply (`stop_ids`)."""
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if eos is None:
             raise ValueError("the tokenizer has no eos_token_id; pass eos_token_id")
@@ -138,7 +144,8 @@ class LabelTrie:
         lookups = None
         if lookup is not None:
             lookups = [tokenizer.encode(lookup(str(label)), add_special_tokens=False) for label in labels]
-        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens, analysis, lookups)
+        return cls(seqs, int(eos), release, reply_max_tokens, reply_min_tokens, analysis, lookups,
+                   stop_ids(tokenizer, reply_stop) if reply_stop else ())
 
     def analysis_end(self, prefix: Sequence[int]) -> int | None:
         """Tokens of `prefix` up to and including the one that completed the analysis close (0 without an analysis
@@ -231,13 +238,33 @@ class LabelTrie:
         return nxt is not None and len(nxt) == 1
 
 
+def stop_ids(tokenizer: Any, text: str) -> list[int]:
+    """Every non-special token id whose decoded text contains `text` (a stop string as a set of tokens: a sampled one ends the
+    reply). A stop split over several tokens (``"\n\n"`` written as two ``"\n"``) is not caught: prefer a stop of
+    one character."""
+    if not text:
+        raise ValueError("a stop string must be non-empty")
+    special = set(tokenizer.all_special_ids)  # EOS and friends end or frame a turn already
+    return [i for i in range(len(tokenizer)) if i not in special and text in tokenizer.decode([i])]
+
+
+def fold_stops_into_eos(scores: torch.Tensor, stop: Sequence[int], eos: int) -> torch.Tensor:
+    """Logits where picking a stop token and picking EOS are one event: EOS gets their summed probability
+    (log-sum-exp) and the stop tokens none. Sampling from the result equals sampling then mapping a stop to EOS."""
+    ids = torch.tensor(sorted({*stop, eos}), device=scores.device)
+    scores = scores.clone()
+    scores[..., eos] = torch.logsumexp(scores[..., ids], dim=-1)
+    scores[..., [i for i in sorted(stop) if i != eos]] = float("-inf")
+    return scores
+
+
 class TrieLogitsProcessor:
     """`transformers` logits processor restricting generation (after `prompt_length` tokens) to the trie's paths.
 
     Rows that finished (EOS emitted) or left the trie may only emit `pad_token_id`, which `generate` ignores.
     Inside an analysis block any token but EOS is allowed (only the close's ids once the budget is spent).
     With a `release` trie a row past its head is unmasked (only EOS once it has `reply_max_tokens` reply tokens,
-    no EOS before `reply_min_tokens`).
+    no EOS before `reply_min_tokens`); its `reply_stop_ids` are folded into EOS (`fold_stops_into_eos`).
     """
 
     def __init__(self, trie: LabelTrie, prompt_length: int, pad_token_id: int | None = None):
@@ -247,6 +274,8 @@ class TrieLogitsProcessor:
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
+        if self.trie.reply_stop_ids:  # rows past their head get their stop tokens folded into EOS below
+            scores = scores.clone()
         for row, ids in enumerate(input_ids[:, self.prompt_length:].tolist()):
             if self.trie.analysis is not None and self.trie.analysis_end(ids) is None:
                 forced = self.trie.analysis_forced(ids)
@@ -263,8 +292,11 @@ class TrieLogitsProcessor:
                         mask[row, self.trie.eos_token_id] = 0.0
                     else:
                         mask[row] = 0.0
+                        stops = sorted(self.trie.reply_stop_ids)
                         if tail < self.trie.reply_min_tokens:
-                            mask[row, self.trie.eos_token_id] = float("-inf")
+                            mask[row, [self.trie.eos_token_id, *stops]] = float("-inf")
+                        elif stops:
+                            scores[row] = fold_stops_into_eos(scores[row], stops, self.trie.eos_token_id)
                     continue
             allowed = self.trie.allowed(ids)
             mask[row, allowed if allowed else [self.pad_token_id]] = 0.0
@@ -285,14 +317,15 @@ def processor_factory(tokenizer: Any, labels: Sequence[str], prefill: str = "", 
 
 def label_regex(labels: Sequence[str], prefill: str = "", suffix: str = "", free_tail: bool = False,
                 tail_max_chars: int = 0, analysis_close: str = "", analysis_max_chars: int = 0,
-                label_prefix: str = "", after_label: Callable[[str], str] | None = None) -> str:
+                label_prefix: str = "", after_label: Callable[[str], str] | None = None, tail_without: str = "") -> str:
     """The same constraint as a regular expression over the completion text (after the prefill, if given).
 
     `free_tail` (the partial constraint): any text may follow the head, at most `tail_max_chars` characters
     (0: unbounded; the server's token limit ends it). `analysis_close` (an analysis block first): at most
     `analysis_max_chars` characters without ``<`` (so the first ``<`` starts the close; structured-output engines
     have no look-ahead to say "anything but the close"), the close, then `label_prefix` + the label.
-    `after_label(label) -> text`: text that must follow that label's suffix (`decoding.lookup`).
+    `after_label(label) -> text`: text that must follow that label's suffix (`decoding.lookup`). `tail_without`: a
+    character the free tail never contains (a one-character `decoding.reply_stop`).
 
     >>> label_regex(["track_order", "cancel_order"], suffix="</intent>")
     '(?:cancel_order|track_order)</intent>'
@@ -311,7 +344,9 @@ def label_regex(labels: Sequence[str], prefill: str = "", suffix: str = "", free
         suffix = ""
     else:
         alternatives = "|".join(re.escape(x) for x in ordered)
-    tail = ("[\\s\\S]{0,%d}" % tail_max_chars if tail_max_chars else "[\\s\\S]*") if free_tail else ""
+    readable = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    chars = f"[^{readable.get(tail_without, re.escape(tail_without))}]" if tail_without else "[\\s\\S]"
+    tail = (chars + ("{0,%d}" % tail_max_chars if tail_max_chars else "*")) if free_tail else ""
     head = ""
     if analysis_close:
         head = ("[^<]{0,%d}" % analysis_max_chars if analysis_max_chars else "[^<]*") + re.escape(analysis_close)

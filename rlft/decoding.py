@@ -49,7 +49,8 @@ def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) 
     return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix,
                                  release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens,
                                  reply_min_tokens=decoding.reply_min_tokens, analysis=analysis,
-                                 label_prefix=decoding.label_prefix, lookup=lookup_text(labels, decoding))
+                                 label_prefix=decoding.label_prefix, lookup=lookup_text(labels, decoding),
+                                 reply_stop=decoding.reply_stop)
 
 
 def lookup_text(labels: Sequence[str], decoding: DecodingConfig) -> Callable[[str], str] | None:
@@ -102,7 +103,9 @@ def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> 
     `decoding.analysis_max_tokens`: first at most 8 characters per analysis token, without ``<``, then the close
     and `label_prefix` (the token budget itself is not expressible in a regex). With `decoding.lookup`: each
     label's alternative carries its looked-up text, so one structured-outputs call fetches the article the head
-    chose (the server picks that text's tokens itself; the reply is what follows the text)."""
+    chose (the server picks that text's tokens itself; the reply is what follows the text). A one-character
+    `decoding.reply_stop` keeps that character out of the reply (``[^\n]*``); a longer one is the request's `stop`
+    (`rlft.export.serving_config`)."""
     if not decoding.constrain_labels:
         return None
     from rlft.constrained import label_regex
@@ -110,4 +113,5 @@ def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> 
     close = decoding.analysis_close if decoding.analysis_max_tokens else ""
     return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply, analysis_close=close,
                        analysis_max_chars=8 * decoding.analysis_max_tokens, label_prefix=decoding.label_prefix,
-                       after_label=lookup_text(labels, decoding))
+                       after_label=lookup_text(labels, decoding),
+                       tail_without=decoding.reply_stop if len(decoding.reply_stop) == 1 else "")

@@ -95,6 +95,8 @@ def serving_config(recipe: Any, metrics: dict[str, Any], tokenizer: Any, model_f
         if d.stop_at_suffix and not d.constrain_labels:
             body["stop"] = [d.label_suffix]
             body["include_stop_str_in_output"] = True
+        if len(d.reply_stop) > 1:  # one character is in the regex already
+            body["stop"] = [d.reply_stop]
     base_name, _ = portable_base(recipe)
     record = {
         "rlft_version": __version__,

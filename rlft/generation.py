@@ -285,19 +285,19 @@ def _choose_analysis(state: list[_Row], active: list[int], rows: list[int], logi
 
 def _choose_free(state: list[_Row], active: list[int], free: list[int], logits: torch.Tensor, trie: Any,
                  sampling: Sampling, generator: torch.Generator | None, eos: set[int], max_new_tokens: int) -> None:
-    """Rows of a release trie past their head: any token (no EOS before `trie.reply_min_tokens` reply tokens); EOS
-    once `trie.reply_max_tokens` reply tokens exist."""
+    """Rows of a release trie past their head: any token (no EOS or stop before `trie.reply_min_tokens` reply
+    tokens); EOS once `trie.reply_max_tokens` reply tokens exist; a picked `trie.reply_stop_ids` token is EOS."""
     scores = logits[free]
     if trie.reply_min_tokens:  # no EOS before reply_min_tokens reply tokens
         short = torch.tensor([trie.tail(state[active[k]].out) < trie.reply_min_tokens for k in free],
                              device=scores.device)
-        ids = torch.tensor(sorted(eos | {trie.eos_token_id}), device=scores.device)
+        ids = torch.tensor(sorted(eos | {trie.eos_token_id} | trie.reply_stop_ids), device=scores.device)
         scores = scores.clone()
         scores[short.nonzero().flatten()[:, None], ids[None, :]] = float("-inf")
     picked = _pick(scores, sampling, generator).tolist()
     for k, tok in zip(free, picked, strict=True):
         row = state[active[k]]
-        if trie.reply_max_tokens and trie.tail(row.out) >= trie.reply_max_tokens:
+        if tok in trie.reply_stop_ids or (trie.reply_max_tokens and trie.tail(row.out) >= trie.reply_max_tokens):
             tok = trie.eos_token_id
         row.out.append(tok)
         row.pending.append(tok)
