@@ -105,6 +105,9 @@ def resume_relevant(record: dict[str, Any], trainer_defaults: dict[str, Any] | N
     for section, key in _FREE_KEYS:
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k != key}
+    if isinstance(out.get("rewards"), list):  # a reward's timeout bounds a hung call; it changes no value
+        out["rewards"] = [{k: v for k, v in r.items() if k != "timeout"} if isinstance(r, dict) else r
+                          for r in out["rewards"]]
     trainer = {**(trainer_defaults or {}), **(record.get("trainer") or {})}
     out["trainer"] = {k: v for k, v in trainer.items()
                       if k not in _FREE_TRAINER_KEYS and not k.startswith(_FREE_TRAINER_PREFIXES)}

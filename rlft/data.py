@@ -33,6 +33,8 @@ SAMPLE_BYTES = 1_000_000  # what `rlft validate` reads of each data file (plus t
 TAIL_BYTES = 65_536
 DIAGNOSE_BYTES = 200_000_000  # when a file fails to load, how much is scanned to name the bad line
 SMALL_HELD_OUT = 10
+MAX_LABEL_CHARS = 200  # a label is a class name; a 1 MB one hung `rlft check` (system prompt, constraint trie)
+MAX_PROMPT_CHARS = 1_000_000  # a prompt row rlft reads at all (with data.max_prompt_tokens: null)
 PROMPT_ALGOS = ("grpo", "label_pg", "ppo")  # prompt datasets (the others read preference rows)
 # Columns each algorithm needs, as alternatives (after data.columns renames); prompt datasets add their template.
 NEEDED = {"dpo": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
@@ -158,8 +160,16 @@ def diagnose_file(path: Path, fmt: str, limit: int | None) -> str | None:
         return str(exc).split(": ", 1)[1]
 
 
+def shown_label(label: str, limit: int = 60) -> str:
+    """A label as an error message shows it: its repr, cut to `limit` characters."""
+    text = repr(label)
+    return text if len(text) <= limit else f"{text[:limit - 4]}...{text[0]}"
+
+
 def check_label_text(label: str, decoding: Any) -> str | None:
-    """Why a label cannot be used (it would break the reply format or the system prompt), or None."""
+    """Why a label cannot be used (too long, or it would break the reply format or the system prompt), or None."""
+    if len(label) > MAX_LABEL_CHARS:
+        return f"is {len(label)} characters long; a label is a class name of at most {MAX_LABEL_CHARS} characters"
     brace = "a brace, which system prompts use for {labels}"
     for bad, why in ((decoding.label_suffix, "the label suffix"), (decoding.prefill, "the prefill"),
                      ("<intent>", "the intent tag"), ("{", brace), ("}", brace), ("\n", "a line break")):
@@ -269,7 +279,7 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
                 value = row.get(label_column)
                 problem = check_label_text(value, recipe.decoding) if isinstance(value, str) else None
                 if problem:
-                    raise DataError(f"{source}: row {n}: label {value!r} {problem}")
+                    raise DataError(f"{source}: row {n}: label {shown_label(value)} {problem}")
         if whole and key == "data.source" and not cfg.eval_source and len(rows) < 2:
             raise DataError(f"{source}: {len(rows)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
                             f"data.eval_source)")
@@ -464,7 +474,7 @@ def _labels(ds: Any, cfg: DataConfig, source: str, decoding: Any = None) -> list
         problem = check_label_text(label, decoding or DecodingConfig())
         if problem:
             row = values.index(label) + 1
-            raise DataError(f"{source}: row {row}: label {label!r} {problem}")
+            raise DataError(f"{source}: row {row}: label {shown_label(label)} {problem}")
     return sorted(set(values))
 
 

@@ -100,6 +100,8 @@ def load_eval_rows(recipe: Any, data_file: str | None, max_samples: int | None) 
     from rlft.data import prepare
 
     cfg = recipe.data
+    if max_samples is not None and max_samples < 1:
+        raise EvalError(f"--max-samples: expected a number of rows >= 1, got {max_samples}")
     if data_file:
         if not Path(data_file).is_file():
             raise EvalError(f"--data {data_file}: file does not exist")
@@ -108,7 +110,31 @@ def load_eval_rows(recipe: Any, data_file: str | None, max_samples: int | None) 
     rows = data.eval
     if max_samples is not None:
         rows = rows.select(range(min(max_samples, len(rows))))
-    return rows, list(data.labels)
+    return bound_prompts(rows, cfg, data_file), list(data.labels)
+
+
+def bound_prompts(rows: Any, cfg: Any, data_file: str | None) -> Any:
+    """Rows whose prompt is too long to ever fit `data.max_prompt_tokens` (more than 16 characters a token; without
+    a limit, `MAX_PROMPT_CHARS`): an error naming the file and row for `--data` (one huge line hung generation),
+    dropped and counted for the held-out split, as training drops them (`rlft.data.drop_long_prompts`)."""
+    from rlft.data import MAX_PROMPT_CHARS
+
+    tokens = cfg.max_prompt_tokens
+    limit = 16 * tokens if tokens else MAX_PROMPT_CHARS
+    sizes = [len(p) if isinstance(p, str) else sum(len(str(m.get("content", ""))) for m in p) for p in rows["prompt"]]
+    long = [i for i, n in enumerate(sizes) if n > limit]
+    if not long:
+        return rows
+    first = long[0]
+    bound = (f"more than data.max_prompt_tokens={tokens} tokens can hold (16 characters a token at most)" if tokens
+             else f"over the {MAX_PROMPT_CHARS} characters rlft reads for one prompt")
+    if data_file:
+        raise EvalError(f"{data_file}: row {first + 1}: the prompt is {sizes[first]} characters, {bound}; shorten or "
+                        f"drop the row{', or raise data.max_prompt_tokens' if tokens else ''}")
+    print(f"[rlft] {cfg.eval_source or cfg.source}: dropped {len(long)} held-out row(s) whose prompt is {bound}",
+          flush=True)
+    skip = set(long)
+    return rows.select([i for i in range(len(rows)) if i not in skip])
 
 
 def _progress(total: int, desc: str) -> Any:

@@ -17,6 +17,9 @@ exactly like importing it: only name files you trust.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import importlib
@@ -26,6 +29,8 @@ import math
 import numbers
 import pkgutil
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,7 @@ from rlft.reward_protocol import BaseReward, Reward, completion_text
 TRL_INJECTED = frozenset({"prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra",
                           "environments"})
 BUILTIN_PACKAGE = "rlft.rewards"
+DEFAULT_TIMEOUT = 600.0  # seconds per reward call (one batch): a judge over a large batch fits, a hung reward stops
 
 
 @functools.cache
@@ -66,6 +72,9 @@ class RewardSpec:
     weight: float = field(default=1.0, metadata={"help": "Weight in the weighted sum of rewards."})
     params: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keyword arguments for the reward."})
     alias: str | None = field(default=None, metadata={"help": "Metric name; defaults to the short/attr name."})
+    timeout: float | None = field(default=DEFAULT_TIMEOUT, metadata={
+        "help": "Seconds one call of the reward (one batch) may take before the run stops with an error naming it "
+                "(null: no limit)."})
 
     @property
     def display_name(self) -> str:
@@ -264,7 +273,7 @@ def load_reward(spec: RewardSpec, where: str = "rewards") -> LoadedReward:
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
     if isinstance(func, functools.partial):
         is_async = inspect.iscoroutinefunction(func.func)
-    checked = _checked(name, func, is_async, instance)
+    checked = _checked(name, func, is_async, instance, spec.timeout, where)
     return LoadedReward(name, checked, float(spec.weight), required_columns(target, instance, spec), is_async,
                         instance)
 
@@ -310,13 +319,20 @@ def validate_output(name: str, values: Any, expected: int) -> list[float | None]
     return out
 
 
-def _failing_row(func: Callable, prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any]) -> int:
-    """Index of the first completion the (sync) reward raises on when called alone; -1 if none does."""
+def _failing_row(func: Callable, prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any],
+                 deadline: float | None = None) -> int:
+    """Index of the first completion the (sync) reward raises on when called alone; -1 if none does (or the search
+    passes `deadline`, a `time.monotonic()` value)."""
     for i in range(len(completions)):
         row = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == len(completions) else v)
                for k, v in kwargs.items()}
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return -1
         try:
-            func(prompts=[prompts[i]], completions=[completions[i]], **row)
+            _bounded(functools.partial(func, prompts=[prompts[i]], completions=[completions[i]], **row), left)
+        except _TimedOut:
+            return -1
         except Exception:
             return i
     return -1
@@ -330,14 +346,72 @@ def _raised(name: str, exc: Exception, row: int, completions: Sequence[Any]) -> 
     return RewardError(f"reward '{name}' raised {type(exc).__name__} {where}: {message}")
 
 
-def _checked(name: str, func: Callable, is_async: bool, inner: Any) -> Callable:
+class _TimedOut(Exception):
+    """A bounded call did not return in time (its thread is left running as a daemon)."""
+
+
+def _timed_out(name: str, timeout: float, completions: Sequence[Any], key: str) -> RewardError:
+    return RewardError(f"reward '{name}' did not return within {timeout:g} s on a batch of {len(completions)} "
+                       f"completions (a hung reward?); make it faster or raise {key}.timeout (null: no limit)")
+
+
+def _grad_modes() -> Callable[[], Any]:
+    """A context factory that re-enters the caller's torch grad/inference mode (thread-local) in another thread."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return contextlib.nullcontext
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def modes() -> Any:
+        stack = contextlib.ExitStack()
+        if inference:
+            stack.enter_context(torch.inference_mode())
+        stack.enter_context(torch.set_grad_enabled(grad))
+        return stack
+
+    return modes
+
+
+def _bounded(call: Callable[[], Any], timeout: float | None) -> Any:
+    """`call()`, or `_TimedOut` after `timeout` seconds. The call runs in a daemon thread (with the caller's context
+    variables and torch grad mode), so this works from the main thread and from worker threads alike, and a call
+    that never returns cannot keep the process alive once rlft exits."""
+    if timeout is None:
+        return call()
+    result: dict[str, Any] = {}
+    context, modes = contextvars.copy_context(), _grad_modes()
+
+    def runner() -> None:
+        try:
+            with modes():
+                result["value"] = context.run(call)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=runner, name="rlft-reward", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise _TimedOut
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _checked(name: str, func: Callable, is_async: bool, inner: Any, timeout: float | None = DEFAULT_TIMEOUT,
+             key: str = "rewards[]") -> Callable:
+    """The one place a recipe's reward is called: errors name the reward, outputs are checked, and a call that takes
+    longer than `timeout` seconds (None: no limit) stops with a `RewardError` naming it."""
     if is_async:
 
         async def checked_async(prompts, completions, **kwargs):
             try:
-                values = await func(prompts=prompts, completions=completions, **kwargs)
+                # a coroutine that blocks its event loop (time.sleep) cannot be cancelled; one that awaits can
+                values = await asyncio.wait_for(func(prompts=prompts, completions=completions, **kwargs), timeout)
             except UserError:
                 raise
+            except asyncio.TimeoutError:
+                raise _timed_out(name, timeout, completions, key) from None
             except Exception as exc:  # the user's reward failed: name it (rows are not retried: a judge costs money)
                 raise _raised(name, exc, -1, completions) from exc
             return validate_output(name, values, len(completions))
@@ -347,11 +421,16 @@ def _checked(name: str, func: Callable, is_async: bool, inner: Any) -> Callable:
 
         def checked_sync(prompts, completions, **kwargs):
             try:
-                values = func(prompts=prompts, completions=completions, **kwargs)
+                values = _bounded(functools.partial(func, prompts=prompts, completions=completions, **kwargs),
+                                  timeout)
             except UserError:
                 raise
+            except _TimedOut:
+                raise _timed_out(name, timeout, completions, key) from None
             except Exception as exc:  # the user's reward failed: name it and the first row it fails on alone
-                raise _raised(name, exc, _failing_row(func, prompts, completions, kwargs), completions) from exc
+                deadline = None if timeout is None else time.monotonic() + timeout
+                raise _raised(name, exc, _failing_row(func, prompts, completions, kwargs, deadline),
+                              completions) from exc
             return validate_output(name, values, len(completions))
 
         checked = checked_sync

@@ -9,7 +9,7 @@ import math
 import numbers
 
 from rlft.config import LabelPGConfig, Recipe, SignalConfig
-from rlft.data import check_label_text, check_sample, check_source
+from rlft.data import check_label_text, check_sample, check_source, shown_label
 from rlft.distributed import check_launch
 from rlft.errors import RecipeError, UserError
 from rlft.models import check_model_source, resolve_device
@@ -151,7 +151,7 @@ def _validate_data(recipe: Recipe) -> None:
     _check(d.demo_size >= 2, recipe, "data.demo_size", f"expected >= 2, got {d.demo_size}")
     for label in d.labels or []:
         problem = check_label_text(label, recipe.decoding)
-        _check(not problem, recipe, "data.labels", f"label {label!r} {problem}")
+        _check(not problem, recipe, "data.labels", f"label {shown_label(label)} {problem}")
 
 
 def _validate_adapter(recipe: Recipe) -> None:
@@ -174,6 +174,9 @@ def _validate_rewards(recipe: Recipe) -> None:
         if _is_number(spec.weight) and not _finite(spec.weight):  # NaN: loss 0 at every step, nothing learned
             raise RecipeError(f"{_where(recipe, f'rewards.{i}.weight')}: rewards[{i}].weight: expected a finite "
                               f"number, got {spec.weight}")
+        if spec.timeout is not None and not (_is_number(spec.timeout) and in_range(spec.timeout, "> 0")):
+            raise RecipeError(f"{_where(recipe, f'rewards.{i}.timeout')}: rewards[{i}].timeout: expected seconds > 0 "
+                              f"(null: no limit), got {_shown(spec.timeout)}")
         where = f"{_where(recipe, f'rewards.{i}.name')}: rewards[{i}]"
         params_where = f"{_where(recipe, f'rewards.{i}.params')}: rewards[{i}]"
         try:
