@@ -411,6 +411,11 @@ def _run(args: argparse.Namespace) -> int:
     refs = [parse_model_ref(m, args.api_key_env) for m in args.model]
     judge = build_pairwise_judge(args.pairwise_judge, args.api_key_env) if args.pairwise_judge else None
     out = args.out or str(Path(recipe.output_dir) / "eval")
+    from rlft.outputs import folder_problem
+
+    problem = folder_problem(out)
+    if problem:
+        raise EvalError(f"{'--out' if args.out else 'the report folder (output_dir/eval)'} '{out}' {problem}")
     result = evaluate_models(refs, recipe, out, args.data, args.max_samples, args.max_new_tokens, args.batch_size,
                              judge, args.human_labels)
     print(format_table(result["models"]))

@@ -198,7 +198,15 @@ def load_model(
         lora = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                           target_modules=adapter.target_modules, bias=adapter.bias,
                           task_type="SEQ_CLS" if task == "seq_cls" else "CAUSAL_LM")
-        model = get_peft_model(model, lora)
+        try:
+            model = get_peft_model(model, lora)
+        except ValueError as exc:  # PEFT: "Target modules {...} not found in the base model": one line, not a trace
+            if "target_modules" not in str(exc) and "Target modules" not in str(exc):
+                raise
+            linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                             if isinstance(module, torch.nn.Linear) and name})
+            raise RecipeError(f"adapter.target_modules: {adapter.target_modules!r} matches no layer of "
+                              f"{cfg.name}; its linear layers are {', '.join(linear)} (or use 'all-linear')") from None
     if dtype == torch.float32:
         for p in model.parameters():  # LoRA weights in fp32 even if a 4-bit base computes in another dtype
             if p.requires_grad and p.dtype != torch.float32:

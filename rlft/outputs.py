@@ -42,6 +42,22 @@ FINISHED = ("metrics.json", "adapter_model.safetensors", "model.safetensors", "R
 EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
+def folder_problem(folder: str | Path) -> str | None:
+    """Why a folder cannot be written at `folder` (it is a file, it lies under a file, it or the nearest existing
+    folder above it is not writable), or None. Nothing is created."""
+    path = Path(folder).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return "is a file; expected a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                return f"cannot be created: '{above}' is a file"
+            return None if os.access(above, os.W_OK | os.X_OK) else f"cannot be created: '{above}' is not writable"
+    return None
+
+
 def check_output_path(output_dir: str, where: str) -> None:
     """`output_dir` must be a directory (or not exist yet)."""
     path = Path(output_dir).expanduser()

@@ -116,6 +116,11 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
 def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) -> TrainResult:
     """`train` in its claimed and held output folder."""
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
+    if recipe.decoding.constrain_labels and not data.labels and recipe.algorithm in ("grpo", "ppo"):
+        raise RecipeError(f"{_where(recipe, 'decoding.constrain_labels')}: decoding.constrain_labels needs the label "
+                          f"set: {recipe.data.source} has no label column '{recipe.data.label_column}' (columns: "
+                          f"{', '.join(c for c in data.train.column_names if c != 'prompt')}) and data.labels is not "
+                          f"set")
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
     if resume:  # before write_recipe replaces the saved recipe: resuming with a changed recipe is refused
         check_resumed_recipe(recipe_record(recipe, data.labels), out, resume, _where(recipe, "output_dir"),

@@ -7,13 +7,14 @@ import dataclasses
 import importlib.util
 import math
 import numbers
+from pathlib import Path
 
 from rlft.config import LabelPGConfig, Recipe, SignalConfig
 from rlft.data import check_label_text, check_sample, check_source, shown_label
 from rlft.distributed import check_launch
 from rlft.errors import RecipeError, UserError
 from rlft.models import check_model_source, resolve_device
-from rlft.outputs import check_output_path
+from rlft.outputs import check_output_path, folder_problem
 from rlft.reward_loader import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
 
@@ -38,6 +39,11 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(f"{_where(recipe, 'data.eval_fraction')}: data.eval_fraction: expected a number between "
                           f"0 and 1 (exclusive), got {recipe.data.eval_fraction}")
     check_output_path(recipe.output_dir, f"{_where(recipe, 'output_dir')}")
+    problem = folder_problem(recipe.output_dir)  # under a file, not writable: before any model loads
+    _check(not problem, recipe, "output_dir", f"'{recipe.output_dir}' {problem}")
+    if recipe.model.cache_dir:
+        problem = folder_problem(recipe.model.cache_dir)
+        _check(not problem, recipe, "model.cache_dir", f"'{recipe.model.cache_dir}' {problem}")
     if not 0.0 <= recipe.max_train_minutes < float("inf"):
         raise RecipeError(f"{_where(recipe, 'max_train_minutes')}: max_train_minutes: expected minutes >= 0 "
                           f"(0: no time limit), got {recipe.max_train_minutes}")
@@ -67,6 +73,35 @@ def validate(recipe: Recipe) -> None:
     resolve_resume(recipe.trainer.get("resume_from_checkpoint"), recipe.output_dir,
                    _where(recipe, "trainer.resume_from_checkpoint"))
     build_args(recipe, resolve_device(recipe.model), where=_where(recipe, "trainer"))
+    _validate_target_modules(recipe)
+
+
+def _validate_target_modules(recipe: Recipe) -> None:
+    """A list of `adapter.target_modules` must name layers of the model: checked on the model's skeleton (built on
+    the meta device from a local folder's config.json, no weights read); other models are checked when loaded."""
+    a, m = recipe.adapter, recipe.model
+    path = Path(m.name).expanduser()
+    if a.type == "none" or a.init_from or isinstance(a.target_modules, str) or m.gguf_file \
+            or not (path / "config.json").is_file():
+        return
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=m.trust_remote_code)
+        with torch.device("meta"):
+            model_cls = AutoModelForSequenceClassification if recipe.algorithm == "reward_model" else \
+                AutoModelForCausalLM
+            skeleton = model_cls.from_config(config, trust_remote_code=m.trust_remote_code)
+    except Exception:  # noqa: BLE001 - an unusual model: loading it says what is wrong
+        return
+    names = {name.rsplit(".", 1)[-1] for name, _ in skeleton.named_modules() if name}
+    missing = [t for t in a.target_modules if t not in names and not any(n.endswith(t) for n in names)]
+    if missing:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules()
+                         if isinstance(module, torch.nn.Linear) and name})
+        _check(False, recipe, "adapter.target_modules", f"{', '.join(missing)} is not a layer of {m.name}; its "
+               f"linear layers are {', '.join(linear)} (or use 'all-linear')")
 
 
 # trainer key -> the values it accepts: "> x" / ">= x", or an interval "[a, b)" (brackets: a bound that is allowed).
@@ -149,15 +184,46 @@ def _validate_data(recipe: Recipe) -> None:
         value = getattr(d, key)
         _check(value is None or value >= 1, recipe, f"data.{key}", f"expected >= 1 or null, got {value}")
     _check(d.demo_size >= 2, recipe, "data.demo_size", f"expected >= 2, got {d.demo_size}")
+    problem = template_problem(d.prompt_template)
+    _check(not problem, recipe, "data.prompt_template", f"{d.prompt_template!r}: {problem}")
     for label in d.labels or []:
         problem = check_label_text(label, recipe.decoding)
         _check(not problem, recipe, "data.labels", f"label {shown_label(label)} {problem}")
+
+
+def template_problem(template: str) -> str | None:
+    """Why `data.prompt_template` cannot build prompts with `str.format(**row)` (an unclosed brace, a positional
+    field, a bad conversion or format spec), or None; checked with a text value for every field."""
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        return f"not a valid template ({exc}); fields are {{column}}, a literal brace is written {{{{ or }}}}"
+    for field in fields:
+        name = field.split(".")[0].split("[")[0]
+        if not name.isidentifier():
+            return f"field {{{field}}} is not a column name; fields are {{column}}, a literal brace is written " \
+                "{{ or }}"
+    try:
+        template.format(**{f.split(".")[0].split("[")[0]: "text" for f in fields})
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        return f"cannot be filled with text columns ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _validate_adapter(recipe: Recipe) -> None:
     a, where = recipe.adapter, _where(recipe, "adapter")
     if a.type == "none":
         return
+    if a.init_from:
+        path = Path(a.init_from).expanduser()
+        _check(path.exists(), recipe, "adapter.init_from", f"'{a.init_from}' does not exist")
+        _check((path / "adapter_config.json").is_file(), recipe, "adapter.init_from", f"'{a.init_from}' is not a "
+               f"PEFT adapter folder (no adapter_config.json); give the folder of a finished run or a checkpoint")
+    modules = [a.target_modules] if isinstance(a.target_modules, str) else list(a.target_modules)
+    _check(bool(modules) and all(isinstance(m, str) and m.strip() for m in modules), recipe, "adapter.target_modules",
+           f"expected 'all-linear' or a list of module names, got {a.target_modules!r}")
     if a.r <= 0 or a.alpha <= 0:
         raise RecipeError(f"{where}: adapter.r and adapter.alpha must be positive, got r={a.r}, alpha={a.alpha}")
     if not 0.0 <= a.dropout < 1.0:
@@ -180,8 +246,15 @@ def _validate_rewards(recipe: Recipe) -> None:
         where = f"{_where(recipe, f'rewards.{i}.name')}: rewards[{i}]"
         params_where = f"{_where(recipe, f'rewards.{i}.params')}: rewards[{i}]"
         try:
-            check_params(resolve_target(spec.name, where), spec, params_where)
+            target = resolve_target(spec.name, where)
+            check_params(target, spec, params_where)
             _check_patterns(spec.params, params_where)
+            hook = getattr(target, "validate_params", None)  # a reward class's own value checks (the judge's)
+            if isinstance(target, type) and callable(hook):
+                try:
+                    hook(dict(spec.params))
+                except (TypeError, ValueError) as exc:
+                    raise RecipeError(f"{params_where}.params: {exc}") from None
         except UserError:
             raise
         except Exception as exc:  # a reward module that fails to import is the user's file: one line

@@ -48,6 +48,36 @@ def _count(name: str, value: Any, minimum: int, optional: bool = False) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}")
 
 
+def _number(name: str, value: Any, minimum: float | None = None) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (minimum is not None and value < minimum):
+        raise ValueError(f"{name} must be a finite number{f' >= {minimum:g}' if minimum is not None else ''}, "
+                         f"got {value!r}")
+
+
+def _url(name: str, value: Any) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an http(s) URL such as http://127.0.0.1:8000/v1, got {value!r}")
+
+
+def _cache_path(value: Any) -> None:
+    """The verdict cache is one SQLite file: not a folder, not under a file (an sqlite error at the first call)."""
+    from pathlib import Path
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"cache must be the path of an SQLite file or null, got {value!r}")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ValueError(f"cache must be the path of an SQLite file, got the folder {value!r} (e.g. "
+                         f"{str(Path(value) / 'judge_cache.sqlite')!r})")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"cache {value!r} cannot be created: '{above}' is a file")
+
+
 def _choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
     if value not in allowed:
         shown = ", ".join("null" if a is None else str(a) for a in allowed)
@@ -76,6 +106,8 @@ class ClientSpec:
 
     def __post_init__(self) -> None:
         _choice("backend", self.backend, ("openai", "local"))
+        if self.base_url is not None:
+            _url("base_url", self.base_url)
         if self.constrained and self.backend != "local":
             raise ValueError("constrained: true needs backend: local (it scores the allowed verdicts in-process)")
         _seconds("timeout_s", self.timeout_s, MAX_TIMEOUT_S)
@@ -116,6 +148,9 @@ class JudgingSpec:
             raise ValueError("mode 'pairwise' needs reference_column (the dataset column with the reference answer)")
         _count("max_tokens", self.max_tokens, 1)
         _count("max_chars", self.max_chars, 100, optional=True)
+        _number("temperature", self.temperature, minimum=0.0)
+        _number("scale_reward", self.scale_reward)
+        _number("offset", self.offset)
 
 
 @dataclass(frozen=True)
@@ -144,6 +179,8 @@ class BudgetSpec:
     price_output_per_mtok: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.cache is not None:
+            _cache_path(self.cache)
         for name in ("budget_usd", "budget_tokens", "price_input_per_mtok", "price_output_per_mtok"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
