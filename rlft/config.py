@@ -140,6 +140,10 @@ class DecodingConfig:
             raise RecipeError(f"decoding.reply_max_tokens: expected >= 0, got {self.reply_max_tokens}")
         if self.reply_min_tokens < 0:
             raise RecipeError(f"decoding.reply_min_tokens: expected >= 0, got {self.reply_min_tokens}")
+        if self.reply_max_tokens and self.reply_min_tokens > self.reply_max_tokens:
+            raise RecipeError(f"decoding.reply_min_tokens: expected <= decoding.reply_max_tokens "
+                              f"({self.reply_max_tokens}), got {self.reply_min_tokens} (EOS would be masked past the "
+                              f"forced end)")
         if self.analysis_max_tokens < 0:
             raise RecipeError(f"decoding.analysis_max_tokens: expected >= 0, got {self.analysis_max_tokens}")
         if self.analysis_max_tokens and not self.constrain_labels:

@@ -65,6 +65,7 @@ def validate(recipe: Recipe) -> None:
                               f"trainer.per_device_train_batch_size: KTO needs > 1 "
                               f"(its KL reference term pairs each prompt with another completion in the batch)")
     _validate_sections(recipe)
+    warn_inert_keys(recipe)
     check_launch(recipe, where=_where(recipe, "trainer"))
     check_sample(recipe, _where)
     # The checks below import transformers and TRL (seconds to tens of seconds): every check above stays cheap.
@@ -288,6 +289,8 @@ def _validate_sections(recipe: Recipe) -> None:
         _check(recipe.algorithm == "grpo", recipe, "signal",
                f"only applies to algorithm grpo (this recipe is {recipe.algorithm}); decoding settings live in "
                f"decoding:")
+    _check(_finite(sig.success_threshold), recipe, "signal.success_threshold", f"expected a finite number, got "
+           f"{sig.success_threshold}")
     _check(sig.refill_rounds >= 0, recipe, "signal.refill_rounds", f"expected >= 0, got {sig.refill_rounds}")
     _check(not sig.refill_rounds or sig.drop_zero_std, recipe, "signal.refill_rounds", "needs signal.drop_zero_std: true")
     _check(sig.warn_window >= 1, recipe, "signal.warn_window", f"expected >= 1, got {sig.warn_window}")
@@ -333,6 +336,47 @@ def _validate_sections(recipe: Recipe) -> None:
     _check(pg.validity_paths >= 0, recipe, "label_pg.validity_paths", f"expected >= 0 (0: off), got "
            f"{pg.validity_paths}")
     _check(pg.validity_weight >= 0.0, recipe, "label_pg.validity_weight", f"expected >= 0, got {pg.validity_weight}")
+
+
+# Keys that only act together with another setting: (key, "does nothing here" test, the setting it needs).
+INERT_KEYS = (
+    ("label_pg.validity_weight", lambda r: not r.label_pg.validity_paths, "label_pg.validity_paths > 0 (validity "
+     "is off)"),
+    ("label_pg.free_weight", lambda r: r.label_pg.normaliser != "both", "label_pg.normaliser: both"),
+    ("label_pg.maxrl_t", lambda r: r.label_pg.weighting != "maxrl", "label_pg.weighting: maxrl"),
+    ("signal.exact_head_weight", lambda r: not r.signal.exact_head, "signal.exact_head"),
+    ("signal.exact_head_extra_prompts", lambda r: not r.signal.exact_head, "signal.exact_head"),
+    ("signal.baseline_ema", lambda r: r.signal.baseline != "prompt_ema", "signal.baseline: prompt_ema"),
+    ("signal.adaptive_pool", lambda r: not r.signal.adaptive, "signal.adaptive: true"),
+    ("signal.retest_solved", lambda r: not r.signal.adaptive, "signal.adaptive: true"),
+    ("decoding.reply_max_tokens", lambda r: not r.decoding.free_reply, "decoding.free_reply: true"),
+    ("decoding.reply_min_tokens", lambda r: not r.decoding.free_reply, "decoding.free_reply: true"),
+    ("decoding.lookup_template", lambda r: not r.decoding.lookup, "decoding.lookup"),
+    ("decoding.analysis_close", lambda r: not r.decoding.analysis_max_tokens, "decoding.analysis_max_tokens > 0"),
+)
+
+
+def inert_keys(recipe: Recipe) -> list[str]:
+    """One warning per key the recipe file or the command line sets that does nothing in it (it needs another
+    setting it lacks); keys inherited through `extends:` are the parent's business."""
+    prov = getattr(recipe, "_provenance", None)
+    out = []
+    for key, inert, needs in INERT_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(recipe, section), name)
+        default = getattr(type(getattr(recipe, section))(), name)
+        is_set = value != default or (prov is not None and key in prov)  # a file's section records no keys
+        where = _where(recipe, key)
+        inherited = where != "command line" and recipe.source_file and \
+            Path(where).resolve() != Path(recipe.source_file).resolve()  # a parent's key (extends:) is no typo here
+        if is_set and not inherited and inert(recipe):
+            out.append(f"{where}: {key}: has no effect without {needs}")
+    return out
+
+
+def warn_inert_keys(recipe: Recipe) -> None:
+    for line in inert_keys(recipe):
+        print(f"[rlft] warning: {line}", flush=True)
 
 
 def _validate_exact_head(recipe: Recipe) -> None:
