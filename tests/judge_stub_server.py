@@ -5,6 +5,9 @@
 (HTTP 200 with a body that is not JSON), `offmenu` (a well-formed reply whose last verdict is not an allowed label).
 Faults are drawn per request with a seeded RNG at `fault_rate` from `fault_types`, or forced for the next requests
 with `queue`. Every request, every injected fault and every `Authorization` header it saw is counted.
+The verdict comes from `responder` (body -> reply text; default: `keyword_responder`); `model_name` fixes the reply's
+`model` (default: the request's). `benchmarks/simulated_judge.py` plugs in the rubric with flips (its `stats()` show
+under `/stats`).
 
 In-process: `with StubServer(StubJudge(...)) as url: ...` runs it in a thread (the test can change the `StubJudge`
 between calls). As a process (used by the benchmark, so the server has its own core):
@@ -56,8 +59,9 @@ class StubJudge:
 
     def __init__(self, responder: Callable[[dict], str] | None = None, latency_s: float = 0.0, fault_rate: float = 0.0,
                  fault_types: tuple[str, ...] = FAULT_TYPES, seed: int = 0, hang_s: float = 5.0,
-                 retry_after_s: float = 0.2):
+                 retry_after_s: float = 0.2, model_name: str | None = None):
         self.responder = responder or keyword_responder()
+        self.model_name = model_name  # the `model` of every reply (None: echo the request's model)
         self.latency_s, self.fault_rate, self.fault_types = latency_s, fault_rate, tuple(fault_types)
         self.hang_s, self.retry_after_s = hang_s, retry_after_s
         self.rng = random.Random(seed)
@@ -93,13 +97,18 @@ def build_app(stub: StubJudge) -> Any:
 
     @app.get("/stats")
     async def stats() -> dict:
-        return {"requests": stub.requests, "max_in_flight": stub.max_in_flight, "faults": dict(stub.faults),
-                "cpu_s": time.process_time()}
+        out = {"requests": stub.requests, "max_in_flight": stub.max_in_flight, "faults": dict(stub.faults),
+               "cpu_s": time.process_time()}
+        if hasattr(stub.responder, "stats"):  # a responder that counts its own verdicts (benchmarks/simulated_judge)
+            out["responder"] = stub.responder.stats()
+        return out
 
     @app.post("/stats/reset")
     async def reset() -> dict:
         stub.requests, stub.max_in_flight = 0, 0
         stub.faults.clear()
+        if hasattr(stub.responder, "reset"):
+            stub.responder.reset()
         return {"status": "ok"}
 
     @app.post("/v1/chat/completions")
@@ -141,7 +150,7 @@ async def _answer(stub: StubJudge, body: dict, fault: str | None) -> Any:
     completion_tokens = len(text.split())
     return {
         "id": f"stub-{stub.requests}", "object": "chat.completion", "created": int(time.time()),
-        "model": body.get("model", "stub"),
+        "model": stub.model_name or body.get("model", "stub"),
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
