@@ -73,13 +73,14 @@ def test_flip_rate_zero_gives_exactly_the_rubric_verdicts():
         binary = asyncio.run(judge_reward(url)(prompts, completions, intent=intents))
         score = asyncio.run(judge_reward(url, mode="score")(prompts, completions, intent=intents))
         # a plain SDK request sees the simulated judge's own name, whatever model it asked for
+        row0 = next(b for b in stub.bodies[:80] if "(ref 0)" in b["messages"][-1]["content"])  # binary, a pass
         reply = openai.OpenAI(base_url=url, api_key="unused", max_retries=0).chat.completions.create(
-            model="gpt-4o-mini", messages=stub.bodies[0]["messages"], temperature=0)
+            model="gpt-4o-mini", messages=row0["messages"], temperature=0)
     assert binary == [1.0 if t == 1.0 else 0.0 for t in truth]
     # score mode: the rubric's score on the 1..10 scale, rounded (0.5 -> 5.5 -> 6), read back as (n - 1) / 9
     assert score == [(math.floor(1 + 9 * t + 0.5) - 1) / 9 for t in truth]
     assert reply.model == MODEL_NAME == "SIMULATED-rubric-judge"
-    assert reply.choices[0].message.content.splitlines()[-1] == "VERDICT: Accurate"  # body 0 is row 0, a pass
+    assert reply.choices[0].message.content.splitlines()[-1] == "VERDICT: Accurate"
     stats = stub.responder.stats()
     assert stub.requests == 161 and stats["judged"] == 161 and stats["flipped"] == 0 and stats["agree"] == 161
 
