@@ -1,0 +1,53 @@
+"""recipes/support_agent_bitext.py: the deployed agent's two stages in one command. Stage 1 (the head alone, label_pg
+under the agent's prompt) is trained into the agent's output_dir + "_head" with the command line's seed, model, data
+and evaluation overrides; stage 2 (the GRPO + lookup agent) starts from that adapter; a head folder of another seed
+(another held-out split) is refused in one line, never reused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import ROOT
+
+SCRIPT = ROOT / "recipes" / "support_agent_bitext.py"
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _tiny(model_dir, out) -> list[str]:
+    return [f"model.name={model_dir}", f"output_dir={out}", "model.device=cpu", "trainer.max_steps=1",
+            "evaluation.before=false", "evaluation.max_samples=2", "evaluation.batch_size=2",
+            "evaluation.max_new_tokens=100", "evaluation.every_steps=0", "evaluation.keep_best=false", "adapter.r=2", "adapter.alpha=4"]
+
+
+def test_both_stages_run_and_the_agent_starts_from_the_head(tiny_model_dir, tmp_path):
+    out = tmp_path / "agent"
+    done = _run(_tiny(tiny_model_dir, out) + ["seed=3", "trainer.per_device_train_batch_size=8",
+                                              "trainer.gradient_accumulation_steps=1"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    head = tmp_path / "agent_head"
+    assert (head / "adapter_config.json").is_file() and (out / "adapter_config.json").is_file()
+    assert yaml.safe_load((head / "recipe.yaml").read_text())["seed"] == 3  # the command line's seed reached it
+    assert yaml.safe_load((head / "recipe.yaml").read_text())["algorithm"] == "label_pg"
+    agent = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert agent["adapter"]["init_from"] == str(head) and agent["seed"] == 3
+    assert agent["decoding"]["lookup"] and agent["decoding"]["reply_stop"] == "\n"
+    assert "[rlft] stage 1: the intent head" in done.stdout
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 1
+
+    written = (out / "adapter_model.safetensors").read_bytes()
+    again = _run(_tiny(tiny_model_dir, tmp_path / "agent") + ["seed=4"])  # the head folder holds seed 3's split
+    assert again.returncode == 2
+    assert "Traceback" not in again.stderr and (out / "adapter_model.safetensors").read_bytes() == written
+    assert [line for line in again.stderr.splitlines() if line.startswith("error")] == [
+        f"error: {head}: holds a head trained with seed 3, this run's seed is 4 (another held-out split); delete "
+        "the folder or pass another output_dir"]
