@@ -155,6 +155,8 @@ def resolve_target(name: str, where: str) -> Any:
             module = importlib.import_module(module_ref)
         except ImportError as exc:
             raise RewardError(f"{where}: cannot import module '{module_ref}' for reward '{name}': {exc}") from None
+        except SystemExit as exc:
+            raise RewardError(f"{where}: importing '{module_ref}' {_exited(exc)} {_AT_IMPORT}") from None
     if not hasattr(module, attr):
         public = [n for n in dir(module) if not n.startswith("_")]
         raise RewardError(f"{where}: '{module_ref}' has no attribute '{attr}'{did_you_mean(attr, public)}")
@@ -176,10 +178,22 @@ def _import_file(file_ref: str, where: str) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit()/exit() at module level would end rlft silently with its code
+        del sys.modules[module_name]
+        raise RewardError(f"{where}: importing '{file_ref}' {_exited(exc)} {_AT_IMPORT}") from None
     except Exception as exc:  # the user's file failed to import: say where, keep it one line
         del sys.modules[module_name]
         raise RewardError(f"{where}: importing '{file_ref}' failed: {type(exc).__name__}: {exc}") from None
     return module
+
+
+_AT_IMPORT = ("(a reward module must not exit when imported: put script code under "
+              "`if __name__ == '__main__':`)")
+
+
+def _exited(exc: SystemExit) -> str:
+    """'called sys.exit(3)': what a reward's `SystemExit` did, for a one-line error."""
+    return f"called sys.exit({exc.code!r})" if exc.code is not None else "called sys.exit()"
 
 
 def _signature_params(target: Any) -> tuple[dict[str, inspect.Parameter], bool]:
@@ -265,6 +279,9 @@ def load_reward(spec: RewardSpec, where: str = "rewards") -> LoadedReward:
             instance = target(**spec.params)
         except (TypeError, ValueError) as exc:
             raise RewardError(f"{where}: reward '{spec.name}' rejected its params: {exc}") from None
+        except SystemExit as exc:
+            raise RewardError(f"{where}: reward '{spec.name}' {_exited(exc)} when created (a reward returns "
+                              "values or raises; it must not exit the process)") from None
         func = instance
     else:
         instance = target
@@ -333,7 +350,7 @@ def _failing_row(func: Callable, prompts: Sequence[Any], completions: Sequence[A
             _bounded(functools.partial(func, prompts=[prompts[i]], completions=[completions[i]], **row), left)
         except _TimedOut:
             return -1
-        except Exception:
+        except (Exception, SystemExit):  # noqa: BLE001 - the row it fails on alone, however it fails
             return i
     return -1
 
@@ -344,6 +361,11 @@ def _raised(name: str, exc: Exception, row: int, completions: Sequence[Any]) -> 
     where = (f"on row {row + 1} of a batch of {len(completions)} (completion {shown!r})" if row >= 0
              else f"on a batch of {len(completions)} completions")
     return RewardError(f"reward '{name}' raised {type(exc).__name__} {where}: {message}")
+
+
+def _exited_call(name: str, exc: SystemExit, completions: Sequence[Any]) -> RewardError:
+    return RewardError(f"reward '{name}' {_exited(exc)} on a batch of {len(completions)} completions (a reward "
+                       "returns one value or None per completion, or raises; it must not exit the process)")
 
 
 class _TimedOut(Exception):
@@ -404,10 +426,16 @@ def _checked(name: str, func: Callable, is_async: bool, inner: Any, timeout: flo
     longer than `timeout` seconds (None: no limit) stops with a `RewardError` naming it."""
     if is_async:
 
+        async def guarded(prompts, completions, **kwargs):
+            try:  # inside the task: a SystemExit escaping a task would stop its event loop, not reach the caller
+                return await func(prompts=prompts, completions=completions, **kwargs)
+            except SystemExit as exc:
+                raise _exited_call(name, exc, completions) from None
+
         async def checked_async(prompts, completions, **kwargs):
             try:
                 # a coroutine that blocks its event loop (time.sleep) cannot be cancelled; one that awaits can
-                values = await asyncio.wait_for(func(prompts=prompts, completions=completions, **kwargs), timeout)
+                values = await asyncio.wait_for(guarded(prompts=prompts, completions=completions, **kwargs), timeout)
             except UserError:
                 raise
             except asyncio.TimeoutError:
@@ -427,6 +455,8 @@ def _checked(name: str, func: Callable, is_async: bool, inner: Any, timeout: flo
                 raise
             except _TimedOut:
                 raise _timed_out(name, timeout, completions, key) from None
+            except SystemExit as exc:
+                raise _exited_call(name, exc, completions) from None
             except Exception as exc:  # the user's reward failed: name it and the first row it fails on alone
                 deadline = None if timeout is None else time.monotonic() + timeout
                 raise _raised(name, exc, _failing_row(func, prompts, completions, kwargs, deadline),
