@@ -4,7 +4,8 @@ A checkpoint (`output_dir/checkpoint-N`) holds what the next PPO step depends on
 
 - the adapter (or full model) and the value head: `save_model` (adapter files + `value_head.safetensors`);
 - optimizer and LR scheduler (`optimizer.pt`, `scheduler.pt`) and the RNG states sampling reads (`rng_state.pth`,
-  one per process beyond one): transformers' own writers and readers, so the files are the ones its Trainer uses;
+  one per process beyond one): transformers' own writers and readers, so the files are the ones its Trainer uses
+  (private `Trainer` methods; tests/test_trl_seams.py pins their signatures);
 - `trainer_state.json` (global step, log history);
 - `rlft_ppo_state.pt`: the KL controller's β (the adaptive controller moves it every step), the mini-batch shuffling
   generator, and the loss/log window of the current logging interval, so logged values match too.
