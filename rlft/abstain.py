@@ -63,18 +63,22 @@ def impute_abstentions(values: Sequence[float | None], groups: Sequence[Hashable
 
 
 def _neutral(func: Callable) -> Callable:
-    """Wrap one TRL reward function so its abstentions are imputed within prompt groups."""
+    """Wrap one TRL reward function so its abstentions are imputed within prompt groups; `rlft_abstained` on the
+    wrapper: which rows its last call abstained on (the logged reward leaves them out, `rlft.grpo.trl_hooks`)."""
     if inspect.iscoroutinefunction(func):
 
         async def neutral_async(prompts, completions, **kwargs):
-            return impute_abstentions(await func(prompts=prompts, completions=completions, **kwargs),
-                                      group_keys(prompts))
+            values = await func(prompts=prompts, completions=completions, **kwargs)
+            neutral_async.rlft_abstained = [_missing(v) for v in values]
+            return impute_abstentions(values, group_keys(prompts))
 
         wrapped = neutral_async
     else:
 
         def neutral_sync(prompts, completions, **kwargs):
-            return impute_abstentions(func(prompts=prompts, completions=completions, **kwargs), group_keys(prompts))
+            values = func(prompts=prompts, completions=completions, **kwargs)
+            neutral_sync.rlft_abstained = [_missing(v) for v in values]
+            return impute_abstentions(values, group_keys(prompts))
 
         wrapped = neutral_sync
     functools.update_wrapper(wrapped, func, assigned=("__name__", "__qualname__", "__doc__"), updated=())

@@ -230,11 +230,13 @@ def _completion(prompt: Any, text: str) -> Any:
 
 
 def label_rewards(rewards: Sequence[LoadedReward], space: LabelSpace, prompts: Sequence[Any],
-                  columns: dict[str, Sequence[Any]] | None = None, trainer_state: Any = None) -> torch.Tensor:
+                  columns: dict[str, Sequence[Any]] | None = None, trainer_state: Any = None,
+                  logged: dict[str, float] | None = None) -> torch.Tensor:
     """(B, K) weighted reward of every label for every prompt (NaN where every reward abstained).
 
     One `rlft.scoring.score` call on B·K completions ``prefill + label + suffix``, each row's columns repeated K
-    times, so aliases, partial credit, custom functions and async judges all apply.
+    times, so aliases, partial credit, custom functions and async judges all apply. `logged` (when given) receives
+    what the rewards logged through `log_metric` (a judge's `judge/*` counts).
     """
     from rlft.scoring import score
 
@@ -242,20 +244,25 @@ def label_rewards(rewards: Sequence[LoadedReward], space: LabelSpace, prompts: S
     rep_prompts = [p for p in prompts for _ in range(n_labels)]
     completions = [_completion(p, c) for p in prompts for c in space.completions]
     rep_cols = {name: [v for v in values for _ in range(n_labels)] for name, values in (columns or {}).items()}
-    total = score(rewards, rep_prompts, completions, rep_cols, trainer_state=trainer_state).total
+    scored = score(rewards, rep_prompts, completions, rep_cols, trainer_state=trainer_state)
+    if logged is not None:
+        logged.update(scored.metrics)
+    total = scored.total
     values = [float("nan") if v is None else float(v) for v in total]
     return torch.tensor(values, dtype=torch.float64).view(len(prompts), n_labels)
 
 
 def rows_loss(model: Any, space: LabelSpace, cfg: LabelPGConfig, rewards: Sequence[LoadedReward],
               rows: Sequence[dict[str, Any]], tokenizer: Any, decoding: DecodingConfig, pad_token_id: int,
-              trainer_state: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """`label_pg_loss` of dataset rows (each a ``prompt`` and its columns), every label scored by `rewards`."""
+              trainer_state: Any = None, logged: dict[str, float] | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """`label_pg_loss` of dataset rows (each a ``prompt`` and its columns), every label scored by `rewards`;
+    `logged` receives the metrics the rewards logged (`label_rewards`)."""
     from rlft.decoding import prompt_ids
 
     prompts = [row["prompt"] for row in rows]
     columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
-    scores = label_rewards(rewards, space, prompts, columns, trainer_state=trainer_state)
+    scores = label_rewards(rewards, space, prompts, columns, trainer_state=trainer_state, logged=logged)
     ids = [prompt_ids(tokenizer, p, decoding) for p in prompts]
     return label_pg_loss(model, space, cfg, ids, scores, pad_token_id)
 

@@ -41,13 +41,18 @@ from rlft.grpo.exact_head import ExactHead, head_reward_indices
 from rlft.grpo.prompt_stats import PromptStats, prompt_key
 from rlft.grpo.resume import SaveSignalState, load_state
 from rlft.grpo.rollout import rollout
-from rlft.grpo.trl_hooks import TRLHooks
+from rlft.grpo.trl_hooks import JudgedRowMetrics, TRLHooks
 from rlft.reward_loader import as_loaded_rewards
 
 logger = logging.getLogger("rlft.signal")
 
 
-class SignalGRPOTrainer(TRLHooks, GRPOTrainer):
+class PlainGRPOTrainer(JudgedRowMetrics, GRPOTrainer):
+    """TRL's `GRPOTrainer` as rlft runs a recipe without `decoding:` or `signal:`; only the logged `reward` and
+    `rewards/<name>/mean|std` differ: over the rows each reward judged (`rlft.grpo.trl_hooks.JudgedRowMetrics`)."""
+
+
+class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
     """TRL's `GRPOTrainer` plus the signal features of `SignalConfig` (see the module docstring).
 
     ``SignalGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...), train_dataset=..., eval_dataset=...,

@@ -10,6 +10,10 @@ Overridden (no public hook exists in TRL 1.16):
   per-function rewards TRL computed, which its batch does not carry (success statistics, all-correct / all-wrong
   counts, the prompt baseline).
 - `_get_per_token_logps_and_entropies(...)`: shared-prefix scoring (`signal.shared_prefix`).
+`JudgedRowMetrics` (in every GRPO trainer rlft builds, plain or `SignalGRPOTrainer`) overrides
+`_calculate_rewards` and `_generate_and_score_completions` only to correct three logged numbers: `reward` and
+`rewards/<name>/mean|std` are over the rows each reward judged (an abstention imputed by `rlft.abstain`, or left
+NaN and summed as 0 by TRL, is not a judged 0); advantages are untouched.
 Called: `_generate_single_turn` (TRL's sampler, from the rollout when rlft does not sample itself).
 Read/written: `_metrics` (rlft's `signal/*` metrics; TRL's public `log_metric` is only offered to reward
 functions), `_step` and `_buffered_inputs` (TRL's generation counter and buffer, saved for exact resume).
@@ -23,12 +27,52 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from trl.trainer.utils import nanstd
 
 from rlft.shared_prefix import shared_prefix_logps
 
 OVERRIDDEN = ("_generate_and_score_completions", "_calculate_rewards", "_get_per_token_logps_and_entropies")
 CALLED = ("_generate_single_turn",)
 ATTRIBUTES = ("_metrics", "_step", "_buffered_inputs")
+
+
+class JudgedRowMetrics:
+    """Mixin placed before `trl.GRPOTrainer`: the logged `reward` is the weighted sum of each reward's mean over
+    the rows it judged (an abstention is left out, not counted as 0 or as its imputed group mean), and
+    `rewards/<name>/mean|std` are over the judged rows. TRL's advantages are untouched."""
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # what each reward abstained on, before rlft.abstain imputed it (a wrapped reward records its last call)
+        local = torch.zeros(len(prompts), len(self.reward_funcs), dtype=torch.bool, device=per_func.device)
+        for i, func in enumerate(self.reward_funcs):
+            abstained = getattr(func, "rlft_abstained", None)
+            if abstained is not None and len(abstained) == len(prompts):
+                local[:, i] = torch.tensor(abstained, dtype=torch.bool, device=per_func.device)
+        mask = self.accelerator.gather(local) | torch.isnan(per_func)  # TRL gathers per_func the same way
+        self._judged_rewards_per_func = per_func.masked_fill(mask, torch.nan)
+        return per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        out = super()._generate_and_score_completions(inputs)
+        judged = getattr(self, "_judged_rewards_per_func", None)
+        if judged is None:
+            return out
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        judged = judged.float()
+        means = torch.nanmean(judged, dim=0)
+        weights = self.reward_weights.to(means.device)
+        scored = ~torch.isnan(means)
+        total = float((means[scored] * weights[scored]).sum()) if bool(scored.any()) else float("nan")
+        if metrics.get("reward"):
+            metrics["reward"][-1] = total
+        for i, name in enumerate(self.reward_func_names):
+            for key, value in ((f"rewards/{name}/mean", torch.nanmean(judged[:, i])),
+                               (f"rewards/{name}/std", nanstd(judged[:, i]))):
+                if metrics.get(key):
+                    metrics[key][-1] = float(value)
+        self._judged_rewards_per_func = None
+        return out
 
 
 class TRLHooks:

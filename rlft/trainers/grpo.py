@@ -28,6 +28,6 @@ def build_trainer(ctx: TrainContext) -> Any:
 
         return SignalGRPOTrainer(**kwargs, signal=recipe.signal, decoding=recipe.decoding, labels=ctx.labels,
                                  label_pg=recipe.label_pg)
-    from trl import GRPOTrainer
+    from rlft.grpo import PlainGRPOTrainer  # TRL's, with the logged reward over judged rows
 
-    return GRPOTrainer(**kwargs)
+    return PlainGRPOTrainer(**kwargs)

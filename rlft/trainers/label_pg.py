@@ -51,14 +51,18 @@ class LabelPGTrainer(Trainer):
         pad = self.processing_class.pad_token_id
         self.pad_token_id = self.processing_class.eos_token_id if pad is None else pad
         self._label_metrics: dict[str, list[float]] = defaultdict(list)
+        self._reward_metrics: dict[str, list[float]] = defaultdict(list)  # what rewards log (judge/*), unprefixed
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        logged: dict[str, float] = {}
         loss, metrics = rows_loss(model, self.space, self.config, self.rewards, inputs["rows"], self.processing_class,
-                                  self.decoding, self.pad_token_id, trainer_state=self.state)
+                                  self.decoding, self.pad_token_id, trainer_state=self.state, logged=logged)
         if model.training:
             for key, value in metrics.items():
                 self._label_metrics[key].append(value)
+            for key, value in logged.items():
+                self._reward_metrics[key].append(value)
         return (loss, {}) if return_outputs else loss
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
@@ -79,6 +83,9 @@ class LabelPGTrainer(Trainer):
         if self._label_metrics:
             logs = {**logs, **{f"label_pg/{k}": sum(v) / len(v) for k, v in self._label_metrics.items()}}
             self._label_metrics.clear()
+        if self._reward_metrics:  # as TRL logs them for GRPO: the mean over the window's calls
+            logs = {**logs, **{k: sum(v) / len(v) for k, v in self._reward_metrics.items()}}
+            self._reward_metrics.clear()
         super().log(logs, start_time)
 
 
