@@ -67,8 +67,29 @@ def loss_tokens(batch: dict[str, Any]) -> torch.Tensor:
     return (mask * batch["tool_mask"]).sum() if "tool_mask" in batch else mask.sum()
 
 
-def split_groups(advantages: torch.Tensor, g: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Row indices of groups with a non-zero advantage (signal) and of groups without."""
+TIE_TOLERANCE = 1e-6  # relative to the rewards' magnitude (at least 1): float32 sums differ by ~1e-7
+
+
+def tied_groups(rewards: torch.Tensor, g: int) -> list[bool]:
+    """Per group of `g` consecutive rows, whether its rewards tie: (B,) totals, or (B, K) per reward, where every
+    column must tie. NaN (abstained, unscorable) is left out; a group with fewer than two scored rows ties.
+
+    Ties are read on the rewards, not on TRL's advantages: those divide by the group's std (+1e-4), so the float
+    rounding of a group mean (1.2 eight times in float32: std 1e-7) scales to ~1e-3 and would pass for signal."""
+    r = rewards.detach().double().cpu()
+    r = r.view(-1, g, 1) if r.dim() == 1 else r.view(-1, g, r.size(-1))
+    present = ~torch.isnan(r)
+    hi = torch.where(present, r, -torch.inf).amax(dim=1)
+    lo = torch.where(present, r, torch.inf).amin(dim=1)
+    scale = torch.where(present, r.abs(), 0.0).amax(dim=1).clamp(min=1.0)
+    spread = torch.where(present.sum(dim=1) >= 2, hi - lo, 0.0)
+    return (spread <= TIE_TOLERANCE * scale).all(dim=1).tolist()
+
+
+def split_groups(advantages: torch.Tensor, g: int, tied: list[bool] | None = None
+                 ) -> tuple[list[list[int]], list[list[int]]]:
+    """Row indices of groups with a non-zero advantage (signal) and of groups without; a group in `tied`
+    (`tied_groups` of its rewards) is without, whatever its advantages read."""
     adv = advantages.detach().float().cpu()
     if adv.dim() == 2:  # per-token advantages (signal.segment_credit): a row has signal where any token has
         adv = adv.abs().amax(dim=1) if adv.size(1) else adv.sum(dim=1)
@@ -76,7 +97,8 @@ def split_groups(advantages: torch.Tensor, g: int) -> tuple[list[list[int]], lis
     kept, zero = [], []
     for i, row in enumerate(adv):
         rows = list(range(i * g, (i + 1) * g))
-        (kept if bool((row.abs() > 1e-6).any()) else zero).append(rows)
+        signal = bool((row.abs() > 1e-6).any()) and not (tied is not None and tied[i])
+        (kept if signal else zero).append(rows)
     return kept, zero
 
 

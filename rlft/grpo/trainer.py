@@ -220,7 +220,7 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
             adv = torch.nan_to_num(rewards - base, nan=0.0)
             batch["advantages"] = adv.to(batch["advantages"].device, batch["advantages"].dtype)
         self.prompt_stats.update(keys, grouped.tolist())
-        kept, zero = B.split_groups(batch["advantages"], g)
+        kept, zero = B.split_groups(batch["advantages"], g, self._tied(rewards))
         success = grouped >= self.signal.success_threshold  # NaN compares False: an unscorable rollout is no success
         all_correct = int(success.all(dim=1).sum())
         all_wrong = int((~success).all(dim=1).sum())
@@ -239,6 +239,20 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
             self.log_signal_metric("signal/frac_all_wrong", n_wrong / n)
             self._warn_if_no_signal(n_zero / n)
         return kept, zero
+
+    def _tied(self, rewards: torch.Tensor) -> list[bool] | None:
+        """Groups whose rewards tie (`rlft.grpo.batch.tied_groups`) under the group baseline: the weighted totals,
+        or with segment credit every weighted reward (each has its own advantage); None under prompt_ema (a tied
+        group still differs from its prompt's running mean)."""
+        if self.signal.baseline != "group":
+            return None
+        if self.segments is None:
+            return B.tied_groups(rewards, self.num_generations)
+        n = len(rewards)
+        start = self.accelerator.process_index * n
+        per_func = self._last_rewards_per_func[start:start + n].detach().float().cpu()
+        weights = self.reward_weights.detach().float().cpu()
+        return B.tied_groups(per_func[:, weights != 0] * weights[weights != 0], self.num_generations)
 
     def _warn_if_no_signal(self, frac: float) -> None:
         window = self.zero_std_window

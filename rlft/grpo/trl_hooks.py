@@ -51,6 +51,7 @@ class JudgedRowMetrics:
                 local[:, i] = torch.tensor(abstained, dtype=torch.bool, device=per_func.device)
         mask = self.accelerator.gather(local) | torch.isnan(per_func)  # TRL gathers per_func the same way
         self._judged_rewards_per_func = per_func.masked_fill(mask, torch.nan)
+        self._scored_rewards_per_func = per_func
         return per_func
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class JudgedRowMetrics:
         total = float((means[scored] * weights[scored]).sum()) if bool(scored.any()) else float("nan")
         if metrics.get("reward"):
             metrics["reward"][-1] = total
+        self._log_tied_groups(metrics)
         for i, name in enumerate(self.reward_func_names):
             for key, value in ((f"rewards/{name}/mean", torch.nanmean(judged[:, i])),
                                (f"rewards/{name}/std", nanstd(judged[:, i]))):
@@ -73,6 +75,26 @@ class JudgedRowMetrics:
                     metrics[key][-1] = float(value)
         self._judged_rewards_per_func = None
         return out
+
+
+    def _log_tied_groups(self, metrics: dict[str, list[float]]) -> None:
+        """`frac_reward_zero_std` from ties of the rewards (`rlft.grpo.batch.tied_groups`) where TRL's reads a group's
+        std: the rounding of a float32 mean (std ~1e-7) is no reward spread. Under group-wise
+        `sum_then_normalize` only (TRL's `normalize_then_sum` and batch scaling read a batch-wide std)."""
+        from rlft.grpo.batch import tied_groups
+
+        per_func = getattr(self, "_scored_rewards_per_func", None)
+        self._scored_rewards_per_func = None
+        if (per_func is None or not metrics.get("frac_reward_zero_std")
+                or self.multi_objective_aggregation != "sum_then_normalize" or self.scale_rewards == "batch"):
+            return
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        weights = self.reward_weights.to(per_func.device)
+        total = (per_func * weights.unsqueeze(0)).nansum(dim=1)
+        total[torch.isnan(per_func).all(dim=1)] = torch.nan
+        if g and len(total) % g == 0:
+            tied = tied_groups(total, g)
+            metrics["frac_reward_zero_std"][-1] = sum(tied) / max(len(tied), 1)
 
 
 class TRLHooks:
