@@ -85,6 +85,10 @@ class IntentParser:
             return "malformed", None
         return "ok", label
 
+    def normalize(self, label: str) -> str:
+        """A gold label as `parse` reads predicted ones (normalised, this parser's aliases applied)."""
+        return normalize_label(label, self.aliases)
+
 
 class IntentReward(BaseReward):
     """RLEF reward comparing the completion's `<intent>` label with the `intent` column (see module docstring)."""
@@ -92,6 +96,7 @@ class IntentReward(BaseReward):
     name = "intent"
     wants_labels = True  # rlft fills `labels` from the data's label set when the recipe does not give them
     metrics = ("intent/accuracy", "intent/format_rate", "intent/accuracy/<label>")
+    eval_metrics = ("intent_accuracy", "format_rate", "macro_f1")  # its parser reads the labels evaluation scores
 
     def __init__(self, labels: Sequence[str] | None = None, correct: float = 1.0, wrong: float = 0.0,
                  invalid: float = -0.5, multiple: float = -1.0, malformed: float = -1.0, missing: float = -1.0,
@@ -156,6 +161,7 @@ class IntentFormatReward(BaseReward):
 
     name = "intent_format"
     wants_labels = True
+    eval_metrics = ("format_rate",)  # listed first, its parser (no aliases) reads the labels evaluation scores
 
     def __init__(self, labels: Sequence[str] | None = None, value: float = 1.0, pattern: str = DEFAULT_PATTERN,
                  timeout_s: float = 0.5, max_chars: int = 4000, prefix: str = ""):

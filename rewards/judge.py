@@ -205,6 +205,11 @@ class JudgeReward(BaseReward):
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @property
+    def eval_metrics(self) -> tuple[str, ...]:
+        """A binary / score judge grades policy: its raw verdicts are the pass/fail verdicts (pairwise: none)."""
+        return ("policy_following", "system_accuracy") if self.judge.mode in ("binary", "score") else ()
+
+    @property
     def usage(self):  # noqa: ANN201 - rlft.judge.budget.Usage
         return self.judge.budget.usage
 

@@ -328,6 +328,7 @@ class RubricReward(BaseReward):
     """Deterministic policy check: per-intent must_mention / must_ask_for / must_not (see module docstring)."""
 
     name = "rubric"
+    eval_metrics = ("policy_following", "system_accuracy")  # a row passes policy with every requirement met (1.0)
     wants_labels = True  # rlft fills `labels` from the data; used for use_predicted_intent and a coverage warning
     metrics = ("rubric/abstain_rate", "rubric/mean", "rubric/pass_rate", *(f"rubric/{g}_rate" for g in GATES),
                "rubric/<intent>/<requirement>")

@@ -1,7 +1,9 @@
 """Held-out evaluation with the same reward endpoints used in training.
 
-Greedy generation on the evaluation split, then: intent accuracy, format rate, macro-F1 and per-intent accuracy
-(when the data has a label column), and the mean of every recipe reward. `decoding=` (the recipe's `decoding:`
+Greedy generation on the evaluation split, then the headline metrics the recipe's rewards declare
+(`eval_metrics`, computed by `rlft.report.headline`): intent accuracy, format rate, macro-F1 and per-intent accuracy
+(when the data has a label column), policy following and system accuracy (a judge or rubric), and the mean of every
+recipe reward. `decoding=` (the recipe's `decoding:`
 section) decodes exactly as training samples: prefill ids, label trie, free reply, stop suffix. The scored rows are
 kept as a `rlft.report.summary.ModelRun` (`EvalReport.run`), so a training run can write the same report files as
 `rlft eval` without generating or scoring again.
@@ -13,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlft.report.headline import LABEL_METRICS, METRICS, VERDICT_METRICS, flat, headline
 from rlft.reward_loader import LoadedReward
-from rlft.rewards.intent import IntentParser, normalize_label
 from rlft.scoring import score
 
 
@@ -59,21 +61,40 @@ def generate_with(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: 
                progress=progress)
 
 
-def intent_parser(rewards: Sequence[LoadedReward]) -> IntentParser:
-    """The parser of the recipe's intent reward (its pattern, aliases and prefix), so metrics read labels the way
-    the reward does; the default `IntentParser()` when the recipe has no intent reward."""
+def default_parser(aliases: dict[str, str] | None = None) -> Any:
+    """How labels are read when no recipe reward declares a label metric: the intent reward's default parser
+    (`<intent>label</intent>`), so a recipe graded by a judge or rubric alone still reports label metrics."""
+    from rlft.rewards.intent import IntentParser
+
+    return IntentParser(aliases=aliases)
+
+
+def _declares(reward: Any, names: Sequence[str]) -> bool:
+    return any(m in names for m in reward.eval_metrics)
+
+
+def intent_parser(rewards: Sequence[LoadedReward]) -> Any:
+    """The parser of the first recipe reward declaring a label metric (`rlft.report.headline.LABEL_METRICS`; the
+    intent reward: its pattern, aliases and prefix), so metrics read labels the way the reward does;
+    `default_parser()` when none does."""
     for r in rewards:
-        if isinstance(parser := r.parser, IntentParser):
-            return parser
-    return IntentParser()
+        if _declares(r, LABEL_METRICS) and r.parser is not None:
+            return r.parser
+    return default_parser()
 
 
 def policy_reward(rewards: Sequence[Any]) -> Any:
-    """The recipe's judge reward that grades policy (binary or score mode), if any."""
+    """The recipe's judge reward that grades policy (one declaring a verdict metric: binary or score mode), if any."""
     for r in rewards:
-        if r.judge is not None and getattr(r.judge, "mode", None) in ("binary", "score"):
+        if r.judge is not None and _declares(r, VERDICT_METRICS):
             return r
     return None
+
+
+def verdict_reward(rewards: Sequence[Any]) -> Any:
+    """The reward whose values are evaluation's pass/fail verdicts: `policy_reward`, else the first other reward
+    declaring a verdict metric (the rubric)."""
+    return policy_reward(rewards) or next((r for r in rewards if _declares(r, VERDICT_METRICS)), None)
 
 
 def policy_values(values: list[float | None], statuses: list[str] | None, inner: Any) -> list[float | None]:
@@ -87,8 +108,8 @@ def policy_values(values: list[float | None], statuses: list[str] | None, inner:
 
 
 def score_run(run: Any, rewards: Sequence[LoadedReward], prompts: Sequence[Any], columns: dict[str, list[Any]],
-              parser: IntentParser) -> None:
-    """Fill a run's parsed labels, reward values and judge verdicts."""
+              parser: Any) -> None:
+    """Fill a run's parsed labels, reward values and verdicts (from the rewards' `eval_metrics` declarations)."""
     parsed = [parser.parse(c) for c in run.completions]
     run.parse_status = [s for s, _ in parsed]
     run.predicted = [label for _, label in parsed]
@@ -96,58 +117,50 @@ def score_run(run: Any, rewards: Sequence[LoadedReward], prompts: Sequence[Any],
         return
     scores = score(rewards, prompts, run.completions, columns)
     run.rewards = scores.per_reward
-    policy = policy_reward(rewards)
-    if policy is not None:
+    grader = verdict_reward(rewards)
+    if grader is None:
+        return
+    if grader.judge is not None:
         statuses = scores.extras.get("judge_status")
         run.judge_status = [str(s) for s in statuses] if statuses else None
         run.judge_rationale = scores.extras.get("judge_rationale")
-        run.policy = policy_values(scores.per_reward[policy.name], run.judge_status, policy.inner)
-    elif (rubric := next((r for r in rewards if r.name == "rubric"), None)) is not None:
-        # no judge: the rubric grades policy; a row passes only with every applicable requirement met (score 1.0)
-        run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[rubric.name]]
+        run.policy = policy_values(scores.per_reward[grader.name], run.judge_status, grader.inner)
+    else:  # no judge (the rubric): a row passes only with its full score (every applicable requirement met)
+        run.policy = [None if v is None else float(v >= 1.0) for v in scores.per_reward[grader.name]]
 
 
 # What `evaluate` reports, besides `reward/<name>` for each recipe reward: the names `evaluation.best_metric` may take.
-EVAL_METRICS = ("intent_accuracy", "format_rate", "macro_f1", "policy_following", "system_accuracy")
+EVAL_METRICS = METRICS
 
 
 def policy_metrics(run: Any, truths: Sequence[str] | None, aliases: dict | None = None) -> dict[str, float]:
     """`policy_following` (share of judged rows whose judge/rubric verdict passes) and, with gold labels,
     `system_accuracy` (intent right AND policy passed, among rows whose verdict is known) — when the recipe has a
     policy reward; NaN when every row abstained."""
-    from rlft.report import metrics as m
-
     if run.policy is None:
         return {}
-    nan = float("nan")
-    rate = m.policy_following_rate(run.policy)["rate"]
-    out = {"policy_following": nan if rate is None else rate}
-    if truths is not None and run.predicted:
-        gold = [normalize_label(t, aliases) for t in truths]
-        right = [p is not None and p == g for p, g in zip(run.predicted, gold, strict=True)]
-        acc = m.system_accuracy(right, m.passed(run.policy))["accuracy"]
-        out["system_accuracy"] = nan if acc is None else acc
-    return out
+    gold = None if truths is None else [default_parser(aliases).normalize(t) for t in truths]
+    return flat(headline(run.predicted, gold, (), run.policy, intervals=False), VERDICT_METRICS)
 
 
 def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Sequence[str],
-                   parser: IntentParser | None = None) -> tuple[dict, dict]:
-    """Exact-intent accuracy, format rate, macro-F1 over `labels`, and per-intent accuracy (`rlft.report.metrics`).
+                   parser: Any = None) -> tuple[dict, dict]:
+    """Exact-intent accuracy, format rate, macro-F1 over `labels`, and per-intent accuracy (`rlft.report.headline`).
 
-    `parser`: the recipe's intent parser (its pattern and aliases); default `IntentParser()`."""
+    `parser`: the recipe's intent parser (its pattern and aliases); default `default_parser()`."""
+    parser = parser or default_parser()
+    return label_metrics([parser.parse(c)[1] for c in completions], truths, labels, parser)
+
+
+def label_metrics(predicted: Sequence[str | None], truths: Sequence[str], labels: Sequence[str],
+                  parser: Any) -> tuple[dict, dict]:
+    """(label metrics, per-label accuracy) of parsed labels against the gold column, both read by `parser`."""
     from rlft.report import metrics as m
 
-    parser = parser or IntentParser()
-    predicted = []
-    for c in completions:
-        status, label = parser.parse(c)
-        predicted.append(label if status == "ok" else None)
-    gold = [normalize_label(t, parser.aliases) for t in truths]
-    classes = [normalize_label(x, parser.aliases) for x in labels]
-    metrics = {"intent_accuracy": m.accuracy(predicted, gold) or 0.0, "format_rate": m.format_rate(predicted) or 0.0,
-               "macro_f1": m.macro_f1(predicted, gold, classes) or 0.0}
-    per_intent = {c: row["accuracy"] for c, row in m.per_intent_accuracy(predicted, gold).items()}
-    return metrics, per_intent
+    gold = [parser.normalize(t) for t in truths]
+    classes = [parser.normalize(x) for x in labels]
+    values = flat(headline(predicted, gold, classes, None, intervals=False), LABEL_METRICS)
+    return values, {c: row["accuracy"] for c, row in m.per_intent_accuracy(predicted, gold).items()}
 
 
 def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, label_column: str = "intent",
@@ -169,16 +182,19 @@ def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, 
     run = ModelRun(name, source, completions,
                    decoding={**dataclasses.asdict(decoding), "greedy": True, "max_new_tokens": max_new_tokens})
     columns = {c: rows[c] for c in rows.column_names if c != "prompt"}
-    score_run(run, rewards, prompts, columns, intent_parser(rewards))
+    parser = intent_parser(rewards)
+    score_run(run, rewards, prompts, columns, parser)
+    truths = rows[label_column] if label_column in rows.column_names else None
     metrics: dict[str, float] = {}
     per_intent: dict[str, float] = {}
-    if label_column in rows.column_names:
-        metrics, per_intent = intent_metrics(completions, rows[label_column], labels, intent_parser(rewards))
+    if truths is not None:
+        metrics, per_intent = label_metrics(run.predicted, truths, labels, parser)
     for reward_name, values in run.rewards.items():
         present = [v for v in values if v is not None]
         metrics[f"reward/{reward_name}"] = sum(present) / len(present) if present else float("nan")
-    metrics.update(policy_metrics(run, rows[label_column] if label_column in rows.column_names else None,
-                                  intent_parser(rewards).aliases))
+    if run.policy is not None:
+        gold = None if truths is None else [parser.normalize(t) for t in truths]
+        metrics.update(flat(headline(run.predicted, gold, (), run.policy, intervals=False), VERDICT_METRICS))
     samples = [{"prompt": p[-1]["content"] if isinstance(p, list) else p, "completion": c,
                 **({label_column: rows[label_column][i]} if label_column in rows.column_names else {})}
                for i, (p, c) in enumerate(zip(prompts[:keep_samples], completions[:keep_samples], strict=True))]

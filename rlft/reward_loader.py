@@ -133,6 +133,11 @@ class LoadedReward:
         """Names the reward logs through `log_metric` (declared; `()` when it declares none)."""
         return tuple(self._declared("metrics", ()) or ())
 
+    @property
+    def eval_metrics(self) -> tuple[str, ...]:
+        """Headline metrics the reward contributes to evaluation (declared; `()` when it declares none)."""
+        return tuple(self._declared("eval_metrics", ()) or ())
+
     def trainer_callback(self) -> Any:
         """A new transformers `TrainerCallback` the reward asks to register, or None."""
         make = self._declared("trainer_callback")

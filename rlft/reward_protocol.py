@@ -17,6 +17,10 @@ instance is the reward) may declare more about itself; every declaration is opti
     columns          dataset columns it reads (checked against the data before training)
     wants_labels     True: rlft passes the data's label set as `labels` when the recipe does not (class attribute)
     metrics          names it logs through `log_metric` (`<label>` stands for one name per label), for docs/reports
+    eval_metrics     headline metrics it contributes to evaluation (`rlft.report.headline.METRICS` names), like
+                     inspect_ai's `@scorer(metrics=[...])`: a label metric (`intent_accuracy`, ...) makes its
+                     `parser` read each completion's label, a verdict metric (`policy_following`, ...) makes its
+                     values the pass/fail verdicts (a judge's raw verdict; otherwise a row passes at 1.0)
     fingerprint      short string that changes when anything deciding its values changes (recorded with labels)
     trainer_callback()  a transformers `TrainerCallback` to register (e.g. a judge's graceful budget stop); with
                      `state_dict()` / `load_state_dict()` its state goes into every checkpoint (rlft.reward_state),
@@ -62,6 +66,7 @@ class BaseReward:
     columns: tuple[str, ...] = ()
     wants_labels: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = ()
+    eval_metrics: tuple[str, ...] = ()
     fingerprint: str | None = None
 
     def trainer_callback(self) -> Any:

@@ -1,8 +1,8 @@
 """What one evaluated model produced (`ModelRun`) and the per-model summary every report file is built from.
 
 `summarise` turns completions, parsed labels and reward values into the headline metrics with bootstrap
-intervals, the confusion table, per-intent accuracy, reward means (abstentions counted, never zeros) and the
-reward-hacking canaries against the base. Pure Python: the runner (`rlft.eval_run`) fills `ModelRun`s; tests can
+intervals (`rlft.report.headline`, the one place they are computed), the confusion table, per-intent accuracy,
+reward means (abstentions counted, never zeros) and the reward-hacking canaries against the base. Pure Python: the runner (`rlft.eval_run`) fills `ModelRun`s; tests can
 build them by hand.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlft.report import canaries, metrics
-
-BOOTSTRAP = {"n_resamples": 1000, "seed": 0, "confidence": 0.95}
+from rlft.report.headline import BOOTSTRAP
+from rlft.report.headline import headline as headline_metrics
 
 
 @dataclass
@@ -47,10 +47,6 @@ def _with_ci(values: list[float | None], key: str, summary: dict) -> dict:
     return summary
 
 
-def intent_correct(run: ModelRun, gold: list[str]) -> list[bool]:
-    return [p is not None and p == g for p, g in zip(run.predicted, gold, strict=True)]
-
-
 def summarise(run: ModelRun, gold: list[str] | None, labels: list[str], base: ModelRun | None = None,
               policy_threshold: float = 0.5) -> dict[str, Any]:
     """Headline metrics (with 95% bootstrap intervals), tables and canaries for one model."""
@@ -58,30 +54,12 @@ def summarise(run: ModelRun, gold: list[str] | None, labels: list[str], base: Mo
     out: dict[str, Any] = {"name": run.name, "source": run.source, "n": n, "decoding": run.decoding,
                            "generation_seconds": run.seconds,
                            "rows_per_second": round(n / run.seconds, 2) if run.seconds else None}
-    headline: dict[str, Any] = {}
-    if gold is not None and run.predicted:
-        right = intent_correct(run, gold)
-        headline["intent_accuracy"] = metrics.accuracy(run.predicted, gold)
-        headline["intent_accuracy_ci"] = metrics.bootstrap_ci([float(x) for x in right], **BOOTSTRAP)
-        headline["format_rate"] = metrics.format_rate(run.predicted)
-        headline["format_rate_ci"] = metrics.bootstrap_ci([float(p is not None) for p in run.predicted], **BOOTSTRAP)
-        headline["macro_f1"] = metrics.macro_f1(run.predicted, gold, labels)
+    labelled = gold is not None and bool(run.predicted)
+    if labelled:
         out["confusion"] = metrics.confusion(run.predicted, gold)
         out["per_intent"] = metrics.per_intent_accuracy(run.predicted, gold)
-    if run.policy is not None:
-        pol = metrics.policy_following_rate(run.policy, policy_threshold)
-        flags = metrics.passed(run.policy, policy_threshold)
-        headline["policy_following"] = pol["rate"]
-        headline["policy_following_ci"] = metrics.bootstrap_ci([None if f is None else float(f) for f in flags],
-                                                               **BOOTSTRAP)
-        headline["policy_judged"], headline["policy_abstained"] = pol["n"], pol["abstained"]
-        if gold is not None and run.predicted:
-            system = metrics.system_correct(intent_correct(run, gold), flags)
-            sa = metrics.system_accuracy(intent_correct(run, gold), flags)
-            headline["system_accuracy"] = sa["accuracy"]
-            headline["system_accuracy_ci"] = metrics.bootstrap_ci(
-                [None if s is None else float(s) for s in system], **BOOTSTRAP)
-            headline["system_known"], headline["system_unknown"] = sa["n"], sa["unknown"]
+    headline = headline_metrics(run.predicted, gold if labelled else None, labels, run.policy,
+                                policy_threshold=policy_threshold)
     out["headline"] = headline
     out["rewards"] = {}
     for name, values in run.rewards.items():

@@ -1,0 +1,68 @@
+"""The headline metrics, computed in one place for every consumer: `rlft eval`'s report (values with 95% bootstrap
+intervals and counts, `rlft.report.summary.summarise`) and the flat numbers of metrics.json, periodic evaluation
+and `evaluation.best_metric` (`rlft.evaluate.evaluate`, through `flat`).
+
+Which metrics a run has follows from what the recipe's rewards declare (`eval_metrics`, `rlft.reward_protocol`),
+as inspect_ai's `@scorer(metrics=[...])`: a reward declaring a `LABEL_METRICS` name supplies the labels parsed from
+each completion (the intent reward), one declaring a `VERDICT_METRICS` name the pass/fail verdicts
+(the rubric, a binary/score judge); `rlft.evaluate.score_run` fills the run from them. Pure Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rlft.report import metrics
+
+LABEL_METRICS = ("intent_accuracy", "format_rate", "macro_f1")  # parsed labels against the gold column
+VERDICT_METRICS = ("policy_following", "system_accuracy")  # pass/fail verdicts (system: label right AND passed)
+METRICS = (*LABEL_METRICS, *VERDICT_METRICS)  # every headline metric: the names `evaluation.best_metric` may take
+BOOTSTRAP = {"n_resamples": 1000, "seed": 0, "confidence": 0.95}
+
+
+def intent_correct(predicted: Sequence[str | None], gold: Sequence[str]) -> list[bool]:
+    return [p is not None and p == g for p, g in zip(predicted, gold, strict=True)]
+
+
+def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels: Sequence[str],
+             verdicts: Sequence[float | None] | None, *, intervals: bool = True,
+             policy_threshold: float = 0.5) -> dict[str, Any]:
+    """Label metrics when `gold` is given; verdict metrics when `verdicts` is (system accuracy also needs gold and at
+    least one row). With `intervals`: a `<metric>_ci` after each metric, and the judged / abstained / known /
+    unknown counts; None where a metric is undefined (no rows, every verdict abstained)."""
+    out: dict[str, Any] = {}
+
+    def ci(key: str, values: list[float | None]) -> None:
+        if intervals:
+            out[f"{key}_ci"] = metrics.bootstrap_ci(values, **BOOTSTRAP)
+
+    if gold is not None:
+        out["intent_accuracy"] = metrics.accuracy(predicted, gold)
+        ci("intent_accuracy", [float(x) for x in intent_correct(predicted, gold)])
+        out["format_rate"] = metrics.format_rate(predicted)
+        ci("format_rate", [float(p is not None) for p in predicted])
+        out["macro_f1"] = metrics.macro_f1(predicted, gold, labels)
+    if verdicts is not None:
+        pol = metrics.policy_following_rate(verdicts, policy_threshold)
+        flags = metrics.passed(verdicts, policy_threshold)
+        out["policy_following"] = pol["rate"]
+        ci("policy_following", [None if f is None else float(f) for f in flags])
+        if intervals:
+            out["policy_judged"], out["policy_abstained"] = pol["n"], pol["abstained"]
+        if gold is not None and predicted:
+            right = intent_correct(predicted, gold)
+            sa = metrics.system_accuracy(right, flags)
+            out["system_accuracy"] = sa["accuracy"]
+            ci("system_accuracy", [None if s is None else float(s) for s in metrics.system_correct(right, flags)])
+            if intervals:
+                out["system_known"], out["system_unknown"] = sa["n"], sa["unknown"]
+    return out
+
+
+def flat(values: dict[str, Any], names: Sequence[str] = METRICS) -> dict[str, float]:
+    """The `names` present in a `headline(...)` as plain numbers: an undefined label metric is 0.0, an undefined
+    verdict metric NaN (every row abstained: not a zero)."""
+    return {k: (0.0 if k in LABEL_METRICS else math.nan) if values[k] is None else values[k]
+            for k in names if k in values}
