@@ -12,6 +12,7 @@ flagged rows (`rlft.splits.shift_split`), `data.augment_noise` adds noisy copies
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -57,13 +58,34 @@ def _file_format(path: Path, fmt: str) -> str:
         path.suffix.lower(), "")
 
 
+def source_problem(path: Path, fmt: str, fmt_setting: str = "auto") -> str | None:
+    """Why a local data path cannot be read as `fmt` (`_file_format`), before reading it; None when it can be
+    tried. One answer for `rlft validate` (`check_sample`) and every reader (`read_source`)."""
+    if not fmt:
+        return (f"cannot tell the format from '{path.suffix}'; set data.format to csv, json, jsonl or datasets"
+                if fmt_setting == "auto" else None)
+    if path.is_dir():
+        if fmt != "datasets":
+            return f"is a folder; data.format: {fmt} reads one file"
+        if not ((path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+                or (path / "dataset_dict.json").is_file()):
+            return ("is a folder but not a dataset saved by datasets' save_to_disk (no state.json or "
+                    "dataset_dict.json in it); give a CSV, JSON or JSONL file, or a saved dataset folder")
+    elif fmt == "datasets":
+        return "data.format: datasets reads a folder saved by save_to_disk; this is a file"
+    return None
+
+
 def _sample_text(path: Path, limit: int | None) -> tuple[str, bool]:
-    """Decoded text of the first `limit` bytes (cut at a line end) and whether that is the whole file."""
+    """Decoded text of the first `limit` bytes (cut at a line end) and whether that is the whole file; a UTF-8 byte
+    order mark is dropped, as the loaders drop it (a BOM'd header would read '\ufeffutterance')."""
     with path.open("rb") as f:
         raw = f.read(limit + 1) if limit else f.read()
     whole = not limit or len(raw) <= limit
     if not whole:
         raw = raw[: raw.rfind(b"\n", 0, limit) + 1] or raw[:limit]
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
     try:
         return raw.decode("utf-8"), whole
     except UnicodeDecodeError as exc:
@@ -155,9 +177,14 @@ def diagnose_file(path: Path, fmt: str, limit: int | None) -> str | None:
     if fmt not in ("csv", "json", "jsonl") or not path.is_file():
         return None
     try:
-        return read_sample(path, fmt, limit)[3]
+        header, rows, whole, problem = read_sample(path, fmt, limit)
     except DataError as exc:
         return str(exc).split(": ", 1)[1]
+    return problem or (no_rows(fmt, header) if whole and not rows else None)
+
+
+def no_rows(fmt: str, header: list[str]) -> str:
+    return f"no rows (only the header line {','.join(header)})" if fmt == "csv" and header else "no rows"
 
 
 def shown_label(label: str, limit: int = 60) -> str:
@@ -247,6 +274,9 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
             continue
         path = Path(source).expanduser()
         fmt = _file_format(path, cfg.format)
+        problem = source_problem(path, fmt, cfg.format) if path.exists() else None
+        if problem:
+            raise DataError(f"{source}: {problem}")
         if fmt not in ("csv", "json", "jsonl") or not path.is_file():
             continue
         if path.stat().st_size == 0:
@@ -254,6 +284,8 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
         header, rows, whole, problem = read_sample(path, fmt)
         if problem:
             raise DataError(f"{source}: {problem}")
+        if whole and not rows:
+            raise DataError(f"{source}: {no_rows(fmt, header)}")
         if not header:
             continue
         columns = set(header)
@@ -274,6 +306,13 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
                                 f"{', '.join(sorted(columns))}")
         renamed = {column: target for target, column in cfg.columns.items()}
         label_column = next((c for c, t in renamed.items() if t == cfg.label_column), cfg.label_column)
+        if label_column in header and (key == "data.eval_source" or not cfg.labels):  # as `prepare` reads them
+            for n, row in enumerate(rows, start=1):
+                value = row.get(label_column)
+                value = None if value == "" and fmt == "csv" else value  # datasets reads an empty CSV cell as None
+                problem = label_cell_problem(value, cfg.label_column)
+                if problem:
+                    raise DataError(f"{source}: row {n}: {problem}")
         if not cfg.labels:
             for n, row in enumerate(rows, start=1):
                 value = row.get(label_column)
@@ -304,10 +343,9 @@ def read_source(cfg: DataConfig, source: str, seed: int) -> Any:
         return datasets.load_dataset(source[3:], split=cfg.split)
     path = Path(source).expanduser()
     fmt = _file_format(path, cfg.format)
-    if cfg.format == "auto":
-        if not fmt:
-            raise DataError(f"{source}: cannot tell the format from '{path.suffix}'; set data.format to csv, json, "
-                            f"jsonl or datasets")
+    problem = source_problem(path, fmt, cfg.format)
+    if problem:
+        raise DataError(f"{source}: {problem}")
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{source}: the file is empty")
     try:
@@ -459,15 +497,28 @@ def _preference_rows(ds: Any, algorithm: str, cfg: DataConfig, labels: list[str]
     return ds.map(lambda r: {"prompt": as_prompt(system, r["prompt"]), "completion": _assistant(r["completion"])})
 
 
+def label_cell_problem(value: Any, column: str) -> str | None:
+    """Why a label cell cannot be a row's label (empty, not text), or None."""
+    if isinstance(value, str) and value.strip():
+        return None
+    return f"label column '{column}' must be text, got {value!r}"
+
+
+def check_label_cells(values: Any, column: str, source: str) -> None:
+    """A one-line `DataError` naming the file, row and column of the first empty or non-text label cell."""
+    for i, v in enumerate(values):
+        problem = label_cell_problem(v, column)
+        if problem:
+            raise DataError(f"{source}: row {i + 1}: {problem}")
+
+
 def _labels(ds: Any, cfg: DataConfig, source: str, decoding: Any = None) -> list[str]:
     if cfg.labels:
         return list(cfg.labels)
     if cfg.label_column not in ds.column_names:
         return []
     values = ds[cfg.label_column]
-    for i, v in enumerate(values):
-        if not isinstance(v, str) or not v.strip():
-            raise DataError(f"{source}: row {i + 1}: label column '{cfg.label_column}' must be text, got {v!r}")
+    check_label_cells(values, cfg.label_column, source)
     for label in sorted(set(values)):
         from rlft.config import DecodingConfig
 
@@ -611,6 +662,8 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
     if cfg.eval_source:
         eval_ds = add_policy_column(rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source),
                                     cfg, cfg.eval_source)
+        if cfg.label_column in eval_ds.column_names:  # rewards score against these (rlft eval --data)
+            check_label_cells(eval_ds[cfg.label_column], cfg.label_column, cfg.eval_source)
         train_ds = ds
     else:
         if not 0 < cfg.eval_fraction < 1:
