@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class _Provenance(dict):
     """Dotted key -> file that set it, so errors name the right file when recipes extend each other."""
 
     def origin(self, key: str, default: str) -> str:
+        key = re.sub(r"\[(\d+)\]", r".\1", key)  # rewards[0].params, as errors name it: set as rewards.0.params
         below = [v for k, v in self.items() if k.startswith(key + ".")]
         if key not in self and below:
             return below[-1]
@@ -165,7 +167,9 @@ def _read_yaml(path: Path, where: str) -> dict[str, Any]:
         raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     data = safe_yaml(text, str(path))
     if data is None:
-        return {}
+        shown = "only comments" if text.strip() else "empty"
+        raise RecipeError(f"{path}: the recipe file is {shown}; a recipe sets at least algorithm, model, data and "
+                          f"rewards (start from one in recipes/, or write extends: <recipe> and the keys you change)")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
     return data
@@ -320,7 +324,13 @@ def _build_section(cls: type, raw: Any, section: str, prov: _Provenance, default
         if allowed and value not in allowed:
             raise RecipeError(f"{where}: {dotted}: '{value}' is not one of {', '.join(allowed)}"
                               f"{did_you_mean(str(value), allowed)}")
-    return cls(**raw)
+    try:
+        return cls(**raw)
+    except RecipeError as exc:  # a section's own check (DecodingConfig.__post_init__) names the key, not its file
+        named = str(exc).split(":", 1)[0]
+        if named.startswith(section + ".") and " " not in named:
+            raise RecipeError(f"{prov.origin(named, default_file)}: {exc}") from None
+        raise
 
 
 def _build_rewards(raw: Any, prov: _Provenance, default_file: str) -> list[RewardSpec]:
