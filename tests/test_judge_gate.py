@@ -101,5 +101,8 @@ def test_a_bad_calibration_value_stops_train_naming_the_reward(gated, capsys):
     write, stub, _ = gated
     assert run(["train", str(write(0.5, ", min_kapa: 1"))]) == 2
     err = capsys.readouterr().err
-    assert "reward 'judge' rejected its params: calibration: unknown key 'min_kapa'" in err
+    # validate checks the judge's params before anything loads: the file, the reward's place and the key
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "recipe.yaml: rewards[0].params: calibration: unknown key 'min_kapa' (allowed: human_labels, min_kappa, " \
+           "label_column)" in err
     assert stub.requests == 0
