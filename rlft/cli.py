@@ -21,12 +21,38 @@ from rlft.labeling.cli import add_generate_parser, add_label_parser
 STOPPED_EARLY = 3
 
 
-def finish_message(result: object, recipe: str) -> int:
-    """Print where the run went and what to run next; return the exit code (3: stopped early, not a success)."""
+def command_name() -> str:
+    """How the user runs rlft: `rlft` when that name on PATH is this rlft (an active venv, a global install), else
+    the script as it was started (`.venv/bin/rlft`), else the `rlft` script next to this Python."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    on_path = shutil.which("rlft")
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    script = started if started is not None and started.name == "rlft" and started.is_file() else \
+        Path(sys.executable).parent / "rlft"
+    if not script.is_file():
+        return "rlft"
+    if on_path and os.path.samefile(on_path, script):
+        return "rlft"
+    if script is started:
+        return str(started)
+    try:
+        return str(script.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(script)
+
+
+def finish_message(result: object, recipe: str | None = None) -> int:
+    """Print where the run went and what to run next (evaluating with the run's own resolved recipe.yaml, which
+    keeps command-line overrides); return the exit code (3: stopped early, not a success). `recipe` is unused: the
+    recipe file given may not be the run's (overrides)."""
     out = result.output_dir
+    rlft = command_name()
     print(f"[rlft] adapter, recipe, metrics and model card in {out}", flush=True)
-    print(f"[rlft] next: .venv/bin/rlft eval {recipe} --model base --model {out} --out {out}/eval   "
-          f"(serving it: .venv/bin/rlft export {out} --merged, docs/evaluation.md#serving)", flush=True)
+    print(f"[rlft] next: {rlft} eval {out}/recipe.yaml --model base --model {out} --out {out}/eval   "
+          f"(serving it: {rlft} export {out} --merged, docs/evaluation.md#serving)", flush=True)
     stop = getattr(result, "stopped_early", None)
     if stop:
         print(f"error: training stopped early: {stop['reason']}" if not stop["ok"] else

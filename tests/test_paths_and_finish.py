@@ -63,10 +63,33 @@ def _result(stop=None):
     return types.SimpleNamespace(output_dir=Path("runs/x"), stopped_early=stop)
 
 
+@pytest.fixture
+def venv(tmp_path, monkeypatch):
+    """A venv-like folder holding an `rlft` script, rlft started as `venv/bin/rlft` from tmp_path."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "rlft").write_text("#!/bin/sh\n")
+    (bin_dir / "rlft").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["venv/bin/rlft", "train", "recipes/r.yaml", "data.source=my.csv"])
+    return bin_dir
+
+
+@pytest.mark.parametrize(("active", "command"), [(True, "rlft"), (False, "venv/bin/rlft")])
+def test_next_evaluates_the_runs_own_recipe_with_the_command_as_the_user_types_it(venv, capsys, monkeypatch, active,
+                                                                                  command):
+    """The run's recipe.yaml keeps the command-line overrides (data.source=my.csv); the recipe given did not."""
+    monkeypatch.setenv("PATH", f"{venv}:/usr/bin:/bin" if active else "/usr/bin:/bin")
+    assert finish_message(_result(), "recipes/r.yaml") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (f"[rlft] next: {command} eval runs/x/recipe.yaml --model base --model runs/x --out runs/x/eval"
+                      f"   (serving it: {command} export runs/x --merged, docs/evaluation.md#serving)")
+
+
 def test_finish_prints_next_and_an_unaccepted_early_stop_exits_3(capsys):
     assert finish_message(_result(), "recipes/r.yaml") == 0
     out = capsys.readouterr().out
-    assert "[rlft] next: .venv/bin/rlft eval recipes/r.yaml --model base --model runs/x --out runs/x/eval" in out
+    assert " eval runs/x/recipe.yaml --model base --model runs/x --out runs/x/eval" in out
     stop = {"reason": "judge: budget_tokens=2000 spent", "kind": "budget", "ok": False}
     assert finish_message(_result(stop), "r.yaml") == 3
     assert capsys.readouterr().err.strip() == "error: training stopped early: judge: budget_tokens=2000 spent"
