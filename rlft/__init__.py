@@ -8,6 +8,57 @@ from rlft.telemetry import disable_unless_opted_in as _no_telemetry
 
 _no_telemetry()  # before transformers/huggingface_hub read their settings
 
+
+def _source_rewards() -> None:
+    """`rlft.rewards` is the top-level `rewards/` folder (pyproject's package-dir). An install maps it; a source
+    checkout imported as such (Python started in the repository root after a non-editable `pip install .`: ./rlft
+    shadows the installed package) has it next to this folder: find it there, when nothing else does."""
+    import importlib.abc
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "rewards"
+    if (Path(__file__).resolve().parent / "rewards").is_dir() or not (folder / "__init__.py").is_file():
+        return
+
+    class _RewardsFolder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201 - the importlib protocol
+            if name != "rlft.rewards":
+                return None
+            return importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                          submodule_search_locations=[str(folder)])
+
+    if not any(type(f).__name__ == "_RewardsFolder" for f in sys.meta_path):
+        sys.meta_path.append(_RewardsFolder())  # last: an install's own mapping (editable finder) wins
+
+
+_source_rewards()
+
+
+def _one_line_user_errors() -> None:
+    """A `UserError` nothing catches (a script calling `rlft.train` on an output_dir that holds a run) prints the
+    CLI's one line, `error: ...`, instead of a traceback; every other exception keeps the hook it had."""
+    import sys
+
+    previous = sys.excepthook
+    if getattr(previous, "rlft_user_errors", False):
+        return
+
+    def hook(kind, exc, tb):  # noqa: ANN001 - sys.excepthook's protocol
+        from rlft.errors import UserError
+
+        if isinstance(exc, UserError):
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return
+        previous(kind, exc, tb)
+
+    hook.rlft_user_errors = True
+    sys.excepthook = hook
+
+
+_one_line_user_errors()
+
 import logging as _logging  # noqa: E402
 
 # bitsandbytes logs a warning on every import on CPU about an optional kernels package; it is not actionable.

@@ -57,7 +57,8 @@ def test_readme_python_api_trains_and_the_model_card_serves_the_adapter(tiny_mod
                  "signal.drop_zero_std=false"]
     code = _block_with("python", "import rlft\nrecipe = rlft.load_recipe")
     code = code.replace('"recipes/intent_grpo.yaml"', repr(str(ROOT / "recipes" / "intent_grpo.yaml")))
-    code = code.replace('["trainer.max_steps=50"]', repr(overrides))
+    code = code.replace('["trainer.max_steps=50", "output_dir=runs/intent_brevity"]', repr(overrides))
+    assert repr(overrides) in code  # the README's overrides were replaced (a new folder, not command 1's run)
     namespace: dict = {}
     exec(code, namespace)  # noqa: S102 - the README's own code
     result = namespace["result"]
