@@ -48,6 +48,10 @@ class AdapterConfig:
     quant_type: str = _f("nf4", "QLoRA 4-bit type: nf4 | fp4.")
     double_quant: bool = _f(True, "QLoRA nested quantization of the quantization constants.")
     compute_dtype: str = _f("auto", "QLoRA compute dtype: auto | float32 | bfloat16 | float16.")
+    ema_decay: float = _f(0.0, "Average the trainable (LoRA) weights over training: after every optimizer step "
+                          "shadow = d * shadow + (1 - d) * weights (fp32, rlft.ema); periodic evaluation, keep_best, "
+                          "the final evaluation and the saved adapter use the average, checkpoints carry it. 0: off; "
+                          "e.g. 0.9 (about the last 10 steps) to 0.99.")
 
 
 @dataclass
@@ -241,6 +245,12 @@ class EvaluationConfig:
     best_metric: str = _f("intent_accuracy", "Metric that picks the best evaluation (higher is better): "
                           "intent_accuracy, format_rate, macro_f1, policy_following, system_accuracy (with a judge "
                           "or rubric reward) or reward/<name>; checked by rlft validate.")
+    select_fraction: float = _f(0.0, "With every_steps: hold this share of the TRAINING rows back (never trained "
+                                "on) as a selection split that periodic evaluation and keep_best use (logged as "
+                                "select/*), so the held-out split of the final report plays no part in choosing "
+                                "output_dir/best. Carved like data.holdout (grouped: whole near-duplicate clusters; "
+                                "prompt or preference data: whole prompts). 0: off (periodic evaluation and "
+                                "keep_best use the held-out split; rlft validate warns).")
 
 
 @dataclass

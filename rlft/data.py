@@ -49,6 +49,7 @@ class PreparedData:
     eval: Any  # datasets.Dataset
     labels: list[str]
     dropped: dict[str, int]
+    select: Any = None  # datasets.Dataset: evaluation.select_fraction's selection split (rows carved from training)
 
 
 def _file_format(path: Path, fmt: str) -> str:
@@ -613,6 +614,40 @@ def _shift_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
     return ds.select(train_idx).shuffle(seed=seed), ds.select(eval_idx).shuffle(seed=seed)
 
 
+def select_split(train_ds: Any, cfg: DataConfig, algorithm: str, fraction: float, seed: int) -> tuple[Any, Any]:
+    """`evaluation.select_fraction`: (training rows, selection rows), the selection carved out of the TRAINING rows
+    the way `data.holdout` carves the held-out split (grouped: whole near-duplicate clusters per label; prompt, or
+    preference data under random: whole prompts; else rows), so periodic evaluation and keep_best choose on rows
+    that are neither trained on nor the final report's."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"{cfg.source}: evaluation.select_fraction: expected a share between 0 and 1 (exclusive), "
+                        f"got {fraction}")
+    if len(train_ds) < 2:
+        raise DataError(f"{cfg.source}: {len(train_ds)} training row(s); evaluation.select_fraction needs 2+ to "
+                        f"carve a selection split from")
+    if cfg.holdout == "grouped":
+        from rlft.splits import grouped_split
+
+        try:
+            train_idx, select_idx = grouped_split(_template_texts(train_ds, cfg),
+                                                  [str(v) for v in train_ds[cfg.label_column]],
+                                                  eval_fraction=fraction, seed=seed)
+        except ValueError as exc:
+            raise DataError(f"{cfg.source}: evaluation.select_fraction (data.holdout: grouped): {exc}") from None
+        train, select = train_ds.select(train_idx).shuffle(seed=seed), train_ds.select(select_idx).shuffle(seed=seed)
+    elif cfg.holdout == "prompt":
+        train, select = _holdout(train_ds, fraction, seed, by_prompt=True, keys=prompt_keys(train_ds, cfg))
+    else:
+        train, select = _holdout(train_ds, fraction, seed, by_prompt=algorithm not in ("grpo", "ppo", "label_pg"))
+    if len(select) == 0 or len(train) == 0:
+        raise DataError(f"{cfg.source}: evaluation.select_fraction {fraction}: carving the selection split left "
+                        f"{len(train)} training and {len(select)} selection rows; change the fraction")
+    print(f"[rlft] evaluation.select_fraction {fraction}: {len(select)} selection rows carved from the "
+          f"{len(train_ds)} training rows ({cfg.holdout}); periodic evaluation and keep_best use them, the "
+          f"held-out split is left for the final report", flush=True)
+    return train, select
+
+
 def add_noisy_copies(ds: Any, cfg: DataConfig, seed: int) -> Any:
     """`data.augment_noise`: the training rows plus a noisy copy of each (`rlft.noise`), shuffled with `seed`.
 
@@ -656,8 +691,10 @@ def add_policy_column(ds: Any, cfg: DataConfig, source: str) -> Any:
     return ds.remove_columns([c for c in ["policy"] if c in ds.column_names]).add_column("policy", texts)
 
 
-def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str] | None = None) -> PreparedData:
-    """Read, rename, validate, split and shape the data for `algorithm`."""
+def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str] | None = None,
+            select_fraction: float = 0.0) -> PreparedData:
+    """Read, rename, validate, split and shape the data for `algorithm`; with `select_fraction`
+    (`evaluation.select_fraction`) also carve a selection split out of the training rows (`select_split`)."""
     ds = add_policy_column(rename_columns(read_source(cfg, cfg.source, seed), cfg, cfg.source), cfg, cfg.source)
     if cfg.eval_source:
         eval_ds = add_policy_column(rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source),
@@ -691,6 +728,9 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
     if len(eval_ds) < SMALL_HELD_OUT:
         print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
               f"noise (raise data.eval_fraction or give data.eval_source)", flush=True)
+    select_ds = None
+    if select_fraction:  # before the cap and the noisy copies: the selection rows are never trained on
+        train_ds, select_ds = select_split(train_ds, cfg, algorithm, select_fraction, seed)
     if cfg.max_train_samples:
         train_ds = train_ds.select(range(min(cfg.max_train_samples, len(train_ds))))
     if cfg.max_eval_samples:
@@ -704,7 +744,8 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
     labels = _labels(ds, cfg, cfg.source)
     dropped: dict[str, int] = {}
     out = []
-    for part, source in ((train_ds, cfg.source), (eval_ds, cfg.eval_source or cfg.source)):
+    parts = [(train_ds, cfg.source), (eval_ds, cfg.eval_source or cfg.source)]
+    for part, source in parts + ([(select_ds, cfg.source)] if select_ds is not None else []):
         if reward_columns:
             require_columns(part, reward_columns, source, "the recipe's rewards")
         if algorithm in ("grpo", "label_pg", "ppo"):
@@ -713,7 +754,7 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
             out.append(_preference_rows(part, algorithm, cfg, labels, source, dropped))
     if len(out[0]) == 0:
         raise DataError(f"{cfg.source}: no training rows left after the split and drops {dropped}")
-    return PreparedData(out[0], out[1], labels, dropped)
+    return PreparedData(out[0], out[1], labels, dropped, out[2] if select_ds is not None else None)
 
 
 def _prompt_length(tokenizer: Any, prompt: Any, limit: int) -> int:

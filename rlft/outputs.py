@@ -288,6 +288,23 @@ def _stop_section(metrics: dict[str, Any]) -> str:
             f"({stop.get('kind')}, {status}): {stop.get('reason')}\n")
 
 
+def _weights_lines(metrics: dict[str, Any]) -> str:
+    """Model-card lines: the weight average this adapter is (adapter.ema_decay) and where keep_best chose best/."""
+    lines = ""
+    if metrics.get("ema"):
+        ema = metrics["ema"]
+        lines += (f"- Weights: moving average of the trainable weights, decay {ema['decay']} over "
+                  f"{ema['steps_averaged']} optimizer steps (`adapter.ema_decay`)\n")
+    best = metrics.get("best")
+    if best:
+        split = best.get("split", "held-out")
+        how = ("rows held back from training (`evaluation.select_fraction`), not the held-out rows below"
+               if split == "selection" else "the held-out rows below (selection on the reported rows: optimistic)")
+        lines += (f"- Best checkpoint: `best/`, step {best['step']}, {best['metric']} {_fmt(best['value'])} on "
+                  f"{how}\n")
+    return lines
+
+
 def _warnings_section(metrics: dict[str, Any]) -> str:
     warnings = metrics.get("warnings") or []
     return "\n## Warnings\n" + "".join(f"- {w}\n" for w in warnings) if warnings else ""
@@ -340,7 +357,7 @@ Trained with [rlft](https://github.com/rlft/rlft) using **{recipe.algorithm}**.
 - Adapter: {adapter}
 - Data: `{recipe_view['data']['source']}` ({rows_note})
 - Recipe: `recipe.yaml` in this folder (resolved, with every default and the label list)
-{_stop_section(metrics)}{_warnings_section(metrics)}
+{_weights_lines(metrics)}{_stop_section(metrics)}{_warnings_section(metrics)}
 ## Rewards
 {rewards}
 

@@ -22,6 +22,7 @@ from rlft.checkpoints import MarkCompleteCheckpoints, check_resumed_recipe, chec
 from rlft.config import Recipe
 from rlft.data import drop_long_prompts, prepare
 from rlft.distributed import is_main_process
+from rlft.ema import AdapterEMA
 from rlft.errors import RecipeError
 from rlft.evaluate import EvalReport, evaluate
 from rlft.judge_gate import check_judge_gates
@@ -64,14 +65,16 @@ def _stop_record(callbacks: list[Any]) -> dict[str, Any] | None:
 
 
 def _eval(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward],
-          name: str = "model", source: str = "model") -> EvalReport:
+          name: str = "model", source: str = "model", rows: Any = None) -> EvalReport:
+    """Evaluate on `rows` (default: the held-out split; periodic evaluation passes the selection split)."""
     ev = recipe.evaluation
     if recipe.decoding.constrain_labels and not data.labels:
         raise RecipeError(f"{recipe.source_file or 'recipe'}: decoding.constrain_labels needs the label set "
                           "(data.labels or a label column in the data)")
-    return evaluate(model, tokenizer, data.eval, decoding=recipe.decoding, label_column=recipe.data.label_column,
-                    labels=data.labels, rewards=rewards if ev.rewards else (), max_samples=ev.max_samples,
-                    max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, name=name, source=source)
+    return evaluate(model, tokenizer, data.eval if rows is None else rows, decoding=recipe.decoding,
+                    label_column=recipe.data.label_column, labels=data.labels, rewards=rewards if ev.rewards else (),
+                    max_samples=ev.max_samples, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, name=name,
+                    source=source)
 
 
 def write_train_report(recipe: Recipe, out: Path, data: Any, before: EvalReport | None, after: EvalReport,
@@ -115,7 +118,9 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
 
 def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) -> TrainResult:
     """`train` in its claimed and held output folder."""
-    data = prepare(recipe.data, recipe.algorithm, recipe.seed)
+    ev = recipe.evaluation  # the selection split only feeds periodic evaluation, which generates
+    select_fraction = ev.select_fraction if ev.every_steps and recipe.algorithm != "reward_model" else 0.0
+    data = prepare(recipe.data, recipe.algorithm, recipe.seed, select_fraction=select_fraction)
     if recipe.decoding.constrain_labels and not data.labels and recipe.algorithm in ("grpo", "ppo"):
         raise RecipeError(f"{_where(recipe, 'decoding.constrain_labels')}: decoding.constrain_labels needs the label "
                           f"set: {recipe.data.source} has no label column '{recipe.data.label_column}' (columns: "
@@ -135,8 +140,13 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
     if recipe.data.max_prompt_tokens:
         data.train, data.eval = (drop_long_prompts(ds, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,
                                                    data.dropped) for ds in (data.train, data.eval))
+        if data.select is not None:
+            data.select = drop_long_prompts(data.select, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,
+                                            data.dropped)
     metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "train_rows": len(data.train),
                                "eval_rows": len(data.eval), "dropped_rows": data.dropped, "labels": data.labels}
+    if data.select is not None:
+        metrics["select_rows"] = len(data.select)
     if gates:
         metrics["judge_calibration"] = gates
     can_generate = task == "causal_lm" and "prompt" in data.eval.column_names
@@ -155,17 +165,20 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
     time_budget = ([TrainTimeBudget(recipe.max_train_minutes, clock=CLOCKS[recipe.max_train_clock])]
                    if recipe.max_train_minutes else [])
     reward_state = SaveRewardState(named_callbacks)
+    # adapter.ema_decay: before PeriodicEval, so a step's average is updated before that step's evaluation
+    ema = AdapterEMA(recipe.adapter.ema_decay) if recipe.adapter.ema_decay else None
     periodic = None
-    if recipe.evaluation.every_steps and can_generate:
-        ev = recipe.evaluation
-        periodic = PeriodicEval(lambda m: _eval(recipe, m, tokenizer, data, rewards), ev.every_steps, out,
-                                keep_best=ev.keep_best, best_metric=ev.best_metric)
+    if ev.every_steps and can_generate:
+        rows, split = (data.eval, "held-out") if data.select is None else (data.select, "selection")
+        periodic = PeriodicEval(lambda m: _eval(recipe, m, tokenizer, data, rewards, rows=rows), ev.every_steps,
+                                out, keep_best=ev.keep_best, best_metric=ev.best_metric, split=split,
+                                weights=ema.swapped if ema is not None else None)
     # TRL's default sum_then_normalize would count an abstention as 0 next to scored rows: see rlft.abstain.
     trained_rewards = neutral_rewards(rewards, recipe.algorithm, recipe.trainer)
     marker = MarkCompleteCheckpoints()
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, trained_rewards, data.labels, device,
                        callbacks=[marker, *(callbacks or []), *reward_callbacks, *time_budget,
-                                  *([periodic] if periodic else []),
+                                  *([ema] if ema else []), *([periodic] if periodic else []),
                                   *([reward_state] if reward_state else [])])
     trainer = trainer_builder(recipe.algorithm)(ctx)
     _check_rows_left(recipe, trainer, len(data.train))
@@ -180,6 +193,8 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
         print(f"[rlft] resuming from {resume}", flush=True)
         if periodic is not None:
             periodic.load_state(resume)
+        if ema is not None:
+            ema.load_state(resume)
         if reward_state:
             reward_state.load_state(resume, trainer.args.process_index)
     start = time.time()
@@ -188,6 +203,9 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
     except TrainingStopped as stop:  # a restored reward state says stop (a judge budget spent): no step trains
         print(f"[rlft] not training further: {stop}", flush=True)
         train_output = None
+    if ema is not None:  # on_train_end did it, unless training stopped before it began
+        ema.finalize(trainer.model)
+        metrics["ema"] = {"decay": ema.decay, "steps_averaged": ema.updates}
     metrics["train_seconds"] = round(time.time() - start, 1)
     metrics["train"] = {k: v for k, v in (train_output.metrics if train_output else {}).items()
                         if isinstance(v, (int, float))}
@@ -207,7 +225,8 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
         if periodic.best is not None:
             tokenizer.save_pretrained(periodic.best["dir"])
             metrics["best"] = periodic.best
-            print(f"[rlft] best held-out {periodic.best['metric']}={periodic.best['value']:.3f} at step "
+            print(f"[rlft] best {periodic.best.get('split', 'held-out')} {periodic.best['metric']}="
+                  f"{periodic.best['value']:.3f} at step "
                   f"{periodic.best['step']}: adapter in {periodic.best['dir']}", flush=True)
 
     if recipe.evaluation.after and can_generate:

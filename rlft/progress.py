@@ -101,7 +101,7 @@ class CompactProgress(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        if any(k.startswith("heldout/") for k in logs):
+        if any(k.startswith(("heldout/", "select/")) for k in logs):  # PeriodicEval prints its own line
             return
         now, step = time.time(), state.global_step
         if SUMMARY_KEY in logs:

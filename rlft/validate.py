@@ -66,6 +66,8 @@ def validate(recipe: Recipe) -> None:
                               f"(its KL reference term pairs each prompt with another completion in the batch)")
     _validate_sections(recipe)
     warn_inert_keys(recipe)
+    if (line := selection_on_reported_rows(recipe)) is not None:
+        print(f"[rlft] warning: {line}", flush=True)
     check_launch(recipe, where=_where(recipe, "trainer"))
     check_sample(recipe, _where)
     # The checks below import transformers and TRL (seconds to tens of seconds): every check above stays cheap.
@@ -313,6 +315,10 @@ def _validate_sections(recipe: Recipe) -> None:
         _check(value >= 1, recipe, f"evaluation.{key}", f"expected >= 1, got {value}")
     _check(ev.every_steps >= 0, recipe, "evaluation.every_steps", f"expected >= 0 (0: off), got {ev.every_steps}")
     _check(not ev.keep_best or ev.every_steps, recipe, "evaluation.keep_best", "needs evaluation.every_steps > 0")
+    _check(_finite(ev.select_fraction) and 0.0 <= ev.select_fraction < 1.0, recipe, "evaluation.select_fraction",
+           f"expected a share of the training rows in [0, 1) (0: off), got {ev.select_fraction}")
+    _check(_finite(recipe.adapter.ema_decay) and 0.0 <= recipe.adapter.ema_decay < 1.0, recipe, "adapter.ema_decay",
+           f"expected a decay in [0, 1) (0: off), got {recipe.adapter.ema_decay}")
     if ev.keep_best:
         from rlft.errors import did_you_mean
         from rlft.evaluate import EVAL_METRICS
@@ -353,7 +359,20 @@ INERT_KEYS = (
     ("decoding.reply_min_tokens", lambda r: not r.decoding.free_reply, "decoding.free_reply: true"),
     ("decoding.lookup_template", lambda r: not r.decoding.lookup, "decoding.lookup"),
     ("decoding.analysis_close", lambda r: not r.decoding.analysis_max_tokens, "decoding.analysis_max_tokens > 0"),
+    ("evaluation.select_fraction", lambda r: not r.evaluation.every_steps or r.algorithm == "reward_model",
+     "evaluation.every_steps > 0 and an algorithm that generates (not reward_model)"),
 )
+
+
+def selection_on_reported_rows(recipe: Recipe) -> str | None:
+    """The warning line for `evaluation.keep_best` choosing output_dir/best on the held-out rows the final report
+    is measured on (selection on the test set), or None."""
+    ev = recipe.evaluation
+    if not (ev.keep_best and ev.every_steps) or ev.select_fraction:
+        return None
+    return (f"{_where(recipe, 'evaluation.keep_best')}: evaluation.keep_best: chooses output_dir/best on the "
+            f"held-out rows the final report is measured on (selection on the test set: its figure is optimistic); "
+            f"set evaluation.select_fraction, e.g. 0.1, to choose on rows held back from training")
 
 
 def inert_keys(recipe: Recipe) -> list[str]:
