@@ -87,8 +87,10 @@ def _neutral(func: Callable) -> Callable:
 
 def needs_neutral(algorithm: str, n_rewards: int, trainer: dict[str, Any]) -> bool:
     """Whether TRL would count an abstention as 0 for this recipe (GRPO, 2+ rewards, sum_then_normalize)."""
+    from rlft.trainers import algorithm_spec
+
     aggregation = trainer.get("multi_objective_aggregation", "sum_then_normalize")
-    return algorithm == "grpo" and n_rewards > 1 and aggregation in NEUTRAL_AGGREGATIONS
+    return algorithm_spec(algorithm).trl_reward_aggregation and n_rewards > 1 and aggregation in NEUTRAL_AGGREGATIONS
 
 
 def neutral_rewards(rewards: Sequence[Any], algorithm: str, trainer: dict[str, Any]) -> list[Any]:

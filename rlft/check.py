@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlft.errors import UserError
+from rlft.trainers import algorithm_spec
 
 BROKEN_REWARD = 1
 OVER_BUDGET = 4
@@ -118,7 +119,7 @@ def forecast_zero_variance(report: CheckReport, recipe: Any, model: Any, tokeniz
 def completions_per_step(recipe: Any, labels: list[str]) -> int:
     t = recipe.trainer
     batch = int(t.get("per_device_train_batch_size", 8)) * int(t.get("gradient_accumulation_steps", 1))
-    return batch * max(len(labels), 1) if recipe.algorithm == "label_pg" else batch
+    return algorithm_spec(recipe.algorithm).completions_per_step(batch, labels)
 
 
 def project_judges(report: CheckReport, recipe: Any, rewards: list, labels: list[str]) -> None:
@@ -169,7 +170,7 @@ def time_step(report: CheckReport, recipe: Any, model: Any, tokenizer: Any, rows
     x = torch.randint(0, len(tokenizer), (batch, length), device=device)
     model.train()
     start = time.perf_counter()
-    if recipe.algorithm == "reward_model":  # a scalar head: any loss over its output costs the same backward
+    if algorithm_spec(recipe.algorithm).task == "seq_cls":  # a scalar head: any loss over it costs the same backward
         model(input_ids=x).logits.float().mean().backward()
     else:
         model(input_ids=x, labels=x).loss.backward()
@@ -180,7 +181,7 @@ def time_step(report: CheckReport, recipe: Any, model: Any, tokenizer: Any, rows
     if device.type == "cuda":
         mem += f", CUDA max allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB"
     step = fwd_bwd * int(t.get("gradient_accumulation_steps", 1))
-    if recipe.algorithm in ("grpo", "ppo"):
+    if algorithm_spec(recipe.algorithm).online:  # it samples completions every step
         step += gen_s * completions_per_step(recipe, labels)
     steps = int(t.get("max_steps", -1))
     total = f", ~{step * steps / 60:.1f} min for {steps} steps" if steps > 0 else ""
@@ -211,7 +212,8 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
                + (f": {', '.join(data.labels[:8])}{' ...' if len(data.labels) > 8 else ''}" if data.labels else ""))
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     device = resolve_device(recipe.model)
-    task = "seq_cls" if recipe.algorithm == "reward_model" else "causal_lm"
+    spec = algorithm_spec(recipe.algorithm)
+    task = spec.task
     start = time.perf_counter()
     model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=task)
     report.add(f"model: loaded on {device} in {time.perf_counter() - start:.1f} s")
@@ -229,7 +231,7 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
         gen_s = (time.perf_counter() - start) / max(len(texts), 1)
         report.add(f"samples: {len(texts)} greedy replies, e.g. {texts[0][:80]!r}")
         check_rewards(report, rewards, rows, texts)
-        if recipe.algorithm == "grpo" and not report.broken:
+        if spec.group_relative and not report.broken:
             pool = [dict(data.train[i]) for i in range(min(forecast_prompts, len(data.train)))]
             gen_s = forecast_zero_variance(report, recipe, model, tokenizer, rewards, pool, data.labels)
         if not report.broken:

@@ -25,8 +25,8 @@ from typing import Any
 from rlft.config import DataConfig
 from rlft.demo_data import DEMO_SOURCES
 from rlft.errors import DataError, RecipeError
+from rlft.trainers import algorithm_spec, algorithms_where
 
-PREFERENCE_ALGOS = ("dpo", "reward_model")
 WINNER_A = {"a", "response_a", "1"}
 WINNER_B = {"b", "response_b", "2"}
 RATING = {"accurate": True, "inaccurate": False}
@@ -36,10 +36,9 @@ DIAGNOSE_BYTES = 200_000_000  # when a file fails to load, how much is scanned t
 SMALL_HELD_OUT = 10
 MAX_LABEL_CHARS = 200  # a label is a class name; a 1 MB one hung `rlft check` (system prompt, constraint trie)
 MAX_PROMPT_CHARS = 1_000_000  # a prompt row rlft reads at all (with data.max_prompt_tokens: null)
-PROMPT_ALGOS = ("grpo", "label_pg", "ppo")  # prompt datasets (the others read preference rows)
-# Columns each algorithm needs, as alternatives (after data.columns renames); prompt datasets add their template.
-NEEDED = {"dpo": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
-          "reward_model": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
+# Columns each data shape (`Algorithm.data`) needs, as alternatives (after data.columns renames); prompt datasets
+# need their template's fields instead.
+NEEDED = {"pairs": (("prompt", "chosen", "rejected"), ("prompt", "response_a", "response_b", "winner")),
           "kto": (("prompt", "completion", "label"), ("input", "output", "rating"))}
 
 
@@ -207,8 +206,9 @@ def check_label_text(label: str, decoding: Any) -> str | None:
 
 
 def _needed_columns(recipe: Any) -> tuple[tuple[str, ...], ...]:
-    if recipe.algorithm in NEEDED:
-        return NEEDED[recipe.algorithm]
+    shape = algorithm_spec(recipe.algorithm).data
+    if shape in NEEDED:
+        return NEEDED[shape]
     needed = tuple(f for f in template_fields(recipe.data.prompt_template)
                    if not (recipe.data.policies and f == "policy"))  # filled by add_policy_column
     intent_rewards = any(r.name in ("intent", "rubric") and "label_column" not in r.params for r in recipe.rewards)
@@ -245,9 +245,10 @@ def check_data_options(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if not 0.0 <= cfg.augment_noise <= 1.0:
         raise RecipeError(f"{where(recipe, 'data.augment_noise')}: data.augment_noise: expected a rate in [0, 1] "
                           f"(0: off), got {cfg.augment_noise}")
-    if cfg.augment_noise and recipe.algorithm not in PROMPT_ALGOS:
+    if cfg.augment_noise and algorithm_spec(recipe.algorithm).data != "prompt":
+        prompt_algorithms = algorithms_where(lambda a: a.data == "prompt")
         raise RecipeError(f"{where(recipe, 'data.augment_noise')}: data.augment_noise: noisy copies are made of "
-                          f"prompt rows ({', '.join(PROMPT_ALGOS)}), not {recipe.algorithm} data")
+                          f"prompt rows ({', '.join(prompt_algorithms)}), not {recipe.algorithm} data")
 
 
 def _option_columns(cfg: DataConfig, key: str) -> list[tuple[str, str]]:
@@ -298,7 +299,8 @@ def check_sample(recipe: Any, where: Callable[[Any, str], str]) -> None:
         options = _needed_columns(recipe)
         if not any(set(o) <= columns for o in options):
             missing = [c for c in options[0] if c not in columns]
-            why = " (data.prompt_template / data.label_column)" if recipe.algorithm not in NEEDED else ""
+            why = " (data.prompt_template / data.label_column)" if algorithm_spec(recipe.algorithm).data == \
+                "prompt" else ""
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} needed by {recipe.algorithm}{why}"
                             f"; columns are {', '.join(header)} (map yours with data.columns)")
         for option, column in _option_columns(cfg, key):
@@ -470,7 +472,7 @@ def _assistant(text: Any) -> Any:
 def _preference_rows(ds: Any, algorithm: str, cfg: DataConfig, labels: list[str], source: str,
                      dropped: dict[str, int]) -> Any:
     system = system_message(cfg, labels)
-    if algorithm in PREFERENCE_ALGOS:
+    if algorithm_spec(algorithm).data == "pairs":
         if "chosen" not in ds.column_names and "winner" in ds.column_names:
             ds = _pairwise_to_dpo(ds, source, dropped)
         require_columns(ds, ["prompt", "chosen", "rejected"], source, f"{algorithm} (prompt, chosen, rejected)")
@@ -638,7 +640,8 @@ def select_split(train_ds: Any, cfg: DataConfig, algorithm: str, fraction: float
     elif cfg.holdout == "prompt":
         train, select = _holdout(train_ds, fraction, seed, by_prompt=True, keys=prompt_keys(train_ds, cfg))
     else:
-        train, select = _holdout(train_ds, fraction, seed, by_prompt=algorithm not in ("grpo", "ppo", "label_pg"))
+        by_prompt = algorithm_spec(algorithm).data != "prompt"  # preference rows: whole prompts
+        train, select = _holdout(train_ds, fraction, seed, by_prompt=by_prompt)
     if len(select) == 0 or len(train) == 0:
         raise DataError(f"{cfg.source}: evaluation.select_fraction {fraction}: carving the selection split left "
                         f"{len(train)} training and {len(select)} selection rows; change the fraction")
@@ -695,6 +698,7 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
             select_fraction: float = 0.0) -> PreparedData:
     """Read, rename, validate, split and shape the data for `algorithm`; with `select_fraction`
     (`evaluation.select_fraction`) also carve a selection split out of the training rows (`select_split`)."""
+    shape = algorithm_spec(algorithm).data  # prompt rows, or preference rows (pairs, kto)
     ds = add_policy_column(rename_columns(read_source(cfg, cfg.source, seed), cfg, cfg.source), cfg, cfg.source)
     if cfg.eval_source:
         eval_ds = add_policy_column(rename_columns(read_source(cfg, cfg.eval_source, seed), cfg, cfg.eval_source),
@@ -723,7 +727,7 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
                                 f"{len(set(keys))}")
             train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=True, keys=keys)
         else:
-            by_prompt = algorithm not in ("grpo", "ppo", "label_pg")
+            by_prompt = shape != "prompt"
             train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=by_prompt)
     if len(eval_ds) < SMALL_HELD_OUT:
         print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
@@ -748,7 +752,7 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
     for part, source in parts + ([(select_ds, cfg.source)] if select_ds is not None else []):
         if reward_columns:
             require_columns(part, reward_columns, source, "the recipe's rewards")
-        if algorithm in ("grpo", "label_pg", "ppo"):
+        if shape == "prompt":
             out.append(_prompt_rows(part, cfg, labels, source))
         else:
             out.append(_preference_rows(part, algorithm, cfg, labels, source, dropped))

@@ -30,6 +30,7 @@ from typing import Any
 
 from rlft.config import DecodingConfig, Recipe, SignalConfig
 from rlft.errors import RecipeError
+from rlft.trainers import algorithm_spec
 
 VLLM_MODES = ("colocate", "server")
 
@@ -107,7 +108,9 @@ def launch_env(env: Mapping[str, str] | None = None, trainer: Mapping[str, Any] 
 
 
 def _signal_trainer(recipe: Recipe) -> bool:
-    return recipe.algorithm == "grpo" and (recipe.signal != SignalConfig() or recipe.decoding != DecodingConfig())
+    """rlft's SignalGRPOTrainer runs (the algorithm has a signal: section; the recipe sets it or decoding:)."""
+    return "signal" in algorithm_spec(recipe.algorithm).sections and \
+        (recipe.signal != SignalConfig() or recipe.decoding != DecodingConfig())
 
 
 def check_launch(recipe: Recipe, env: Mapping[str, str] | None = None, where: str | None = None) -> LaunchEnv:
@@ -120,8 +123,8 @@ def check_launch(recipe: Recipe, env: Mapping[str, str] | None = None, where: st
             f"{where}: adapter.type: qlora cannot run under {launch.describe()}: it shards parameters and "
             f"bitsandbytes 4-bit weights are not shardable as rlft loads them; use adapter.type: lora, or QLoRA with "
             f"DDP / DeepSpeed ZeRO-2 (recipes/accelerate/multi_gpu.yaml, deepspeed_zero2.yaml)")
-    if (recipe.algorithm == "grpo" and recipe.signal.shared_prefix and launch.engine == "fsdp"
-            and launch.fsdp_activation_checkpointing):
+    if ("signal" in algorithm_spec(recipe.algorithm).sections and recipe.signal.shared_prefix
+            and launch.engine == "fsdp" and launch.fsdp_activation_checkpointing):
         raise RecipeError(
             f"{where}: signal.shared_prefix cannot run with FSDP activation checkpointing "
             f"(FSDP_ACTIVATION_CHECKPOINTING=true): recomputing layers in backward would extend the shared KV cache "

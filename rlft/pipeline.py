@@ -37,7 +37,7 @@ from rlft.reward_protocol import TrainingStopped
 from rlft.reward_state import SaveRewardState
 from rlft.telemetry import disable_unless_opted_in
 from rlft.time_budget import CLOCKS, TrainTimeBudget
-from rlft.trainers import trainer_builder
+from rlft.trainers import algorithm_spec, trainer_builder
 from rlft.trainers.context import TrainContext
 from rlft.validate import validate
 
@@ -118,10 +118,11 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
 
 def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) -> TrainResult:
     """`train` in its claimed and held output folder."""
+    spec = algorithm_spec(recipe.algorithm)
     ev = recipe.evaluation  # the selection split only feeds periodic evaluation, which generates
-    select_fraction = ev.select_fraction if ev.every_steps and recipe.algorithm != "reward_model" else 0.0
+    select_fraction = ev.select_fraction if ev.every_steps and spec.task != "seq_cls" else 0.0
     data = prepare(recipe.data, recipe.algorithm, recipe.seed, select_fraction=select_fraction)
-    if recipe.decoding.constrain_labels and not data.labels and recipe.algorithm in ("grpo", "ppo"):
+    if recipe.decoding.constrain_labels and not data.labels and spec.online:
         raise RecipeError(f"{_where(recipe, 'decoding.constrain_labels')}: decoding.constrain_labels needs the label "
                           f"set: {recipe.data.source} has no label column '{recipe.data.label_column}' (columns: "
                           f"{', '.join(c for c in data.train.column_names if c != 'prompt')}) and data.labels is not "
@@ -135,7 +136,7 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
     write_recipe(recipe, out, data.labels)
     gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)
 
-    task = "seq_cls" if recipe.algorithm == "reward_model" else "causal_lm"
+    task = spec.task
     model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=task)
     if recipe.data.max_prompt_tokens:
         data.train, data.eval = (drop_long_prompts(ds, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,

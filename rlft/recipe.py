@@ -29,6 +29,7 @@ from rlft.config import (
 )
 from rlft.errors import RecipeError, did_you_mean
 from rlft.reward_loader import RewardSpec
+from rlft.trainers import algorithm_names
 from rlft.typecheck import describe, matches
 
 SECTIONS = {"model": ModelConfig, "adapter": AdapterConfig, "data": DataConfig, "decoding": DecodingConfig,
@@ -369,10 +370,11 @@ def build_recipe(raw: dict[str, Any], prov: _Provenance | None = None, file: str
                 raise RecipeError(f"{prov.origin(key, file)}: {key}: expected {describe(hints[key])}, "
                                   f"got {raw[key]!r}")
             kwargs[key] = raw[key]
-    if kwargs.get("algorithm", "grpo") not in ALGORITHMS:
+    known = algorithm_names()  # the registry, read now: an algorithm registered by a module of yours counts
+    if kwargs.get("algorithm", "grpo") not in known:
         value = kwargs["algorithm"]
         raise RecipeError(f"{prov.origin('algorithm', file)}: algorithm: '{value}' is not one of "
-                          f"{', '.join(ALGORITHMS)}{did_you_mean(str(value), ALGORITHMS)}")
+                          f"{', '.join(known)}{did_you_mean(str(value), known)}")
     for name, cls in SECTIONS.items():
         if name in raw:
             kwargs[name] = _build_section(cls, raw[name], name, prov, file)

@@ -31,11 +31,9 @@ from rlft.typecheck import describe, from_spec, matches, to_spec
 
 def config_class(algorithm: str) -> type:
     """TRL (or rlft) config dataclass for an algorithm (each trainer module says which: `rlft.trainers`)."""
-    from rlft.trainers import TRAINER_MODULES, config_class as registered
+    from rlft.trainers import algorithm_spec
 
-    if algorithm not in TRAINER_MODULES:
-        raise RecipeError(f"algorithm: unknown '{algorithm}'")
-    return registered(algorithm)
+    return algorithm_spec(algorithm).config_class()  # an unknown name: "algorithm: unknown '<name>'"
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -49,6 +47,22 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+def _module_bytes(algorithm: str) -> bytes:
+    """The source of an algorithm's module when it lives outside rlft (found, not imported), else b""."""
+    import importlib.util
+
+    from rlft.trainers import algorithm_spec
+
+    try:
+        found = importlib.util.find_spec(algorithm_spec(algorithm).module)
+    except (ImportError, ValueError):
+        return b""
+    origin = Path(found.origin) if found is not None and found.origin else None
+    if origin is None or not origin.is_file() or Path(__file__).resolve().parent in origin.resolve().parents:
+        return b""
+    return origin.read_bytes()
+
+
 def _schema_file(algorithm: str) -> Path:
     versions = []
     for dist in ("trl", "transformers"):
@@ -59,6 +73,7 @@ def _schema_file(algorithm: str) -> Path:
     digest = hashlib.sha1("|".join(versions).encode())
     for path in sorted(Path(__file__).parent.rglob("*.py")):  # rlft's own config classes (PPO, label_pg) live here
         digest.update(path.read_bytes())
+    digest.update(_module_bytes(algorithm))  # an algorithm registered from outside rlft: its own module too
     root = Path(os.environ.get("RLFT_CACHE") or Path.home() / ".cache" / "rlft").expanduser()
     return root / "trainer_schema" / f"{algorithm}-{digest.hexdigest()[:16]}.json"
 
@@ -67,10 +82,9 @@ def _schema_file(algorithm: str) -> Path:
 def trainer_schema(algorithm: str) -> tuple[str, frozenset[str], dict[str, Any]]:
     """(class name, init field names, type hints) of the algorithm's config class, from the on-disk cache when it
     has this version's schema, else by importing the class (then cached; an unwritable cache is skipped)."""
-    from rlft.trainers import TRAINER_MODULES
+    from rlft.trainers import algorithm_spec
 
-    if algorithm not in TRAINER_MODULES:
-        raise RecipeError(f"algorithm: unknown '{algorithm}'")
+    algorithm_spec(algorithm)  # an unknown name: "algorithm: unknown '<name>'"
     path = _schema_file(algorithm)
     try:
         data = json.loads(path.read_text())

@@ -17,10 +17,9 @@ from rlft.models import check_model_source, resolve_device
 from rlft.outputs import check_output_path, folder_problem
 from rlft.reward_loader import check_params, resolve_target
 from rlft.trainer_args import build_args, check_trainer_keys
+from rlft.trainers import algorithm_spec, algorithms_where
 
 TRAIN_CLOCKS = ("wall", "cpu")  # the keys of rlft.time_budget.CLOCKS (importing it would load transformers)
-
-REWARD_ALGOS = ("grpo", "label_pg", "ppo")
 
 
 def _where(recipe: Recipe, key: str) -> str:
@@ -58,12 +57,7 @@ def validate(recipe: Recipe) -> None:
     for key, value in recipe.trainer.items():  # one key at a time, so the error names the file that set it
         check_trainer_keys(dataclasses.replace(recipe, trainer={key: value}), _where(recipe, f"trainer.{key}"))
     _validate_trainer_values(recipe)
-    if recipe.algorithm == "kto":
-        batch = recipe.trainer.get("per_device_train_batch_size", 8)
-        if batch <= 1:
-            raise RecipeError(f"{_where(recipe, 'trainer.per_device_train_batch_size')}: "
-                              f"trainer.per_device_train_batch_size: KTO needs > 1 "
-                              f"(its KL reference term pairs each prompt with another completion in the batch)")
+    algorithm_spec(recipe.algorithm).validate(recipe, _where)  # the algorithm's own rules (KTO's batch size)
     _validate_sections(recipe)
     warn_inert_keys(recipe)
     if (line := selection_on_reported_rows(recipe)) is not None:
@@ -93,8 +87,8 @@ def _validate_target_modules(recipe: Recipe) -> None:
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=m.trust_remote_code)
         with torch.device("meta"):
-            model_cls = AutoModelForSequenceClassification if recipe.algorithm == "reward_model" else \
-                AutoModelForCausalLM
+            model_cls = AutoModelForSequenceClassification if algorithm_spec(recipe.algorithm).task == "seq_cls" \
+                else AutoModelForCausalLM
             skeleton = model_cls.from_config(config, trust_remote_code=m.trust_remote_code)
     except Exception:  # noqa: BLE001 - an unusual model: loading it says what is wrong
         return
@@ -129,8 +123,8 @@ TRAINER_RANGES = {
     "cliprange": "> 0", "cliprange_value": "> 0", "gamma": "[0, 1]", "lam": "[0, 1]", "vf_coef": ">= 0",
     "ppo_epochs": ">= 1", "num_mini_batches": ">= 1", "init_kl_coef": ">= 0", "kl_horizon": ">= 1",
 }
-# Where an algorithm needs a stricter range than the table's: DPO's and KTO's beta scales the whole loss (0: none).
-TRAINER_RANGES_BY_ALGORITHM = {"dpo": {"beta": "> 0"}, "kto": {"beta": "> 0"}}
+# An algorithm that needs a stricter range than the table's declares it (`Algorithm.trainer_ranges`): DPO's and
+# KTO's beta scales the whole loss (0: none).
 MAX_STEPS_LIMIT = 10**9
 SEED_RANGE = "[0, 4294967295]"  # numpy's seed range (transformers' set_seed)
 
@@ -167,7 +161,7 @@ def _is_number(value: object) -> bool:
 
 
 def _validate_trainer_values(recipe: Recipe) -> None:
-    ranges = {**TRAINER_RANGES, **TRAINER_RANGES_BY_ALGORITHM.get(recipe.algorithm, {})}
+    ranges = {**TRAINER_RANGES, **algorithm_spec(recipe.algorithm).trainer_ranges}
     for key, value in recipe.trainer.items():
         if key == "max_steps" and _is_number(value):
             _check(value == -1 or 1 <= value <= MAX_STEPS_LIMIT, recipe, "trainer.max_steps",
@@ -236,7 +230,7 @@ def _validate_adapter(recipe: Recipe) -> None:
 
 
 def _validate_rewards(recipe: Recipe) -> None:
-    if recipe.algorithm in REWARD_ALGOS and not recipe.rewards:
+    if algorithm_spec(recipe.algorithm).needs_rewards and not recipe.rewards:
         raise RecipeError(f"{_where(recipe, 'rewards')}: rewards: algorithm '{recipe.algorithm}' needs at least "
                           f"one reward (e.g. - name: intent)")
     for i, spec in enumerate(recipe.rewards):
@@ -281,16 +275,22 @@ def _check(ok: bool, recipe: Recipe, key: str, message: str) -> None:
         raise RecipeError(f"{_where(recipe, key)}: {key}: {message}")
 
 
+def _owners(section: str) -> str:
+    """The algorithms a section of their own belongs to ("grpo" for signal:), for "only applies to" messages."""
+    return " or ".join(algorithms_where(lambda a: section in a.sections))
+
+
 def _validate_sections(recipe: Recipe) -> None:
     sig, ev, pg = recipe.signal, recipe.evaluation, recipe.label_pg
+    spec = algorithm_spec(recipe.algorithm)
     if sig.segment_credit:
         _validate_segment_credit(recipe)
     if sig.exact_head:
         _validate_exact_head(recipe)
     if sig != SignalConfig():
-        _check(recipe.algorithm == "grpo", recipe, "signal",
-               f"only applies to algorithm grpo (this recipe is {recipe.algorithm}); decoding settings live in "
-               f"decoding:")
+        _check("signal" in spec.sections, recipe, "signal",
+               f"only applies to algorithm {_owners('signal')} (this recipe is {recipe.algorithm}); decoding "
+               f"settings live in decoding:")
     _check(_finite(sig.success_threshold), recipe, "signal.success_threshold", f"expected a finite number, got "
            f"{sig.success_threshold}")
     _check(sig.refill_rounds >= 0, recipe, "signal.refill_rounds", f"expected >= 0, got {sig.refill_rounds}")
@@ -326,17 +326,18 @@ def _validate_sections(recipe: Recipe) -> None:
         known = [*EVAL_METRICS, *(f"reward/{spec.display_name}" for spec in recipe.rewards)]
         _check(ev.best_metric in known, recipe, "evaluation.best_metric", f"unknown metric {ev.best_metric!r}"
                f"{did_you_mean(ev.best_metric, known)}; evaluation reports {', '.join(known)}")
-    _check(recipe.algorithm != "ppo" or not recipe.decoding.lookup, recipe, "decoding.lookup",
-           "not with algorithm ppo (its rollouts would train on the looked-up text); use grpo")
+    _check(spec.lookup or not recipe.decoding.lookup, recipe, "decoding.lookup",
+           f"not with algorithm {recipe.algorithm} (its rollouts would train on the looked-up text); use grpo")
     _check(not (recipe.decoding.lookup and recipe.trainer.get("use_vllm")), recipe, "decoding.lookup",
            "not with trainer.use_vllm (vLLM picks the looked-up text's tokens itself, so they cannot be kept out "
            "of the loss; serve with vLLM, train with the transformers sampler)")
-    _check(recipe.algorithm != "label_pg" or not recipe.decoding.analysis_max_tokens, recipe,
-           "decoding.analysis_max_tokens", "does not apply to algorithm label_pg (it scores each label right after "
-           "the prompt; an analysis block would have to be sampled: use grpo)")
+    _check(spec.analysis or not recipe.decoding.analysis_max_tokens, recipe,
+           "decoding.analysis_max_tokens", f"does not apply to algorithm {recipe.algorithm} (it scores each label "
+           f"right after the prompt; an analysis block would have to be sampled: use grpo)")
     if pg != LabelPGConfig():
-        _check(recipe.algorithm == "label_pg" or bool(sig.exact_head), recipe, "label_pg",
-               f"only applies to algorithm label_pg or signal.exact_head (this recipe is {recipe.algorithm})")
+        _check("label_pg" in spec.sections or bool(sig.exact_head), recipe, "label_pg",
+               f"only applies to algorithm {_owners('label_pg')} or signal.exact_head (this recipe is "
+               f"{recipe.algorithm})")
     _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
     _check(0.0 <= pg.free_weight <= 1.0, recipe, "label_pg.free_weight", f"expected 0..1, got {pg.free_weight}")
     _check(pg.validity_paths >= 0, recipe, "label_pg.validity_paths", f"expected >= 0 (0: off), got "
@@ -359,7 +360,8 @@ INERT_KEYS = (
     ("decoding.reply_min_tokens", lambda r: not r.decoding.free_reply, "decoding.free_reply: true"),
     ("decoding.lookup_template", lambda r: not r.decoding.lookup, "decoding.lookup"),
     ("decoding.analysis_close", lambda r: not r.decoding.analysis_max_tokens, "decoding.analysis_max_tokens > 0"),
-    ("evaluation.select_fraction", lambda r: not r.evaluation.every_steps or r.algorithm == "reward_model",
+    ("evaluation.select_fraction", lambda r: not r.evaluation.every_steps or algorithm_spec(r.algorithm).task ==
+     "seq_cls",
      "evaluation.every_steps > 0 and an algorithm that generates (not reward_model)"),
 )
 
@@ -400,8 +402,8 @@ def warn_inert_keys(recipe: Recipe) -> None:
 
 def _validate_exact_head(recipe: Recipe) -> None:
     sig, dec, key = recipe.signal, recipe.decoding, "signal.exact_head"
-    _check(recipe.algorithm == "grpo", recipe, key, f"only applies to algorithm grpo (this recipe is "
-           f"{recipe.algorithm}; algorithm label_pg is the exact objective alone)")
+    _check("signal" in algorithm_spec(recipe.algorithm).sections, recipe, key, f"only applies to algorithm "
+           f"{_owners('signal')} (this recipe is {recipe.algorithm}; algorithm label_pg is the exact objective alone)")
     _check(dec.constrain_labels and dec.free_reply, recipe, key, "needs decoding.constrain_labels: true and "
            "decoding.free_reply: true (the head is one allowed label, then the reply)")
     _check(not dec.analysis_max_tokens, recipe, key, "does not support decoding.analysis_max_tokens (the exact "
@@ -420,8 +422,8 @@ def _validate_exact_head(recipe: Recipe) -> None:
 
 def _validate_segment_credit(recipe: Recipe) -> None:
     sig, key = recipe.signal, "signal.segment_credit"
-    _check(recipe.algorithm == "grpo", recipe, key, f"only applies to algorithm grpo (this recipe is "
-           f"{recipe.algorithm})")
+    _check("signal" in algorithm_spec(recipe.algorithm).sections, recipe, key, f"only applies to algorithm "
+           f"{_owners('signal')} (this recipe is {recipe.algorithm})")
     _check(recipe.decoding.free_reply, recipe, key, "needs decoding.free_reply: true (the head ends where the "
            "constrained label + label_suffix ends)")
     _check(sig.baseline == "group", recipe, key, "needs signal.baseline: group (prompt_ema has one baseline per "
