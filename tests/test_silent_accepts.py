@@ -27,7 +27,8 @@ FREE = ["decoding.constrain_labels=true", "decoding.free_reply=true"]
 ERRORS = [
     ("a minimum reply above the maximum masked EOS past the forced end", "grpo",
      ["validate", "{recipe}", *FREE, "decoding.reply_min_tokens=20", "decoding.reply_max_tokens=10"],
-     "decoding.reply_min_tokens: expected <= decoding.reply_max_tokens (10), got 20 (EOS would be masked past the "
+     "command line: decoding.reply_min_tokens: expected <= decoding.reply_max_tokens (10), got 20 (EOS would be "
+     "masked past the "
      "forced end)"),
     ("a NaN success threshold counts no rollout as a success", "grpo",
      ["validate", "{recipe}", "signal.success_threshold=.nan"],
