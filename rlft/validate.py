@@ -282,13 +282,13 @@ def _owners(section: str) -> str:
 
 def _validate_sections(recipe: Recipe) -> None:
     sig, ev, pg = recipe.signal, recipe.evaluation, recipe.label_pg
-    spec = algorithm_spec(recipe.algorithm)
+    algo = algorithm_spec(recipe.algorithm)
     if sig.segment_credit:
         _validate_segment_credit(recipe)
     if sig.exact_head:
         _validate_exact_head(recipe)
     if sig != SignalConfig():
-        _check("signal" in spec.sections, recipe, "signal",
+        _check("signal" in algo.sections, recipe, "signal",
                f"only applies to algorithm {_owners('signal')} (this recipe is {recipe.algorithm}); decoding "
                f"settings live in decoding:")
     _check(_finite(sig.success_threshold), recipe, "signal.success_threshold", f"expected a finite number, got "
@@ -326,16 +326,16 @@ def _validate_sections(recipe: Recipe) -> None:
         known = [*EVAL_METRICS, *(f"reward/{spec.display_name}" for spec in recipe.rewards)]
         _check(ev.best_metric in known, recipe, "evaluation.best_metric", f"unknown metric {ev.best_metric!r}"
                f"{did_you_mean(ev.best_metric, known)}; evaluation reports {', '.join(known)}")
-    _check(spec.lookup or not recipe.decoding.lookup, recipe, "decoding.lookup",
+    _check(algo.lookup or not recipe.decoding.lookup, recipe, "decoding.lookup",
            f"not with algorithm {recipe.algorithm} (its rollouts would train on the looked-up text); use grpo")
     _check(not (recipe.decoding.lookup and recipe.trainer.get("use_vllm")), recipe, "decoding.lookup",
            "not with trainer.use_vllm (vLLM picks the looked-up text's tokens itself, so they cannot be kept out "
            "of the loss; serve with vLLM, train with the transformers sampler)")
-    _check(spec.analysis or not recipe.decoding.analysis_max_tokens, recipe,
+    _check(algo.analysis or not recipe.decoding.analysis_max_tokens, recipe,
            "decoding.analysis_max_tokens", f"does not apply to algorithm {recipe.algorithm} (it scores each label "
            f"right after the prompt; an analysis block would have to be sampled: use grpo)")
     if pg != LabelPGConfig():
-        _check("label_pg" in spec.sections or bool(sig.exact_head), recipe, "label_pg",
+        _check("label_pg" in algo.sections or bool(sig.exact_head), recipe, "label_pg",
                f"only applies to algorithm {_owners('label_pg')} or signal.exact_head (this recipe is "
                f"{recipe.algorithm})")
     _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
