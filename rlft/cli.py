@@ -110,6 +110,12 @@ def quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     # transformers 5 renamed `past_key_values` to `cache`; TRL and PEFT still pass the old name on every forward
     warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+    # bitsandbytes' `kernels` says on stderr, offline, that it skips a hub check it cannot make: not actionable, and
+    # it broke rlft's one-line errors the first time TRL was imported (the trainer-schema cache build)
+    import logging
+
+    logging.getLogger("kernels._internals.hf_hub").addFilter(
+        lambda record: "Skipping publisher trust check" not in record.getMessage())
 
 
 def run(argv: Sequence[str] | None = None, entry: Callable[[argparse.Namespace], int] | None = None) -> int:

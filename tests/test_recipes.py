@@ -48,7 +48,7 @@ def _error(capsys, args):
 CASES = [
     # (text appended to the base recipe, overrides, expected stderr line; {file} = the recipe, {cli} = command line)
     ("adapter: {rank: 8}\n", [], "{file}: adapter.rank: unknown key (did you mean 'r'?); allowed: "
-     "type, r, alpha, dropout, target_modules, bias, init_from, quant_type, double_quant, compute_dtype"),
+     "type, r, alpha, dropout, target_modules, bias, init_from, quant_type, double_quant, compute_dtype, ema_decay"),
     ("", ["trainer.lerning_rate=0.1"], "{cli}: trainer.lerning_rate: not a GRPOConfig option (did you mean "
      "'learning_rate'?) (see docs/recipes.md#trainer)"),
     ("", ["trainer.max_steps=ten"], "{cli}: trainer.max_steps: expected int, got 'ten'"),
@@ -135,7 +135,7 @@ def test_cli_subprocess_exit_code_2_and_no_traceback(base):
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert lines == [f"error: command line: adapter.alpah: unknown key (did you mean 'alpha'?); allowed: type, r, "
-                     "alpha, dropout, target_modules, bias, init_from, quant_type, double_quant, compute_dtype"]
+                     "alpha, dropout, target_modules, bias, init_from, quant_type, double_quant, compute_dtype, ema_decay"]
 
 
 def test_validate_ok_prints_summary(base, capsys):
