@@ -31,6 +31,8 @@ This module only constrains decoding; rewards and training live elsewhere (`rlft
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,6 +91,7 @@ class LabelTrie:
                  reply_max_tokens: int = 0, reply_min_tokens: int = 0, analysis: Analysis | None = None,
                  lookups: Sequence[Sequence[int]] | None = None, reply_stop_ids: Sequence[int] = ()):
         self.reply_stop_ids = frozenset(int(t) for t in reply_stop_ids)
+        self._reply_stop_sorted = sorted(self.reply_stop_ids)  # the processor's index list, built once
         if self.reply_stop_ids and not release:
             raise ValueError("reply_stop_ids end a free reply: they need release=True (decoding.free_reply)")
         if lookups is not None:
@@ -244,8 +247,14 @@ def stop_ids(tokenizer: Any, text: str) -> list[int]:
     one character."""
     if not text:
         raise ValueError("a stop string must be non-empty")
+    return list(_stop_ids(tokenizer, text))
+
+
+@functools.lru_cache(maxsize=8)
+def _stop_ids(tokenizer: Any, text: str) -> tuple[int, ...]:
+    """The vocabulary scan of `stop_ids`, once per tokenizer and string (every `build_trie` call asks again)."""
     special = set(tokenizer.all_special_ids)  # EOS and friends end or frame a turn already
-    return [i for i in range(len(tokenizer)) if i not in special and text in tokenizer.decode([i])]
+    return tuple(i for i in range(len(tokenizer)) if i not in special and text in tokenizer.decode([i]))
 
 
 def fold_stops_into_eos(scores: torch.Tensor, stop: Sequence[int], eos: int) -> torch.Tensor:
@@ -292,7 +301,7 @@ class TrieLogitsProcessor:
                         mask[row, self.trie.eos_token_id] = 0.0
                     else:
                         mask[row] = 0.0
-                        stops = sorted(self.trie.reply_stop_ids)
+                        stops = self.trie._reply_stop_sorted
                         if tail < self.trie.reply_min_tokens:
                             mask[row, [self.trie.eos_token_id, *stops]] = float("-inf")
                         elif stops:

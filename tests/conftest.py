@@ -71,3 +71,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# A one-step GRPO recipe on the demo intents for CLI tests (format with tmp=, model=; completion= defaults to 8).
+TINY_GRPO_RECIPE = """algorithm: grpo
+output_dir: {tmp}/out
+model: {{name: {model}}}
+data: {{source: demo:intents, demo_size: 40}}
+rewards:
+  - name: intent
+trainer: {{max_steps: 1, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: {completion}}}
+evaluation: {{before: false, after: false}}
+"""
+
+
+def tiny_grpo_recipe(tmp, model, completion: int = 8) -> str:
+    """TINY_GRPO_RECIPE filled in."""
+    return TINY_GRPO_RECIPE.format(tmp=tmp, model=model, completion=completion)

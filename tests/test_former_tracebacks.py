@@ -7,16 +7,8 @@ from __future__ import annotations
 import pytest
 
 from rlft.cli import run
+from tests.conftest import tiny_grpo_recipe
 
-RECIPE = """algorithm: grpo
-output_dir: {tmp}/out
-model: {{name: {model}}}
-data: {{source: demo:intents, demo_size: 40}}
-rewards:
-  - name: intent
-trainer: {{max_steps: 1, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 8}}
-evaluation: {{before: false, after: false}}
-"""
 LINEAR = "down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj"
 BRACES = "fields are {column}, a literal brace is written {{ or }}"
 EVAL = ["eval", "{recipe}", "--model", "base", "--out"]
@@ -80,7 +72,7 @@ def setup(tmp_path, tiny_model_dir):
                                                           "refund now", "bye then", "hi")]).save_to_disk(
         str(tmp_path / "nolabel"))
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(tmp=tmp_path, model=tiny_model_dir))
+    recipe.write_text(tiny_grpo_recipe(tmp_path, tiny_model_dir))
     return tmp_path, recipe, tiny_model_dir
 
 

@@ -15,16 +15,8 @@ import time
 import pytest
 
 from rlft.cli import run
+from tests.conftest import tiny_grpo_recipe
 
-RECIPE = """algorithm: grpo
-output_dir: {tmp}/out
-model: {{name: {model}}}
-data: {{source: demo:intents, demo_size: 40}}
-rewards:
-  - name: intent
-trainer: {{max_steps: 1, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 8}}
-evaluation: {{before: false, after: false}}
-"""
 HUGE_LINE = b"utterance,intent\nhello,greet\n" + b"x" * 300_000 + b",greet\nbye,leave\n"
 HUGE_LABEL = b"utterance,intent\nhello,greet\nmoney back," + b"r" * 1_000_000 + b"\nbye,leave\nhi,greet\n"
 LONG_LABEL = "r" * 201
@@ -80,7 +72,7 @@ CASES = [
 def test_a_former_hang_is_one_line_exit_2_and_quick(tmp_path, tiny_model_dir, why, command, data, message, seconds):
     """A subprocess, as a user runs it: it must exit by itself (no thread or process left hanging)."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(tmp=tmp_path, model=tiny_model_dir))
+    recipe.write_text(tiny_grpo_recipe(tmp_path, tiny_model_dir))
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     data_path = tmp_path / data[0] if data else ""
     if data:

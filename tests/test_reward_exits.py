@@ -11,16 +11,8 @@ import pytest
 from rlft.cli import run
 from rlft.errors import RewardError
 from rlft.reward_loader import RewardSpec, load_reward
+from tests.conftest import tiny_grpo_recipe
 
-RECIPE = """algorithm: grpo
-output_dir: {tmp}/out
-model: {{name: {model}}}
-data: {{source: demo:intents, demo_size: 40}}
-rewards:
-  - name: intent
-trainer: {{max_steps: 1, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 4}}
-evaluation: {{before: false, after: false}}
-"""
 FILES = {
     "at_import_0.py": "import sys\nsys.exit(0)\n\ndef r(prompts, completions, **kw):\n    return [1.0] * len(completions)\n",
     "at_import_msg.py": "exit('not a module')\n\ndef r(prompts, completions, **kw):\n    return [1.0] * len(completions)\n",
@@ -38,7 +30,7 @@ def setup(tmp_path, tiny_model_dir):
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(tmp=tmp_path, model=tiny_model_dir))
+    recipe.write_text(tiny_grpo_recipe(tmp_path, tiny_model_dir, completion=4))
     return tmp_path, recipe
 
 

@@ -11,16 +11,8 @@ from rlft.cli import run
 from rlft.data import prepare
 from rlft.errors import DataError
 from rlft.recipe import load_recipe
+from tests.conftest import tiny_grpo_recipe
 
-RECIPE = """algorithm: grpo
-output_dir: {tmp}/out
-model: {{name: {model}}}
-data: {{source: demo:intents, demo_size: 40}}
-rewards:
-  - name: intent
-trainer: {{max_steps: 1, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 8}}
-evaluation: {{before: false, after: false}}
-"""
 ROWS = "hello there,greet\nwhere is my order,track\nrefund please,get_refund\nbye,bye\n"
 FILES = {
     "empty_label.csv": "utterance,intent\nhello,greet\nbye,\nrefund,get_refund\nwhere,track\n",
@@ -74,7 +66,7 @@ def setup(tmp_path, tiny_model_dir):
     datasets.Dataset.from_list([{"utterance": r.split(",")[0], "intent": r.split(",")[1]}
                                 for r in ROWS.splitlines()]).save_to_disk(str(tmp_path / "saved"))
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(tmp=tmp_path, model=tiny_model_dir))
+    recipe.write_text(tiny_grpo_recipe(tmp_path, tiny_model_dir))
     return tmp_path, recipe
 
 
