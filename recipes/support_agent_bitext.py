@@ -2,7 +2,8 @@
 
     accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py
     # another seed (each seed draws its own grouped split): seed, model.*, data.*, evaluation.* and
-    # trainer.max_steps reach both stages; stage 1 writes to the agent's output_dir + "_head"
+    # trainer.max_steps reach both stages; `head.<key>=<value>` reaches stage 1 only (e.g. head.trainer.max_steps=350);
+    # stage 1 writes to the agent's output_dir + "_head"
     accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py seed=1 \
         output_dir=runs/support_agent_bitext_s1
 
@@ -22,15 +23,19 @@ HERE = Path(__file__).parent
 
 
 SHARED = ("seed=", "model.", "data.", "evaluation.", "trainer.max_steps=", "max_train_clock=")
+HEAD_ONLY = "head."
 
 
 def head_recipe(argv: list[str], agent):  # noqa: ANN001, ANN201 - rlft Recipes
     """Stage 1's recipe: the head recipe with the command line's seed, model, data and evaluation overrides and its
-    step budget (both stages must see the same model, prompt and split), written to the agent's output_dir + _head."""
+    step budget (both stages must see the same model, prompt and split), then the `head.` overrides (stage 1 only,
+    prefix removed), written to the agent's output_dir + _head."""
     from rlft.recipe import load_recipe
 
     shared = [a for a in argv if a.startswith(SHARED)]
-    return load_recipe(HERE / "support_agent_bitext_head.yaml", [*shared, f"output_dir={agent.output_dir}_head"])
+    own = [a.removeprefix(HEAD_ONLY) for a in argv if a.startswith(HEAD_ONLY)]
+    return load_recipe(HERE / "support_agent_bitext_head.yaml",
+                       [*shared, *own, f"output_dir={agent.output_dir}_head"])
 
 
 def reusable(head) -> bool:  # noqa: ANN001 - an rlft Recipe
@@ -56,8 +61,9 @@ if __name__ == "__main__":
     from rlft.recipe import load_recipe
 
     argv = [a for a in sys.argv[1:] if not a.startswith("adapter.init_from=")]
+    agent_argv = [a for a in argv if not a.startswith(HEAD_ONLY)]
     try:
-        agent = load_recipe(HERE / "support_agent_bitext.yaml", argv, check=False)
+        agent = load_recipe(HERE / "support_agent_bitext.yaml", agent_argv, check=False)
         head = head_recipe(argv, agent)
         if reusable(head):
             print(f"[rlft] stage 1: reusing the head adapter in {head.output_dir} (delete it to retrain)", flush=True)
@@ -69,5 +75,5 @@ if __name__ == "__main__":
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     print("[rlft] stage 2: the agent's reply, from the stage-1 adapter", flush=True)
-    sys.argv = [sys.argv[0], *argv, f"adapter.init_from={head.output_dir}"]
+    sys.argv = [sys.argv[0], *agent_argv, f"adapter.init_from={head.output_dir}"]
     launch(HERE / "support_agent_bitext.yaml")

@@ -32,7 +32,8 @@ def _tiny(model_dir, out) -> list[str]:
 def test_both_stages_run_and_the_agent_starts_from_the_head(tiny_model_dir, tmp_path):
     out = tmp_path / "agent"
     done = _run(_tiny(tiny_model_dir, out) + ["seed=3", "trainer.per_device_train_batch_size=8",
-                                              "trainer.gradient_accumulation_steps=1"])
+                                              "trainer.gradient_accumulation_steps=1",
+                                              "head.trainer.max_steps=2"])
     assert done.returncode == 0, done.stderr[-3000:]
     head = tmp_path / "agent_head"
     assert (head / "adapter_config.json").is_file() and (out / "adapter_config.json").is_file()
@@ -43,6 +44,7 @@ def test_both_stages_run_and_the_agent_starts_from_the_head(tiny_model_dir, tmp_
     assert agent["decoding"]["lookup"] and agent["decoding"]["reply_stop"] == "\n"
     assert "[rlft] stage 1: the intent head" in done.stdout
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 1
+    assert json.loads((head / "metrics.json").read_text())["global_step"] == 2  # head.<key>: stage 1 only
 
     written = (out / "adapter_model.safetensors").read_bytes()
     again = _run(_tiny(tiny_model_dir, tmp_path / "agent") + ["seed=4"])  # the head folder holds seed 3's split
