@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlft.report.headline import LABEL_METRICS, METRICS, VERDICT_METRICS, flat, headline
+from rlft.report.headline import (LABEL_METRICS, METRICS, SELECTIVE_EXTRA, SELECTIVE_METRICS, VERDICT_METRICS, flat,
+                                 headline)
 from rlft.reward_loader import LoadedReward
 from rlft.scoring import score
 
@@ -83,6 +84,15 @@ def intent_parser(rewards: Sequence[LoadedReward]) -> Any:
     return default_parser()
 
 
+def selective_grading(rewards: Sequence[LoadedReward]) -> Any:
+    """The hand-off grading (`selective` declaration) of the first recipe reward declaring a selective metric
+    (`rlft.report.headline.SELECTIVE_METRICS`: the intent reward with `handoff`), or None."""
+    for r in rewards:
+        if _declares(r, SELECTIVE_METRICS) and r.selective is not None:
+            return r.selective
+    return None
+
+
 def policy_reward(rewards: Sequence[Any]) -> Any:
     """The recipe's judge reward that grades policy (one declaring a verdict metric: binary or score mode), if any."""
     for r in rewards:
@@ -113,6 +123,7 @@ def score_run(run: Any, rewards: Sequence[LoadedReward], prompts: Sequence[Any],
     parsed = [parser.parse(c) for c in run.completions]
     run.parse_status = [s for s, _ in parsed]
     run.predicted = [label for _, label in parsed]
+    run.selective = selective_grading(rewards)
     if not rewards:
         return
     scores = score(rewards, prompts, run.completions, columns)
@@ -153,13 +164,15 @@ def intent_metrics(completions: Sequence[str], truths: Sequence[str], labels: Se
 
 
 def label_metrics(predicted: Sequence[str | None], truths: Sequence[str], labels: Sequence[str],
-                  parser: Any) -> tuple[dict, dict]:
-    """(label metrics, per-label accuracy) of parsed labels against the gold column, both read by `parser`."""
+                  parser: Any, selective: Any = None) -> tuple[dict, dict]:
+    """(label metrics, per-label accuracy) of parsed labels against the gold column, both read by `parser`; with
+    `selective` (a hand-off reward's declaration) the selective metrics too."""
     from rlft.report import metrics as m
 
     gold = [parser.normalize(t) for t in truths]
     classes = [parser.normalize(x) for x in labels]
-    values = flat(headline(predicted, gold, classes, None, intervals=False), LABEL_METRICS)
+    values = flat(headline(predicted, gold, classes, None, intervals=False, selective=selective),
+                  (*LABEL_METRICS, *SELECTIVE_METRICS, *SELECTIVE_EXTRA))
     return values, {c: row["accuracy"] for c, row in m.per_intent_accuracy(predicted, gold).items()}
 
 
@@ -188,7 +201,7 @@ def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, 
     metrics: dict[str, float] = {}
     per_intent: dict[str, float] = {}
     if truths is not None:
-        metrics, per_intent = label_metrics(run.predicted, truths, labels, parser)
+        metrics, per_intent = label_metrics(run.predicted, truths, labels, parser, run.selective)
     for reward_name, values in run.rewards.items():
         present = [v for v in values if v is not None]
         metrics[f"reward/{reward_name}"] = sum(present) / len(present) if present else float("nan")

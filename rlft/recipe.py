@@ -59,7 +59,7 @@ COMMAND_LINE = "command line"
 # Input paths a recipe file may give relative to its own folder (see `_resolve_paths`).
 PATH_KEYS = {"data": ("source", "eval_source"), "model": ("name",), "adapter": ("init_from",),
              "decoding": ("lookup",)}
-PATH_PARAMS = ("policies", "policy_file", "path")
+PATH_PARAMS = ("policies", "policy_file", "path", "pair_rewards")
 
 
 class _Provenance(dict):

@@ -110,6 +110,12 @@ class LoadedReward:
         return self._declared("parser")
 
     @property
+    def selective(self) -> Any:
+        """A reward's hand-off grading (`rlft.rewards.intent.Selective`: the hand-off label and the value of each
+        decision), or None."""
+        return self._declared("selective")
+
+    @property
     def judge(self) -> Any:
         """The `rlft.judge.judge.Judge` of a judge reward (its mode, budget), or None."""
         return self._declared("judge")

@@ -21,6 +21,8 @@ instance is the reward) may declare more about itself; every declaration is opti
                      inspect_ai's `@scorer(metrics=[...])`: a label metric (`intent_accuracy`, ...) makes its
                      `parser` read each completion's label, a verdict metric (`policy_following`, ...) makes its
                      values the pass/fail verdicts (a judge's raw verdict; otherwise a row passes at 1.0)
+    selective        with a selective metric (`coverage`, ...): its hand-off label and the value of each decision
+                     (`rlft.rewards.intent.Selective`), from which evaluation counts coverage and expected cost
     fingerprint      short string that changes when anything deciding its values changes (recorded with labels)
     trainer_callback()  a transformers `TrainerCallback` to register (e.g. a judge's graceful budget stop); with
                      `state_dict()` / `load_state_dict()` its state goes into every checkpoint (rlft.reward_state),

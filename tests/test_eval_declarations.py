@@ -12,7 +12,7 @@ from datasets import Dataset
 
 from rlft import BaseReward, completion_text
 from rlft.evaluate import EVAL_METRICS, evaluate, intent_parser, score_run, verdict_reward
-from rlft.report.headline import LABEL_METRICS, METRICS, VERDICT_METRICS, flat, headline
+from rlft.report.headline import LABEL_METRICS, METRICS, SELECTIVE_METRICS, VERDICT_METRICS, flat, headline
 from rlft.report.summary import ModelRun, summarise
 from rlft.reward_loader import LoadedReward, RewardSpec, load_rewards
 from rlft.rewards.intent import IntentFormatReward, IntentParser, IntentReward
@@ -74,7 +74,7 @@ def test_built_in_rewards_declare_their_metrics_and_the_loader_reads_them():
     assert BaseReward.eval_metrics == ()
     loaded = load_rewards([RewardSpec("intent", params={"labels": ["a"]}), RewardSpec("length")])
     assert [r.eval_metrics for r in loaded] == [LABEL_METRICS, ()]
-    assert EVAL_METRICS == METRICS == (*LABEL_METRICS, *VERDICT_METRICS)
+    assert EVAL_METRICS == METRICS == (*LABEL_METRICS, *VERDICT_METRICS, *SELECTIVE_METRICS)
 
 
 def test_the_labels_come_from_the_reward_declaring_a_label_metric():

@@ -5,7 +5,9 @@ and `evaluation.best_metric` (`rlft.evaluate.evaluate`, through `flat`).
 Which metrics a run has follows from what the recipe's rewards declare (`eval_metrics`, `rlft.reward_protocol`),
 as inspect_ai's `@scorer(metrics=[...])`: a reward declaring a `LABEL_METRICS` name supplies the labels parsed from
 each completion (the intent reward), one declaring a `VERDICT_METRICS` name the pass/fail verdicts
-(the rubric, a binary/score judge); `rlft.evaluate.score_run` fills the run from them. Pure Python.
+(the rubric, a binary/score judge), one declaring a `SELECTIVE_METRICS` name a hand-off answer and the value of each
+decision (its `selective` declaration: the intent reward with `handoff`); `rlft.evaluate.score_run` fills the run
+from them. Pure Python.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from rlft.report import metrics
 
 LABEL_METRICS = ("intent_accuracy", "format_rate", "macro_f1")  # parsed labels against the gold column
 VERDICT_METRICS = ("policy_following", "system_accuracy")  # pass/fail verdicts (system: label right AND passed)
-METRICS = (*LABEL_METRICS, *VERDICT_METRICS)  # every headline metric: the names `evaluation.best_metric` may take
+# a hand-off answer (the `selective` declaration): share answered, accuracy over them, mean decision value per row
+SELECTIVE_METRICS = ("coverage", "selective_accuracy", "expected_reward")
+SELECTIVE_EXTRA = ("handoff_rate", "expected_cost")  # reported beside them; lower is better, so not a best_metric
+METRICS = (*LABEL_METRICS, *VERDICT_METRICS, *SELECTIVE_METRICS)  # the names `evaluation.best_metric` may take
 BOOTSTRAP = {"n_resamples": 1000, "seed": 0, "confidence": 0.95}
 
 
@@ -28,10 +33,12 @@ def intent_correct(predicted: Sequence[str | None], gold: Sequence[str]) -> list
 
 def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels: Sequence[str],
              verdicts: Sequence[float | None] | None, *, intervals: bool = True,
-             policy_threshold: float = 0.5) -> dict[str, Any]:
+             policy_threshold: float = 0.5, selective: Any = None) -> dict[str, Any]:
     """Label metrics when `gold` is given; verdict metrics when `verdicts` is (system accuracy also needs gold and at
-    least one row). With `intervals`: a `<metric>_ci` after each metric, and the judged / abstained / known /
-    unknown counts; None where a metric is undefined (no rows, every verdict abstained)."""
+    least one row); selective metrics when `selective` (a reward's declaration: `.label`, `.best`, `.value(p, g)`)
+    and `gold` are. With `intervals`: a `<metric>_ci` after each metric, and the judged / abstained / known /
+    unknown / covered counts; None where a metric is undefined (no rows, every verdict abstained, every row handed
+    off)."""
     out: dict[str, Any] = {}
 
     def ci(key: str, values: list[float | None]) -> None:
@@ -44,6 +51,8 @@ def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels
         out["format_rate"] = metrics.format_rate(predicted)
         ci("format_rate", [float(p is not None) for p in predicted])
         out["macro_f1"] = metrics.macro_f1(predicted, gold, labels)
+        if selective is not None:
+            out.update(selective_metrics(predicted, gold, selective, intervals))
     if verdicts is not None:
         pol = metrics.policy_following_rate(verdicts, policy_threshold)
         flags = metrics.passed(verdicts, policy_threshold)
@@ -61,8 +70,33 @@ def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels
     return out
 
 
+def selective_metrics(predicted: Sequence[str | None], gold: Sequence[str], selective: Any,
+                      intervals: bool = True) -> dict[str, Any]:
+    """coverage, selective_accuracy, handoff_rate, expected_reward and expected_cost (= best − value, per row) of
+    the decisions `predicted` (the hand-off label = handed off), with intervals and the `covered` count."""
+    label = selective.label
+    out: dict[str, Any] = {}
+    answered = [p != label for p in predicted]
+    values = [float(selective.value(p, g)) for p, g in zip(predicted, gold, strict=True)]
+    out["coverage"] = metrics.coverage(predicted, label)
+    out["selective_accuracy"] = metrics.selective_accuracy(predicted, gold, label)
+    out["handoff_rate"] = None if out["coverage"] is None else 1 - out["coverage"]
+    out["expected_reward"] = sum(values) / len(values) if values else None
+    out["expected_cost"] = None if not values else selective.best - out["expected_reward"]
+    if intervals:
+        right = [p is not None and p == g for p, g in zip(predicted, gold, strict=True)]
+        out["coverage_ci"] = metrics.bootstrap_ci([float(a) for a in answered], **BOOTSTRAP)
+        out["selective_accuracy_ci"] = metrics.bootstrap_ci([float(r) for r, a in zip(right, answered, strict=True)
+                                                             if a], **BOOTSTRAP)
+        out["handoff_rate_ci"] = metrics.bootstrap_ci([float(not a) for a in answered], **BOOTSTRAP)
+        out["expected_reward_ci"] = metrics.bootstrap_ci(values, **BOOTSTRAP)
+        out["expected_cost_ci"] = metrics.bootstrap_ci([selective.best - v for v in values], **BOOTSTRAP)
+        out["covered"] = sum(answered)
+    return out
+
+
 def flat(values: dict[str, Any], names: Sequence[str] = METRICS) -> dict[str, float]:
     """The `names` present in a `headline(...)` as plain numbers: an undefined label metric is 0.0, an undefined
-    verdict metric NaN (every row abstained: not a zero)."""
+    verdict or selective metric NaN (every row abstained or handed off: not a zero)."""
     return {k: (0.0 if k in LABEL_METRICS else math.nan) if values[k] is None else values[k]
             for k in names if k in values}

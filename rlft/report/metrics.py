@@ -13,6 +13,9 @@ Example::
     0.3333333333333333
     >>> mean_ignoring_abstentions([1.0, None, 0.0])
     {'mean': 0.5, 'n': 2, 'abstained': 1}
+    >>> decisions = ["a", "handoff", "b", "b"]
+    >>> coverage(decisions, "handoff"), selective_accuracy(decisions, ["a", "b", "a", "b"], "handoff")
+    (0.75, 0.6666666666666666)
 
 Not here: parsing completions (`rlft.rewards.intent`), generating them (`rlft.evaluate`), or writing files
 (`rlft.report.files`).
@@ -72,6 +75,62 @@ def per_intent_accuracy(predicted: Sequence[str | None], gold: Sequence[str]) ->
         idx = [i for i, x in enumerate(gold) if x == g]
         out[g] = {"accuracy": sum(predicted[i] == g for i in idx) / len(idx), "n": len(idx)}
     return out
+
+
+def coverage(predicted: Sequence[str | None], handoff: str) -> float | None:
+    """Share of rows answered, i.e. not handed off (a row with no parseable label counts as answered: wrongly)."""
+    return _rate(sum(p != handoff for p in predicted), len(predicted))
+
+
+def selective_accuracy(predicted: Sequence[str | None], gold: Sequence[str], handoff: str) -> float | None:
+    """Accuracy over the answered rows (every row not handed off); None when every row was handed off."""
+    kept = [(p, g) for p, g in zip(predicted, gold, strict=True) if p != handoff]
+    return _rate(sum(p is not None and p == g for p, g in kept), len(kept))
+
+
+def abstain_below(predicted: Sequence[str | None], confidence: Sequence[float], threshold: float,
+                  handoff: str) -> list[str | None]:
+    """A confidence-threshold policy's decisions: each row's label when its confidence >= `threshold`, else the
+    hand-off label (the cross-entropy + threshold baseline of a selective classifier)."""
+    return [p if c >= threshold else handoff for p, c in zip(predicted, confidence, strict=True)]
+
+
+def risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> list[dict[str, float | int]]:
+    """The risk-coverage curve of answering only rows whose confidence >= t, for every distinct confidence t
+    (highest first; tied rows are answered together): one point per threshold with `threshold`, `covered` (rows
+    answered), `coverage`, `selective_accuracy` and `risk` (1 - selective accuracy)."""
+    if len(confidence) != len(correct):
+        raise ValueError(f"confidence and correct differ in length: {len(confidence)} vs {len(correct)}")
+    order = sorted(range(len(confidence)), key=lambda i: -confidence[i])
+    points: list[dict[str, float | int]] = []
+    right = 0
+    for pos, i in enumerate(order):
+        right += bool(correct[i])
+        last_of_tie = pos + 1 == len(order) or confidence[order[pos + 1]] != confidence[i]
+        if last_of_tie:
+            acc = right / (pos + 1)
+            points.append({"threshold": float(confidence[i]), "covered": pos + 1,
+                           "coverage": (pos + 1) / len(order), "selective_accuracy": acc, "risk": 1 - acc})
+    return points
+
+
+def at_coverage(curve: Sequence[dict[str, float | int]], target: float) -> dict[str, float | int] | None:
+    """The point of a `risk_coverage` curve with the least coverage >= `target` (the highest threshold answering
+    at least that share of rows); None for an empty curve."""
+    for point in curve:
+        if point["coverage"] >= target - 1e-12:
+            return point
+    return curve[-1] if curve else None
+
+
+def at_accuracy(curve: Sequence[dict[str, float | int]], target: float) -> dict[str, float | int] | None:
+    """The point of a `risk_coverage` curve with the largest coverage whose selective accuracy >= `target`; None
+    when no threshold reaches it."""
+    best = None
+    for point in curve:
+        if point["selective_accuracy"] >= target - 1e-12:
+            best = point
+    return best
 
 
 def mean_ignoring_abstentions(values: Sequence[float | None]) -> dict[str, float | int | None]:

@@ -40,6 +40,7 @@ class ModelRun:
     logps: list[list[float]] | None = None
     base_logps: list[list[float]] | None = None
     seconds: float | None = None
+    selective: Any = None  # a hand-off reward's grading (`rlft.evaluate.selective_grading`): coverage & co.
 
 
 def _with_ci(values: list[float | None], key: str, summary: dict) -> dict:
@@ -59,7 +60,7 @@ def summarise(run: ModelRun, gold: list[str] | None, labels: list[str], base: Mo
         out["confusion"] = metrics.confusion(run.predicted, gold)
         out["per_intent"] = metrics.per_intent_accuracy(run.predicted, gold)
     headline = headline_metrics(run.predicted, gold if labelled else None, labels, run.policy,
-                                policy_threshold=policy_threshold)
+                                policy_threshold=policy_threshold, selective=run.selective)
     out["headline"] = headline
     out["rewards"] = {}
     for name, values in run.rewards.items():
