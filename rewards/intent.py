@@ -164,6 +164,34 @@ def read_pair_rewards(source: str | Path | dict, key: str = "pair_rewards") -> d
         return out
 
 
+def check_handoff(handoff: Any, labels: set[str] | None, wrong: float, correct: float,
+                  aliases: dict[str, str] | None = None) -> tuple[str | None, float]:
+    """(normalised label, reward) of a `handoff` param, checked with one-line errors naming the key; `labels`
+    None skips the membership check (the data's label set is not known yet)."""
+    if handoff is None:
+        return None, 0.0
+    if not isinstance(handoff, dict):
+        raise ValueError(f"handoff: expected a mapping {{label: handoff, reward: 0.5}}, got {handoff!r}")
+    unknown = [k for k in handoff if k not in HANDOFF_KEYS]
+    if unknown:
+        raise ValueError(f"handoff: unknown key '{unknown[0]}'; expected {', '.join(HANDOFF_KEYS)}")
+    if not isinstance(handoff.get("label"), str) or not handoff["label"].strip():
+        raise ValueError(f"handoff.label: expected the hand-off answer's label (e.g. handoff), got "
+                         f"{handoff.get('label')!r}")
+    label = normalize_label(handoff["label"], aliases)
+    if labels is not None and label not in labels:
+        raise ValueError(f"handoff.label: '{label}' is not in the allowed labels; add it to data.labels (no row "
+                         f"needs to carry it)")
+    if "reward" not in handoff:
+        raise ValueError("handoff.reward: missing; the hand-off answer's reward, between wrong and correct (e.g. 0.5)")
+    value = _number(handoff["reward"], "handoff.reward")
+    if not wrong < value < correct:
+        raise ValueError(f"handoff.reward: expected a value strictly between wrong ({wrong:g}) and correct "
+                         f"({correct:g}), got {value:g} (at or above correct every row would be handed off; at or "
+                         f"below wrong, none)")
+    return label, value
+
+
 class IntentReward(BaseReward):
     """RLEF reward comparing the completion's `<intent>` label with the `intent` column (see module docstring)."""
 
@@ -195,35 +223,25 @@ class IntentReward(BaseReward):
         if self.selective is not None:  # evaluation reports coverage & co. beside the label metrics
             self.eval_metrics = (*type(self).eval_metrics, *SELECTIVE_METRICS)
 
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """`rlft validate`'s value checks, before any data is read: every check of `__init__`; without a `labels`
+        param, whether the hand-off and pair labels are in the data's label set is checked when the rewards load
+        (train, eval: exit 2 before the model loads)."""
+        if "labels" in params:
+            cls(**params)
+            return
+        rest = {k: v for k, v in params.items() if k != "handoff"}
+        made = cls(**rest)  # everything but the hand-off (pairs: format and values)
+        check_handoff(params.get("handoff"), None, made.values["wrong"], made.values["correct"], made.parser.aliases)
+
     def _handoff(self, handoff: dict[str, Any] | None) -> tuple[str | None, float]:
-        """(label, reward) of the hand-off answer, checked: one-line errors naming the key."""
         if handoff is None:
             return None, 0.0
-        if not isinstance(handoff, dict):
-            raise ValueError(f"handoff: expected a mapping {{label: handoff, reward: 0.5}}, got {handoff!r}")
-        unknown = [k for k in handoff if k not in HANDOFF_KEYS]
-        if unknown:
-            raise ValueError(f"handoff: unknown key '{unknown[0]}'; expected {', '.join(HANDOFF_KEYS)}")
-        if not isinstance(handoff.get("label"), str) or not handoff["label"].strip():
-            raise ValueError(f"handoff.label: expected the hand-off answer's label (e.g. handoff), got "
-                             f"{handoff.get('label')!r}")
-        label = normalize_label(handoff["label"], self.parser.aliases)
         if self.labels is None:
-            raise ValueError(f"handoff.label: '{label}' needs the allowed label set (data.labels or the reward's "
-                             f"labels param) to include it")
-        if label not in self.labels:
-            raise ValueError(f"handoff.label: '{label}' is not in the allowed labels; add it to data.labels (no row "
-                             f"needs to carry it)")
-        if "reward" not in handoff:
-            raise ValueError("handoff.reward: missing; the hand-off answer's reward, between wrong and correct "
-                             "(e.g. 0.5)")
-        value = _number(handoff["reward"], "handoff.reward")
-        lo, hi = self.values["wrong"], self.values["correct"]
-        if not lo < value < hi:
-            raise ValueError(f"handoff.reward: expected a value strictly between wrong ({lo:g}) and correct "
-                             f"({hi:g}), got {value:g} (at or above correct every row would be handed off; at or "
-                             f"below wrong, none)")
-        return label, value
+            raise ValueError("handoff.label: needs the allowed label set (data.labels or the reward's labels "
+                             "param) to include it")
+        return check_handoff(handoff, self.labels, self.values["wrong"], self.values["correct"], self.parser.aliases)
 
     def _pairs(self, source: str | Path | dict) -> dict[tuple[str, str], float]:
         out = {}
