@@ -224,6 +224,9 @@ def label_logprobs(model: Any, space: LabelSpace, prompt_ids: Sequence[Sequence[
     return LabelLogProbs(free_mat, constrained, ran)
 
 
+OPERATIONAL_METRICS = ("judge/",)  # reward metrics about the calls, not the scored texts: forwarded by label_pg
+
+
 def _completion(prompt: Any, text: str) -> Any:
     """A completion as TRL hands it to rewards: chat messages for conversational prompts, else text."""
     return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
@@ -236,7 +239,9 @@ def label_rewards(rewards: Sequence[LoadedReward], space: LabelSpace, prompts: S
 
     One `rlft.scoring.score` call on B·K completions ``prefill + label + suffix``, each row's columns repeated K
     times, so aliases, partial credit, custom functions and async judges all apply. `logged` (when given) receives
-    what the rewards logged through `log_metric` (a judge's `judge/*` counts).
+    what the rewards logged through `log_metric` about their own operation (a judge's `judge/*` counts). Every other
+    logged statistic describes the K enumerated labels, not the policy (the intent reward's `intent/accuracy` over
+    them is 1/K whatever the model does), so it is not forwarded.
     """
     from rlft.scoring import score
 
@@ -246,7 +251,7 @@ def label_rewards(rewards: Sequence[LoadedReward], space: LabelSpace, prompts: S
     rep_cols = {name: [v for v in values for _ in range(n_labels)] for name, values in (columns or {}).items()}
     scored = score(rewards, rep_prompts, completions, rep_cols, trainer_state=trainer_state)
     if logged is not None:
-        logged.update(scored.metrics)
+        logged.update({k: v for k, v in scored.metrics.items() if k.startswith(OPERATIONAL_METRICS)})
     total = scored.total
     values = [float("nan") if v is None else float(v) for v in total]
     return torch.tensor(values, dtype=torch.float64).view(len(prompts), n_labels)

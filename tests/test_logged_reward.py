@@ -97,3 +97,5 @@ def test_judge_counts_reach_metrics_json_with_every_algorithm(tiny_model_dir, tm
     assert stub.requests > 0
     assert steps[-1]["judge/requests"] == stub.requests  # the judge's running count at the last step's calls
     assert all(h["judge/ok_rate"] == 1.0 and h["judge/abstain_rate"] == 0.0 for h in steps)
+    if algorithm == "label_pg":  # every label is scored: the intent reward's accuracy over them is 1/K, not the policy's
+        assert not [k for h in history for k in h if k.startswith("intent/")], history
