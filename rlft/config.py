@@ -210,6 +210,19 @@ class SignalConfig:
     exact_head_weight: float = _f(1.0, "Weight of the exact head loss against the GRPO loss.")
     exact_head_extra_prompts: int = _f(0, "Per generation round, also this many training rows drawn at random for "
                                        "the exact head loss alone (one teacher-forced pass each, no rollouts).")
+    teacher_lookup: str = _f("", "Context distillation (policy in the weights; docs/support_agent.md#distill): a "
+                             "policy file (label -> help-centre article, like decoding.lookup) whose article of the "
+                             "row's GOLD label a teacher sees right after the student's head; each reply token's "
+                             "advantage gets teacher_coef * (log p_teacher - log p_student) of the sampled token. "
+                             "Training only: the student's prompt, evaluation and export never see it. '': off.")
+    teacher_lookup_template: str = _f("\n\nHelp-centre article: {article}\n\nAnswer: According to our help centre,",
+                                      "With teacher_lookup: how the article is inserted after the head (as "
+                                      "decoding.lookup_template, so a lookup-trained adapter is a ready teacher).")
+    teacher_adapter: str = _f("", "With teacher_lookup: a LoRA adapter folder merged into a frozen copy of the base "
+                              "model as the teacher; '': the model being trained, without gradient "
+                              "(self-distillation).")
+    teacher_coef: float = _f(1.0, "With teacher_lookup: weight of the per-token term in the reply's advantages.")
+    teacher_clip: float = _f(5.0, "With teacher_lookup: each token's log-ratio is clipped to [-clip, clip].")
 
 
 @dataclass

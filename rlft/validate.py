@@ -287,6 +287,8 @@ def _validate_sections(recipe: Recipe) -> None:
         _validate_segment_credit(recipe)
     if sig.exact_head:
         _validate_exact_head(recipe)
+    if sig.teacher_lookup:
+        _validate_teacher(recipe)
     if sig != SignalConfig():
         _check("signal" in algo.sections, recipe, "signal",
                f"only applies to algorithm {_owners('signal')} (this recipe is {recipe.algorithm}); decoding "
@@ -354,6 +356,10 @@ INERT_KEYS = (
     ("signal.exact_head_weight", lambda r: not r.signal.exact_head, "signal.exact_head"),
     ("signal.exact_head_extra_prompts", lambda r: not r.signal.exact_head, "signal.exact_head"),
     ("signal.baseline_ema", lambda r: r.signal.baseline != "prompt_ema", "signal.baseline: prompt_ema"),
+    ("signal.teacher_lookup_template", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
+    ("signal.teacher_adapter", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
+    ("signal.teacher_coef", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
+    ("signal.teacher_clip", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
     ("signal.adaptive_pool", lambda r: not r.signal.adaptive, "signal.adaptive: true"),
     ("signal.retest_solved", lambda r: not r.signal.adaptive, "signal.adaptive: true"),
     ("decoding.reply_max_tokens", lambda r: not r.decoding.free_reply, "decoding.free_reply: true"),
@@ -398,6 +404,26 @@ def inert_keys(recipe: Recipe) -> list[str]:
 def warn_inert_keys(recipe: Recipe) -> None:
     for line in inert_keys(recipe):
         print(f"[rlft] warning: {line}", flush=True)
+
+
+def _validate_teacher(recipe: Recipe) -> None:
+    sig, dec, key = recipe.signal, recipe.decoding, "signal.teacher_lookup"
+    _check("signal" in algorithm_spec(recipe.algorithm).sections, recipe, key, f"only applies to algorithm "
+           f"{_owners('signal')} (this recipe is {recipe.algorithm})")
+    _check(dec.constrain_labels and dec.free_reply, recipe, key, "needs decoding.constrain_labels: true and "
+           "decoding.free_reply: true (the article goes after the head, before the reply)")
+    _check(not dec.lookup, recipe, key, "the student must not see a looked-up article: unset decoding.lookup (the "
+           "teacher's article replaces it)")
+    _check(not dec.analysis_max_tokens, recipe, key, "does not support decoding.analysis_max_tokens")
+    _check("{article}" in sig.teacher_lookup_template, recipe, "signal.teacher_lookup_template",
+           f"expected text containing {{article}}, got {sig.teacher_lookup_template!r}")
+    _check(_finite(sig.teacher_coef) and sig.teacher_coef > 0, recipe, "signal.teacher_coef",
+           f"expected a finite number > 0, got {sig.teacher_coef}")
+    _check(_finite(sig.teacher_clip) and sig.teacher_clip > 0, recipe, "signal.teacher_clip",
+           f"expected a finite number > 0, got {sig.teacher_clip}")
+    if sig.teacher_adapter:
+        _check((Path(sig.teacher_adapter) / "adapter_config.json").is_file(), recipe, "signal.teacher_adapter",
+               f"expected a LoRA adapter folder (with adapter_config.json), got {sig.teacher_adapter!r}")
 
 
 def _validate_exact_head(recipe: Recipe) -> None:

@@ -17,6 +17,8 @@ methods still overridden live in `rlft.grpo.trl_hooks`, pinned by tests/test_trl
 - **signal.exact_head**: the head's rewards (e.g. intent) maximised exactly over the label set by the
   label-space objective, added to the GRPO loss, instead of by sampled advantages (`rlft.grpo.exact_head`).
   Metrics ``exact_head/*``.
+- **signal.teacher_lookup**: context distillation, a teacher that sees the gold label's article adds a per-token
+  term to each reply token's advantage (`rlft.grpo.teacher`). Metrics ``teacher/*``.
 - Exact resume: `rlft.grpo.resume` saves the sampler, buffer, statistics and TRL's generation counter.
 
 Periodic held-out evaluation is not here: it is task-neutral and works for every trainer (`rlft.periodic_eval`).
@@ -41,6 +43,7 @@ from rlft.grpo.exact_head import ExactHead, head_reward_indices
 from rlft.grpo.prompt_stats import PromptStats, prompt_key
 from rlft.grpo.resume import SaveSignalState, load_state
 from rlft.grpo.rollout import rollout
+from rlft.grpo.teacher import Teacher
 from rlft.grpo.trl_hooks import JudgedRowMetrics, TRLHooks
 from rlft.reward_loader import as_loaded_rewards
 
@@ -62,7 +65,8 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
     """
 
     def __init__(self, *args: Any, signal: SignalConfig | None = None, decoding: DecodingConfig | None = None,
-                 labels: Sequence[str] | None = None, label_pg: LabelPGConfig | None = None, **kwargs: Any):
+                 labels: Sequence[str] | None = None, label_pg: LabelPGConfig | None = None,
+                 label_column: str = "intent", **kwargs: Any):
         self.signal = signal or SignalConfig()
         self.decoding = decoding or DecodingConfig()
         self.labels = list(labels or [])
@@ -106,6 +110,9 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
         self.head_rows: list[dict[str, Any]] = []
         if self.signal.exact_head:
             self.exact_head = self._build_exact_head(label_pg or LabelPGConfig())
+        self.teacher: Teacher | None = None
+        if self.signal.teacher_lookup:
+            self.teacher = Teacher(self.signal, self.labels, label_column, self.processing_class)
         # first in the list: the state file is written before rlft's checkpoint completion marker
         self.callback_handler.callbacks.insert(0, SaveSignalState(self))
 
@@ -197,6 +204,8 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
         batch, rewards = self.score(inputs)
         if self.segments is not None:
             S.apply(self, batch)
+        if self.teacher is not None and self.model.training:
+            self.teacher.apply(self, batch, inputs)
         return batch, rewards
 
     def any_process(self, flag: bool) -> bool:
@@ -244,7 +253,7 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
         """Groups whose rewards tie (`rlft.grpo.batch.tied_groups`) under the group baseline: the weighted totals,
         or with segment credit every weighted reward (each has its own advantage); None under prompt_ema (a tied
         group still differs from its prompt's running mean)."""
-        if self.signal.baseline != "group":
+        if self.signal.baseline != "group" or self.teacher is not None:  # the teacher's terms differ in every group
             return None
         if self.segments is None:
             return B.tied_groups(rewards, self.num_generations)

@@ -27,7 +27,7 @@ def build_trainer(ctx: TrainContext) -> Any:
         from rlft.grpo import SignalGRPOTrainer
 
         return SignalGRPOTrainer(**kwargs, signal=recipe.signal, decoding=recipe.decoding, labels=ctx.labels,
-                                 label_pg=recipe.label_pg)
+                                 label_pg=recipe.label_pg, label_column=recipe.data.label_column)
     from rlft.grpo import PlainGRPOTrainer  # TRL's, with the logged reward over judged rows
 
     return PlainGRPOTrainer(**kwargs)
