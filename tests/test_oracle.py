@@ -30,9 +30,10 @@ def test_article_recipes_are_oracles(name):
     assert note is not None and note.startswith(ORACLE) and "upper bound, not a headline" in note
 
 
-@pytest.mark.parametrize("name", ["intent_grpo.yaml", "support_agent_bitext.yaml"])
+@pytest.mark.parametrize("name", ["intent_grpo.yaml", "support_agent_bitext.yaml", "support_agent_bitext_distill.yaml"])
 def test_recipes_without_gold_text_are_not_oracles(name):
-    """intent_grpo shows the message only; the lookup agent fetches the article of the label the model chose."""
+    """intent_grpo shows the message only; the lookup agent fetches the article of the label the model chose; the
+    distilled agent's gold article is its teacher's (signal.teacher_lookup), never in its own prompt."""
     recipe = load_recipe(RECIPES / name, check=False)
     assert oracle_columns(recipe) == []
     assert oracle_note(recipe) is None
