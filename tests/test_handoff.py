@@ -258,3 +258,33 @@ evaluation: {{max_new_tokens: 8, batch_size: 4}}
     assert head["coverage"] == pytest.approx(sum(p != "handoff" for p in run.predicted) / len(rows))
     assert head["covered"] == sum(p != "handoff" for p in run.predicted)
     assert "expected_cost" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_benchmark_script_runs_both_arms_on_the_same_rows(tmp_path, tiny_model_dir):
+    from benchmarks import handoff
+
+    data = tmp_path / "d.csv"
+    utterances = ["cancel my order", "where is my invoice", "show the invoice", "I want to cancel",
+                  "invoice please", "stop the order", "bill copy", "order cancel now"]
+    golds = ["cancel_order", "get_invoice", "check_invoice", "cancel_order"] * 2
+    data.write_text("utterance,intent\n" + "".join(f"{u},{g}\n" for u, g in zip(utterances, golds, strict=True)))
+    common = f"""algorithm: label_pg
+model: {{name: {tiny_model_dir}, device: cpu}}
+data: {{source: {data}, label_column: intent, eval_fraction: 0.5, holdout: random}}
+decoding: {{prefill: "<intent>", constrain_labels: true}}
+evaluation: {{max_new_tokens: 8, batch_size: 4}}
+"""
+    (tmp_path / "base.yaml").write_text(common + "rewards:\n  - name: intent\n")
+    (tmp_path / "handoff.yaml").write_text(common.replace("label_column: intent,", f"label_column: intent, labels: "
+                                                          f"{LABEL_SET},")
+                                           + "rewards:\n  - name: intent\n    params: {handoff: {label: handoff, "
+                                             "reward: 0.5}}\n")
+    out = tmp_path / "handoff.json"
+    result = handoff.main(["--recipe", str(tmp_path / "handoff.yaml"), "--handoff", "base", "--baseline-recipe",
+                           str(tmp_path / "base.yaml"), "--baseline", "base", "--out", str(out), "--batch-size", "4"])
+    assert json.loads(out.read_text())["rows"] == result["rows"] == 4
+    arms = {a["arm"]: a for a in result["arms"]}
+    no_threshold = arms["CE, no threshold"]
+    assert no_threshold["coverage"] == 1.0 and no_threshold["handoff_rate"] == 0.0
+    assert result["baseline_curve"][-1]["coverage"] == 1.0
+    assert result["baseline_curve"][-1]["selective_accuracy"] == pytest.approx(no_threshold["selective_accuracy"])
