@@ -72,18 +72,18 @@ def test_metrics_are_logged_per_intent():
 def test_catastrophic_backtracking_user_pattern_returns_within_timeout():
     # ^(a|aa)+$ on 'aaaa…b' is exponential even for the `regex` module; the timeout must stop it.
     reward = IntentReward(pattern=r"^(a|aa)+$", timeout_s=0.2, timeout=-2.0)
-    start = time.perf_counter()
+    start = time.process_time()  # this process's CPU: a loaded machine does not stretch it (wall time would)
     out = reward(prompts=["p"], completions=["a" * 60 + "b"], intent=["a"])
     assert out == [-2.0]
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_hostile_long_completion_is_clipped_and_fast():
     reward = IntentReward(labels=LABELS)
     hostile = "<intent>" * 200_000 + "cancel_order"
-    start = time.perf_counter()
+    start = time.process_time()
     assert reward(prompts=["p"], completions=[hostile], intent=["cancel_order"]) == [-1.0]
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_bad_pattern_is_rejected_with_a_clear_message():
