@@ -1,5 +1,6 @@
-"""The one place replies are set up for decoding: prompt token ids + prefill ids, the label trie, and the same
-constraint as a regular expression for servers with structured outputs.
+"""The one place replies are set up for decoding: prompt token ids + prefill ids, and the recipe's decoding
+constraint (`rlft.constraint.Constraint`: label head, analysis block, lookup, free reply) with its logits processor
+and its regular expression for servers with structured outputs.
 
 Every generate loop (GRPO rollouts, PPO rollouts, evaluation, labelling, the label-space objective) builds its
 prompt ids with `prompt_ids` so a prompt and prefill are the same tokens everywhere: the chat template is applied
@@ -14,6 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlft.config import DecodingConfig
+from rlft.constraint import Constraint, lookup_text
+
+__all__ = ["build_trie", "generation_kwargs", "logits_processor_factory", "lookup_text", "prefill_ids", "prompt_ids",
+           "structured_output_regex", "template_ids"]
 
 
 def prefill_ids(tokenizer: Any, decoding: DecodingConfig) -> list[int]:
@@ -34,57 +39,24 @@ def prompt_ids(tokenizer: Any, prompt: Any, decoding: DecodingConfig) -> list[in
     return template_ids(tokenizer, prompt) + prefill_ids(tokenizer, decoding)
 
 
-def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> Any:
-    """The label trie of `decoding.constrain_labels` (ids of label + suffix as they follow the prefill, then EOS;
-    with `decoding.free_reply` no EOS: the trie releases each row after its head; with
-    `decoding.analysis_max_tokens` a free reasoning block comes first; with `decoding.lookup` each head is followed
-    by its label's looked-up text before the release)."""
-    from rlft.constrained import Analysis, LabelTrie
-
-    if not labels:
-        raise ValueError("decoding.constrain_labels needs the label set (data.labels or a label column)")
-    analysis = None
-    if decoding.analysis_max_tokens:
-        analysis = Analysis.from_tokenizer(tokenizer, decoding.analysis_max_tokens, decoding.analysis_close)
-    return LabelTrie.from_labels(tokenizer, labels, decoding.prefill, decoding.label_suffix,
-                                 release=decoding.free_reply, reply_max_tokens=decoding.reply_max_tokens,
-                                 reply_min_tokens=decoding.reply_min_tokens, analysis=analysis,
-                                 label_prefix=decoding.label_prefix, lookup=lookup_text(labels, decoding),
-                                 reply_stop=decoding.reply_stop)
-
-
-def lookup_text(labels: Sequence[str], decoding: DecodingConfig) -> Callable[[str], str] | None:
-    """`label -> text` shown after the head (`decoding.lookup`), or None when off. Every label needs a text (or the
-    file's `default:`), checked here so a missing article is a recipe error, not a silent empty lookup."""
-    if not decoding.lookup:
-        return None
-    from rlft.errors import RecipeError
-    from rlft.judge.policies import Guidelines
-
-    try:
-        table = Guidelines.from_params(None, decoding.lookup)
-    except Exception as exc:  # a missing or malformed file: one line naming it
-        raise RecipeError(f"decoding.lookup: {exc}") from None
-    texts = {str(label): table.for_key(label) for label in labels}
-    missing = [label for label, text in texts.items() if text is None]
-    if missing:
-        raise RecipeError(f"decoding.lookup: {decoding.lookup} has no text for label '{missing[0]}' (and no "
-                          f"default:)")
-    return lambda label: decoding.lookup_template.replace("{article}", texts[label])
+def build_trie(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig) -> Constraint:
+    """The constraint of `decoding.constrain_labels` (`Constraint.from_recipe`): the label head (ids of label +
+    suffix as they follow the prefill, then EOS; with `decoding.free_reply` no EOS: a free reply follows), with
+    `decoding.analysis_max_tokens` a free reasoning block first, with `decoding.lookup` each head followed by its
+    label's looked-up text before the reply."""
+    return Constraint.from_recipe(tokenizer, labels, decoding)
 
 
 def logits_processor_factory(tokenizer: Any, labels: Sequence[str], decoding: DecodingConfig
                              ) -> Callable[[int], Any] | None:
-    """`prompt_length -> TrieLogitsProcessor` when the constraint is on, else None."""
+    """`prompt_length -> Constraint.processor(prompt_length)` when the constraint is on, else None."""
     if not decoding.constrain_labels:
         return None
-    from rlft.constrained import TrieLogitsProcessor
-
-    trie = build_trie(tokenizer, labels, decoding)
+    constraint = build_trie(tokenizer, labels, decoding)
     pad = tokenizer.pad_token_id
 
     def make(prompt_length: int) -> Any:
-        return TrieLogitsProcessor(trie, prompt_length, pad)
+        return constraint.processor(prompt_length, pad)
 
     return make
 
@@ -96,7 +68,8 @@ def generation_kwargs(tokenizer: Any, labels: Sequence[str], decoding: DecodingC
 
 
 def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> str | None:
-    """The constraint as a regex over the generated text (after the prefill), for vLLM structured outputs.
+    """The constraint as a regex over the generated text (after the prefill), for vLLM structured outputs
+    (`Constraint.regex`, built from text: no tokenizer needed).
 
     With `decoding.free_reply`: the label alternation + suffix, then any text (`[\\s\\S]*`); the server's token
     limit and EOS end it (`reply_max_tokens` is a token count and is not expressed in the regex). With
@@ -108,10 +81,4 @@ def structured_output_regex(labels: Sequence[str], decoding: DecodingConfig) -> 
     (`rlft.export.serving_config`)."""
     if not decoding.constrain_labels:
         return None
-    from rlft.constrained import label_regex
-
-    close = decoding.analysis_close if decoding.analysis_max_tokens else ""
-    return label_regex(labels, suffix=decoding.label_suffix, free_tail=decoding.free_reply, analysis_close=close,
-                       analysis_max_chars=8 * decoding.analysis_max_tokens, label_prefix=decoding.label_prefix,
-                       after_label=lookup_text(labels, decoding),
-                       tail_without=decoding.reply_stop if len(decoding.reply_stop) == 1 else "")
+    return Constraint.from_recipe(None, labels, decoding).regex()

@@ -8,13 +8,12 @@ Prompts are token ids from `rlft.decoding.prompt_ids` (template ids + prefill id
   prompt pass;
 - prompts are batched by length (little padding) and a row leaves the batch as soon as it stops, at EOS, at
   `max_new_tokens`, or (free decoding with `decoding.stop_at_suffix`) right after the label suffix;
-- with the label trie the next token is chosen among the allowed ids only; a token the trie forces (a single
-  allowed child) is appended without a model call and fed together with the next forward, and a row whose path is
-  forced to its end (EOS) needs no further call at all. Greedy results equal masked step-by-step decoding.
-  With a release trie (`decoding.free_reply`) a row whose head is complete decodes freely from the next token on.
-  With an analysis block (`decoding.analysis_max_tokens`) a row first decodes freely without EOS (the close's ids
-  forced once the budget is spent) and enters the trie's root once its text contains the close. A lookup
-  (`decoding.lookup`) is a forced run of the trie: the chosen label's text is appended in one chunk.
+- with the decoding constraint (`rlft.constraint.Constraint`) each row asks its `step`: where it allows a few ids
+  the next token is chosen among them only; a token it forces (a single allowed id: a label's last tokens, a
+  looked-up article) is appended without a model call and fed together with the next forward, and a row forced
+  to its end (EOS) needs no further call at all; where it allows the whole vocabulary (an analysis block, a free
+  reply) the row samples it, less what the step bans, with its `forced` / `stops` applied. Greedy results equal
+  masked step-by-step decoding (`Constraint.processor`).
 
 Not here: scoring, chat servers, vLLM, multimodal prompts. Models: text-only causal LMs with a `DynamicCache`.
 """
@@ -94,14 +93,13 @@ def _cache_keyword(model: Any) -> str:
 
 
 class _Row:
-    __slots__ = ("out", "node", "pending", "done", "analysis")
+    __slots__ = ("out", "pending", "done", "at")
 
-    def __init__(self, node: dict | None, analysis: bool = False):
+    def __init__(self):
         self.out: list[int] = []
-        self.node = node  # current trie node (children by token id) or None without a constraint
         self.pending: list[int] = []  # appended but not yet fed to the model
         self.done = False
-        self.analysis = analysis  # inside the trie's analysis block (node is None until it closes)
+        self.at = (0, 0)  # where the row is in the constraint (`Constraint.locate`), kept so a step looks back less
 
 
 @torch.no_grad()
@@ -113,7 +111,7 @@ def generate_ids(model: Any, prompt_ids: Sequence[Sequence[int]], *, max_new_tok
                  progress: Progress | None = None) -> list[list[int]]:
     """Completion ids (EOS included when emitted) for every prompt, `sampling.n` per prompt, in prompt order.
 
-    `trie`: a `rlft.constrained.LabelTrie`; only its paths are decoded. `stop(ids)`: without a trie, returns the
+    `trie`: a `rlft.constraint.Constraint`; only what it allows is decoded. `stop(ids)`: without a trie, returns the
     length to cut a row at once it should stop (else None). `logits_processor(generated, scores)` (free decoding
     only) sees the generated tokens only, as in `rlft.shared_prefix`. `progress(k)`: k more prompts are done.
     """
@@ -176,8 +174,7 @@ def _generate_batch(model: Any, cache_name: str, suffixes: list[list[int]], shar
     if n > 1:  # n samples per prompt share the prompt pass
         cache.batch_repeat_interleave(n)
         logits, mask, next_pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, next_pos))
-    thinking = trie is not None and trie.analysis is not None
-    state = [_Row(None if thinking or trie is None else trie.root, thinking) for _ in range(b * n)]
+    state = [_Row() for _ in range(b * n)]
     active = list(range(b * n))  # rows still decoding, in cache order
     while True:
         _choose(state, active, logits, trie, sampling, generator, processor, eos, max_new_tokens, stop)
@@ -208,7 +205,7 @@ def _generate_batch(model: Any, cache_name: str, suffixes: list[list[int]], shar
 def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: Any, sampling: Sampling,
             generator: torch.Generator | None, processor: Callable | None, eos: set[int], max_new_tokens: int,
             stop: Callable | None) -> None:
-    """Pick the next token of every active row, then append what the trie forces; mark rows that stop."""
+    """Pick the next token of every active row, then append what the constraint forces; mark rows that stop."""
     if trie is None:
         scores = logits
         if processor is not None:
@@ -224,19 +221,28 @@ def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: An
                 del row.out[cut:]
             row.done = tok in eos or cut is not None or len(row.out) >= max_new_tokens
         return
-    thinking = [k for k, r in enumerate(active) if state[r].analysis]  # inside the analysis block
-    free = [k for k, r in enumerate(active) if state[r].node is None and not state[r].analysis]  # after the head
-    if thinking:
-        _choose_analysis(state, active, thinking, logits, trie, sampling, generator, eos, max_new_tokens)
-    if free:
-        _choose_free(state, active, free, logits, trie, sampling, generator, eos, max_new_tokens)
-    if thinking or free:
-        keep = sorted(set(range(len(active))) - set(thinking) - set(free))
-        if not keep:
-            return
-        active, logits = [active[k] for k in keep], logits[keep]
+    steps = []
+    for r in active:
+        row = state[r]
+        row.at = trie.locate(row.out, row.at)
+        steps.append(trie.step(row.out, row.at))
+    # open-vocabulary rows (an analysis block, a reply), each state's rows sampled together, in completion order;
+    # then the rows choosing among allowed ids (a label head), sampled together
+    opened: dict[int, list[int]] = {}
+    for k, (r, s) in enumerate(zip(active, steps, strict=True)):
+        if s.allowed is None:
+            opened.setdefault(state[r].at[0], []).append(k)
+    for _, rows in sorted(opened.items()):
+        _choose_open(state, active, rows, steps, logits, trie, sampling, generator, eos, max_new_tokens)
+    keep = [k for k, s in enumerate(steps) if s.allowed]
+    for k, s in enumerate(steps):
+        if s.allowed == ():  # complete (or off the constraint): nothing more to generate
+            state[active[k]].done = True
+    if not keep:
+        return
+    active, logits = [active[k] for k in keep], logits[keep]
     # Allowed ids in ascending order, so ties break like argmax over the masked full vocabulary.
-    allowed = [sorted(state[r].node) for r in active]
+    allowed = [sorted(steps[k].allowed) for k in keep]
     width = max(len(a) for a in allowed)
     index = torch.zeros((len(active), width), dtype=torch.long)
     valid = torch.zeros((len(active), width), dtype=torch.bool)
@@ -252,56 +258,41 @@ def _choose(state: list[_Row], active: list[int], logits: torch.Tensor, trie: An
         while True:
             row.out.append(tok)
             row.pending.append(tok)
-            row.node = row.node[tok]
-            if not row.node and trie.release and len(row.out) < max_new_tokens:
-                row.node = None  # head complete: the reply is free from the next token on
-                break
-            if not row.node or len(row.out) >= max_new_tokens:
+            if len(row.out) >= max_new_tokens:
                 row.done = True
                 break
-            if len(row.node) > 1:
+            row.at = trie.locate(row.out, row.at)
+            nxt = trie.step(row.out, row.at).allowed
+            if nxt == ():  # complete: the path ended (EOS)
+                row.done = True
                 break
-            (tok,) = row.node  # forced: the model makes no decision here
+            if nxt is None or len(nxt) > 1:  # a choice, or an open state (e.g. the released reply): a model call
+                break
+            (tok,) = nxt  # forced: the model makes no decision here
 
 
-def _choose_analysis(state: list[_Row], active: list[int], rows: list[int], logits: torch.Tensor, trie: Any,
-                     sampling: Sampling, generator: torch.Generator | None, eos: set[int],
-                     max_new_tokens: int) -> None:
-    """Rows inside the trie's analysis block: any token but EOS, the close's ids once the budget is spent; a row
-    whose text now contains the close enters the head's trie."""
-    scores = logits[rows].clone()
-    scores[:, sorted(eos | {trie.eos_token_id})] = float("-inf")
+def _choose_open(state: list[_Row], active: list[int], rows: list[int], steps: list[Any], logits: torch.Tensor,
+                 trie: Any, sampling: Sampling, generator: torch.Generator | None, eos: set[int],
+                 max_new_tokens: int) -> None:
+    """Rows whose step allows the whole vocabulary: less EOS (`no_eos`: every EOS id) and `banned`; a `forced` id
+    replaces the pick, a picked `stops` id becomes EOS."""
+    scores = logits[rows]
+    ends = eos | {trie.eos_token_id}
+    for i, k in enumerate(rows):
+        s = steps[k]
+        banned = sorted((ends if s.no_eos else set()) | set(s.banned))
+        if banned:
+            scores[i, banned] = float("-inf")
     picked = _pick(scores, sampling, generator).tolist()
     for k, tok in zip(rows, picked, strict=True):
-        row = state[active[k]]
-        forced = trie.analysis_forced(row.out)
-        tok = tok if forced is None else forced
-        row.out.append(tok)
-        row.pending.append(tok)
-        if trie.analysis_end(row.out) is not None:
-            row.analysis, row.node = False, trie.root
-        row.done = len(row.out) >= max_new_tokens
-
-
-def _choose_free(state: list[_Row], active: list[int], free: list[int], logits: torch.Tensor, trie: Any,
-                 sampling: Sampling, generator: torch.Generator | None, eos: set[int], max_new_tokens: int) -> None:
-    """Rows of a release trie past their head: any token (no EOS or stop before `trie.reply_min_tokens` reply
-    tokens); EOS once `trie.reply_max_tokens` reply tokens exist; a picked `trie.reply_stop_ids` token is EOS."""
-    scores = logits[free]
-    if trie.reply_min_tokens:  # no EOS before reply_min_tokens reply tokens
-        short = torch.tensor([trie.tail(state[active[k]].out) < trie.reply_min_tokens for k in free],
-                             device=scores.device)
-        ids = torch.tensor(sorted(eos | {trie.eos_token_id} | trie.reply_stop_ids), device=scores.device)
-        scores = scores.clone()
-        scores[short.nonzero().flatten()[:, None], ids[None, :]] = float("-inf")
-    picked = _pick(scores, sampling, generator).tolist()
-    for k, tok in zip(free, picked, strict=True):
-        row = state[active[k]]
-        if tok in trie.reply_stop_ids or (trie.reply_max_tokens and trie.tail(row.out) >= trie.reply_max_tokens):
+        s, row = steps[k], state[active[k]]
+        if s.forced is not None:
+            tok = s.forced
+        elif tok in s.stops:
             tok = trie.eos_token_id
         row.out.append(tok)
         row.pending.append(tok)
-        row.done = tok in eos or tok == trie.eos_token_id or len(row.out) >= max_new_tokens
+        row.done = tok in ends or len(row.out) >= max_new_tokens
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: DecodingConfig | None = None,
@@ -311,8 +302,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: Decod
              progress: Progress | None = None) -> list[str]:
     """Completion texts (prefill included, special tokens dropped) for conversational or plain-text prompts.
 
-    Decodes the way training does: prompt ids from `rlft.decoding.prompt_ids`, the label trie when
-    `decoding.constrain_labels` (needs `labels`; or pass a prebuilt `trie`), else a stop right after
+    Decodes the way training does: prompt ids from `rlft.decoding.prompt_ids`, the recipe's constraint when
+    `decoding.constrain_labels` (needs `labels`; or pass a prebuilt `trie`: a `rlft.constraint.Constraint`), else a stop right after
     `decoding.label_suffix` when `decoding.stop_at_suffix`. `sampling.n` completions per prompt, consecutive.
     """
     from rlft.decoding import build_trie, prompt_ids

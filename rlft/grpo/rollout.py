@@ -29,13 +29,13 @@ from typing import Any
 import torch
 from trl.trainer.utils import pad
 
-from rlft.constrained import TrieLogitsProcessor
 from rlft.decoding import prompt_ids as decoding_prompt_ids
 from rlft.shared_prefix import sample_shared_prefix
 
 
 def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
-    """TRL `rollout_func` of `SignalGRPOTrainer` (reads its `decoding`, `signal` and `trie`)."""
+    """TRL `rollout_func` of `SignalGRPOTrainer` (reads its `decoding`, `signal` and `trie`: the recipe's
+    `rlft.constraint.Constraint`, whose processor / step every sampler here applies)."""
     full = [decoding_prompt_ids(trainer.processing_class, p, trainer.decoding) for p in prompts]
     generated, logprobs = _sample(trainer, full)
     out: dict[str, Any] = {"prompt_ids": full, "completion_ids": generated, "logprobs": logprobs}
@@ -74,7 +74,7 @@ def _sample_shared(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]
     from trl.models import unwrap_model_for_generation
 
     pad_id = trainer.processing_class.pad_token_id
-    processor = TrieLogitsProcessor(trainer.trie, 0, pad_id) if trainer.trie is not None else None
+    processor = trainer.trie.processor(0, pad_id) if trainer.trie is not None else None
     with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
                                      generation_kwargs=trainer.generation_kwargs) as unwrapped:
         return sample_shared_prefix(unwrapped, prompt_ids, max_new_tokens=trainer.max_completion_length,
@@ -115,7 +115,7 @@ def _generate_hf(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:
     attention_mask = pad([torch.ones_like(t) for t in prompts], padding_value=0, padding_side="left").to(device)
     extra: dict[str, Any] = {}
     if trainer.trie is not None:
-        extra["logits_processor"] = [TrieLogitsProcessor(trainer.trie, input_ids.size(1), tok.pad_token_id)]
+        extra["logits_processor"] = [trainer.trie.processor(input_ids.size(1), tok.pad_token_id)]
     elif trainer.decoding.stop_at_suffix:
         extra.update(stop_strings=[trainer.decoding.label_suffix], tokenizer=tok)
     with (unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
