@@ -1,5 +1,9 @@
-"""Shared entry for `recipes/*.py` launchers: `accelerate launch --config_file CONFIG recipes/X.py [--config FILE]
-[key=value ...]`, CONFIG being recipes/accelerate/one_process.yaml for one process (docs/recipes.md#launch)."""
+"""Shared entry for `recipes/*.py` launchers: `accelerate launch -q --config_file CONFIG recipes/X.py [--config FILE]
+[key=value ...]`, CONFIG being recipes/accelerate/one_process.yaml for one process (docs/recipes.md#launch).
+
+A user mistake prints one line and exits 2 here. accelerate runs this script as a subprocess and answers any non-zero
+exit with a traceback of its own (a `CalledProcessError`) and exit 1; nothing the script does changes that, only
+accelerate's `-q` does, so every launch the README shows passes it."""
 
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ def launch(default_config: str | Path) -> None:
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. trainer.max_steps=10")
     args = parser.parse_args()
     from rlft.cli import finish_message, quiet_library_warnings
-    from rlft.pipeline import train
 
-    quiet_library_warnings()
+    quiet_library_warnings()  # before rlft.pipeline: importing it loads bitsandbytes, whose kernels log offline
+    from rlft.pipeline import train
 
     try:
         result = train(args.config, args.overrides)
