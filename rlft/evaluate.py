@@ -183,6 +183,7 @@ def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, 
     """Evaluate on the first `max_samples` rows of a dataset with a conversational `prompt` column, decoded as
     `decoding` (a `rlft.config.DecodingConfig`; default: plain greedy) says."""
     import dataclasses
+    import time
 
     from rlft.config import DecodingConfig
     from rlft.report.summary import ModelRun
@@ -190,9 +191,10 @@ def evaluate(model: Any, tokenizer: Any, dataset: Any, *, decoding: Any = None, 
     decoding = decoding or DecodingConfig()
     rows = dataset.select(range(min(max_samples, len(dataset))))
     prompts = rows["prompt"]
+    start = time.perf_counter()
     completions = generate_with(model, tokenizer, prompts, decoding, labels, max_new_tokens=max_new_tokens,
                                 batch_size=batch_size, progress=progress)
-    run = ModelRun(name, source, completions,
+    run = ModelRun(name, source, completions, seconds=time.perf_counter() - start,  # report.md's rows/s
                    decoding={**dataclasses.asdict(decoding), "greedy": True, "max_new_tokens": max_new_tokens})
     columns = {c: rows[c] for c in rows.column_names if c != "prompt"}
     parser = intent_parser(rewards)

@@ -36,8 +36,10 @@ def series(log_history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _bounds(points: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """x from the first to the last step; y from the data to zero (a rise from 0.45 to 0.65 must not fill the whole
+    height, and a reward that turns negative crosses a drawn zero line)."""
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    x0, x1, y0, y1 = min(xs), max(xs), min(*ys, 0.0), max(*ys, 0.0)
     if x1 == x0:
         x1 = x0 + 1
     if y1 == y0:
@@ -55,6 +57,7 @@ def svg(curve: str, key: str, points: list[tuple[float, float]], width: int = 32
         return left + (x - x0) / (x1 - x0) * pw, top + (1 - (y - y0) / (y1 - y0)) * ph
 
     path = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(x, y) for x, y in points))
+    zero = px(x0, 0.0)[1]
     dots = "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2"/>' for a, b in (px(x, y) for x, y in points))
     title = html.escape(f"{curve} ({key})")
     return (f'<svg class="curve" width="{width}" height="{height}" '
@@ -63,6 +66,8 @@ def svg(curve: str, key: str, points: list[tuple[float, float]], width: int = 32
             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" class="ax"/>'
             f'<text x="{left - 4}" y="{top + 4}" class="yl">{y1:.3g}</text>'
             f'<text x="{left - 4}" y="{top + ph}" class="yl">{y0:.3g}</text>'
+            + (f'<line x1="{left}" y1="{zero:.1f}" x2="{left + pw}" y2="{zero:.1f}" class="ax zero"/>'
+               f'<text x="{left - 4}" y="{zero + 3:.1f}" class="yl">0</text>' if y0 < 0 < y1 else "") +
             f'<text x="{left}" y="{height - 6}" class="xl">{x0:.0f}</text>'
             f'<text x="{left + pw}" y="{height - 6}" class="xl" text-anchor="end">step {x1:.0f}</text>'
             f'<polyline points="{path}" class="ln"/><g class="pt">{dots}</g></svg>')
@@ -124,6 +129,8 @@ def _matplotlib_png(curve: str, key: str, points: list[tuple[float, float]], pat
         return False
     fig, ax = plt.subplots(figsize=(4.8, 2.7), dpi=100)
     ax.plot([p[0] for p in points], [p[1] for p in points], marker=".")
+    ax.set_ylim(*_bounds(points)[2:])  # zero on the axis, as in the SVG
+    ax.axhline(0.0, color="#888", linewidth=0.8)
     ax.set_title(f"{curve} ({key})")
     ax.set_xlabel("step")
     fig.tight_layout()

@@ -21,7 +21,7 @@ from typing import Any
 from rlft.report import breakdown as breakdown_mod
 from rlft.report import curves as curves_mod
 from rlft.report import html as html_mod
-from rlft.report.summary import ModelRun, disagreements, headline_rows
+from rlft.report.summary import ModelRun, decoding_text, disagreements, headline_rows, label_only
 
 REPORT_FILES = ("report.json", "report.md", "traces.jsonl", "traces.html")
 
@@ -92,8 +92,8 @@ def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "Abstained rewards are left out of each mean and counted; they are never zeros.", "",
               "## Models and decoding", ""]
-    lines += [f"- **{m['name']}**: `{m['source']}`, decoding {m['decoding']}, "
-              f"{m['rows_per_second'] or '—'} rows/s" for m in models]
+    lines += [f"- **{m['name']}**: `{m['source']}`, decoding `{decoding_text(m['decoding'])}`"
+              + (f", {m['rows_per_second']} rows/s" if m.get("rows_per_second") else "") for m in models]
     lines += ["", "## Reward-hacking canaries", ""]
     ckeys: list[str] = []
     for m in models:
@@ -104,9 +104,10 @@ def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
         for m in models:
             v = m["canaries"].get(k)
             if isinstance(v, dict):
-                v = ", ".join(f"{a}={b:.3f}" if isinstance(b, float) else f"{a}={b}" for a, b in v.items())
+                v = ", ".join(f"{a}={_fmt(b)}" for a, b in v.items())
             cells.append("—" if v is None or v == "" else f"{v:.3f}" if isinstance(v, float) else str(v))
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += ["", *canary_notes(ckeys, models)]
     if extra.get("win_rate"):
         w = extra["win_rate"]
         ci = w.get("ci")
@@ -132,6 +133,32 @@ def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
     lines += breakdown_mod.markdown_section(models)  # data.breakdown_columns
     lines += ["", "Every sample: `traces.html` (open in a browser; no server) and `traces.jsonl`.", ""]
     return "\n".join(lines)
+
+
+# What each canary reads, under the table; "—" is a value that is undefined for these rows.
+CANARY_NOTES = {
+    "mean_words": "mean completion length in words.",
+    "repetition_rate_3gram": "share of word 3-grams that repeat an earlier one in the same completion "
+                             "(— : no completion has 3 words).",
+    "near_duplicate_share": "share of completions equal or nearly equal (word Jaccard >= 0.9) to another of the "
+                            "same model: one canned reply for everything.",
+    "score_length_correlation": "Pearson r between each reward and completion length per row (a judge that likes "
+                                "long answers shows near 1); — where r is undefined: fewer than two scored rows, or "
+                                "the reward or the length is the same on every row.",
+    "length_drift_vs_base": "mean length / the base's mean length (1 = unchanged; padding shows above 1).",
+    "kl_to_base": "mean summed log-ratio to the base on the model's own greedy completions (k1 estimate).",
+}
+
+
+def canary_notes(keys: list[str], models: list[dict]) -> list[str]:
+    """One line per canary shown, saying what it reads; for label-only replies, why near-duplicates are expected."""
+    notes = [f"- `{k}`: {CANARY_NOTES[k]}" for k in keys if k in CANARY_NOTES]
+    label_only_models = [m["name"] for m in models if label_only(m.get("decoding"))]
+    if label_only_models and "near_duplicate_share" in keys:
+        notes.append(f"- {', '.join(label_only_models)}: every reply is one allowed label (decoding.constrain_labels "
+                     "without a free reply), so replies repeat by construction: near_duplicate_share is near 1 and "
+                     "length does not vary; these two canaries are for free-text replies.")
+    return notes
 
 
 def _fmt(v: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from rlft.report.summary import headline_rows
+from rlft.report.summary import decoding_text, headline_rows
 
 CSS = """
 body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222}
@@ -143,7 +143,7 @@ def render(title: str, models: list[dict], samples: list[dict], curves_svg: list
         body.append(f'<tr class="{cls}" data-disagree="{int(s["disagree"])}" data-fail="{int(s["fail"])}" '
                     f'data-intent="{escape(str(s.get("intent") or ""))}">{"".join(cells)}</tr>')
     settings = "".join(f"<li><b>{escape(m['name'])}</b>: {escape(m['source'])} — decoding "
-                       f"{escape(str(m.get('decoding')))}</li>" for m in models)
+                       f"<code>{escape(decoding_text(m.get('decoding')))}</code></li>" for m in models)
     info = "".join(f"<li>{escape(str(k))}: {escape(str(v))}</li>" for k, v in meta.items())
     curves = (f'<h2>Training curves</h2><div class="curves">{"".join(curves_svg)}</div>' if curves_svg else "")
     return f"""<!DOCTYPE html>

@@ -8,6 +8,7 @@ build them by hand.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,19 @@ def disagreements(runs: list[ModelRun]) -> list[bool]:
             keys = {canaries.normalise(r.completions[i]) for r in runs}
         out.append(len(keys) > 1)
     return out
+
+
+def decoding_text(decoding: dict[str, Any] | None) -> str:
+    """Decoding settings as the recipe writes them (`prefill: "<intent>", constrain_labels: true, ...`: JSON values,
+    so a newline shows as "\\n"); unset ones (None, "") are left out."""
+    shown = [f"{k}: {json.dumps(v, default=str)}" for k, v in (decoding or {}).items() if v is not None and v != ""]
+    return ", ".join(shown) if shown else "defaults"
+
+
+def label_only(decoding: dict[str, Any] | None) -> bool:
+    """Every reply is one allowed label and nothing else (the label constraint without a free reply)."""
+    d = decoding or {}
+    return bool(d.get("constrain_labels")) and not d.get("free_reply")
 
 
 def _cell(summary: dict, key: str) -> str:
