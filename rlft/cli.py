@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   ("check", _check, "dry run: data, model, rewards, zero-variance forecast, judge "
                                    "cost, memory and step time (exit 1 broken reward, 4 over budget)")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("recipe", help="recipe YAML file")
+        p.add_argument("recipe", help="recipe YAML file, or a bundled recipe's name "
+                                      "(intent_grpo: recipes/intent_grpo.yaml)")
         p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. trainer.max_steps=10")
         p.set_defaults(func=func)
     add_label_parser(sub)
@@ -118,9 +119,22 @@ def quiet_library_warnings() -> None:
         lambda record: "Skipping publisher trust check" not in record.getMessage())
 
 
+def bundled_recipe(name: str) -> str:
+    """A recipe named without its folder and suffix (`intent_grpo`) is the bundled `recipes/intent_grpo.yaml` of
+    the checkout you run in; anything else, an existing file included, is kept as given."""
+    from pathlib import Path
+
+    bundled = Path("recipes") / f"{name}.yaml"
+    if Path(name).exists() or Path(name).suffix or "/" in name or not bundled.is_file():
+        return name
+    return str(bundled)
+
+
 def run(argv: Sequence[str] | None = None, entry: Callable[[argparse.Namespace], int] | None = None) -> int:
     quiet_library_warnings()
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "validate", "check"):
+        args.recipe = bundled_recipe(args.recipe)
     try:
         return (entry or args.func)(args)
     except UserError as exc:

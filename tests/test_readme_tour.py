@@ -84,7 +84,8 @@ def _env(home: Path) -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _bash(command: str, clone: Path, extra: list[str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def _bash(command: str, clone: Path, extra: list[str] | None = None,
+          timeout: int = 900) -> subprocess.CompletedProcess:
     line = command + "".join(f" {x}" for x in extra or [])
     return subprocess.run(["bash", "-c", line], cwd=clone, env=_env(clone.parent / "hf_home"), capture_output=True,
                           text=True, timeout=timeout)
@@ -139,7 +140,7 @@ def test_tour_block_2_as_written_on_a_fresh_clone(tmp_path):
         "output_dir"], done.stderr
 
 
-@pytest.mark.slow  # ~6 min on two shared cores: five trainings/evaluations, each a new Python
+@pytest.mark.slow  # 12.5 min beside two trainings on two cores: seven commands, each a new Python
 def test_readme_command_1_then_the_whole_tour_in_order(tmp_path, tiny_model_dir):
     clone = _clone(tmp_path / "clone")
     tiny = _tiny(tiny_model_dir)

@@ -36,7 +36,8 @@ def test_report_md_says_what_it_measured_and_why_a_canary_is_empty(tmp_path):
            'reply_max_tokens: 0, reply_stop: "\\n", greedy: true`' in md
     assert "None" not in md
     assert "| score_length_correlation | intent=— |" in md
-    assert "- `score_length_correlation`: Pearson r" in md and "the reward or the length is the same on every row" in md
+    assert "- `score_length_correlation`: Pearson r" in md
+    assert "the reward or the length is the same on every row" in md
     assert "| near_duplicate_share | 1.000 |" in md
     assert re.search(r"- tuned: every reply is one allowed label .* near_duplicate_share is near 1", md)
 
