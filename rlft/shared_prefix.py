@@ -40,7 +40,8 @@ def sample_shared_prefix(model: Any, prompt_ids: Sequence[Sequence[int]], *, max
                          ) -> list[list[int]]:
     """Sample one completion per row; identical prompts share one prefill. Rows end after their first EOS.
 
-    `logits_processor(generated_ids, scores)` sees only the tokens generated so far (prompt excluded).
+    `logits_processor(generated_ids, scores)` sees only the tokens generated so far (prompt excluded), e.g. the
+    decoding constraint's `rlft.constraint.Constraint.processor(0)`.
     """
     from transformers import TopKLogitsWarper, TopPLogitsWarper
 

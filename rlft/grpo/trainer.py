@@ -72,6 +72,7 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
         self.labels = list(labels or [])
         grpo_args = kwargs.get("args")
         tokenizer = kwargs.get("processing_class")
+        # the decoding constraint (rlft.constraint.Constraint) every sampler of the rollout applies
         self.trie = build_trie(tokenizer, self.labels, self.decoding) if self.decoding.constrain_labels else None
         self.prefill_ids = prefill_ids(tokenizer, self.decoding)
         if (self.signal.shared_prefix or self.signal.exact_head) and grpo_args is not None:
@@ -83,9 +84,7 @@ class SignalGRPOTrainer(TRLHooks, JudgedRowMetrics, GRPOTrainer):
                     logger.info("rlft signal: shared_prefix / exact_head turn off %s", name)
                     setattr(grpo_args, name, False)
         if self.trie is not None and grpo_args is not None and getattr(grpo_args, "use_vllm", False):
-            from rlft.decoding import structured_output_regex
-
-            grpo_args.vllm_structured_outputs_regex = structured_output_regex(self.labels, self.decoding)
+            grpo_args.vllm_structured_outputs_regex = self.trie.regex()  # the same constraint, for vLLM
         kwargs.setdefault("rollout_func", rollout)
         super().__init__(*args, **kwargs)
         # one stream per process: the same seed everywhere would refill every process with the same prompts

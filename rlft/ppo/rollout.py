@@ -124,7 +124,9 @@ def eos_ids(model: nn.Module, tokenizer: Any) -> list[int]:
 @torch.no_grad()
 def sample(model: nn.Module, tokenizer: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, args: Any,
            logits_processor: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample completions -> (completion_ids padded to max_completion_length, completion_mask)."""
+    """Sample completions -> (completion_ids padded to max_completion_length, completion_mask). `logits_processor`:
+    the decoding constraint's (`rlft.constraint.Constraint.processor(prompt_length)`, via the trainer's
+    `logits_processor_factory`), or None."""
     from transformers import LogitsProcessorList
 
     from transformers import GenerationConfig
