@@ -628,7 +628,8 @@ def lookup_text(labels: Sequence[str], decoding: DecodingConfig) -> Callable[[st
 
 def label_regex(labels: Sequence[str], prefill: str = "", suffix: str = "", free_tail: bool = False,
                 tail_max_chars: int = 0, analysis_close: str = "", analysis_max_chars: int = 0,
-                label_prefix: str = "", after_label: Callable[[str], str] | None = None, tail_without: str = "") -> str:
+                label_prefix: str = "", after_label: Callable[[str], str] | None = None,
+                tail_without: str = "") -> str:
     """The label constraint as a regular expression over the completion text (after the prefill, if given): the
     states' own regex pieces, from arguments instead of a recipe.
 

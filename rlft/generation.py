@@ -303,8 +303,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: Decod
     """Completion texts (prefill included, special tokens dropped) for conversational or plain-text prompts.
 
     Decodes the way training does: prompt ids from `rlft.decoding.prompt_ids`, the recipe's constraint when
-    `decoding.constrain_labels` (needs `labels`; or pass a prebuilt `trie`: a `rlft.constraint.Constraint`), else a stop right after
-    `decoding.label_suffix` when `decoding.stop_at_suffix`. `sampling.n` completions per prompt, consecutive.
+    `decoding.constrain_labels` (needs `labels`; or pass a prebuilt `trie`: a `rlft.constraint.Constraint`), else a
+    stop right after `decoding.label_suffix` when `decoding.stop_at_suffix`. `sampling.n` completions per prompt, consecutive.
     """
     from rlft.decoding import build_trie, prompt_ids
 
