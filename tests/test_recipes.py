@@ -62,8 +62,8 @@ CASES = [
      "built-in (intent, intent_format, judge, length, reward_model, rubric), 'package.module:function' or "
      "'path/to/file.py:function'"),
     ("", ["rewards.0.params={partial: 0.5}"], "{cli}: rewards[0]: reward 'intent' does not accept parameter "
-     "'partial' (did you mean 'partial_credit'?); it accepts: aliases, correct, invalid, label_column, labels, log_per_intent, malformed, max_chars, "
-     "missing, multiple, partial_credit, pattern, prefix, timeout, timeout_s, wrong"),
+     "'partial' (did you mean 'partial_credit'?); it accepts: aliases, correct, handoff, invalid, label_column, labels, log_per_intent, malformed, "
+     "max_chars, missing, multiple, pair_rewards, partial_credit, pattern, prefix, timeout, timeout_s, wrong"),
     ("", ["trainr.max_steps=3"], "{cli}: trainr: unknown section (did you mean 'trainer'?); allowed: adapter, "
      "algorithm, data, decoding, evaluation, export, label_pg, max_train_clock, max_train_minutes, model, "
      "output_dir, overwrite, rewards, seed, signal, trainer"),
@@ -92,7 +92,8 @@ CASES = [
     ("", ["evaluation.keep_best=true"], "{cli}: evaluation.keep_best: needs evaluation.every_steps > 0"),
     ("", ["evaluation.every_steps=5", "evaluation.keep_best=true", "evaluation.best_metric=intent_acc"],
      "{cli}: evaluation.best_metric: unknown metric 'intent_acc' (did you mean 'intent_accuracy'?); evaluation "
-     "reports intent_accuracy, format_rate, macro_f1, policy_following, system_accuracy, reward/intent"),
+     "reports intent_accuracy, format_rate, macro_f1, policy_following, system_accuracy, coverage, "
+     "selective_accuracy, expected_reward, reward/intent"),
     ("", ["label_pg.weighting=mean"], "{cli}: label_pg.weighting: 'mean' is not one of expected, maxrl, log"),
     ("", ["label_pg.maxrl_t=0"], "{cli}: label_pg: only applies to algorithm label_pg or signal.exact_head "
      "(this recipe is grpo)"),
