@@ -1,8 +1,8 @@
 """Intent tags with DPO on preference data (see intent_dpo.yaml).
 
     # embedded model + demo data, CPU or GPU
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_dpo.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_dpo.py trainer.max_steps=100 \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_dpo.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_dpo.py trainer.max_steps=100 \
         data.source=my.csv
 
 What it does: loads intent_dpo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with DPO on its

@@ -1,10 +1,10 @@
 """Intent detection with GRPO and the RLEF intent reward.
 
     # embedded model + demo data, CPU or GPU
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py trainer.max_steps=100 \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py trainer.max_steps=100 \
         data.source=my.csv
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py --config \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_grpo.py --config \
         recipes/intent_grpo_bitext_sampled.yaml          # the same GRPO on Bitext
 
 What it does: loads intent_grpo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with GRPO on the

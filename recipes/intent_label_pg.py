@@ -1,8 +1,8 @@
 """Intent detection with the exact label-space policy gradient (`algorithm: label_pg`) and the RLEF intent reward.
 
     # embedded model + grouped Bitext split
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_label_pg.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_label_pg.py \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_label_pg.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_label_pg.py \
         trainer.max_steps=200 label_pg.weighting=maxrl
     rlft train recipes/intent_label_pg.yaml                         # the same, without accelerate
 

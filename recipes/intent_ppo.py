@@ -1,8 +1,8 @@
 """Intent detection with PPO and the RLEF intent reward.
 
     # embedded model + demo data, CPU or GPU
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_ppo.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/intent_ppo.py trainer.max_steps=100 \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_ppo.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/intent_ppo.py trainer.max_steps=100 \
         data.source=my.csv
 
 What it does: loads intent_ppo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter and a value head with

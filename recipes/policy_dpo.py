@@ -3,8 +3,8 @@
     rlft label recipes/label_intent.yaml --split train --n 6 --prefill "<intent>" --pairs best_vs_rest \
         --chosen-min-score 0.5 --out runs/label_intent_rest
     # embedded model, CPU or GPU
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_dpo.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_dpo.py \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/policy_dpo.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/policy_dpo.py \
         data.source=runs/other_labels/dpo.jsonl trainer.max_steps=100
 
 What it does: loads policy_dpo.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with DPO on the

@@ -1,8 +1,8 @@
 """Policy following: GRPO on the intent reward plus an LLM judge of the company policy (see policy_grpo.yaml).
 
     # wiring demo: embedded model judges (no signal)
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_grpo.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_grpo.py trainer.max_steps=100 \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/policy_grpo.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/policy_grpo.py trainer.max_steps=100 \
         data.source=my.csv
 
 What it does: loads policy_grpo.yaml, evaluates held-out intent accuracy and judge scores, trains a LoRA adapter

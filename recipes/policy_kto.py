@@ -2,8 +2,8 @@
 
     rlft label recipes/label_intent.yaml --split train --n 6 --prefill "<intent>" --out runs/label_intent
     # embedded model, CPU or GPU
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_kto.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/policy_kto.py \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/policy_kto.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/policy_kto.py \
         data.source=runs/other_labels/kto.jsonl trainer.max_steps=100
 
 What it does: loads policy_kto.yaml, evaluates held-out intent accuracy, trains a LoRA adapter with KTO on the

@@ -1,11 +1,11 @@
 """The reward-model route: train a reward model on preference pairs, then PPO against it.
 
     # both stages, embedded model + demo data
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/rm_ppo.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/rm_ppo.py
     # overrides apply to the PPO stage; trainer.max_steps also caps the reward-model stage
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/rm_ppo.py trainer.max_steps=100
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/rm_ppo.py trainer.max_steps=100
     # your PPO recipe; it names the RM path
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/rm_ppo.py --config my_ppo.yaml
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/rm_ppo.py --config my_ppo.yaml
 
 What it does: if `runs/intent_rm` holds no trained reward model yet, trains one with intent_rm.yaml (held-out
 accuracy and calibration table in runs/intent_rm/calibration.json); then runs the PPO recipe (rm_ppo.yaml), whose

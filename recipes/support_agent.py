@@ -1,10 +1,10 @@
 """The one-pass support agent: `<intent>label</intent>` + a policy-following reply, GRPO on intent + rubric.
 
     # embedded model + demo data, CPU or GPU
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py trainer.max_steps=100
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py trainer.max_steps=100
     # + a judge endpoint
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py --config \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent.py --config \
         recipes/support_agent_judge.yaml
 
 What it does: loads support_agent.yaml (the head is constrained to one label, the reply is free), evaluates the

@@ -1,10 +1,10 @@
 """The deployed (no-oracle) support agent on Bitext, both stages in one command.
 
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py
     # another seed (each seed draws its own grouped split): seed, model.*, data.*, evaluation.* and
     # trainer.max_steps reach both stages; `head.<key>=<value>` reaches stage 1 only (e.g. head.trainer.max_steps=350);
     # stage 1 writes to the agent's output_dir + "_head"
-    accelerate launch --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py seed=1 \
+    accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py seed=1 \
         output_dir=runs/support_agent_bitext_s1
 
 What it does: stage 1 trains the intent head alone (support_agent_bitext_head.yaml: the exact label-space objective
