@@ -406,12 +406,17 @@ def warn_inert_keys(recipe: Recipe) -> None:
         print(f"[rlft] warning: {line}", flush=True)
 
 
+def _check_head_then_reply(recipe: Recipe, key: str, algorithm_note: str, why: str) -> None:
+    """A GRPO `signal.` option that works on a constrained head followed by a free reply."""
+    _check("signal" in algorithm_spec(recipe.algorithm).sections, recipe, key, f"only applies to algorithm "
+           f"{_owners('signal')} (this recipe is {recipe.algorithm}{algorithm_note})")
+    _check(recipe.decoding.constrain_labels and recipe.decoding.free_reply, recipe, key, "needs "
+           f"decoding.constrain_labels: true and decoding.free_reply: true ({why})")
+
+
 def _validate_teacher(recipe: Recipe) -> None:
     sig, dec, key = recipe.signal, recipe.decoding, "signal.teacher_lookup"
-    _check("signal" in algorithm_spec(recipe.algorithm).sections, recipe, key, f"only applies to algorithm "
-           f"{_owners('signal')} (this recipe is {recipe.algorithm})")
-    _check(dec.constrain_labels and dec.free_reply, recipe, key, "needs decoding.constrain_labels: true and "
-           "decoding.free_reply: true (the article goes after the head, before the reply)")
+    _check_head_then_reply(recipe, key, "", "the article goes after the head, before the reply")
     _check(not dec.lookup, recipe, key, "the student must not see a looked-up article: unset decoding.lookup (the "
            "teacher's article replaces it)")
     _check(not dec.analysis_max_tokens, recipe, key, "does not support decoding.analysis_max_tokens")
@@ -428,10 +433,8 @@ def _validate_teacher(recipe: Recipe) -> None:
 
 def _validate_exact_head(recipe: Recipe) -> None:
     sig, dec, key = recipe.signal, recipe.decoding, "signal.exact_head"
-    _check("signal" in algorithm_spec(recipe.algorithm).sections, recipe, key, f"only applies to algorithm "
-           f"{_owners('signal')} (this recipe is {recipe.algorithm}; algorithm label_pg is the exact objective alone)")
-    _check(dec.constrain_labels and dec.free_reply, recipe, key, "needs decoding.constrain_labels: true and "
-           "decoding.free_reply: true (the head is one allowed label, then the reply)")
+    _check_head_then_reply(recipe, key, "; algorithm label_pg is the exact objective alone",
+                           "the head is one allowed label, then the reply")
     _check(not dec.analysis_max_tokens, recipe, key, "does not support decoding.analysis_max_tokens (the exact "
            "objective scores each label right after the prompt; an analysis block would have to be sampled)")
     _check(sig.exact_head_weight > 0, recipe, "signal.exact_head_weight", f"expected > 0, got "

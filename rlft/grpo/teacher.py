@@ -73,13 +73,12 @@ def token_logprobs(model: Any, sequences: Sequence[Sequence[int]], starts: Seque
         for i, seq in enumerate(chunk):
             ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[i, :len(seq)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
-        for i in range(len(chunk)):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for i in range(len(chunk)):  # the softmax over the vocabulary only where a scored token is predicted
             start, n = starts[lo + i], counts[lo + i]
-            positions = torch.arange(start - 1, start - 1 + n, device=logp.device)
+            logp = torch.log_softmax(logits[i, start - 1:start - 1 + n].float(), dim=-1)
             targets = ids[i, start:start + n].to(logp.device)
-            out.append(logp[i, positions, targets].cpu())
+            out.append(logp[torch.arange(n, device=logp.device), targets].cpu())
     return out
 
 
