@@ -37,8 +37,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def gold_rubric(rewards: list[Any]) -> Any:
     """The recipe's rubric reward scored against the row's gold intent (not the model's chosen one)."""
     for reward in rewards:
-        params = getattr(reward.inner, "use_predicted_intent", None)
-        if "rubric" in reward.name and not params:
+        if "rubric" in reward.name and not getattr(reward.inner, "use_predicted_intent", False):
             return reward
     raise SystemExit("reply_exploration: the recipe has no rubric reward scored against the gold intent")
 
@@ -70,39 +69,44 @@ def per_label(labels: list[str], scores: list[float], generations: int) -> dict[
     return per
 
 
-def explore(adapter: str, recipe: Any, data: Any, idx: list[int], template: str | None, generations: int,
-            max_new_tokens: int, seed: int) -> dict[str, Any]:
-    import torch
+def load_adapter(recipe: Any, adapter: str) -> tuple[Any, Any]:
+    """The recipe's base model (CPU, fp32) with `adapter` on it, in eval mode, and its tokenizer."""
     from peft import PeftModel
 
-    from rlft.generation import Sampling, generate
     from rlft.models import load_model
-    from rlft.recipe_rewards import load_recipe_rewards
 
-    rows = data.train.select(idx)
-    label_column = recipe.data.label_column
-    rubric = gold_rubric(load_recipe_rewards(recipe, list(data.labels), [rows]))
     model, tokenizer = load_model(recipe.model, dataclasses.replace(recipe.adapter, type="none", init_from=None),
                                   "cpu")
     model = PeftModel.from_pretrained(model, adapter)
     model.eval()
+    return model, tokenizer
+
+
+def explore(model: Any, tokenizer: Any, rubric: Any, recipe: Any, rows: Any, labels: list[str],
+            template: str | None, generations: int, max_new_tokens: int, seed: int) -> dict[str, Any]:
+    """Sample `generations` replies per row under the recipe's decoding (or `template` as its lookup) and score
+    them with the gold-intent `rubric`."""
+    import torch
+
+    from rlft.generation import Sampling, generate
+
     decoding = recipe.decoding if template is None else dataclasses.replace(recipe.decoding,
                                                                               lookup_template=template)
     prompts = list(rows["prompt"])
     sampling = Sampling(temperature=float(recipe.trainer.get("temperature", 1.0)), n=generations, seed=seed)
     start = time.process_time()
     with torch.no_grad():
-        completions = generate(model, tokenizer, prompts, decoding, list(data.labels),
-                               max_new_tokens=max_new_tokens, batch_size=32, sampling=sampling)
+        completions = generate(model, tokenizer, prompts, decoding, labels, max_new_tokens=max_new_tokens,
+                               batch_size=32, sampling=sampling)
     cpu_s = time.process_time() - start
     repeat = lambda values: [v for v in values for _ in range(generations)]  # noqa: E731
     columns = {c: repeat(rows[c]) for c in rows.column_names if c != "prompt"}
     scores = rubric.func(repeat(prompts), completions, **columns)
-    gold = list(rows[label_column])
+    gold = list(rows[recipe.data.label_column])
     per = per_label(gold, scores, generations)
     for label, row in per.items():
         row["example"] = completions[gold.index(label) * generations][:200]
-    return {"adapter": adapter, "template": template or recipe.decoding.lookup_template, "cpu_s": round(cpu_s, 1),
+    return {"template": template or recipe.decoding.lookup_template, "cpu_s": round(cpu_s, 1),
             "mean": round(statistics.fmean(scores), 3), "pass": round(sum(s >= 1.0 for s in scores) / len(scores), 3),
             "per_intent": per}
 
@@ -124,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from rlft.data import prepare
     from rlft.recipe import load_recipe
+    from rlft.recipe_rewards import load_recipe_rewards
 
     torch.set_num_threads(1)
     recipe = load_recipe(args.recipe, ["adapter.init_from=null"], check=False)
     data = prepare(recipe.data, "grpo", recipe.seed)
-    idx = pick_rows(data.train, recipe.data.label_column, args.per_intent)
+    rows = data.train.select(pick_rows(data.train, recipe.data.label_column, args.per_intent))
+    labels = list(data.labels)
+    rubric = gold_rubric(load_recipe_rewards(recipe, labels, [rows]))
     max_new = args.max_new_tokens or int(recipe.trainer.get("max_completion_length", 160))
     templates: list[tuple[str, str | None]] = [("recipe", None)]
     for item in args.template:
@@ -136,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         templates.append((name, text.encode().decode("unicode_escape")))
     results = []
     for adapter in args.adapter:
+        model, tokenizer = load_adapter(recipe, adapter)  # once per adapter, whatever the number of templates
         for name, text in templates:
-            result = {"name": name, **explore(adapter, recipe, data, idx, text, args.generations, max_new,
-                                               args.seed)}
+            result = {"name": name, "adapter": adapter,
+                      **explore(model, tokenizer, rubric, recipe, rows, labels, text, args.generations, max_new,
+                                args.seed)}
             results.append(result)
             print(f"\n{adapter} [{name}]  mean {result['mean']:.3f}  pass {result['pass']:.3f}  "
                   f"({result['cpu_s']:.0f} CPU s)")
