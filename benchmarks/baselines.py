@@ -4,7 +4,7 @@
     python benchmarks/baselines.py --sweep         # also the threshold/cap settings tried, one row each
 
 A random split of the templated Bitext CSV puts paraphrases of one template on both sides (TF-IDF + LR ~1.00);
-`rlft.splits.grouped_split` holds out whole near-duplicate clusters instead (see its module docstring). The random
+`rlft.data.splits.grouped_split` holds out whole near-duplicate clusters instead (see its module docstring). The random
 split here has the same held-out size as the grouped one. Baseline: word 1-2 + char_wb 2-5 TF-IDF (sublinear tf)
 into scikit-learn's LogisticRegression (C=1, lbfgs). Leakage: share of held-out rows whose nearest training row has
 word-set Jaccard >= 0.8 (and >= 0.7). scikit-learn is a test/benchmark extra (`pip install -e .[test]`).
@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rlft.splits import grouped_split, near_duplicate_clusters, near_duplicate_leakage  # noqa: E402
+from rlft.data.splits import grouped_split, near_duplicate_clusters, near_duplicate_leakage  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "bitext" / "bitext_customer_service_train.csv"
 DATA_DIR = ROOT / "benchmarks" / "data"

@@ -1,4 +1,4 @@
-"""Greedy decoding speed of evaluation: the old `model.generate` loop vs `rlft.generation`, side by side.
+"""Greedy decoding speed of evaluation: the old `model.generate` loop vs `rlft.decoding.generation`, side by side.
 
 The real model (SmolLM2-135M-Instruct, fp32, CPU), 540 Bitext utterances (20 per intent from
 benchmarks/data/bitext_grouped_eval.csv), the intent system prompt and the `<intent>` prefill; label-constrained
@@ -8,7 +8,7 @@ benchmarks/results/eval_speed.json.
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/eval_speed.py            # all 540 rows
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/eval_speed.py --rows 64  # quick look
 
-`old_generate` is the loop `rlft.evaluate.generate` ran before (text prefill, HF `generate` + trie logits
+`old_generate` is the loop `rlft.evaluation.held_out.generate` ran before (text prefill, HF `generate` + trie logits
 processor, batches of 16), copied here so the comparison stays runnable.
 """
 
@@ -34,7 +34,7 @@ PREFILL = "<intent>"
 
 def old_generate(model: Any, tokenizer: Any, prompts: Any, max_new_tokens: int = 32, batch_size: int = 16,
                  prefill: str = "", logits_processor_factory: Any = None) -> list[str]:
-    """The previous `rlft.evaluate.generate`, verbatim (the baseline)."""
+    """The previous `rlft.evaluation.held_out.generate`, verbatim (the baseline)."""
     import torch
 
     device = next(model.parameters()).device
@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from rlft.config import AdapterConfig, DecodingConfig, ModelConfig
-    from rlft.decoding import logits_processor_factory
-    from rlft.generation import generate
-    from rlft.models import load_model
+    from rlft.recipe.sections import AdapterConfig, DecodingConfig, ModelConfig
+    from rlft.decoding.prompting import logits_processor_factory
+    from rlft.decoding.generation import generate
+    from rlft.run.models import load_model
     from rlft.rewards.intent import IntentParser
 
     torch.set_num_threads(args.threads)

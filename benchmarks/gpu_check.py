@@ -54,7 +54,7 @@ def build_tiny_model(out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rlft.models import embedded_gguf
+    from rlft.run.models import embedded_gguf
 
     if (out / "config.json").is_file():
         return out

@@ -7,7 +7,7 @@
 
 (a) The baseline: `--baseline` (an adapter directory, or `base`) under `--baseline-recipe` (default
 recipes/intent_grpo_bitext.yaml: its prompt and label set, the hand-off label dropped if listed). For every
-held-out row, one teacher-forced pass scores every label (`rlft.label_space.label_logprobs`, the objective's own
+held-out row, one teacher-forced pass scores every label (`rlft.decoding.label_space.label_logprobs`, the objective's own
 code): the constrained label distribution π_con, its argmax is the answer and max π_con the confidence. Sweeping
 the threshold gives the risk-coverage curve (`rlft.report.metrics.risk_coverage`); the table reads it at the
 largest coverage with selective accuracy >= `--target` (0.95) and at the hand-off adapter's coverage.
@@ -47,7 +47,7 @@ def load(recipe: Any, ref: str) -> tuple[Any, Any]:
     """The recipe's base model, with the adapter `ref` on it unless `ref` is `base`."""
     import dataclasses
 
-    from rlft.models import load_model
+    from rlft.run.models import load_model
 
     model, tokenizer = load_model(recipe.model, dataclasses.replace(recipe.adapter, type="none"), "cpu")
     if ref != "base":
@@ -59,11 +59,11 @@ def load(recipe: Any, ref: str) -> tuple[Any, Any]:
 
 def label_probs(model: Any, tokenizer: Any, prompts: list[Any], labels: list[str], decoding: Any,
                 batch: int) -> list[list[float]]:
-    """π_con(label | prompt) for every row and label, from `rlft.label_space.label_logprobs`."""
+    """π_con(label | prompt) for every row and label, from `rlft.decoding.label_space.label_logprobs`."""
     import torch
 
-    from rlft.decoding import prompt_ids
-    from rlft.label_space import LabelSpace, label_logprobs
+    from rlft.decoding.prompting import prompt_ids
+    from rlft.decoding.label_space import LabelSpace, label_logprobs
 
     space = LabelSpace.build(tokenizer, labels, decoding)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from rlft.eval_run import load_eval_rows
-    from rlft.evaluate import generate_with, selective_grading
-    from rlft.recipe import load_recipe
-    from rlft.recipe_rewards import load_recipe_rewards
+    from rlft.evaluation.eval_models import load_eval_rows
+    from rlft.evaluation.held_out import generate_with, selective_grading
+    from rlft.recipe.load import load_recipe
+    from rlft.scoring.for_recipe import load_recipe_rewards
 
     torch.manual_seed(0)
     recipe = load_recipe(ns.recipe)

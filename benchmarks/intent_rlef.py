@@ -4,7 +4,7 @@
     python benchmarks/intent_rlef.py --arm tfidf                       # the non-neural baseline (seconds)
     python benchmarks/intent_rlef.py --table                           # print the table of every arm run so far
 
-Data: the grouped Bitext split (`benchmarks/data/bitext_grouped_{train,eval}.csv`, made by `rlft.splits`:
+Data: the grouped Bitext split (`benchmarks/data/bitext_grouped_{train,eval}.csv`, made by `rlft.data.splits`:
 near-duplicate utterances stay on one side; TF-IDF scores ~1.00 on a random split of the CSV and well below
 on this one). Held-out rows: `--eval-per-intent` per intent drawn from the grouped eval file with `--seed`; the
 first half (the same number per intent) is scored during training, all of them at the end.
@@ -124,8 +124,8 @@ class TimedEval:
         return 0.0 if self.start is None else clock() - self.start - self.eval_s
 
     def evaluate(self, model: Any, tok: Any, step: int, rows: int, per_intent: bool = False) -> dict[str, Any]:
-        from rlft.config import DecodingConfig
-        from rlft.evaluate import evaluate
+        from rlft.recipe.sections import DecodingConfig
+        from rlft.evaluation.held_out import evaluate
 
         t0, c0 = time.time(), clock()
         point: dict[str, Any] = {"step": step, "train_seconds": round(self.train_seconds(), 1), "rows": rows}
@@ -203,7 +203,7 @@ def run_rl_arm(arm: str, ns: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import rlft
-    from rlft.data import prepare
+    from rlft.data.loading import prepare
 
     torch.set_num_threads(ns.threads)
     rows = eval_rows(ns.eval_per_intent, ns.seed)
@@ -242,8 +242,8 @@ def run_supervised(ns: argparse.Namespace) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from rlft.config import AdapterConfig, ModelConfig
-    from rlft.models import load_model
+    from rlft.recipe.sections import AdapterConfig, ModelConfig
+    from rlft.run.models import load_model
 
     torch.set_num_threads(ns.threads)
     torch.manual_seed(ns.seed)

@@ -6,7 +6,7 @@
 The replies are those of an `rlft eval` (or end-of-training) report: `traces.jsonl` holds each held-out reply with
 its `rubric` value. A reply passes the rubric when it meets every requirement of its intent's policy (value 1.0).
 Those verdicts stand where `rlft eval --human-labels` expects human labels (the `rubric` column here), and the
-recipe's judge reward grades the same replies exactly as in training: `rlft.eval_run.judge_calibration`, the code
+recipe's judge reward grades the same replies exactly as in training: `rlft.evaluation.eval_models.judge_calibration`, the code
 of the calibration gate (docs/evaluation.md#gate). The rubric is not a human: kappa here says how far the judge
 agrees with the deterministic check the recipes train on, the issue's "judge-rubric agreement".
 
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ns = p.parse_args(argv)
 
     import rlft
-    from rlft.eval_run import judge_calibration, load_eval_rows
-    from rlft.recipe_rewards import load_recipe_rewards
+    from rlft.evaluation.eval_models import judge_calibration, load_eval_rows
+    from rlft.scoring.for_recipe import load_recipe_rewards
 
-    from rlft.config import ModelConfig
-    from rlft.models import resolve_model_path
+    from rlft.recipe.sections import ModelConfig
+    from rlft.run.models import resolve_model_path
 
     rows = rubric_rows(ns.traces, ns.models)
     tmp = Path(tempfile.mkdtemp(prefix="judge_agreement_"))

@@ -81,7 +81,7 @@ def tiny_model(out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rlft.models import embedded_gguf
+    from rlft.run.models import embedded_gguf
 
     gguf = embedded_gguf("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

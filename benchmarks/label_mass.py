@@ -4,7 +4,7 @@
     python benchmarks/label_mass.py --model <tiny model dir> --rows 6 --adapter none     # smoke
 
 A diagnostic for the free-decoding gap of issue 11 (docs/benchmarks.md#free-gap). For every row it computes, in
-one teacher-forced pass over all 27 label paths (`rlft.label_space.label_logprobs`, the objective's own code):
+one teacher-forced pass over all 27 label paths (`rlft.decoding.label_space.label_logprobs`, the objective's own code):
 
 - `valid_label_mass`: Σₖ π_free(k|x), the probability that plain greedy-free sampling (prefill only, no grammar)
   writes some allowed `label</intent>` + EOS; 1 − it is mass on replies that are no label (invented labels);
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.supervised_reference import DATA, SYSTEM, read_csv  # noqa: E402
-from rlft.config import AdapterConfig, DecodingConfig, ModelConfig  # noqa: E402
+from rlft.recipe.sections import AdapterConfig, DecodingConfig, ModelConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "label_mass.json"
 DECODING = DecodingConfig(prefill="<intent>", constrain_labels=True)
@@ -41,8 +41,8 @@ DECODING = DecodingConfig(prefill="<intent>", constrain_labels=True)
 def mass_stats(model, tokenizer, space, labels: list[str], rows: list[dict[str, str]], batch: int = 27) -> dict:
     import torch
 
-    from rlft.decoding import prompt_ids
-    from rlft.label_space import label_logprobs
+    from rlft.decoding.prompting import prompt_ids
+    from rlft.decoding.label_space import label_logprobs
 
     mass, p_free, p_con = [], [], []
     for start in range(0, len(rows), batch):
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from rlft.label_space import LabelSpace
-    from rlft.models import load_model
+    from rlft.decoding.label_space import LabelSpace
+    from rlft.run.models import load_model
 
     torch.manual_seed(0)
     model, tokenizer = load_model(ModelConfig(name=ns.model), AdapterConfig(type="none"), "cpu")

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/label_pg_step.py
     python benchmarks/label_pg_step.py --model <tiny model dir> --steps 1      # smoke
 
-One step = `rlft.label_space.label_pg_loss` forward + backward on 16 grouped Bitext training rows (the recipe's
+One step = `rlft.decoding.label_space.label_pg_loss` forward + backward on 16 grouped Bitext training rows (the recipe's
 batch), SmolLM2-135M-Instruct + LoRA r 16 on all linear layers, the recipe's `label_pg` section (free normaliser,
 one rewarded path per prompt). Arms, run interleaved on the same batches so machine load hits them alike:
 
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from rlft.config import AdapterConfig, DecodingConfig, LabelPGConfig, ModelConfig
-    from rlft.decoding import prompt_ids
-    from rlft.generation import common_prefix_length
-    from rlft.label_space import LabelSpace, label_pg_loss
-    from rlft.models import load_model
+    from rlft.recipe.sections import AdapterConfig, DecodingConfig, LabelPGConfig, ModelConfig
+    from rlft.decoding.prompting import prompt_ids
+    from rlft.decoding.generation import common_prefix_length
+    from rlft.decoding.label_space import LabelSpace, label_pg_loss
+    from rlft.run.models import load_model
 
     torch.manual_seed(0)
     adapter = AdapterConfig(type="lora", r=16, alpha=32)

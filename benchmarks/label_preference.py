@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def evaluate_adapter(recipe, eval_ds, labels, adapter_dir, args):
-    from rlft.config import AdapterConfig, DecodingConfig
-    from rlft.evaluate import evaluate
-    from rlft.models import load_model, resolve_device
+    from rlft.recipe.sections import AdapterConfig, DecodingConfig
+    from rlft.evaluation.held_out import evaluate
+    from rlft.run.models import load_model, resolve_device
 
     adapter = AdapterConfig(type="lora", init_from=str(adapter_dir)) if adapter_dir else AdapterConfig(type="none")
     model, tokenizer = load_model(recipe.model, adapter, resolve_device(recipe.model))
@@ -59,9 +59,9 @@ def main() -> None:
                         help="extra recipe override for the trained arms, e.g. trainer.learning_rate=1e-4")
     args = parser.parse_args()
 
-    from rlft.data import prepare
-    from rlft.pipeline import train
-    from rlft.recipe import load_recipe
+    from rlft.data.loading import prepare
+    from rlft.run.pipeline import train
+    from rlft.recipe.load import load_recipe
 
     prompt_recipe = load_recipe(args.prompt_recipe, check=False)
     held_out = prepare(prompt_recipe.data, "grpo", prompt_recipe.seed)  # same split `rlft label --split train` used

@@ -57,7 +57,7 @@ def main() -> None:
 
     import torch
 
-    from rlft.pipeline import train
+    from rlft.run.pipeline import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

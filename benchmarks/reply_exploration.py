@@ -73,7 +73,7 @@ def load_adapter(recipe: Any, adapter: str) -> tuple[Any, Any]:
     """The recipe's base model (CPU, fp32) with `adapter` on it, in eval mode, and its tokenizer."""
     from peft import PeftModel
 
-    from rlft.models import load_model
+    from rlft.run.models import load_model
 
     model, tokenizer = load_model(recipe.model, dataclasses.replace(recipe.adapter, type="none", init_from=None),
                                   "cpu")
@@ -88,7 +88,7 @@ def explore(model: Any, tokenizer: Any, rubric: Any, recipe: Any, rows: Any, lab
     them with the gold-intent `rubric`."""
     import torch
 
-    from rlft.generation import Sampling, generate
+    from rlft.decoding.generation import Sampling, generate
 
     decoding = recipe.decoding if template is None else dataclasses.replace(recipe.decoding,
                                                                               lookup_template=template)
@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from rlft.data import prepare
-    from rlft.recipe import load_recipe
-    from rlft.recipe_rewards import load_recipe_rewards
+    from rlft.data.loading import prepare
+    from rlft.recipe.load import load_recipe
+    from rlft.scoring.for_recipe import load_recipe_rewards
 
     torch.set_num_threads(1)
     recipe = load_recipe(args.recipe, ["adapter.init_from=null"], check=False)

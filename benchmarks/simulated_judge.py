@@ -11,7 +11,7 @@ Every reply names its model `SIMULATED-rubric-judge`, whatever the request asked
     #                       policies: demo, policy_column: intent}
     curl -s http://127.0.0.1:8124/stats        # requests, faults, and the verdicts: judged, flipped, agree, ...
 
-How a verdict is made, per request (the judge templates' tags, `rlft/judge/prompts.py`):
+How a verdict is made, per request (the judge templates' tags, `rlft/judge/prompt_templates.py`):
 
 1. The gold intent is recovered from the `<policy>` block: the server loads the same policy file as the reward
    (`--policies`, default `demo`) and looks the rendered policy text up; the default policy maps to the rubric's

@@ -5,7 +5,7 @@
     python benchmarks/supervised_reference.py --minutes 1 --model <tiny model dir> --eval-per-intent 2   # smoke
 
 The ceiling the RL arms of issue 11 are compared with: same model (embedded SmolLM2-135M-Instruct via
-`rlft.models.load_model`), same LoRA (r16/alpha32, all linear layers, fp32 on CPU), same prompt and prefill.
+`rlft.run.models.load_model`), same LoRA (r16/alpha32, all linear layers, fp32 on CPU), same prompt and prefill.
 Trained with TRL's `SFTTrainer` on prompt/completion rows, loss on the completion only:
 
     prompt     = chat template(system SYSTEM, user utterance, generation prompt) + "<intent>"
@@ -15,8 +15,8 @@ lr 2e-4 constant, batch 16, one pass over the shuffled training CSV at most, sto
 (evaluation excluded) reaches `--minutes`: wall-clock, or with `--clock cpu` this process's CPU time (the fair
 budget when other jobs share the cores; both are recorded). Every `--eval-every` steps (and before/after) the
 held-out rows (`--eval-per-intent` per intent from benchmarks/data/bitext_grouped_eval.csv, seeded) are decoded
-greedily with the `<intent>` prefill, both WITH the label constraint (`rlft.constrained.processor_factory`) and
-WITHOUT it (free decoding), scored by `rlft.evaluate.evaluate`. Writes the curve to
+greedily with the `<intent>` prefill, both WITH the label constraint (`rlft.decoding.constrained.processor_factory`) and
+WITHOUT it (free decoding), scored by `rlft.evaluation.held_out.evaluate`. Writes the curve to
 benchmarks/results/supervised_reference.json (after every evaluation).
 """
 
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="training time budget (evaluation excluded)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="what --minutes counts: wall-clock, or this process's CPU time (fair on a shared machine)")
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="anything rlft.models.load_model accepts")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="anything rlft.run.models.load_model accepts")
     ap.add_argument("--train-csv", type=Path, default=DATA / "bitext_grouped_train.csv")
     ap.add_argument("--eval-csv", type=Path, default=DATA / "bitext_grouped_eval.csv")
     ap.add_argument("--eval-per-intent", type=int, default=10)
@@ -93,9 +93,9 @@ def main() -> None:
     from transformers import TrainerCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from rlft.config import AdapterConfig, DecodingConfig, ModelConfig
-    from rlft.evaluate import evaluate
-    from rlft.models import load_model, resolve_device
+    from rlft.recipe.sections import AdapterConfig, DecodingConfig, ModelConfig
+    from rlft.evaluation.held_out import evaluate
+    from rlft.run.models import load_model, resolve_device
 
     datasets.disable_progress_bars()
     load_start = [round(x, 2) for x in os.getloadavg()]  # the 2 cores may be shared: say how busy they were

@@ -56,9 +56,9 @@ def prompt_tokens(recipe_path: Path, rows: int, seed: int) -> tuple[float, float
     import rlft
     from transformers import AutoTokenizer
 
-    from rlft.data import prepare
-    from rlft.decoding import build_trie, prompt_ids
-    from rlft.models import embedded_gguf
+    from rlft.data.loading import prepare
+    from rlft.decoding.prompting import build_trie, prompt_ids
+    from rlft.run.models import embedded_gguf
 
     recipe = rlft.load_recipe(str(recipe_path), [f"seed={seed}"])
     data = prepare(recipe.data, recipe.algorithm, recipe.seed)
@@ -88,7 +88,7 @@ def main() -> None:
     from benchmarks.support_retrieval import article_row, retrieve, write_rows
 
     import rlft
-    from rlft.data import prepare
+    from rlft.data.loading import prepare
     from rlft.judge.policies import Guidelines
 
     recipe = rlft.load_recipe(str(LOOKUP), [f"seed={ns.seed}"])

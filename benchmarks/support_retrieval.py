@@ -58,9 +58,9 @@ def article_row(recipe_path: str, csv_path: Path, out: Path) -> dict[str, Any]:
     """Score the non-neural reply `<intent>retrieved</intent> article` on the rows of `csv_path` (written by `main`)
     with the recipe's rewards and summarise it like `rlft eval` (report files in `out`)."""
     import rlft
-    from rlft.eval_run import load_eval_rows, write_eval_report
-    from rlft.evaluate import intent_parser, score_run
-    from rlft.recipe_rewards import load_recipe_rewards
+    from rlft.evaluation.eval_models import load_eval_rows, write_eval_report
+    from rlft.evaluation.held_out import intent_parser, score_run
+    from rlft.scoring.for_recipe import load_recipe_rewards
     from rlft.report.summary import ModelRun
 
     recipe = rlft.load_recipe(recipe_path, ["data.policies=null", f"data.source={csv_path}"])
@@ -88,7 +88,7 @@ def main() -> None:
     ns = p.parse_args()
 
     import rlft
-    from rlft.data import prepare
+    from rlft.data.loading import prepare
     from rlft.judge.policies import Guidelines
 
     recipe = rlft.load_recipe(ns.recipe)

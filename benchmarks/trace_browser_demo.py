@@ -22,15 +22,15 @@ def main(out: str, real: bool = False, std: float = 0.1) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rlft.eval_run import ModelRef, evaluate_models, format_table
-    from rlft.models import embedded_gguf
-    from rlft.recipe import load_recipe
+    from rlft.evaluation.eval_models import ModelRef, evaluate_models, format_table
+    from rlft.run.models import embedded_gguf
+    from rlft.recipe.load import load_recipe
 
     work = Path(tempfile.mkdtemp(prefix="rlft_trace_demo_"))
     torch.manual_seed(0)
     if real:  # the embedded SmolLM2-135M-Instruct (converted from its .gguf once, then cached)
-        from rlft.config import ModelConfig
-        from rlft.models import resolve_model_path
+        from rlft.recipe.sections import ModelConfig
+        from rlft.run.models import resolve_model_path
 
         model_dir = Path(resolve_model_path(ModelConfig()))
     else:

@@ -15,7 +15,7 @@ Not supported here: open-ended outputs (use recipes/intent_grpo.py), multi-node 
 
 from pathlib import Path
 
-from rlft.launch import launch
+from rlft.run.launch import launch
 
 if __name__ == "__main__":
     launch(Path(__file__).with_suffix(".yaml"))

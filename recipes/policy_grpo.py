@@ -13,7 +13,7 @@ Not supported here: multi-node launch settings (pass your own accelerate config)
 import sys
 from pathlib import Path
 
-from rlft.launch import launch
+from rlft.run.launch import launch
 
 WIRING_DEMO = """[rlft] WIRING DEMO: no real judge is configured. The judge is the embedded 135M model (backend:
 [rlft] local), far too weak to judge policies, and it is only asked when the <intent> tag is right, which the base

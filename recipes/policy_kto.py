@@ -13,7 +13,7 @@ Not supported here: labelling inside the launcher (run `rlft label` first), mult
 
 from pathlib import Path
 
-from rlft.launch import launch
+from rlft.run.launch import launch
 
 if __name__ == "__main__":
     launch(Path(__file__).with_suffix(".yaml"))

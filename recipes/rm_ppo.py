@@ -16,7 +16,7 @@ Not supported here: multi-node launch settings (pass your own accelerate config)
 import json
 from pathlib import Path
 
-from rlft.launch import launch
+from rlft.run.launch import launch
 
 HERE = Path(__file__).parent
 RM_RECIPE = HERE / "intent_rm.yaml"
@@ -25,7 +25,7 @@ RM_RECIPE = HERE / "intent_rm.yaml"
 def reward_model_recipe(argv: list[str]):  # noqa: ANN201 - an rlft Recipe
     """Stage 1's recipe: intent_rm.yaml with the command line's `trainer.max_steps` (a quick try-out must be quick
     end to end); every other override is the PPO stage's."""
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     return load_recipe(RM_RECIPE, [a for a in argv if a.startswith("trainer.max_steps=")])
 
@@ -42,7 +42,7 @@ if __name__ == "__main__":
     import sys
 
     from rlft.errors import UserError
-    from rlft.pipeline import train
+    from rlft.run.pipeline import train
 
     try:
         rm = reward_model_recipe(sys.argv[1:])

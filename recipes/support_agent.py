@@ -16,7 +16,7 @@ Not supported: an `<analysis>` block before the head. Both rewards share one adv
 
 from pathlib import Path
 
-from rlft.launch import launch
+from rlft.run.launch import launch
 
 if __name__ == "__main__":
     launch(Path(__file__).with_suffix(".yaml"))

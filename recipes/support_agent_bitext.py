@@ -17,7 +17,7 @@ Figures and caveats: docs/support_agent.md#no-oracle. Delete runs/support_agent_
 import sys
 from pathlib import Path
 
-from rlft.launch import launch
+from rlft.run.launch import launch
 
 HERE = Path(__file__).parent
 
@@ -30,7 +30,7 @@ def head_recipe(argv: list[str], agent):  # noqa: ANN001, ANN201 - rlft Recipes
     """Stage 1's recipe: the head recipe with the command line's seed, model, data and evaluation overrides and its
     step budget (both stages must see the same model, prompt and split), then the `head.` overrides (stage 1 only,
     prefix removed), written to the agent's output_dir + _head."""
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     shared = [a for a in argv if a.startswith(SHARED)]
     own = [a.removeprefix(HEAD_ONLY) for a in argv if a.startswith(HEAD_ONLY)]
@@ -57,8 +57,8 @@ def reusable(head) -> bool:  # noqa: ANN001 - an rlft Recipe
 
 if __name__ == "__main__":
     from rlft.errors import UserError
-    from rlft.pipeline import train
-    from rlft.recipe import load_recipe
+    from rlft.run.pipeline import train
+    from rlft.recipe.load import load_recipe
 
     argv = [a for a in sys.argv[1:] if not a.startswith("adapter.init_from=")]
     agent_argv = [a for a in argv if not a.startswith(HEAD_ONLY)]

@@ -53,7 +53,7 @@ from typing import Any
 
 import regex
 
-from rlft.reward_protocol import BaseReward, completion_text  # noqa: F401 - completion_text re-exported
+from rlft.scoring.protocol import BaseReward, completion_text  # noqa: F401 - completion_text re-exported
 
 DEFAULT_PATTERN = r"<intent>(.*?)</intent>"
 OPEN_TAG = "<intent>"

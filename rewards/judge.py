@@ -39,13 +39,13 @@ What happens to each completion, in order:
    finishes, the rest abstains with status `stopped`, training ends and saves) and the callback's `stop_reason`,
    `stop_kind` and `stop_ok` say why (`finish`: a budget stop counts as success); otherwise the limit raises.
    The callback's `state_dict()` (spend, error-rate window, statuses, audit batch counter) goes into every
-   checkpoint (`rlft.reward_state`), so the budget is one budget for the whole run: a resumed run goes on counting,
+   checkpoint (`rlft.scoring.state`), so the budget is one budget for the whole run: a resumed run goes on counting,
    and one whose restored spend is already over the budget stops before its first step.
 
 The ~60 flat params are grouped into typed specs (`rlft.judge.specs`: client, judging, votes, budget, gate,
 failure policy); `JudgeReward(spec=JudgeSpec(...))` takes them typed. One more param, `calibration:
 {human_labels: FILE, min_kappa: 0.6}`, is not a judging setting: `rlft train` checks it before training starts
-(`rlft.judge_gate`: Cohen's kappa against human labels, refused below `min_kappa`).
+(`rlft.judge.gate`: Cohen's kappa against human labels, refused below `min_kappa`).
 
 Logged every call through TRL's `log_metric`: `judge/<status>_rate`, `judge/skipped_rate`, `judge/abstain_rate`,
 `judge/flagged_rate`, `judge/guard_timeout_rate`, `judge/truncated_rate`, `judge/agreement`, `judge/mean`,
@@ -72,13 +72,13 @@ from rlft.errors import RewardError
 from rlft.judge.budget import Budget, JudgeBudgetExceeded, Usage
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
-from rlft.judge.judge import DEFAULT_LABELS, STATUSES, STOPPED, Judge, Judgment, Sample
+from rlft.judge.judgment import DEFAULT_LABELS, STATUSES, STOPPED, Judge, Judgment, Sample
 from rlft.judge.policies import Guidelines, normalize_key
-from rlft.judge.prompts import conversation_text
+from rlft.judge.prompt_templates import conversation_text
 from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
 from rlft.judge.untrusted import count_words, scan_injection
-from rlft.judge_gate import parse_calibration
-from rlft.reward_protocol import BaseReward, TrainingStopped, completion_text
+from rlft.judge.gate import parse_calibration
+from rlft.scoring.protocol import BaseReward, TrainingStopped, completion_text
 from rlft.rewards.intent import IntentParser, normalize_label
 
 logger = logging.getLogger("rlft.judge")
@@ -123,7 +123,7 @@ class JudgeReward(BaseReward):
 
     def __init__(self, model: str | None = None, *, spec: JudgeSpec | None = None, client: ChatClient | None = None,
                  calibration: dict | None = None, **params: Any):
-        # the calibration gate (rlft.judge_gate) is checked by `rlft train` before training, not by the judge itself
+        # the calibration gate (rlft.judge.gate) is checked by `rlft train` before training, not by the judge itself
         self.calibration = parse_calibration(calibration)
         if spec is None:
             spec = JudgeSpec.from_params(**({"model": model} if model is not None else {}), **params)
@@ -285,7 +285,7 @@ class JudgeReward(BaseReward):
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to count on from here (JSON-able): spend, error-rate window, statuses and the
-        audit batch counter. Saved into every checkpoint through the trainer callback (`rlft.reward_state`)."""
+        audit batch counter. Saved into every checkpoint through the trainer callback (`rlft.scoring.state`)."""
         return {"usage": asdict(self.usage), "recent": [bool(x) for x in self.recent], "calls": self.calls,
                 "stats": dict(self.stats), "counts": dict(self.judge.counts)}
 
@@ -320,8 +320,8 @@ class JudgeReward(BaseReward):
         `stopped`), then the trainer returns normally and the adapter, metrics and cache are saved. Without it,
         limits raise. The callback's `stop_reason` / `stop_kind` / `stop_ok` tell the caller whether and why the run
         ended early, so it can record that and choose the exit status. Its `state_dict()` / `load_state_dict()` are
-        the reward's (checkpointed by `rlft.reward_state`); after a restored spent budget, `on_train_begin` raises
-        `rlft.reward_protocol.TrainingStopped` so no step trains on abstentions.
+        the reward's (checkpointed by `rlft.scoring.state`); after a restored spent budget, `on_train_begin` raises
+        `rlft.scoring.protocol.TrainingStopped` so no step trains on abstentions.
         """
         return _stop_callback(self)
 
@@ -492,7 +492,7 @@ def _stop_callback(reward: JudgeReward) -> Any:
 
 def _flat_signature() -> inspect.Signature:
     """`JudgeReward.__init__` as the recipe loader sees it: every flat key of the specs, with its default, so an
-    unknown or misspelt recipe key is refused by name (`rlft.reward_loader.check_params`) before anything is built."""
+    unknown or misspelt recipe key is refused by name (`rlft.scoring.loader.check_params`) before anything is built."""
     p = inspect.Parameter
     params = [p("self", p.POSITIONAL_OR_KEYWORD), p("model", p.POSITIONAL_OR_KEYWORD, default=None, annotation=str)]
     for spec_cls in SECTIONS.values():

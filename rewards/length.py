@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlft.reward_protocol import BaseReward, completion_text
+from rlft.scoring.protocol import BaseReward, completion_text
 
 
 class LengthReward(BaseReward):

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rlft.reward_protocol import BaseReward
+from rlft.scoring.protocol import BaseReward
 
 NORMALIZE = ("none", "batch", "sigmoid")
 

@@ -82,12 +82,12 @@ from typing import Any
 import regex
 import yaml
 
-from rlft.echo import DEFAULT_ECHO_CUES, copied_runs
+from rlft.scoring.echo import DEFAULT_ECHO_CUES, copied_runs
 from rlft.errors import RewardError, did_you_mean
 from rlft.judge.policies import DEFAULT_KEY, RUBRIC_KEY, SHIPPED_POLICY_FILES, normalize_key, shipped_policy_path
-from rlft.judge.prompts import conversation_text, prompt_text
+from rlft.judge.prompt_templates import conversation_text, prompt_text
 from rlft.judge.untrusted import strip_invisible
-from rlft.reward_protocol import BaseReward, completion_text
+from rlft.scoring.protocol import BaseReward, completion_text
 from rlft.rewards.intent import IntentParser
 
 logger = logging.getLogger("rlft.rubric")

@@ -4,7 +4,9 @@ Public API: `load_recipe`, `train`, `evaluate`, `export`, `Recipe`, `RewardSpec`
 `completion_text`, `UserError`.
 """
 
-from rlft.telemetry import disable_unless_opted_in as _no_telemetry
+__version__ = "0.1.0"
+
+from rlft.run.telemetry import disable_unless_opted_in as _no_telemetry  # noqa: E402
 
 _no_telemetry()  # before transformers/huggingface_hub read their settings
 
@@ -36,6 +38,28 @@ def _source_rewards() -> None:
 _source_rewards()
 
 
+def _old_paths() -> None:
+    """Old flat import paths (`rlft.config`, `rlft.evaluate`, ...) keep working (rlft/_moved.py). Two of them name
+    public functions too (`rlft.evaluate`, `rlft.export`): importing the old module must not replace the function,
+    so this package ignores a module assigned to either name."""
+    import sys
+    import types
+
+    from rlft._moved import install
+
+    class _Package(types.ModuleType):
+        def __setattr__(self, name, value):  # noqa: ANN001 - object's protocol
+            if name in ("evaluate", "export") and isinstance(value, types.ModuleType):
+                return
+            super().__setattr__(name, value)
+
+    sys.modules[__name__].__class__ = _Package
+    install()
+
+
+_old_paths()
+
+
 def _one_line_user_errors() -> None:
     """A `UserError` nothing catches (a script calling `rlft.train` on an output_dir that holds a run) prints the
     CLI's one line, `error: ...`, instead of a traceback; every other exception keeps the hook it had."""
@@ -64,24 +88,18 @@ import logging as _logging  # noqa: E402
 # bitsandbytes logs a warning on every import on CPU about an optional kernels package; it is not actionable.
 _logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
 
-from rlft.config import Recipe  # noqa: E402
+from rlft.recipe.sections import Recipe  # noqa: E402
 from rlft.errors import UserError  # noqa: E402
-from rlft.recipe import load_recipe  # noqa: E402
-from rlft.reward_loader import RewardSpec  # noqa: E402
-from rlft.reward_protocol import BaseReward, Reward, completion_text, reward  # noqa: E402
-from rlft.version import __version__  # noqa: E402
+from rlft.recipe.load import load_recipe  # noqa: E402
+from rlft.scoring.loader import RewardSpec  # noqa: E402
+from rlft.scoring.protocol import BaseReward, Reward, completion_text, reward  # noqa: E402
 
-# `rlft.evaluate` is both a submodule (the held-out evaluation helpers) and the public `evaluate` function below.
-# The import system sets a package attribute when a submodule is first imported, which would replace the function
-# the first time anything imports `rlft.evaluate`; importing it here first, then defining the function, keeps
-# `rlft.evaluate` the function while `from rlft.evaluate import generate` keeps working (it reads sys.modules).
-import rlft.evaluate as _evaluate_module  # noqa: E402, F401
-from rlft.export import export  # noqa: E402 - light (no torch); the function, not the module, as above
+from rlft.run.export import export  # noqa: E402 - light (no torch)
 
 
 def train(recipe, overrides=(), callbacks=None):  # noqa: ANN001, ANN201 - thin lazy wrapper, see rlft.train.train
-    """Train a recipe (object or YAML path); see `rlft.pipeline.train`."""
-    from rlft.pipeline import train as _train
+    """Train a recipe (object or YAML path); see `rlft.run.pipeline.train`."""
+    from rlft.run.pipeline import train as _train
 
     return _train(recipe, overrides, callbacks)
 
@@ -92,9 +110,9 @@ def evaluate(models, recipe, out_dir=None, *, data=None, overrides=(),  # noqa: 
     """Evaluate models on a recipe's held-out split (or `data`) and write the report files; `rlft eval` in Python.
 
     `models`: one or a list of `"base"`, an adapter directory, `"openai:URL#MODEL"` (each may be `"NAME=REF"`) or
-    `rlft.eval_run.ModelRef`s. `recipe`: a `Recipe` or a YAML path (with `overrides`). `out_dir` defaults to
+    `rlft.evaluation.eval_models.ModelRef`s. `recipe`: a `Recipe` or a YAML path (with `overrides`). `out_dir` defaults to
     OUTPUT_DIR/eval. `pairwise_judge`: `"openai:URL#MODEL"` / `"local:MODEL"` or a pairwise `Judge`. Returns
-    `rlft.eval_run.evaluate_models`' result: {"models": per-model summaries, "paths": report files, ...}::
+    `rlft.evaluation.eval_models.evaluate_models`' result: {"models": per-model summaries, "paths": report files, ...}::
 
         import rlft
         result = rlft.evaluate(["base", "tuned=runs/intent_grpo"], "recipes/intent_grpo.yaml", "runs/eval",
@@ -105,7 +123,7 @@ def evaluate(models, recipe, out_dir=None, *, data=None, overrides=(),  # noqa: 
     """
     from pathlib import Path
 
-    from rlft.eval_run import build_pairwise_judge, evaluate_models, parse_model_ref
+    from rlft.evaluation.eval_models import build_pairwise_judge, evaluate_models, parse_model_ref
 
     if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe, list(overrides))

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rlft.errors import UserError
-from rlft.eval_run import add_eval_parser
-from rlft.export import add_export_parser
-from rlft.labeling.cli import add_generate_parser, add_label_parser
+from rlft.evaluation.eval_models import add_eval_parser
+from rlft.run.export import add_export_parser
+from rlft.data.labeling.commands import add_generate_parser, add_label_parser
 
 
 STOPPED_EARLY = 3
@@ -63,13 +63,13 @@ def finish_message(result: object, recipe: str | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rlft.pipeline import train
+    from rlft.run.pipeline import train
 
     return finish_message(train(args.recipe, args.overrides), args.recipe)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     print(f"{args.recipe}: ok ({recipe.algorithm}, {len(recipe.rewards)} reward(s), model {recipe.model.name})")
@@ -77,13 +77,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from rlft.check import run_check
+    from rlft.recipe.check import run_check
 
     return run_check(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rlft.version import __version__
+    from rlft import __version__
 
     parser = argparse.ArgumentParser(prog="rlft", description="Reinforcement fine-tuning with pluggable rewards.")
     parser.add_argument("--version", action="version", version=f"rlft {__version__}")

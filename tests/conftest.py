@@ -20,7 +20,7 @@ def smollm2_tokenizer_dir(tmp_path_factory) -> Path:
     """The embedded SmolLM2 tokenizer (with its chat template), read from the packaged .gguf."""
     from transformers import AutoTokenizer
 
-    from rlft.models import embedded_gguf
+    from rlft.run.models import embedded_gguf
 
     gguf = embedded_gguf("smollm2-135m-instruct")
     out = tmp_path_factory.mktemp("smollm2_tokenizer")

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from rlft.abstain import impute_abstentions, neutral_rewards
-from rlft.reward_loader import LoadedReward
-from rlft.scoring import combine, score
+from rlft.scoring.abstain import impute_abstentions, neutral_rewards
+from rlft.scoring.loader import LoadedReward
+from rlft.scoring.completions import combine, score
 
 PROMPT = [{"role": "user", "content": "refund please"}]
 

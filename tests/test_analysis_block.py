@@ -9,11 +9,11 @@ import re
 import pytest
 import torch
 
-from rlft.config import DecodingConfig
-from rlft.constrained import Analysis, LabelTrie, TrieLogitsProcessor
-from rlft.decoding import build_trie, prompt_ids, structured_output_regex
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.constrained import Analysis, LabelTrie, TrieLogitsProcessor
+from rlft.decoding.prompting import build_trie, prompt_ids, structured_output_regex
 from rlft.errors import RecipeError
-from rlft.generation import Sampling, eos_token_ids, generate, generate_ids
+from rlft.decoding.generation import Sampling, eos_token_ids, generate, generate_ids
 
 LABELS = ["cancel_order", "change_order", "track_order", "track_refund", "get_refund", "review"]
 THINK = DecodingConfig(prefill="<analysis>", constrain_labels=True, free_reply=True, analysis_max_tokens=6,
@@ -112,7 +112,7 @@ def test_a_close_written_inside_the_budget_starts_the_head_there(tiny):
 
 def test_hf_generate_and_shared_prefix_sampling_obey_the_block(tiny):
     """The GRPO / PPO samplers (HF generate + processor, shared-prefix + processor) produce the same format."""
-    from rlft.shared_prefix import sample_shared_prefix
+    from rlft.decoding.shared_prefix import sample_shared_prefix
 
     model, tok = tiny
     trie = build_trie(tok, LABELS, THINK)
@@ -172,8 +172,8 @@ def test_decoding_errors_are_one_line(kwargs, message):
 
 
 def test_exact_objectives_refuse_the_block():
-    from rlft.config import Recipe, RewardSpec, SignalConfig
-    from rlft.validate import _validate_sections
+    from rlft.recipe.sections import Recipe, RewardSpec, SignalConfig
+    from rlft.recipe.validate import _validate_sections
 
     rewards = [RewardSpec("intent")]
     cases = [(dict(signal=SignalConfig(exact_head=["intent"])),

@@ -135,7 +135,7 @@ def test_an_earlier_run_is_refused_and_overwrite_replaces_it(setup, capsys):
 
 
 def test_save_strategy_no_read_by_yaml_as_false_is_mapped_back(setup):
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     _, recipe, _, _ = setup
     recipe.write_text(recipe.read_text().replace("max_steps: 1,", "max_steps: 1, save_strategy: no,"))
@@ -145,7 +145,7 @@ def test_save_strategy_no_read_by_yaml_as_false_is_mapped_back(setup):
 
 def test_a_reward_that_raises_is_named_with_its_row(tmp_path):
     from rlft.errors import RewardError
-    from rlft.reward_loader import RewardSpec, load_reward
+    from rlft.scoring.loader import RewardSpec, load_reward
 
     (tmp_path / "fragile.py").write_text(
         "def score(prompts, completions, **kw):\n    return [1.0 / len(c) for c in completions]\n")
@@ -157,8 +157,8 @@ def test_a_reward_that_raises_is_named_with_its_row(tmp_path):
 
 
 def test_a_tiny_held_out_split_warns(tmp_path, capsys):
-    from rlft.config import DataConfig
-    from rlft.data import prepare
+    from rlft.recipe.sections import DataConfig
+    from rlft.data.loading import prepare
 
     prepare(DataConfig(demo_size=20), "grpo", 0)
     assert ("[rlft] warning: the held-out split has only 2 row(s); before/after numbers on it are noise (raise "
@@ -169,7 +169,7 @@ def test_over_long_prompts_are_dropped_and_counted(tiny_model_dir, capsys):
     import datasets
     from transformers import AutoTokenizer
 
-    from rlft.data import drop_long_prompts
+    from rlft.data.loading import drop_long_prompts
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     rows = [[{"role": "user", "content": "short"}], [{"role": "user", "content": "word " * 300}],
@@ -181,8 +181,8 @@ def test_over_long_prompts_are_dropped_and_counted(tiny_model_dir, capsys):
 
 
 def test_overwrite_replaces_an_earlier_rlft_run_and_a_failed_start_is_reused(tmp_path):
-    from rlft.config import Recipe
-    from rlft.outputs import claim_output_dir
+    from rlft.recipe.sections import Recipe
+    from rlft.run.outputs import claim_output_dir
 
     out = tmp_path / "run"
     (out / "checkpoint-2").mkdir(parents=True)

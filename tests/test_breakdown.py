@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rlft.config import DataConfig, Recipe
+from rlft.recipe.sections import DataConfig, Recipe
 from rlft.report.breakdown import breakdown, parse_spec, row_keys
 from rlft.report.summary import ModelRun
 
@@ -53,7 +53,7 @@ def test_breakdown_counts_rows_once_per_value():
 def test_eval_report_json_and_markdown_carry_the_breakdown(tmp_path):
     import datasets
 
-    from rlft.eval_run import write_eval_report
+    from rlft.evaluation.eval_models import write_eval_report
 
     rows = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": f"message {i}"}], "flags": r[0],
                                         "category": r[1], "intent": r[2]} for i, r in enumerate(ROWS)])
@@ -83,7 +83,7 @@ def test_eval_report_json_and_markdown_carry_the_breakdown(tmp_path):
 def test_no_breakdown_columns_no_section(tmp_path):
     import datasets
 
-    from rlft.eval_run import write_eval_report
+    from rlft.evaluation.eval_models import write_eval_report
 
     rows = datasets.Dataset.from_list([{"prompt": "hi", "flags": "B", "intent": "x"}])
     recipe = dataclasses.replace(Recipe(), rewards=[])
@@ -105,7 +105,7 @@ def _csv(tmp_path):
     (["flags:letters", "category"], "data.breakdown_columns: column 'category' not found"),
 ])
 def test_bad_breakdown_columns_are_one_line(tmp_path, columns, message):
-    from rlft.data import check_sample
+    from rlft.data.loading import check_sample
     from rlft.errors import UserError
 
     recipe = Recipe(data=DataConfig(source=str(_csv(tmp_path)), breakdown_columns=columns))
@@ -115,7 +115,7 @@ def test_bad_breakdown_columns_are_one_line(tmp_path, columns, message):
 
 
 def test_prepare_keeps_breakdown_columns_and_refuses_missing_ones(tmp_path):
-    from rlft.data import prepare
+    from rlft.data.loading import prepare
     from rlft.errors import DataError
 
     data = prepare(DataConfig(source=str(_csv(tmp_path)), breakdown_columns=["flags:letters"]), "grpo", seed=0)

@@ -23,9 +23,9 @@ import json
 import pytest
 
 import rlft
-from rlft.data import prepare
-from rlft.progress import CompactProgress, no_signal_warnings
-from rlft.recipe import load_recipe
+from rlft.data.loading import prepare
+from rlft.run.progress import CompactProgress, no_signal_warnings
+from rlft.recipe.load import load_recipe
 from tests.conftest import ROOT
 
 RECIPES = ROOT / "recipes"

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-from rlft.constrained import LabelTrie, label_regex, label_token_ids, processor_factory
-from rlft.evaluate import generate, intent_metrics
+from rlft.decoding.constrained import LabelTrie, label_regex, label_token_ids, processor_factory
+from rlft.evaluation.held_out import generate, intent_metrics
 
 LABELS = ["cancel_order", "change_order", "track_order", "track_refund", "get_refund", "check_invoice",
           "contact_human_agent", "contact_customer_service", "review"]

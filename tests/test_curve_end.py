@@ -16,9 +16,9 @@ from transformers import TrainerCallback
 
 import rlft
 from rlft.cli import run
-from rlft.config import DataConfig
-from rlft.data import prepare
-from rlft.ema import STATE_FILE
+from rlft.recipe.sections import DataConfig
+from rlft.data.loading import prepare
+from rlft.run.ema import STATE_FILE
 from rlft.errors import RecipeError
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def _utterances(ds):
 
 
 def test_selection_split_is_carved_from_training_rows_disjoint_and_grouped(tmp_path):
-    from rlft.splits import near_duplicate_clusters
+    from rlft.data.splits import near_duplicate_clusters
 
     source = _templated_csv(tmp_path / "templated.csv")
     cfg = DataConfig(source=str(source), holdout="grouped", eval_fraction=0.2)
@@ -124,7 +124,7 @@ def test_keep_best_chooses_on_the_selection_split_and_leaves_held_out_rows_alone
         return SimpleNamespace(metrics={"intent_accuracy": SCORES[split][len(seen) - 1]}, per_intent={},
                                n=len(rows))
 
-    monkeypatch.setattr("rlft.pipeline.evaluate", fake)
+    monkeypatch.setattr("rlft.run.pipeline.evaluate", fake)
     capsys.readouterr()
     result = rlft.train(recipe)
     printed = capsys.readouterr().out
@@ -228,7 +228,7 @@ def ema_runs(tiny_model_dir, tmp_path_factory):
 
         recorder = RecordWeights()
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("rlft.pipeline.evaluate", fake)
+            mp.setattr("rlft.run.pipeline.evaluate", fake)
             rlft.train(rlft.load_recipe(path), callbacks=[recorder])
         runs[name] = SimpleNamespace(out=out, path=path, steps=recorder.steps, evaluated=evaluated,
                                      saved=load_file(str(out / "adapter_model.safetensors")))
@@ -274,7 +274,7 @@ def test_resume_with_the_average_ends_with_the_same_adapter(ema_runs, keep_avera
     shutil.copytree(full.out / "checkpoint-2", resumed / "checkpoint-2")
     if not keep_average:  # the control: without the checkpoint's average the resumed run ends elsewhere
         (resumed / "checkpoint-2" / STATE_FILE).unlink()
-    monkeypatch.setattr("rlft.pipeline.evaluate", lambda model, tokenizer, rows, **kw: SimpleNamespace(
+    monkeypatch.setattr("rlft.run.pipeline.evaluate", lambda model, tokenizer, rows, **kw: SimpleNamespace(
         metrics={"intent_accuracy": 0.5}, per_intent={}, n=len(rows)))
     text = full.path.read_text().replace(str(full.out), str(resumed))
     path = tmp_path / "resumed.yaml"

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rlft.config import DataConfig
-from rlft.data import prepare
+from rlft.recipe.sections import DataConfig
+from rlft.data.loading import prepare
 from rlft.errors import DataError
 from tests.conftest import BITEXT
 
@@ -123,7 +123,7 @@ def test_conversation_prompts_keep_their_turns_under_the_recipe_system_prompt(tm
 def test_grouped_holdout_keeps_near_duplicates_on_one_side():
     """data.holdout: grouped on Bitext: far fewer held-out rows have a near-duplicate in training than with a
     random split of the same size, and every intent is on both sides."""
-    from rlft.splits import near_duplicate_leakage
+    from rlft.data.splits import near_duplicate_leakage
 
     leak = {}
     for holdout in ("random", "grouped"):

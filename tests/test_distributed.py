@@ -1,4 +1,4 @@
-"""The shipped accelerate configs and `rlft.distributed`: what accelerate exports for each config, and the
+"""The shipped accelerate configs and `rlft.run.distributed`: what accelerate exports for each config, and the
 combinations rlft refuses before loading a model (exact messages). vLLM: the recipe's `trainer.use_vllm` /
 `vllm_mode` reach GRPOConfig, and the label constraint reaches `vllm_structured_outputs_regex` (vllm itself is not
 installed here, so TRL's trainer constructor is replaced by a recorder)."""
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import regex
 
-from rlft.config import AdapterConfig, DecodingConfig, Recipe, SignalConfig
-from rlft.distributed import LaunchEnv, check_launch, launch_env
+from rlft.recipe.sections import AdapterConfig, DecodingConfig, Recipe, SignalConfig
+from rlft.run.distributed import LaunchEnv, check_launch, launch_env
 from rlft.errors import RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_validate_refuses_before_loading(tmp_path, monkeypatch, write_recipe):
     """`rlft validate` (and so `rlft train`, before the model loads) runs the launch checks."""
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "2")
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     path = write_recipe(f"algorithm: dpo\noutput_dir: {tmp_path / 'out'}\nadapter: {{type: qlora}}\n"
                         f"data: {{source: 'demo:intent_pairs'}}\n")
@@ -177,7 +177,7 @@ def test_validate_refuses_before_loading(tmp_path, monkeypatch, write_recipe):
 
 
 def test_vllm_options_reach_grpo_config():
-    from rlft.trainer_args import build_args
+    from rlft.trainers.args import build_args
 
     r = recipe(trainer={"use_vllm": True, "vllm_mode": "server", "max_steps": 1, "num_generations": 2,
                         "per_device_train_batch_size": 2})
@@ -187,14 +187,14 @@ def test_vllm_options_reach_grpo_config():
 
 
 def test_signal_trainer_passes_the_label_constraint_to_vllm(monkeypatch, smollm2_tokenizer_dir):
-    """With use_vllm, SignalGRPOTrainer sets `vllm_structured_outputs_regex` from rlft.decoding (TRL constructor
+    """With use_vllm, SignalGRPOTrainer sets `vllm_structured_outputs_regex` from rlft.decoding.prompting (TRL constructor
     replaced: vllm is not installed here); the regex accepts exactly the labels + suffix."""
     import types
 
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlft.decoding import structured_output_regex
+    from rlft.decoding.prompting import structured_output_regex
     from rlft.grpo import SignalGRPOTrainer
 
     seen = {}
@@ -222,8 +222,8 @@ def test_signal_trainer_passes_the_label_constraint_to_vllm(monkeypatch, smollm2
 
 def test_only_rank_zero_writes_run_files(tmp_path, monkeypatch):
     """Under torchrun every process runs the pipeline: rank 1 must neither clear the folder nor write into it."""
-    from rlft.distributed import is_main_process
-    from rlft.outputs import claim_output_dir, write_metrics
+    from rlft.run.distributed import is_main_process
+    from rlft.run.outputs import claim_output_dir, write_metrics
 
     old = tmp_path / "run"
     old.mkdir()

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from rlft.config import (
+from rlft.recipe.sections import (
     AdapterConfig,
     DataConfig,
     DecodingConfig,
@@ -13,7 +13,7 @@ from rlft.config import (
     Recipe,
     SignalConfig,
 )
-from rlft.reward_loader import builtin_rewards
+from rlft.scoring.loader import builtin_rewards
 from tests.conftest import ROOT
 
 

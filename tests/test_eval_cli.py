@@ -8,8 +8,8 @@ import pytest
 
 from rlft.cli import run
 from rlft.errors import UserError
-from rlft.eval_run import ModelRef, evaluate_models, parse_model_ref
-from rlft.recipe import load_recipe
+from rlft.evaluation.eval_models import ModelRef, evaluate_models, parse_model_ref
+from rlft.recipe.load import load_recipe
 
 LABELS = ["cancel_order", "track_order", "get_refund"]
 ROWS = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
@@ -219,7 +219,7 @@ def test_endpoint_models_and_pairwise_win_rate_in_both_orders(tmp_path, eval_set
     stub = StubJudge(respond)
     monkeypatch.setenv("EVAL_TEST_KEY", "sk-test-secret")
     with StubServer(stub) as url:
-        from rlft.eval_run import build_pairwise_judge
+        from rlft.evaluation.eval_models import build_pairwise_judge
 
         models = [parse_model_ref(f"openai:{url}#m1", "EVAL_TEST_KEY"), parse_model_ref(f"openai:{url}#m2")]
         result = evaluate_models(models, recipe, tmp_path / "out", data_file=str(data),

@@ -11,10 +11,10 @@ import pytest
 from datasets import Dataset
 
 from rlft import BaseReward, completion_text
-from rlft.evaluate import EVAL_METRICS, evaluate, intent_parser, score_run, verdict_reward
+from rlft.evaluation.held_out import EVAL_METRICS, evaluate, intent_parser, score_run, verdict_reward
 from rlft.report.headline import LABEL_METRICS, METRICS, SELECTIVE_METRICS, VERDICT_METRICS, flat, headline
 from rlft.report.summary import ModelRun, summarise
-from rlft.reward_loader import LoadedReward, RewardSpec, load_rewards
+from rlft.scoring.loader import LoadedReward, RewardSpec, load_rewards
 from rlft.rewards.intent import IntentFormatReward, IntentParser, IntentReward
 from rlft.rewards.judge import JudgeReward
 from rlft.rewards.rubric import RubricReward
@@ -102,7 +102,7 @@ def test_evaluate_reports_exactly_the_declared_metrics_from_the_one_computation(
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": f"q{i}"}], "intent": g}
                               for i, g in enumerate(["refund", "refund", "cancel", "cancel"])])
     completions = ["[refund] please", "[cancel] please", "[cancel] thanks", "no label"]
-    monkeypatch.setattr(sys.modules["rlft.evaluate"], "generate_with", lambda *a, **k: list(completions))
+    monkeypatch.setattr(sys.modules["rlft.evaluation.held_out"], "generate_with", lambda *a, **k: list(completions))
     labels_only = evaluate(None, None, rows, labels=["refund", "cancel"], rewards=[_loaded(BracketLabel(), "bracket")])
     both = evaluate(None, None, rows, labels=["refund", "cancel"],
                     rewards=[_loaded(BracketLabel(), "bracket"), _loaded(Polite(), "tone")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from rlft.evaluate import policy_metrics
+from rlft.evaluation.held_out import policy_metrics
 from rlft.report.summary import ModelRun
 
 

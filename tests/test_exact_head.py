@@ -11,9 +11,9 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rlft.config import DecodingConfig, LabelPGConfig, Recipe, RewardSpec, SignalConfig
+from rlft.recipe.sections import DecodingConfig, LabelPGConfig, Recipe, RewardSpec, SignalConfig
 from rlft.errors import RecipeError
-from rlft.label_space import LabelSpace, label_logprobs
+from rlft.decoding.label_space import LabelSpace, label_logprobs
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 FREE = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True)
@@ -64,7 +64,7 @@ def _trainer(tiny_model_dir, tmp_path, exact_head: list[str], steps: int = 3, ex
 
 def _gold_logprob(trainer) -> float:
     """Mean log π_free(gold label + </intent>) over the training prompts."""
-    from rlft.decoding import prompt_ids
+    from rlft.decoding.prompting import prompt_ids
 
     data, tok = trainer.train_dataset, trainer.processing_class
     ids = [prompt_ids(tok, row["prompt"], FREE) for row in data]
@@ -102,7 +102,7 @@ def test_the_exact_loss_alone_moves_the_gold_label_up(tiny_model_dir, tmp_path):
 
 
 def test_bad_exact_head_is_a_one_line_recipe_error():
-    from rlft.validate import _validate_sections
+    from rlft.recipe.validate import _validate_sections
 
     rewards = [RewardSpec("intent"), RewardSpec("rubric")]
     cases = [(dict(signal=SignalConfig(exact_head=["intnet"]), decoding=FREE),

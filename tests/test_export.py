@@ -9,10 +9,10 @@ import torch
 
 import rlft
 from rlft.cli import run as cli_run
-from rlft.config import DecodingConfig
-from rlft.decoding import prompt_ids, structured_output_regex
-from rlft.evaluate import generate_with, intent_metrics
-from rlft.export import SERVING_FILE
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.prompting import prompt_ids, structured_output_regex
+from rlft.evaluation.held_out import generate_with, intent_metrics
+from rlft.run.export import SERVING_FILE
 
 LABELS = ["cancel_order", "get_refund", "track_order"]
 UTTERANCES = [("please cancel my order", "cancel_order"), ("where is my parcel", "track_order"),
@@ -145,8 +145,9 @@ def test_rlft_evaluate_scores_the_adapter_as_the_merged_export_decodes(trained_r
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import rlft.pipeline  # noqa: F401 - importing the rlft.evaluate submodule again must not replace the function
+    import importlib
 
+    importlib.import_module("rlft.evaluate")  # the module's old path (rlft/_moved.py) must not replace the function
     assert inspect.isfunction(rlft.evaluate) and "rlft.evaluate([" in rlft.evaluate.__doc__
     root, run_dir = trained_run
     data = root / "intents.csv"

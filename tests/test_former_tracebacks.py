@@ -79,13 +79,13 @@ def setup(tmp_path, tiny_model_dir):
 @pytest.mark.parametrize(("why", "command", "message"), CASES, ids=[c[0] for c in CASES])
 def test_a_former_traceback_is_one_line_exit_2(setup, capsys, monkeypatch, why, command, message):
     tmp, recipe, model = setup
-    import rlft.models
+    import rlft.run.models
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the error")
 
-    monkeypatch.setattr(rlft.models, "load_model", no_model)
-    monkeypatch.setattr("rlft.pipeline.load_model", no_model)
+    monkeypatch.setattr(rlft.run.models, "load_model", no_model)
+    monkeypatch.setattr("rlft.run.pipeline.load_model", no_model)
     fill = {"tmp": str(tmp), "recipe": str(recipe), "model": str(model)}
     argv = [a.replace("{tmp}", fill["tmp"]).replace("{recipe}", fill["recipe"]) for a in command]
     code = run(argv)
@@ -98,9 +98,9 @@ def test_a_former_traceback_is_one_line_exit_2(setup, capsys, monkeypatch, why, 
 
 def test_a_lora_target_missing_from_a_loaded_model_is_one_line(tiny_model_dir):
     """Models validate cannot inspect (hub ids, GGUF files) are checked when loaded: PEFT's ValueError is named."""
-    from rlft.config import AdapterConfig, ModelConfig
+    from rlft.recipe.sections import AdapterConfig, ModelConfig
     from rlft.errors import RecipeError
-    from rlft.models import load_model
+    from rlft.run.models import load_model
 
     with pytest.raises(RecipeError) as info:
         load_model(ModelConfig(name=str(tiny_model_dir)), AdapterConfig(target_modules=["no_such_proj"]), "cpu")

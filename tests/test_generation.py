@@ -1,4 +1,4 @@
-"""The one generate loop (`rlft.generation`): same greedy output as the old HF `generate` loop, same prompt ids as
+"""The one generate loop (`rlft.decoding.generation`): same greedy output as the old HF `generate` loop, same prompt ids as
 every other loop and TRL, forced trie tokens cost no model call, seeded sampling, stop after the label suffix."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from benchmarks.eval_speed import old_generate
-from rlft.config import DecodingConfig
-from rlft.constrained import processor_factory
-from rlft.decoding import prefill_ids, prompt_ids
-from rlft.evaluate import generate, generate_with
-from rlft.generation import Sampling, common_prefix_length
-from rlft.generation import generate as new_generate
-from rlft.labeling.sample import SamplingConfig, batch_seed, sample_batch
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.constrained import processor_factory
+from rlft.decoding.prompting import prefill_ids, prompt_ids
+from rlft.evaluation.held_out import generate, generate_with
+from rlft.decoding.generation import Sampling, common_prefix_length
+from rlft.decoding.generation import generate as new_generate
+from rlft.data.labeling.sample import SamplingConfig, batch_seed, sample_batch
 
 LABELS = ["cancel_order", "change_order", "track_order", "track_refund", "get_refund", "check_invoice",
           "contact_human_agent", "contact_customer_service", "review"]
@@ -51,17 +51,17 @@ def test_greedy_equals_the_old_generate_loop(tiny, constrained, batch_size):
 def test_prompt_ids_are_the_same_in_evaluation_labelling_decoding_and_trl(tiny, monkeypatch):
     from trl import GRPOTrainer
 
-    import rlft.generation
+    import rlft.decoding.generation
 
     model, tok = tiny
     seen: list[list[list[int]]] = []
-    real = rlft.generation.generate_ids
+    real = rlft.decoding.generation.generate_ids
 
     def spy(model, ids, **kwargs):
         seen.append([list(x) for x in ids])
         return real(model, ids, **kwargs)
 
-    monkeypatch.setattr(rlft.generation, "generate_ids", spy)
+    monkeypatch.setattr(rlft.decoding.generation, "generate_ids", spy)
     decoding = DecodingConfig(prefill="<intent>")
     prompts = PROMPTS[:4]
     generate(model, tok, prompts, 2, 16, "<intent>")

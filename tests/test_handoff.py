@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from rlft.errors import RewardError
-from rlft.evaluate import label_metrics, score_run, selective_grading
-from rlft.label_space import LabelSpace, label_rewards, log_expected, normalise_rewards, prompt_weight
+from rlft.evaluation.held_out import label_metrics, score_run, selective_grading
+from rlft.decoding.label_space import LabelSpace, label_rewards, log_expected, normalise_rewards, prompt_weight
 from rlft.report import metrics
 from rlft.report.headline import headline
 from rlft.report.summary import ModelRun, summarise
-from rlft.reward_loader import RewardSpec, load_rewards
+from rlft.scoring.loader import RewardSpec, load_rewards
 from rlft.rewards.intent import IntentReward
 
 LABELS = ["get_invoice", "check_invoice", "cancel_order", "handoff"]
@@ -233,8 +233,8 @@ def test_without_handoff_reward_the_optimum_is_the_cross_entropy_one():
 
 
 def test_eval_report_carries_the_selective_metrics(tmp_path, tiny_model_dir):
-    from rlft.eval_run import ModelRef, evaluate_models
-    from rlft.recipe import load_recipe
+    from rlft.evaluation.eval_models import ModelRef, evaluate_models
+    from rlft.recipe.load import load_recipe
 
     data = tmp_path / "eval.csv"
     rows = [("cancel my order", "cancel_order"), ("where is my invoice", "get_invoice"),

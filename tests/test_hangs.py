@@ -95,7 +95,7 @@ def test_a_former_hang_is_one_line_exit_2_and_quick(tmp_path, tiny_model_dir, wh
 @pytest.mark.parametrize("caller", ["main thread", "worker thread"])
 def test_the_reward_timeout_holds_in_any_thread(tmp_path, kind, caller):
     from rlft.errors import RewardError
-    from rlft.reward_loader import RewardSpec, load_reward
+    from rlft.scoring.loader import RewardSpec, load_reward
 
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     name = "forever" if kind == "sync" else "forever_async"
@@ -135,7 +135,7 @@ def test_a_reward_within_its_timeout_keeps_its_values_context_and_grad_mode(tmp_
     import torch
 
     from rlft.errors import RewardError
-    from rlft.reward_loader import RewardSpec, load_reward
+    from rlft.scoring.loader import RewardSpec, load_reward
 
     (tmp_path / "modes.py").write_text(
         "import torch\n\ndef grad(prompts, completions, **kw):\n"
@@ -154,15 +154,15 @@ def test_a_reward_within_its_timeout_keeps_its_values_context_and_grad_mode(tmp_
 
 
 def test_the_default_timeout_is_in_every_loaded_reward():
-    from rlft.recipe import build_recipe
-    from rlft.reward_loader import DEFAULT_TIMEOUT
+    from rlft.recipe.load import build_recipe
+    from rlft.scoring.loader import DEFAULT_TIMEOUT
 
     recipe = build_recipe({"rewards": [{"name": "intent"}, {"name": "intent", "alias": "b", "timeout": None}]})
     assert [r.timeout for r in recipe.rewards] == [DEFAULT_TIMEOUT, None] and DEFAULT_TIMEOUT == 600.0
 
 
 def test_a_run_saved_before_reward_timeouts_existed_still_resumes(tmp_path):
-    from rlft.checkpoints import resume_relevant
+    from rlft.run.checkpoints import resume_relevant
 
     old = {"algorithm": "grpo", "rewards": [{"name": "intent", "weight": 1.0, "params": {}, "alias": None}]}
     new = {"algorithm": "grpo", "rewards": [{**old["rewards"][0], "timeout": 30.0}]}

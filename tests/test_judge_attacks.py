@@ -23,7 +23,7 @@ import pytest
 from tests.judge_stub_server import StubJudge, StubServer
 
 from rlft.judge.parsing import last_verdict
-from rlft.judge.prompts import JudgeTemplate
+from rlft.judge.prompt_templates import JudgeTemplate
 from rlft.judge.untrusted import looks_like_injection
 from rlft.rewards.judge import JudgeReward
 
@@ -205,7 +205,7 @@ def test_master_keys_fool_an_unguarded_gullible_judge(server):
 def test_the_cap_lives_in_the_judge_itself(server):
     """Direct users of `rlft.judge.Judge` (e.g. `rlft eval`'s pairwise judge) get the same cap as the reward."""
     from rlft.judge.client import OpenAIChatClient
-    from rlft.judge.judge import Judge, Sample
+    from rlft.judge.judgment import Judge, Sample
 
     stub, url = server
     judge = Judge(OpenAIChatClient("gullible", url, None, max_retries=0), "pairwise", order="random")

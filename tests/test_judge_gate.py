@@ -5,9 +5,9 @@ passes replies that mention "fee"; on the file below it agrees with the humans o
 import pytest
 
 from rlft.cli import run
-from rlft.judge_gate import CalibrationGate, check_judge_gates, parse_calibration
-from rlft.pipeline import load_recipe_rewards
-from rlft.recipe import load_recipe
+from rlft.judge.gate import CalibrationGate, check_judge_gates, parse_calibration
+from rlft.run.pipeline import load_recipe_rewards
+from rlft.recipe.load import load_recipe
 
 HUMAN = ("utterance,intent,completion,human\n"
          "cancel it,cancel_order,\"<intent>cancel_order</intent> A $4.99 fee applies.\",Accurate\n"

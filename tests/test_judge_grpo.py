@@ -89,9 +89,9 @@ evaluation: {{before: false, after: false}}
 def test_grpo_stops_cleanly_when_the_budget_is_spent(tiny_model_dir, write_recipe, tmp_path):
     """With the judge's trainer callback registered, a spent budget ends training after that step, normally:
     no exception, fewer steps than max_steps, the unjudged samples abstained, and the adapter can be saved."""
-    from rlft.data import prepare
-    from rlft.models import load_model
-    from rlft.pipeline import load_recipe_rewards
+    from rlft.data.loading import prepare
+    from rlft.run.models import load_model
+    from rlft.run.pipeline import load_recipe_rewards
     from rlft.trainers import trainer_builder
     from rlft.trainers.context import TrainContext
 

@@ -7,7 +7,7 @@ import pytest
 from rlft.errors import RewardError
 from rlft.judge.parsing import VerdictParser
 from rlft.judge.policies import Guidelines
-from rlft.judge.prompts import JudgeTemplate, neutralize
+from rlft.judge.prompt_templates import JudgeTemplate, neutralize
 
 BINARY = VerdictParser(labels={"Accurate": 1.0, "Inaccurate": 0.0})
 SCORE = VerdictParser(scale=(1, 10))

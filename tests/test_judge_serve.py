@@ -117,8 +117,8 @@ def test_unsteered_random_model_abstains_instead_of_scoring(tiny_server, tmp_pat
 @pytest.mark.slow
 def test_smollm2_judge_through_transformers_serve(tmp_path):
     """SmolLM2-135M-Instruct as an unsteered judge: every answer is a valid verdict or an abstention."""
-    from rlft.config import ModelConfig
-    from rlft.models import resolve_model_path
+    from rlft.recipe.sections import ModelConfig
+    from rlft.run.models import resolve_model_path
 
     served = Served(Path(resolve_model_path(ModelConfig())), tmp_path)
     try:

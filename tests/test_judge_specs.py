@@ -11,7 +11,7 @@ from tests.judge_stub_server import StubJudge, StubServer
 
 from rlft.errors import RewardError
 from rlft.judge.specs import FLAT_KEYS, BudgetSpec, ClientSpec, GateSpec, JudgeSpec
-from rlft.reward_loader import RewardSpec, load_reward
+from rlft.scoring.loader import RewardSpec, load_reward
 from rlft.rewards.judge import JudgeReward
 
 ROOT = Path(__file__).parents[1]

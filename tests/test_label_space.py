@@ -1,4 +1,4 @@
-"""The exact label-space objective (`rlft.label_space`, `algorithm: label_pg`) on a tiny random Llama: its
+"""The exact label-space objective (`rlft.decoding.label_space`, `algorithm: label_pg`) on a tiny random Llama: its
 log-probabilities, expectation and gradient are checked against independent computations, and a recipe trains
 through `rlft.train` with LoRA and QLoRA."""
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import rlft
-from rlft.config import DecodingConfig, LabelPGConfig
-from rlft.constrained import LabelTrie, TrieLogitsProcessor
-from rlft.decoding import prompt_ids
-from rlft.label_space import (LabelSpace, label_logprobs, label_pg_loss, label_rewards, log_expected,
+from rlft.recipe.sections import DecodingConfig, LabelPGConfig
+from rlft.decoding.constrained import LabelTrie, TrieLogitsProcessor
+from rlft.decoding.prompting import prompt_ids
+from rlft.decoding.label_space import (LabelSpace, label_logprobs, label_pg_loss, label_rewards, log_expected,
                               normalise_rewards, validity_draw)
-from rlft.reward_loader import LoadedReward, RewardSpec, load_rewards
+from rlft.scoring.loader import LoadedReward, RewardSpec, load_rewards
 
 LABELS = ["cancel_order", "track_order", "get_refund", "track_refund"]
 DECODING = DecodingConfig(prefill="<intent>")
@@ -74,7 +74,7 @@ def test_exact_expected_reward_equals_monte_carlo_of_constrained_samples(setup):
                              top_p=1.0, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id,
                              logits_processor=[TrieLogitsProcessor(trie, x.shape[1], tokenizer.pad_token_id)])
     texts = [DECODING.prefill + t for t in tokenizer.batch_decode(out[:, x.shape[1]:], skip_special_tokens=True)]
-    sampled = rlft.scoring.score(rewards, [prompt] * n, texts, {"intent": [gold] * n}).total
+    sampled = rlft.scoring.completions.score(rewards, [prompt] * n, texts, {"intent": [gold] * n}).total
     mean = sum(sampled) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in sampled) / (n - 1))
     assert abs(mean - exact) < 4 * std / math.sqrt(n)  # within sampling error
@@ -163,7 +163,7 @@ def _lora_setup(tiny_model_dir):
 def test_the_batch_common_prefix_runs_once_with_the_values_and_gradients_of_the_full_pass(tiny_model_dir):
     """Prompts that share a long system turn (a label list) and differ in tail length: the shared-prefix pass gives
     the per-row pass's log-probabilities and LoRA gradients, with the prefix's gradient reaching it once."""
-    from rlft.generation import common_prefix_length
+    from rlft.decoding.generation import common_prefix_length
 
     tokenizer, model, space, _ = _lora_setup(tiny_model_dir)
     system = {"role": "system", "content": "Classify the message. Allowed intents: " + ", ".join(LABELS) + "."}

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 from rlft.cli import run
-from rlft.config import DataConfig
-from rlft.data import prepare
+from rlft.recipe.sections import DataConfig
+from rlft.data.loading import prepare
 from rlft.errors import DataError, UserError
-from rlft.labeling import LabelConfig, SamplingConfig, build_dpo, build_kto, label_dataset
-from rlft.labeling.export import to_tinker, to_ubiai, transcript
-from rlft.labeling.label import score_prompt
-from rlft.labeling.prompts import PromptRow
-from rlft.labeling.resume import RecordLog
-from rlft.labeling.row_checks import check_dpo_rows, check_kto_rows, validate_file
-from rlft.recipe import load_recipe
-from rlft.reward_loader import RewardSpec, load_reward, load_rewards
+from rlft.data.labeling import LabelConfig, SamplingConfig, build_dpo, build_kto, label_dataset
+from rlft.data.labeling.formats import to_tinker, to_ubiai, transcript
+from rlft.data.labeling.label import score_prompt
+from rlft.data.labeling.sources import PromptRow
+from rlft.data.labeling.record import RecordLog
+from rlft.data.labeling.row_checks import check_dpo_rows, check_kto_rows, validate_file
+from rlft.recipe.load import load_recipe
+from rlft.scoring.loader import RewardSpec, load_reward, load_rewards
 
 LABELS = ["cancel_order", "get_refund", "track_order"]
 REWARD_FILE = '''

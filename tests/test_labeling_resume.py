@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rlft.synthetic import SyntheticConfig, generate_dataset, write_dataset
+from rlft.data.synthetic import SyntheticConfig, generate_dataset, write_dataset
 from tests.counting_judge_server import CountingServer
 
 N = 2  # completions per prompt

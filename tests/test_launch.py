@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 ONE_PROCESS = "recipes/accelerate/one_process.yaml"
 DOCUMENTED = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "recipes").glob("*.py")),
-              *sorted((ROOT / "recipes").glob("*.yaml")), ROOT / "rlft" / "launch.py"]
+              *sorted((ROOT / "recipes").glob("*.yaml")), ROOT / "rlft" / "run" / "launch.py"]
 
 
 def _launch_commands(path: Path) -> list[str]:

@@ -9,8 +9,8 @@ from transformers import TrainerState
 
 import rlft
 from rewards.length import LengthReward
-from rlft.recipe import load_recipe
-from rlft.scoring import score
+from rlft.recipe.load import load_recipe
+from rlft.scoring.completions import score
 from tests.test_progress import intents_csv
 
 
@@ -36,7 +36,7 @@ def test_start_step_scores_zero_before_it_and_the_penalty_from_it_on():
 
 
 def test_scoring_passes_the_trainer_state_through_to_it():  # the path label_pg and PPO score with
-    reward = rlft.reward_loader.load_reward(rlft.reward_loader.RewardSpec(name="length", params={
+    reward = rlft.scoring.loader.load_reward(rlft.scoring.loader.RewardSpec(name="length", params={
         "max_words": 0, "penalty_per_word": 0.5, "start_step": 1}))
     before = score([reward], ["p"], ["a b"], {}, trainer_state=at_step(0)).total
     after = score([reward], ["p"], ["a b"], {}, trainer_state=at_step(1)).total

@@ -1,7 +1,7 @@
 """Issue 33: the logged total reward and the judge's counts.
 
 - GRPO's logged `reward` (and `rewards/<name>/mean`) is over the rows each reward judged: an abstention is left out,
-  not counted as 0 nor as the group mean `rlft.abstain` imputes for the advantages (which stay as they were).
+  not counted as 0 nor as the group mean `rlft.scoring.abstain` imputes for the advantages (which stay as they were).
 - A judge's `judge/*` counts reach metrics.json with every algorithm that calls rewards while training (label_pg
   had none: its rewards' `log_metric` went nowhere).
 """
@@ -16,7 +16,7 @@ import rlft
 from tests.judge_stub_server import StubJudge, StubServer
 
 # Per call of 8 rows (2 prompts x 4 generations): the first prompt's group judged only on its first row (1.0), the
-# second prompt's group judged 0.0 on every row. Judged rows: 1, 0, 0, 0, 0 -> mean 0.2. rlft.abstain imputes the
+# second prompt's group judged 0.0 on every row. Judged rows: 1, 0, 0, 0, 0 -> mean 0.2. rlft.scoring.abstain imputes the
 # three abstentions with their group's mean (1.0), so TRL logged 0.5 for this reward.
 PARTIAL = """def partial(prompts, completions, **kwargs):
     return [1.0 if i % 8 == 0 else None if i % 8 < 4 else 0.0 for i in range(len(completions))]

@@ -13,8 +13,8 @@ import pytest
 from transformers import TrainerCallback
 
 import rlft
-from rlft.recipe import load_recipe
-from rlft.trainer_args import build_args
+from rlft.recipe.load import load_recipe
+from rlft.trainers.args import build_args
 
 
 class Recorder(TrainerCallback):

@@ -10,11 +10,11 @@ import re
 import pytest
 import torch
 
-from rlft.config import DecodingConfig
-from rlft.constrained import TrieLogitsProcessor, label_token_ids
-from rlft.decoding import build_trie, prompt_ids, structured_output_regex
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.constrained import TrieLogitsProcessor, label_token_ids
+from rlft.decoding.prompting import build_trie, prompt_ids, structured_output_regex
 from rlft.errors import RecipeError
-from rlft.generation import Sampling, eos_token_ids, generate, generate_ids
+from rlft.decoding.generation import Sampling, eos_token_ids, generate, generate_ids
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 ARTICLES = {"cancel_order": "Cancelling costs $4.99; we need your order number.",
@@ -117,7 +117,7 @@ def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_m
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from rlft.config import SignalConfig
+    from rlft.recipe.sections import SignalConfig
     from rlft.grpo import SignalGRPOTrainer
 
     seen: list[str] = []
@@ -178,8 +178,8 @@ def test_regex_carries_each_labels_article(tiny, decoding):
 
 
 def test_lookup_recipe_errors_are_one_line(tiny, tmp_path, articles_file):
-    from rlft.config import Recipe, RewardSpec
-    from rlft.validate import _validate_sections
+    from rlft.recipe.sections import Recipe, RewardSpec
+    from rlft.recipe.validate import _validate_sections
 
     _, tok = tiny
     for kwargs, message in [
@@ -212,7 +212,7 @@ def test_shipped_lookup_recipe_shows_no_article_in_the_prompt_and_fetches_it_aft
     """The deployed prompt (system prompt + customer message) holds no article; the trie holds all 27."""
     import pathlib
 
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     _, tok = tiny
     root = pathlib.Path(__file__).resolve().parents[1]
@@ -243,7 +243,7 @@ def test_handbook_baseline_prompt_is_the_whole_help_centre_verbatim():
     import pathlib
 
     from rlft.judge.policies import Guidelines
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
 
     root = pathlib.Path(__file__).resolve().parents[1]
     recipe = load_recipe(root / "recipes" / "support_agent_bitext_handbook.yaml", [])

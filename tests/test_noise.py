@@ -1,14 +1,14 @@
-"""`rlft.noise` and `data.augment_noise`: seeded, label-keeping noise on training rows only."""
+"""`rlft.data.noise` and `data.augment_noise`: seeded, label-keeping noise on training rows only."""
 
 import json
 import re
 
 import pytest
 
-from rlft.config import DataConfig, Recipe
-from rlft.data import check_sample, prepare
+from rlft.recipe.sections import DataConfig, Recipe
+from rlft.data.loading import check_sample, prepare
 from rlft.errors import RecipeError
-from rlft.noise import PROFANITY, noisy, noisy_rows
+from rlft.data.noise import PROFANITY, noisy, noisy_rows
 
 TEXTS = ["I am trying to cancel the order I made yesterday, can you please help me?",
          "I want information about your refund policy.",

@@ -1,5 +1,5 @@
 """Oracle recipes (issue 29, item 3): a prompt that reads gold-derived text (`{policy}` from `data.policies`, or the
-label column itself) is named an oracle by `rlft.oracle`, and `rlft check`, the report header and the model card
+label column itself) is named an oracle by `rlft.data.oracle`, and `rlft check`, the report header and the model card
 say so; a recipe whose prompt reads nothing gold-derived gets no such line anywhere."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rlft.config import DataConfig, Recipe
-from rlft.oracle import oracle_columns, oracle_note
-from rlft.recipe import load_recipe
+from rlft.recipe.sections import DataConfig, Recipe
+from rlft.data.oracle import oracle_columns, oracle_note
+from rlft.recipe.load import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ORACLE = "oracle: the prompt reads {policy}, the gold intent's text from data.policies"
@@ -106,7 +106,7 @@ def test_check_says_nothing_on_a_recipe_that_is_not_an_oracle(tiny_model_dir, tm
     def stop(*args, **kwargs):
         raise DataError("stopped by the test")
 
-    monkeypatch.setattr("rlft.data.prepare", stop)
+    monkeypatch.setattr("rlft.data.loading.prepare", stop)
     code, out = _check(write_recipe(_grpo_recipe(tiny_model_dir, tmp_path, 'prompt_template: "{utterance}"')), capsys)
     assert "[rlft check] recipe: ok (grpo" in out and "stopped by the test" in out, out
     assert "oracle" not in out
@@ -115,7 +115,7 @@ def test_check_says_nothing_on_a_recipe_that_is_not_an_oracle(tiny_model_dir, tm
 def _write_report(tmp_path: Path, recipe: Recipe) -> str:
     import datasets
 
-    from rlft.eval_run import write_eval_report
+    from rlft.evaluation.eval_models import write_eval_report
     from rlft.report.summary import ModelRun
 
     rows = datasets.Dataset.from_list([{"prompt": "p1", "intent": "a"}, {"prompt": "p2", "intent": "b"}])
@@ -141,7 +141,7 @@ def test_report_has_no_oracle_line_otherwise(tmp_path):
 
 
 def test_model_card_carries_the_oracle_line(tmp_path):
-    from rlft.outputs import write_model_card
+    from rlft.run.outputs import write_model_card
 
     recipe = recipe_with(prompt_template="{utterance}\n\n{policy}", policies="demo:articles")
     recipe.output_dir = str(tmp_path)
@@ -150,7 +150,7 @@ def test_model_card_carries_the_oracle_line(tmp_path):
 
 
 def test_model_card_has_no_oracle_line_otherwise(tmp_path):
-    from rlft.outputs import write_model_card
+    from rlft.run.outputs import write_model_card
 
     recipe = recipe_with(prompt_template="{utterance}")
     recipe.output_dir = str(tmp_path)

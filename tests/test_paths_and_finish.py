@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlft.cli import finish_message, run
-from rlft.recipe import load_recipe
+from rlft.recipe.load import load_recipe
 from tests.conftest import ROOT
 
 RECIPE = """algorithm: grpo
@@ -52,7 +52,7 @@ def test_dpo_and_kto_recipes_evaluate_with_the_intent_prefill():
 
 
 def test_version(capsys):
-    from rlft.version import __version__
+    from rlft import __version__
 
     with pytest.raises(SystemExit) as info:
         run(["--version"])
@@ -97,9 +97,9 @@ def test_finish_prints_next_and_an_unaccepted_early_stop_exits_3(capsys):
 
 
 def test_an_early_stop_goes_into_metrics_and_the_card(tmp_path):
-    from rlft.config import Recipe
-    from rlft.outputs import write_model_card
-    from rlft.pipeline import _stop_record
+    from rlft.recipe.sections import Recipe
+    from rlft.run.outputs import write_model_card
+    from rlft.run.pipeline import _stop_record
 
     callback = types.SimpleNamespace(stop_reason="judge: error rate 0.6 > max_error_rate 0.5", stop_kind="error_rate",
                                      stop_ok=False)

@@ -63,7 +63,7 @@ def test_reference_logprobs_come_from_the_adapter_disabled_model(tiny_model_dir,
     from transformers import AutoModelForCausalLM
 
     from rlft.ppo import PPOTrainer
-    from rlft.ppo.rollout import forward_policy
+    from rlft.ppo.sampling import forward_policy
 
     model, tokenizer = _policy(tiny_model_dir)
     with torch.no_grad():  # a non-trivial adapter, so policy and reference differ
@@ -125,7 +125,7 @@ def test_short_ppo_run_raises_reward_and_saves_reloadable_adapter_and_value_head
     from transformers import AutoModelForCausalLM
 
     from rlft.ppo import PPOTrainer
-    from rlft.ppo.rollout import forward_policy
+    from rlft.ppo.sampling import forward_policy
     from rlft.ppo.value_head import WEIGHTS_NAME, ValueHead
 
     model_dir = _scaled_model_dir(tiny_model_dir, tmp_path, 10.0)
@@ -192,7 +192,7 @@ evaluation: {{max_samples: 4, max_new_tokens: 6, batch_size: 4}}
 def test_prefilled_label_constrained_rollouts(tiny_model_dir, tmp_path):
     """signal.prefill / constrain_labels for PPO: every rollout is one allowed label after the prefill, the
     prefill is prompt (no loss, no KL), and rewards see it as the start of the completion."""
-    from rlft.constrained import processor_factory
+    from rlft.decoding.constrained import processor_factory
     from rlft.ppo import PPOTrainer
     from rlft.rewards.intent import IntentReward
 

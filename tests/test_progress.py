@@ -1,4 +1,4 @@
-"""The compact progress line (rlft.progress): one line per log step with the metrics that matter, no raw dict.
+"""The compact progress line (rlft.run.progress): one line per log step with the metrics that matter, no raw dict.
 
 A 2-step GRPO run on the tiny Llama with two rewards prints exactly two `[rlft] step N/2 | ...` lines and a
 `trained` line, nothing that looks like transformers' `{'loss': ...}` dict, while the full dict still reaches
@@ -13,8 +13,8 @@ import re
 import pytest
 
 import rlft
-from rlft.progress import format_line
-from rlft.recipe import load_recipe
+from rlft.run.progress import format_line
+from rlft.recipe.load import load_recipe
 
 NUM = r"-?\d+\.\d+"
 
@@ -89,7 +89,7 @@ def test_dict_printers_are_replaced_and_the_bar_kept_only_when_asked(keep_bar):
 
     from transformers.trainer_callback import CallbackHandler, PrinterCallback, ProgressCallback
 
-    from rlft.progress import CompactProgress, use_compact_progress
+    from rlft.run.progress import CompactProgress, use_compact_progress
 
     handler = CallbackHandler([ProgressCallback(), PrinterCallback()], None, None, None, None)
     use_compact_progress(SimpleNamespace(callback_handler=handler), keep_bar=keep_bar)

@@ -27,7 +27,7 @@ def test_rlft_rewards_imports_from_a_source_checkout_without_its_mapping(tmp_pat
     clone = tmp_path / "clone"
     for folder in ("rlft", "rewards"):
         shutil.copytree(ROOT / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    done = _python("import rlft, rlft.rewards\nfrom rlft.reward_loader import builtin_rewards\n"
+    done = _python("import rlft, rlft.rewards\nfrom rlft.scoring.loader import builtin_rewards\n"
                    "print(rlft.__file__); print(rlft.rewards.__file__); print(sorted(builtin_rewards()))", clone)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -79,9 +79,9 @@ def test_readme_python_api_trains_and_the_model_card_serves_the_adapter(tiny_mod
 
 
 def test_secrets_in_a_recipe_never_reach_recipe_yaml_or_the_card(tmp_path):
-    from rlft.config import Recipe
-    from rlft.outputs import write_metrics, write_model_card, write_recipe
-    from rlft.reward_loader import RewardSpec
+    from rlft.recipe.sections import Recipe
+    from rlft.run.outputs import write_metrics, write_model_card, write_recipe
+    from rlft.scoring.loader import RewardSpec
 
     url = "http://user:HUNTER2@judge.local:8000/v1?api_key=sk-SECRET"
     recipe = Recipe(output_dir=str(tmp_path), rewards=[RewardSpec(name="judge", params={"base_url": url})])

@@ -29,8 +29,8 @@ def test_default_recipe_launcher_trains_and_adapter_loads_with_plain_peft(tmp_pa
     # the card names the base portably (the hub id of the embedded model, not a machine-local cache path); offline,
     # load the same weights from rlft's local conversion of the embedded GGUF
     assert card.split("base_model: ", 1)[1].split("\n", 1)[0] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    from rlft.config import ModelConfig
-    from rlft.models import resolve_model_path
+    from rlft.recipe.sections import ModelConfig
+    from rlft.run.models import resolve_model_path
 
     base_dir = resolve_model_path(ModelConfig())
     base = AutoModelForCausalLM.from_pretrained(base_dir)

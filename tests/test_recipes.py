@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from rlft.cli import run
-from rlft.recipe import load_recipe
+from rlft.recipe.load import load_recipe
 
 BASE = """algorithm: grpo
 output_dir: {out}

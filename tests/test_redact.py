@@ -1,8 +1,8 @@
-"""rlft.redact: credentials leave URLs and settings trees before anything is written or logged."""
+"""rlft.run.redact: credentials leave URLs and settings trees before anything is written or logged."""
 
 import pytest
 
-from rlft.redact import redact_secrets, redact_url
+from rlft.run.redact import redact_secrets, redact_url
 
 # (url, expected, why)
 URLS = [

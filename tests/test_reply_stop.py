@@ -9,11 +9,11 @@ import re
 import pytest
 import torch
 
-from rlft.config import DecodingConfig
-from rlft.constrained import TrieLogitsProcessor, fold_stops_into_eos, label_regex, stop_ids
-from rlft.decoding import build_trie, prompt_ids, structured_output_regex
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.constrained import TrieLogitsProcessor, fold_stops_into_eos, label_regex, stop_ids
+from rlft.decoding.prompting import build_trie, prompt_ids, structured_output_regex
 from rlft.errors import RecipeError
-from rlft.generation import eos_token_ids, generate_ids
+from rlft.decoding.generation import eos_token_ids, generate_ids
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 MESSAGES = [[{"role": "user", "content": t}] for t in ("where is my parcel", "refund please", "cancel it", "hi")]
@@ -106,8 +106,8 @@ def test_the_serving_regex_keeps_a_one_character_stop_out_of_the_reply():
 
 
 def test_a_longer_stop_is_the_serving_request_stop(tiny, tmp_path):
-    from rlft.export import serving_config
-    from rlft.recipe import load_recipe
+    from rlft.run.export import serving_config
+    from rlft.recipe.load import load_recipe
 
     path = tmp_path / "r.yaml"
     path.write_text("algorithm: grpo\noutput_dir: out\ndata: {source: demo:intents}\nrewards: [{name: intent}]\n"

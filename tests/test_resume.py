@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 import rlft
-from rlft.checkpoints import MARKER, last_complete_checkpoint
+from rlft.run.checkpoints import MARKER, last_complete_checkpoint
 
 RECIPE = """algorithm: dpo
 output_dir: {out}
@@ -58,7 +58,7 @@ def _signal_trainer(tiny_model_dir, out, save=False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from rlft.config import DecodingConfig, SignalConfig
+    from rlft.recipe.sections import DecodingConfig, SignalConfig
     from rlft.grpo import SignalGRPOTrainer
 
     rows = [{"prompt": [{"role": "user", "content": f"{kind} question {i}"}]}
@@ -82,7 +82,7 @@ def _lora(trainer) -> dict[str, torch.Tensor]:
 
 
 def test_grpo_signal_resume_on_and_off_a_generation_boundary_equals_uninterrupted_run(tiny_model_dir, tmp_path):
-    from rlft.grpo.resume import STATE_FILE
+    from rlft.grpo.signal_state import STATE_FILE
 
     full = _signal_trainer(tiny_model_dir, tmp_path / "full", save=True)
     full.train()

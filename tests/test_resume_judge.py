@@ -8,7 +8,7 @@ so the kill lands at a known point: step 1 judged and checkpointed, step 2 half 
 cached, but no checkpoint holds step 2). The resumed run regenerates step 2 exactly, so it meets those paid samples
 again: the cache must answer them. The held requests were never answered (nobody paid); they are sent again.
 
-The judge's spend is checkpointed too (`rlft_reward_state.json`, rlft.reward_state): a run killed after checkpoint-1
+The judge's spend is checkpointed too (`rlft_reward_state.json`, rlft.scoring.state): a run killed after checkpoint-1
 and resumed ends with the uninterrupted run's requests, tokens and USD (2 tokens and $0.004 a request, as billed by the
 server), and a resume whose restored spend is over the budget trains no step and records the budget stop.
 """
@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import rlft
-from rlft.checkpoints import MARKER, last_complete_checkpoint
+from rlft.run.checkpoints import MARKER, last_complete_checkpoint
 from tests.conftest import ROOT
 from tests.counting_judge_server import CountingServer
 
@@ -127,7 +127,7 @@ def test_resumed_grpo_run_does_not_requery_the_judge_for_scored_samples(tiny_mod
     assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0
 
 
-# ---- the judge's spend is checkpointed (rlft.reward_state): a budget bounds the whole run, resumes included ----
+# ---- the judge's spend is checkpointed (rlft.scoring.state): a budget bounds the whole run, resumes included ----
 PRICES = """      price_input_per_mtok: 1000.0  # 1 prompt + 1 completion token a request: $0.004
       price_output_per_mtok: 3000.0
 """

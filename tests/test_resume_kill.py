@@ -19,7 +19,7 @@ import pytest
 from safetensors.torch import load_file
 
 import rlft
-from rlft.checkpoints import MARKER, last_complete_checkpoint
+from rlft.run.checkpoints import MARKER, last_complete_checkpoint
 from tests.conftest import ROOT
 
 DPO = """algorithm: dpo
@@ -127,7 +127,7 @@ def test_resume_keeps_the_held_out_history_and_best_record(tiny_model_dir, write
     one. Before, a resumed run's history started at the checkpoint and its best record was lost."""
     import shutil
 
-    from rlft.periodic_eval import STATE_FILE
+    from rlft.evaluation.periodic import STATE_FILE
 
     recipe = DPO.replace("max_steps: 5", "max_steps: 4").replace("save_steps: 1", "save_steps: 2").replace(
         "evaluation: {{before: false, after: false}}",

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 import rlft
-from rlft.checkpoints import check_resumed_recipe, first_difference
+from rlft.run.checkpoints import check_resumed_recipe, first_difference
 from rlft.cli import run
 from rlft.errors import RecipeError
-from rlft.outputs import recipe_record
-from rlft.recipe import load_recipe
+from rlft.run.outputs import recipe_record
+from rlft.recipe.load import load_recipe
 
 RECIPE = """algorithm: grpo
 output_dir: {out}

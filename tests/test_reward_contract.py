@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from rlft.errors import RewardError
-from rlft.reward_loader import RewardSpec, load_reward, load_rewards
-from rlft.scoring import combine, score
+from rlft.scoring.loader import RewardSpec, load_reward, load_rewards
+from rlft.scoring.completions import combine, score
 
 CUSTOM = '''
 import asyncio

@@ -10,7 +10,7 @@ import pytest
 
 from rlft.cli import run
 from rlft.errors import RewardError
-from rlft.reward_loader import RewardSpec, load_reward
+from rlft.scoring.loader import RewardSpec, load_reward
 from tests.conftest import tiny_grpo_recipe
 
 FILES = {

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rlft
-from rlft.calibration import pairwise_report
+from rlft.evaluation.calibration import pairwise_report
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_reward_model_as_ppo_reward_moves_policy_towards_preferred_tokens(rm_run
     from transformers import AutoModelForCausalLM
 
     from rlft.ppo import PPOConfig, PPOTrainer
-    from rlft.reward_loader import RewardSpec, load_rewards
+    from rlft.scoring.loader import RewardSpec, load_rewards
 
     tok, good_set, _, _ = _token_sets(scaled_dir)
 

@@ -1,4 +1,4 @@
-"""The reward protocol (`rlft.reward_protocol`) and what `LoadedReward` reads from it: a `BaseReward` subclass named
+"""The reward protocol (`rlft.scoring.protocol`) and what `LoadedReward` reads from it: a `BaseReward` subclass named
 in a recipe declares its columns, fingerprint, metrics and trainer callback, and the loaded reward's accessors
 return exactly those; a plain function is a reward too (the protocol is structural); a class without `__call__`
 is refused at validation with one line naming the recipe key."""
@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 
 from rlft import BaseReward, Reward, completion_text
-from rlft.abstain import neutral_rewards
+from rlft.scoring.abstain import neutral_rewards
 from rlft.cli import run
-from rlft.reward_loader import LoadedReward, RewardSpec, builtin_rewards, load_rewards, with_data_labels
-from rlft.recipe import load_recipe
+from rlft.scoring.loader import LoadedReward, RewardSpec, builtin_rewards, load_rewards, with_data_labels
+from rlft.recipe.load import load_recipe
 
 CUSTOM = '''
 from rlft import BaseReward, completion_text

@@ -1,4 +1,4 @@
-"""Reward state through checkpoints (rlft.reward_state) and the judge's part of it (JudgeReward.state_dict).
+"""Reward state through checkpoints (rlft.scoring.state) and the judge's part of it (JudgeReward.state_dict).
 
 The judge's spend, error-rate window and audit batch counter survive a save/restore, so a restored judge goes on
 from where the saved one was: its budget is one budget, its error-rate window one window. The end-to-end runs (kill,
@@ -13,8 +13,8 @@ import pytest
 from transformers import TrainerControl
 
 from rlft.judge.budget import JudgeBudgetExceeded
-from rlft.reward_protocol import TrainingStopped
-from rlft.reward_state import SaveRewardState, state_file
+from rlft.scoring.protocol import TrainingStopped
+from rlft.scoring.state import SaveRewardState, state_file
 from rlft.rewards.judge import JudgeErrorRateExceeded
 from tests.test_judge_client import BAD, GOOD, make, run, stub  # noqa: F401 - `stub` is a fixture
 

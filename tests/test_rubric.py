@@ -6,11 +6,11 @@ import time
 import pytest
 import regex
 
-from rlft.demo_data import TEMPLATES
-from rlft.echo import copied_runs
+from rlft.data.demo import TEMPLATES
+from rlft.scoring.echo import copied_runs
 from rlft.errors import RewardError, UserError
 from rlft.judge.policies import Guidelines
-from rlft.reward_loader import RewardSpec, load_reward
+from rlft.scoring.loader import RewardSpec, load_reward
 from rlft.rewards.rubric import RubricError, RubricReward, load_rubric, reply_text
 from tests.conftest import ROOT
 
@@ -383,7 +383,7 @@ def test_help_articles_state_the_policy_facts_to_the_customer(demo):
     # stands, an article meets every requirement that is not an ask (the model still has to ask, in a question)
     articles = Guidelines.from_params(None, "demo:articles")
     assert set(articles.policies) == set(demo.rubric.intents) and articles.default
-    from rlft.echo import DEFAULT_ECHO_CUES
+    from rlft.scoring.echo import DEFAULT_ECHO_CUES
 
     for intent, article in articles.policies.items():
         assert not [cue for cue in DEFAULT_ECHO_CUES if cue in article.lower()], intent

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from rlft.cli import run
-from rlft.config import Recipe
-from rlft.outputs import IN_PROGRESS, claim_output_dir, held_output_dir
+from rlft.recipe.sections import Recipe
+from rlft.run.outputs import IN_PROGRESS, claim_output_dir, held_output_dir
 
 RECIPE = """algorithm: grpo
 output_dir: {out}
@@ -206,7 +206,7 @@ def test_resume_last_with_overwrite_replaces_a_finished_run_and_an_interrupted_r
 
 
 def test_steps_left(tmp_path):
-    from rlft.checkpoints import check_steps_left
+    from rlft.run.checkpoints import check_steps_left
 
     (tmp_path / "metrics.json").write_text("{}")
     check_steps_left(tmp_path / "checkpoint-2", 3, tmp_path)  # more steps: trains on

@@ -11,9 +11,9 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rlft.config import DecodingConfig, Recipe, RewardSpec, SignalConfig
-from rlft.constrained import label_token_ids
-from rlft.decoding import build_trie
+from rlft.recipe.sections import DecodingConfig, Recipe, RewardSpec, SignalConfig
+from rlft.decoding.constrained import label_token_ids
+from rlft.decoding.prompting import build_trie
 from rlft.errors import RecipeError, UserError
 from rlft.grpo import batch as B
 from rlft.grpo import segments as S
@@ -215,7 +215,7 @@ def test_intent_advantage_reaches_no_reply_token(tiny_model_dir, tmp_path):
     assert grad[head].abs().max().item() > 0  # the intent moves the head
     assert trainer._metrics["train"]["segment/reply_advantage_abs"] == [0.0]
     # exact resume: surplus groups keep their per-token advantages through the checkpoint's state file
-    from rlft.grpo.resume import load_state, save_state
+    from rlft.grpo.signal_state import load_state, save_state
 
     trainer.surplus = [B.select_rows(batch, list(range(G)))]
     save_state(trainer, tmp_path)
@@ -231,7 +231,7 @@ def test_intent_advantage_reaches_no_reply_token(tiny_model_dir, tmp_path):
 
 
 def test_bad_segment_credit_is_a_one_line_recipe_error():
-    from rlft.validate import _validate_sections
+    from rlft.recipe.validate import _validate_sections
 
     rewards = [RewardSpec("intent"), RewardSpec("rubric")]
     cases = [(dict(signal=SignalConfig(segment_credit={"head": ["intnet"]}), decoding=FREE),

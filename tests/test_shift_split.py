@@ -5,10 +5,10 @@ from collections import defaultdict
 
 import pytest
 
-from rlft.config import DataConfig, Recipe
-from rlft.data import check_sample, prepare
+from rlft.recipe.sections import DataConfig, Recipe
+from rlft.data.loading import check_sample, prepare
 from rlft.errors import DataError, RecipeError
-from rlft.splits import SHIFT_THRESHOLD, near_duplicate_clusters, parse_shift, shift_split
+from rlft.data.splits import SHIFT_THRESHOLD, near_duplicate_clusters, parse_shift, shift_split
 from tests.conftest import BITEXT
 
 # (group, utterance, intent, flags). "please" is in every label, so it weighs 0 and each group's rows are identical

@@ -1,6 +1,6 @@
 """Signal features of `SignalGRPOTrainer` on a tiny random Llama: prefill + constraint, zero-variance groups
 dropped/refilled and counted, forced tokens out of the loss, shared-prefix scoring equal to per-row scoring,
-the zero-signal warning, and held-out evaluation during training (`rlft.periodic_eval`)."""
+the zero-signal warning, and held-out evaluation during training (`rlft.evaluation.periodic`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from rlft.config import DecodingConfig, SignalConfig
-from rlft.decoding import generation_kwargs, prompt_ids
+from rlft.recipe.sections import DecodingConfig, SignalConfig
+from rlft.decoding.prompting import generation_kwargs, prompt_ids
 from rlft.grpo import SignalGRPOTrainer
 from rlft.grpo.batch import loss_tokens, pad_rows, prompt_rows
 
@@ -192,8 +192,8 @@ def test_shared_prefix_scoring_equals_per_row_scoring(tiny_model_dir, tmp_path):
 
 
 def test_training_step_with_all_features_logs_signal_and_heldout_metrics(tiny_model_dir, tmp_path):
-    from rlft.evaluate import evaluate
-    from rlft.periodic_eval import PeriodicEval
+    from rlft.evaluation.held_out import evaluate
+    from rlft.evaluation.periodic import PeriodicEval
 
     data = _rows(2, 6)
     cfg = _cfg(prefill="<intent>", constrain_labels=True, shared_prefix=True, drop_zero_std=True, refill_rounds=2,
@@ -275,9 +275,9 @@ def test_adaptive_refill_prefers_low_success_prompts_and_counts_retests(tiny_mod
 
 
 def test_new_signal_keys_are_validated_as_one_line_recipe_errors():
-    from rlft.config import Recipe
+    from rlft.recipe.sections import Recipe
     from rlft.errors import RecipeError
-    from rlft.validate import _validate_sections
+    from rlft.recipe.validate import _validate_sections
 
     cases = [(dict(baseline="mean"), "signal.baseline: expected group or prompt_ema, got 'mean'"),
              (dict(baseline_ema=0.0), "signal.baseline_ema: expected 0 < x <= 1, got 0.0"),

@@ -96,8 +96,8 @@ def test_a_key_that_does_nothing_here_is_a_warning_line(tmp_path, tiny_model_dir
 
 
 def test_a_key_set_in_the_recipe_file_is_named_there_and_inherited_keys_are_not_warned(tmp_path, tiny_model_dir):
-    from rlft.recipe import load_recipe
-    from rlft.validate import inert_keys
+    from rlft.recipe.load import load_recipe
+    from rlft.recipe.validate import inert_keys
 
     parent = _recipe(tmp_path, tiny_model_dir, "grpo")
     parent.write_text(parent.read_text() + "signal: {exact_head_weight: 0.1}\n")
@@ -111,7 +111,7 @@ def test_a_key_set_in_the_recipe_file_is_named_there_and_inherited_keys_are_not_
 @pytest.mark.parametrize("path", sorted(glob.glob(str(ROOT / "recipes" / "*.yaml"))),
                          ids=lambda p: p.rsplit("/", 1)[-1])
 def test_no_bundled_recipe_sets_a_key_that_does_nothing(path):
-    from rlft.recipe import load_recipe
-    from rlft.validate import inert_keys
+    from rlft.recipe.load import load_recipe
+    from rlft.recipe.validate import inert_keys
 
     assert inert_keys(load_recipe(path, check=False)) == []

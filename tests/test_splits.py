@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rlft.splits import grouped_split, near_duplicate_clusters, near_duplicate_leakage, nearest_train_similarity
+from rlft.data.splits import grouped_split, near_duplicate_clusters, near_duplicate_leakage, nearest_train_similarity
 from tests.conftest import BITEXT
 
 FRAMES = ["how do I {}", "I want to {}", "can you help me {}", "I need to {} today", "please {}",

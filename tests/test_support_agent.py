@@ -8,11 +8,11 @@ import re
 import pytest
 import torch
 
-from rlft.config import DecodingConfig
-from rlft.constrained import LabelTrie, TrieLogitsProcessor
-from rlft.decoding import build_trie, structured_output_regex
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.constrained import LabelTrie, TrieLogitsProcessor
+from rlft.decoding.prompting import build_trie, structured_output_regex
 from rlft.errors import RecipeError
-from rlft.generation import Sampling, generate
+from rlft.decoding.generation import Sampling, generate
 
 LABELS = ["cancel_order", "change_order", "track_order", "track_refund", "get_refund", "check_invoice",
           "contact_human_agent", "contact_customer_service", "review"]
@@ -71,8 +71,8 @@ def test_reply_min_tokens_masks_eos_until_the_reply_is_long_enough(tiny):
     with torch.no_grad():
         model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.config.vocab_size))
         model.lm_head.bias[eos] = 1e4
-    from rlft.decoding import prompt_ids
-    from rlft.generation import eos_token_ids, generate_ids
+    from rlft.decoding.prompting import prompt_ids
+    from rlft.decoding.generation import eos_token_ids, generate_ids
 
     floor = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True, reply_min_tokens=5)
     ids = [prompt_ids(tok, m, FREE) for m in MESSAGES]
@@ -107,8 +107,8 @@ def test_reply_max_tokens_caps_the_reply(tiny):
     model, tok = tiny
     capped = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True, reply_max_tokens=3)
     trie = build_trie(tok, LABELS, capped)
-    from rlft.decoding import prompt_ids
-    from rlft.generation import eos_token_ids, generate_ids
+    from rlft.decoding.prompting import prompt_ids
+    from rlft.decoding.generation import eos_token_ids, generate_ids
 
     ids = [prompt_ids(tok, m, capped) for m in MESSAGES]
     out = generate_ids(model, ids, max_new_tokens=40, eos_token_ids=eos_token_ids(model, tok),
@@ -120,8 +120,8 @@ def test_reply_max_tokens_caps_the_reply(tiny):
 
 def test_hf_generate_and_shared_prefix_sampling_release(tiny):
     """The GRPO rollout's two samplers (HF generate + processor, shared-prefix + processor) obey the head."""
-    from rlft.decoding import prompt_ids
-    from rlft.shared_prefix import sample_shared_prefix
+    from rlft.decoding.prompting import prompt_ids
+    from rlft.decoding.shared_prefix import sample_shared_prefix
 
     model, tok = tiny
     trie = build_trie(tok, LABELS, FREE)
@@ -238,7 +238,7 @@ def test_judge_path_on_loopback_counts_calls_and_hits_the_cache(tiny_model_dir, 
     hits = [h["judge/cache_hit_rate"] for h in second.metrics["log_history"] if "judge/cache_hit_rate" in h]
     assert hits and all(h == 1.0 for h in hits)
     # the judge saw the partial-constraint completions (valid head + free reply) and answered every one
-    from rlft.demo_data import TEMPLATES
+    from rlft.data.demo import TEMPLATES
 
     demo_head = re.compile(r"<intent>(" + "|".join(TEMPLATES) + r")</intent>")
     assert all(demo_head.match(r["completion"]) for r in rows)
@@ -248,9 +248,9 @@ def test_judge_path_on_loopback_counts_calls_and_hits_the_cache(tiny_model_dir, 
 def test_the_recipe_shows_the_rows_help_article_and_grades_against_the_guidelines():
     """recipes/support_agent.yaml: the prompt carries the row's customer-facing article (`demo:articles`); the
     rubric reads the judge's guidelines (`demo`), a different text with the same facts."""
-    from rlft.data import prepare
+    from rlft.data.loading import prepare
     from rlft.judge.policies import Guidelines
-    from rlft.recipe import load_recipe
+    from rlft.recipe.load import load_recipe
     from tests.conftest import ROOT
 
     recipe = load_recipe(ROOT / "recipes" / "support_agent.yaml")
@@ -271,8 +271,8 @@ def test_the_concise_recipe_is_the_shipped_one_plus_a_length_term_that_ranks_onl
     (docs/support_agent.md#phase-in)."""
     from types import SimpleNamespace
 
-    from rlft.recipe import load_recipe
-    from rlft.reward_loader import load_rewards
+    from rlft.recipe.load import load_recipe
+    from rlft.scoring.loader import load_rewards
     from tests.conftest import ROOT
 
     shipped = load_recipe(ROOT / "recipes" / "support_agent.yaml")

@@ -9,12 +9,12 @@ import pytest
 
 from tests.counting_judge_server import CountingServer
 from rlft.cli import run
-from rlft.config import DataConfig
+from rlft.recipe.sections import DataConfig
 from rlft.errors import UserError
-from rlft.labeling.prompts import load_prompts
-from rlft.synthetic import SyntheticConfig, conversation_problem, generate_dataset
-from rlft.synthetic.dedup import dedup_indices
-from rlft.synthetic.schema import DATE_RE, ORDER_RE
+from rlft.data.labeling.sources import load_prompts
+from rlft.data.synthetic import SyntheticConfig, conversation_problem, generate_dataset
+from rlft.data.synthetic.dedup import dedup_indices
+from rlft.data.synthetic.schema import DATE_RE, ORDER_RE
 
 ROW_KEYS = {"id", "prompt", "aspect", "persona_id", "persona", "turns", "order_numbers", "dates", "generator", "seed"}
 

@@ -1,4 +1,4 @@
-"""`max_train_minutes` (rlft.time_budget): training stops at the first step that reaches the budget, counting only
+"""`max_train_minutes` (rlft.run.time_budget): training stops at the first step that reaches the budget, counting only
 optimizer-step time, and the run still ends with its adapter, metrics.json record and model card."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from transformers import TrainerControl, TrainerState
 
 import rlft
 from rlft.errors import RecipeError
-from rlft.recipe import load_recipe
-from rlft.time_budget import CLOCKS, TrainTimeBudget
-from rlft.validate import TRAIN_CLOCKS
+from rlft.recipe.load import load_recipe
+from rlft.run.time_budget import CLOCKS, TrainTimeBudget
+from rlft.recipe.validate import TRAIN_CLOCKS
 from tests.test_progress import intents_csv
 
 

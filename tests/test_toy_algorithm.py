@@ -14,7 +14,7 @@ import pytest
 import rlft
 from rlft import trainers
 from rlft.cli import run
-from rlft.data import prepare
+from rlft.data.loading import prepare
 from rlft.errors import RecipeError
 
 

@@ -1,5 +1,5 @@
 """A decoding state registered from one file of its own (tests/toy_decoding_state.py: a `State` with `end`, `step`
-and `regex`, and its builder) is followed by every generate loop -- rlft.generation's chunked loop (evaluation,
+and `regex`, and its builder) is followed by every generate loop -- rlft.decoding.generation's chunked loop (evaluation,
 labelling, lookup rollouts), HF `generate` with the constraint's processor (GRPO, PPO), shared-prefix sampling --
 by the structured-outputs regex and by the forced-token mask, without touching another module."""
 
@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from rlft import constraint as C
-from rlft.config import DecodingConfig
-from rlft.decoding import build_trie, prompt_ids, structured_output_regex
-from rlft.generation import Sampling, eos_token_ids, generate, generate_ids
-from rlft.shared_prefix import sample_shared_prefix
+from rlft.recipe.sections import DecodingConfig
+from rlft.decoding.prompting import build_trie, prompt_ids, structured_output_regex
+from rlft.decoding.generation import Sampling, eos_token_ids, generate, generate_ids
+from rlft.decoding.shared_prefix import sample_shared_prefix
 
 LABELS = ["cancel_order", "track_order", "get_refund", "review"]
 FREE = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True)

@@ -1,4 +1,4 @@
-"""Trainer-key validation without importing TRL: `rlft.trainer_args.trainer_schema` caches each config class's field
+"""Trainer-key validation without importing TRL: `rlft.trainers.args.trainer_schema` caches each config class's field
 names and types on disk, so a misspelt or mistyped `trainer:` key fails in about a second instead of paying the
 transformers/TRL/PEFT import (26-30 s measured on the shared CPU machine before; docs/recipes.md#validation)."""
 
@@ -14,9 +14,9 @@ import pytest
 
 from rlft import trainer_args
 from rlft.errors import RecipeError
-from rlft.recipe import load_recipe
-from rlft.trainer_args import check_trainer_keys, config_class, trainer_schema
-from rlft.typecheck import describe, from_spec, matches, to_spec
+from rlft.recipe.load import load_recipe
+from rlft.trainers.args import check_trainer_keys, config_class, trainer_schema
+from rlft.recipe.typecheck import describe, from_spec, matches, to_spec
 from tests.conftest import ROOT
 
 

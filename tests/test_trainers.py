@@ -99,9 +99,9 @@ def result_model_base_unchanged(result, before_base, model_dir):
 
 def test_base_weights_frozen_in_memory_during_grpo(tiny_model_dir, write_recipe, tmp_path):
     """Train through the pipeline pieces and compare every base parameter before/after."""
-    from rlft.data import prepare
-    from rlft.models import load_model
-    from rlft.pipeline import load_recipe_rewards
+    from rlft.data.loading import prepare
+    from rlft.run.models import load_model
+    from rlft.run.pipeline import load_recipe_rewards
     from rlft.trainers import trainer_builder
     from rlft.trainers.context import TrainContext
 

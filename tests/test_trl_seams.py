@@ -55,13 +55,13 @@ SEAMS = (  # exactly as TRL 1.16 / transformers 5.x declare them
     Seam(GRPOTrainer, "_metrics", "attribute", (HOOKS,)),
     Seam(GRPOTrainer, "_step", "attribute", (HOOKS,)),
     Seam(GRPOTrainer, "_buffered_inputs", "attribute", (HOOKS,)),
-    Seam(Trainer, "_save", "override", ("rlft/ppo/trainer.py",), "(self, output_dir=None, state_dict=None)"),
+    Seam(Trainer, "_save", "override", ("rlft/ppo/ppo_trainer.py",), "(self, output_dir=None, state_dict=None)"),
     Seam(Trainer, "_save_optimizer_and_scheduler", "call", (PPO_CKPT,), "(self, output_dir)"),
     Seam(Trainer, "_save_rng_state", "call", (PPO_CKPT,), "(self, output_dir)"),
     Seam(Trainer, "_load_from_checkpoint", "call", (PPO_CKPT,), "(self, resume_from_checkpoint, model=None)"),
     Seam(Trainer, "_load_optimizer_and_scheduler", "call", (PPO_CKPT,), "(self, checkpoint)"),
     Seam(Trainer, "_load_rng_state", "call", (PPO_CKPT,), "(self, checkpoint)"),
-    Seam(RewardTrainer, "_prepare_dataset", "call", ("rlft/trainers/reward_model.py",),
+    Seam(RewardTrainer, "_prepare_dataset", "call", ("rlft/trainers/reward_trainer.py",),
          "(self, dataset, processing_class, args, dataset_name)"),
 )
 METHODS = [s for s in SEAMS if s.signature is not None]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from rlft.cli import run
-from rlft.data import prepare
+from rlft.data.loading import prepare
 from rlft.errors import DataError
-from rlft.recipe import load_recipe
+from rlft.recipe.load import load_recipe
 from tests.conftest import tiny_grpo_recipe
 
 ROWS = "hello there,greet\nwhere is my order,track\nrefund please,get_refund\nbye,bye\n"
@@ -113,12 +113,12 @@ def test_a_bom_or_a_saved_dataset_passes_and_reads_the_same_columns(setup, capsy
 ])
 def test_eval_data_names_the_file_row_and_column(setup, capsys, monkeypatch, file, message):
     tmp, recipe = setup
-    import rlft.models
+    import rlft.run.models
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the error")
 
-    monkeypatch.setattr(rlft.models, "load_model", no_model)
+    monkeypatch.setattr(rlft.run.models, "load_model", no_model)
     code = run(["eval", str(recipe), "--model", "base", "--data", f"{tmp}/{file}", "--out", f"{tmp}/eval"])
     err = capsys.readouterr().err.strip()
     assert code == 2, err

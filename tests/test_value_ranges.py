@@ -93,7 +93,7 @@ def test_an_over_long_number_in_a_recipe_file_names_the_file_and_line(tmp_path):
 
 
 def test_in_range():
-    from rlft.validate import in_range
+    from rlft.recipe.validate import in_range
 
     assert in_range(1, "(0, 1]") and not in_range(0, "(0, 1]") and in_range(0, "[0, 1)") and not in_range(1, "[0, 1)")
     assert in_range(0, ">= 0") and not in_range(0, "> 0") and not in_range(float("nan"), ">= 0")

@@ -15,7 +15,7 @@ SPEC = register(Algorithm(
     needs_rewards=True,
     online=True,  # samples completions while training
     group_relative=True,  # rlft check forecasts zero-variance groups
-    trainer_ranges={"num_generations": ">= 2"},  # stricter than rlft.validate's table (>= 1)
+    trainer_ranges={"num_generations": ">= 2"},  # stricter than rlft.recipe.validate's table (>= 1)
     checks=f"{__name__}:check_recipe",
 ))
 
@@ -35,7 +35,7 @@ def check_recipe(recipe: Any, where: Any) -> None:
 def build_trainer(ctx: Any) -> Any:
     from trl import GRPOTrainer
 
-    from rlft.trainer_args import build_args
+    from rlft.trainers.args import build_args
 
     args = build_args(ctx.recipe, ctx.device, reward_weights=[r.weight for r in ctx.rewards], **ctx.args_overrides)
     return GRPOTrainer(model=ctx.model, reward_funcs=[r.func for r in ctx.rewards], args=args,

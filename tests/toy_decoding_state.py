@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rlft.constraint import State, Step, register_state
+from rlft.decoding.constraint import State, Step, register_state
 
 PREFIX, DIGITS = " Confidence:", "12345"
 

@@ -2,14 +2,14 @@
 
 A free-reply completion is a constrained head (``<intent>label</intent>``) then a free reply. Sampled GRPO credits
 the head through the 8 labels its rollouts happened to pick; on a closed label set the exact expected reward
-Σₖ π(k|x)·r(k) is one teacher-forced pass per prompt (`rlft.label_space`, docs/algorithms.md). With
+Σₖ π(k|x)·r(k) is one teacher-forced pass per prompt (`rlft.decoding.label_space`, docs/algorithms.md). With
 ``signal.exact_head: [intent]``:
 
 - the listed rewards get GRPO weight 0: their sampled advantage no longer reaches any token (the reply's rewards
   still train the whole completion, or only the reply with ``segment_credit: {reply: [...]}``);
 - on each generation round's prompts (this process's, once per prompt), plus ``signal.exact_head_extra_prompts``
   training rows drawn at random (no rollouts: a teacher-forced pass each), every allowed label is scored by the
-  listed rewards with the row's columns, and `rlft.label_space.label_pg_loss` (the ``label_pg:`` section's weighting and
+  listed rewards with the row's columns, and `rlft.decoding.label_space.label_pg_loss` (the ``label_pg:`` section's weighting and
   normaliser) is added to the GRPO loss times ``signal.exact_head_weight``. The label paths stop after
   ``decoding.label_suffix`` (the reply follows; no EOS).
 
@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from rlft.config import DecodingConfig, LabelPGConfig
-from rlft.label_space import LabelSpace, rows_loss
-from rlft.reward_loader import LoadedReward
+from rlft.recipe.sections import DecodingConfig, LabelPGConfig
+from rlft.decoding.label_space import LabelSpace, rows_loss
+from rlft.scoring.loader import LoadedReward
 
 
 def head_reward_indices(names: Sequence[str], reward_names: Sequence[str]) -> list[int]:

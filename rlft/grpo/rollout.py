@@ -2,7 +2,7 @@
 stop-at-suffix and shared-prefix sampling, with no override of TRL's tokenising or generating methods.
 
 What it returns, per row (TRL repeats each prompt `num_generations` times before calling it):
-- ``prompt_ids``: exactly `rlft.decoding.prompt_ids` (chat template + prefill ids), the ids evaluation,
+- ``prompt_ids``: exactly `rlft.decoding.prompting.prompt_ids` (chat template + prefill ids), the ids evaluation,
   labelling and PPO decode after. The prefill is part of the prompt, so it is never in the loss and the
   shared-prefix cache covers it; rewards still see it as the start of each completion (`rlft.grpo.trl_hooks`
   puts the prefill text in front of the decoded completions TRL hands to the reward functions, as evaluation
@@ -29,13 +29,13 @@ from typing import Any
 import torch
 from trl.trainer.utils import pad
 
-from rlft.decoding import prompt_ids as decoding_prompt_ids
-from rlft.shared_prefix import sample_shared_prefix
+from rlft.decoding.prompting import prompt_ids as decoding_prompt_ids
+from rlft.decoding.shared_prefix import sample_shared_prefix
 
 
 def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
     """TRL `rollout_func` of `SignalGRPOTrainer` (reads its `decoding`, `signal` and `trie`: the recipe's
-    `rlft.constraint.Constraint`, whose processor / step every sampler here applies)."""
+    `rlft.decoding.constraint.Constraint`, whose processor / step every sampler here applies)."""
     full = [decoding_prompt_ids(trainer.processing_class, p, trainer.decoding) for p in prompts]
     generated, logprobs = _sample(trainer, full)
     out: dict[str, Any] = {"prompt_ids": full, "completion_ids": generated, "logprobs": logprobs}
@@ -84,12 +84,12 @@ def _sample_shared(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]
 
 
 def _sample_chunked(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:
-    """`rlft.generation.generate_ids` with the trainer's sampling settings: forced runs of the trie (a looked-up
+    """`rlft.decoding.generation.generate_ids` with the trainer's sampling settings: forced runs of the trie (a looked-up
     article: tens of tokens) go in as one chunk instead of one forward step per token. A group's G identical
     prompts run once and are sampled G times."""
     from trl.models import unwrap_model_for_generation
 
-    from rlft.generation import Sampling, generate_ids
+    from rlft.decoding.generation import Sampling, generate_ids
 
     g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
     grouped = len(prompt_ids) % g == 0 and all(prompt_ids[i] == prompt_ids[i - i % g] for i in range(len(prompt_ids)))

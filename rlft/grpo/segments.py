@@ -7,7 +7,7 @@ to the tokens of its segment:
 
 - per reward k: ``A_k = (r_k - mean_group(r_k)) / (std(r_k) + 1e-4)``, std per ``trainer.scale_rewards``
   (group: within the prompt's group; batch: over the batch; none: no scaling). An abstention (None/NaN) is left
-  out of the mean and std and contributes 0 (`rlft.abstain`): never a bad verdict.
+  out of the mean and std and contributes 0 (`rlft.scoring.abstain`): never a bad verdict.
 - head tokens get ``sum_k w_k A_k`` over the head rewards and the unlisted rewards; reply tokens over the reply
   rewards and the unlisted ones (``w_k``: the recipe's reward weights).
 - the head ends at the token that completes the label suffix (the trie's path, else the first token at which the

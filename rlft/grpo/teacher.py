@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 
-from rlft.config import DecodingConfig, SignalConfig
+from rlft.recipe.sections import DecodingConfig, SignalConfig
 
 
 def article_text(labels: Sequence[str], signal: SignalConfig) -> Callable[[str], str]:
     """`label -> text` inserted after the head for the teacher (every label checked, as `decoding.lookup`)."""
-    from rlft.decoding import lookup_text
+    from rlft.decoding.prompting import lookup_text
 
     decoding = DecodingConfig(prefill="", constrain_labels=True, free_reply=True, lookup=signal.teacher_lookup,
                               lookup_template=signal.teacher_lookup_template)

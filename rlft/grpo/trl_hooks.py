@@ -12,7 +12,7 @@ Overridden (no public hook exists in TRL 1.16):
 - `_get_per_token_logps_and_entropies(...)`: shared-prefix scoring (`signal.shared_prefix`).
 `JudgedRowMetrics` (in every GRPO trainer rlft builds, plain or `SignalGRPOTrainer`) overrides
 `_calculate_rewards` and `_generate_and_score_completions` only to correct three logged numbers: `reward` and
-`rewards/<name>/mean|std` are over the rows each reward judged (an abstention imputed by `rlft.abstain`, or left
+`rewards/<name>/mean|std` are over the rows each reward judged (an abstention imputed by `rlft.scoring.abstain`, or left
 NaN and summed as 0 by TRL, is not a judged 0); advantages are untouched.
 Called: `_generate_single_turn` (TRL's sampler, from the rollout when rlft does not sample itself).
 Read/written: `_metrics` (rlft's `signal/*` metrics; TRL's public `log_metric` is only offered to reward
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from trl.trainer.utils import nanstd
 
-from rlft.shared_prefix import shared_prefix_logps
+from rlft.decoding.shared_prefix import shared_prefix_logps
 
 OVERRIDDEN = ("_generate_and_score_completions", "_calculate_rewards", "_get_per_token_logps_and_entropies")
 CALLED = ("_generate_single_turn",)
@@ -43,7 +43,7 @@ class JudgedRowMetrics:
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        # what each reward abstained on, before rlft.abstain imputed it (a wrapped reward records its last call)
+        # what each reward abstained on, before rlft.scoring.abstain imputed it (a wrapped reward records its last call)
         local = torch.zeros(len(prompts), len(self.reward_funcs), dtype=torch.bool, device=per_func.device)
         for i, func in enumerate(self.reward_funcs):
             abstained = getattr(func, "rlft_abstained", None)

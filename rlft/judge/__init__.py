@@ -8,10 +8,10 @@ from rlft.judge.budget import Budget, JudgeBudgetExceeded, Usage
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import (ChatClient, CircuitBreaker, JudgeCallError, JudgeEndpointError, LocalChatClient,
                                OpenAIChatClient, Reply)
-from rlft.judge.judge import Judge, Judgment, Sample
+from rlft.judge.judgment import Judge, Judgment, Sample
 from rlft.judge.parsing import Parsed, VerdictParser
 from rlft.judge.policies import Guidelines
-from rlft.judge.prompts import JudgeTemplate, neutralize, strip_invisible
+from rlft.judge.prompt_templates import JudgeTemplate, neutralize, strip_invisible
 
 __all__ = ["Budget", "ChatClient", "CircuitBreaker", "Guidelines", "Judge", "JudgeBudgetExceeded", "JudgeCache",
            "JudgeCallError", "JudgeEndpointError", "JudgeTemplate", "Judgment", "LocalChatClient", "OpenAIChatClient",

@@ -5,7 +5,7 @@ template, guideline and graded sample), generation settings and the vote index. 
 and never stored. Only successful replies are cached: a timeout or an error is retried on the next run, never
 frozen in. Stored per entry: the raw reply text and its token usage, so parsing changes apply to cached replies.
 
-Not here: in-batch de-duplication of identical requests (that is `rlft.judge.judge`, in memory).
+Not here: in-batch de-duplication of identical requests (that is `rlft.judge.judgment`, in memory).
 """
 
 from __future__ import annotations

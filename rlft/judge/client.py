@@ -12,16 +12,16 @@ The OpenAI client (the `openai` SDK, so OpenAI, vLLM, a LiteLLM proxy or `transf
   jitter, honouring `Retry-After`/`retry-after-ms` on 429 and 503 up to `max_retry_after_s`;
 * **bounded concurrency**: a semaphore of `max_concurrency` requests per session (`async with client.session()`,
   one per reward call; the HTTP connection pool lives as long as the session and is closed with it, so no
-  connection outlives the event loop that made it — TRL keeps one loop, `rlft.scoring` makes one per call);
+  connection outlives the event loop that made it — TRL keeps one loop, `rlft.scoring.completions` makes one per call);
 * a **circuit breaker**: after `breaker_threshold` consecutive failed attempts, calls fail fast for
   `breaker_reset_s`, then one trial call decides whether to close it again.
 
 The API key is read from the environment variable *named* by `api_key_env` when a connection is opened; it is
 not kept on the client object, not in its repr or pickled state, nor in any cache key. Credentials inside
-`base_url` (`http://user:pass@host`, `?api_key=`) are redacted (`rlft.redact`) wherever the client shows the URL:
+`base_url` (`http://user:pass@host`, `?api_key=`) are redacted (`rlft.run.redact`) wherever the client shows the URL:
 its repr, its error messages and its identity (so they are not part of cache keys or fingerprints either).
 
-Not here: prompts, parsing, caching, votes (see `rlft.judge.judge`).
+Not here: prompts, parsing, caching, votes (see `rlft.judge.judgment`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlft.errors import RewardError
-from rlft.redact import redact_url
+from rlft.run.redact import redact_url
 
 TIMEOUT, API_ERROR = "timeout", "api_error"
 POOL_SIZE = 8  # concurrent requests per HTTP connection pool (see OpenAIChatClient.session)
@@ -303,7 +303,7 @@ def _reply_of(response: Any) -> Reply:
 class LocalChatClient(ChatClient):
     """A transformers causal LM in this process (small judges, offline runs). Same `complete()` as the HTTP client.
 
-    `model` is anything `rlft.models` resolves: an embedded name (`smollm2-135m-instruct`), a local directory, a
+    `model` is anything `rlft.run.models` resolves: an embedded name (`smollm2-135m-instruct`), a local directory, a
     .gguf file or a hub id.
 
     Generation runs in a worker thread, one request at a time (a CPU model gains nothing from overlapping calls);
@@ -344,8 +344,8 @@ class LocalChatClient(ChatClient):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            from rlft.config import ModelConfig
-            from rlft.models import resolve_model_path
+            from rlft.recipe.sections import ModelConfig
+            from rlft.run.models import resolve_model_path
 
             path = resolve_model_path(ModelConfig(name=self.model_path))  # embedded names and .gguf files too
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)

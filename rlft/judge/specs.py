@@ -12,7 +12,7 @@ one spec; `FLAT_KEYS` maps key -> spec. Defaults are the safe ones (docs/judge.m
 padded replies never reach the judge (`min_words` 3, `max_words` 400), at most `max_chars` characters of each
 untrusted field are sent, and regex screening has a per-completion timeout and a per-batch time budget.
 
-Not here: what the settings do (`rlft.rewards.judge`, `rlft.judge.judge`).
+Not here: what the settings do (`rlft.rewards.judge`, `rlft.judge.judgment`).
 """
 
 from __future__ import annotations

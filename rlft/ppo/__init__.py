@@ -6,7 +6,7 @@ coefficient), `value_head` (the critic on the policy's last hidden state), `conf
 transformers 5.x, PEFT 0.21.
 """
 
-from rlft.ppo.config import PPOConfig
+from rlft.ppo.ppo_config import PPOConfig
 from rlft.ppo.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
 
 __all__ = ["AdaptiveKLController", "FixedKLController", "PPOConfig", "PPOTrainer", "make_kl_controller"]
@@ -14,7 +14,7 @@ __all__ = ["AdaptiveKLController", "FixedKLController", "PPOConfig", "PPOTrainer
 
 def __getattr__(name: str):
     if name == "PPOTrainer":  # the trainer imports torch/transformers/peft; keep `import rlft.ppo` light
-        from rlft.ppo.trainer import PPOTrainer
+        from rlft.ppo.ppo_trainer import PPOTrainer
 
         return PPOTrainer
     raise AttributeError(name)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import TrainerState
 
-from rlft.checkpoints import rank_file
+from rlft.run.checkpoints import rank_file
 
 STATE_FILE = "rlft_ppo_state.pt"
 TRAINER_STATE = "trainer_state.json"

@@ -4,7 +4,7 @@ Every function is pure (no model, no state) and works on `(batch, completion_tok
 marks real completion tokens (padding after EOS is 0). Conventions follow Ziegler et al. 2019 / Stiennon et al. 2020
 and TRL's former PPOv2 trainer: the sequence score lands on the last real token, every token pays −β·KL to the
 reference, advantages come from GAE(γ, λ) and losses are token means over the whole batch.
-Not here: anything that touches a model or an optimizer (see `rlft.ppo.rollout` and `rlft.ppo.trainer`).
+Not here: anything that touches a model or an optimizer (see `rlft.ppo.sampling` and `rlft.ppo.ppo_trainer`).
 """
 
 from __future__ import annotations

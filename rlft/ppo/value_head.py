@@ -3,7 +3,7 @@
 The critic shares the policy's backbone (and its LoRA weights), so PPO costs one model in memory, not two. The head
 is tiny (hidden_size + 1 parameters), starts at zero so the first values are 0, and is stored as
 `value_head.safetensors` + `value_head.json` in the same directory as the adapter.
-Not here: the forward pass through the backbone (see `rlft.ppo.rollout.forward_policy`).
+Not here: the forward pass through the backbone (see `rlft.ppo.sampling.forward_policy`).
 """
 
 from __future__ import annotations

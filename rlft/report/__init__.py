@@ -2,5 +2,5 @@
 
 `metrics` and `canaries` compute numbers from plain lists; `summary` turns one model's results into the
 numbers a report shows; `files`, `html` and `curves` write report.json, report.md, traces.jsonl, traces.html and
-the training-curve PNGs. Generating and scoring the completions is `rlft.eval_run`'s job, not this package's.
+the training-curve PNGs. Generating and scoring the completions is `rlft.evaluation.eval_models`'s job, not this package's.
 """

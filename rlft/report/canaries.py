@@ -1,7 +1,7 @@
 """Reward-hacking canaries: cheap signs that a tuned model is gaming its reward rather than getting better.
 
 Each is a pure function over completions (text) and numbers; none needs a model except `kl_to_base`, whose
-log-probs the runner computes (`rlft.eval_run`) when the tuned model and the base are both local.
+log-probs the runner computes (`rlft.evaluation.eval_models`) when the tuned model and the base are both local.
 
 * `length_drift` — mean completion length of a model / the base's (1.0 = unchanged; padding shows as > 1).
 * `repetition_rate` — share of word n-grams that repeat an earlier n-gram of the same completion.

@@ -4,7 +4,7 @@
   per-intent accuracy, `breakdown` per `data.breakdown_columns` value, reward means with abstention counts,
   canaries), win rate, judge calibration.
 * `report.md` — for people: the headline table per model with 95% intervals, rewards, canaries, per intent, per
-  column value (`rlft.report.breakdown`); under the title, `extra["oracle"]` (`rlft.oracle.oracle_note`) when
+  column value (`rlft.report.breakdown`); under the title, `extra["oracle"]` (`rlft.data.oracle.oracle_note`) when
   the recipe's prompt read gold-derived text.
 * `traces.jsonl` — one record per (sample, model), shaped like inspect_ai sample records:
   `{"id", "epoch", "input", "target", "output": {"model", "completion", "choices"}, "scores": {name: {"value",
@@ -85,7 +85,7 @@ def trace_records(sample_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
     header, rows = headline_rows(models)
     lines = [f"# {title}", ""]
-    if extra.get("oracle"):  # rlft.oracle: the prompt showed gold-derived text; say so above every figure
+    if extra.get("oracle"):  # rlft.data.oracle: the prompt showed gold-derived text; say so above every figure
         lines += [f"> **Warning:** {extra['oracle']}", ""]
     lines += ["## Headline (95% bootstrap intervals, 1000 resamples, seed 0)", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -1,12 +1,12 @@
 """The headline metrics, computed in one place for every consumer: `rlft eval`'s report (values with 95% bootstrap
 intervals and counts, `rlft.report.summary.summarise`) and the flat numbers of metrics.json, periodic evaluation
-and `evaluation.best_metric` (`rlft.evaluate.evaluate`, through `flat`).
+and `evaluation.best_metric` (`rlft.evaluation.held_out.evaluate`, through `flat`).
 
-Which metrics a run has follows from what the recipe's rewards declare (`eval_metrics`, `rlft.reward_protocol`),
+Which metrics a run has follows from what the recipe's rewards declare (`eval_metrics`, `rlft.scoring.protocol`),
 as inspect_ai's `@scorer(metrics=[...])`: a reward declaring a `LABEL_METRICS` name supplies the labels parsed from
 each completion (the intent reward), one declaring a `VERDICT_METRICS` name the pass/fail verdicts
 (the rubric, a binary/score judge), one declaring a `SELECTIVE_METRICS` name a hand-off answer and the value of each
-decision (its `selective` declaration: the intent reward with `handoff`); `rlft.evaluate.score_run` fills the run
+decision (its `selective` declaration: the intent reward with `handoff`); `rlft.evaluation.held_out.score_run` fills the run
 from them. Pure Python.
 """
 

@@ -2,7 +2,7 @@
 
 `summarise` turns completions, parsed labels and reward values into the headline metrics with bootstrap
 intervals (`rlft.report.headline`, the one place they are computed), the confusion table, per-intent accuracy,
-reward means (abstentions counted, never zeros) and the reward-hacking canaries against the base. Pure Python: the runner (`rlft.eval_run`) fills `ModelRun`s; tests can
+reward means (abstentions counted, never zeros) and the reward-hacking canaries against the base. Pure Python: the runner (`rlft.evaluation.eval_models`) fills `ModelRun`s; tests can
 build them by hand.
 """
 
@@ -41,7 +41,7 @@ class ModelRun:
     logps: list[list[float]] | None = None
     base_logps: list[list[float]] | None = None
     seconds: float | None = None
-    selective: Any = None  # a hand-off reward's grading (`rlft.evaluate.selective_grading`): coverage & co.
+    selective: Any = None  # a hand-off reward's grading (`rlft.evaluation.held_out.selective_grading`): coverage & co.
 
 
 def _with_ci(values: list[float | None], key: str, summary: dict) -> dict:

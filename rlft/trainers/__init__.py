@@ -61,7 +61,7 @@ for _spec in (
     Algorithm("kto", "rlft.trainers.kto", data="kto", trainer_ranges={"beta": "> 0"},
               checks="rlft.trainers.kto:check_recipe"),
     Algorithm("ppo", "rlft.trainers.ppo", data="prompt", needs_rewards=True, online=True, lookup=False),
-    Algorithm("reward_model", "rlft.trainers.reward_model", data="pairs", task="seq_cls"),
+    Algorithm("reward_model", "rlft.trainers.reward_trainer", data="pairs", task="seq_cls"),
 ):
     register(_spec)
 

@@ -35,7 +35,7 @@ class Algorithm:
     sections: tuple[str, ...] = ()  # recipe sections of its own ("signal", "label_pg"); refused for the others
     lookup: bool = True  # accepts decoding.lookup (its rollouts keep the looked-up text out of the loss)
     analysis: bool = True  # accepts decoding.analysis_max_tokens
-    trainer_ranges: Mapping[str, str] = field(default_factory=dict)  # stricter trainer-key ranges (rlft.validate)
+    trainer_ranges: Mapping[str, str] = field(default_factory=dict)  # stricter trainer-key ranges (rlft.recipe.validate)
     # "module:function" of its own recipe checks, `function(recipe, where)`, imported by `rlft validate` (keep that
     # module light: validate runs them before transformers loads)
     checks: str | None = None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlft.config import Recipe
-from rlft.reward_loader import LoadedReward
+from rlft.recipe.sections import Recipe
+from rlft.scoring.loader import LoadedReward
 
 
 @dataclass
@@ -26,7 +26,7 @@ class TrainContext:
 def offline_trainer(trainer_class: type, ctx: TrainContext) -> Any:
     """A TRL trainer on a fixed dataset (DPO, KTO): rlft's training arguments, the held-out split only when the
     recipe asks TRL to evaluate, and rlft's callbacks."""
-    from rlft.trainer_args import build_args
+    from rlft.trainers.args import build_args
 
     args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
     return trainer_class(model=ctx.model, args=args, train_dataset=ctx.train_dataset,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlft.config import DecodingConfig, SignalConfig
-from rlft.trainer_args import build_args
+from rlft.recipe.sections import DecodingConfig, SignalConfig
+from rlft.trainers.args import build_args
 from rlft.trainers.context import TrainContext
 
 

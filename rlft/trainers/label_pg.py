@@ -1,7 +1,7 @@
 """`algorithm: label_pg`: the exact label-space policy gradient as a `transformers.Trainer` (docs/algorithms.md).
 
 Each step takes a batch of raw dataset rows, scores every allowed label of every prompt with the recipe's rewards,
-and minimises `rlft.label_space.label_pg_loss` (one forward/backward pass with the prompt's KV cache shared across
+and minimises `rlft.decoding.label_space.label_pg_loss` (one forward/backward pass with the prompt's KV cache shared across
 its label paths). No sampling, no generation during training; evaluation is the pipeline's, as for every algorithm.
 
 Python API without a recipe::
@@ -20,11 +20,11 @@ from typing import Any
 
 from transformers import Trainer
 
-from rlft.config import DecodingConfig, LabelPGConfig
+from rlft.recipe.sections import DecodingConfig, LabelPGConfig
 from rlft.errors import RecipeError
-from rlft.label_space import LabelSpace, rows_loss
-from rlft.reward_loader import LoadedReward
-from rlft.trainer_args import build_args
+from rlft.decoding.label_space import LabelSpace, rows_loss
+from rlft.scoring.loader import LoadedReward
+from rlft.trainers.args import build_args
 from rlft.trainers.context import TrainContext
 
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlft.decoding import generation_kwargs
-from rlft.trainer_args import build_args
+from rlft.decoding.prompting import generation_kwargs
+from rlft.trainers.args import build_args
 from rlft.trainers.context import TrainContext
 
 
 def config_class() -> type:
-    from rlft.ppo.config import PPOConfig
+    from rlft.ppo.ppo_config import PPOConfig
 
     return PPOConfig
 
 
 def build_trainer(ctx: TrainContext) -> Any:
-    from rlft.ppo.trainer import PPOTrainer
+    from rlft.ppo.ppo_trainer import PPOTrainer
 
     args = build_args(ctx.recipe, ctx.device, **ctx.args_overrides)
     decoding = generation_kwargs(ctx.tokenizer, ctx.labels, ctx.recipe.decoding)

@@ -1,0 +1,20 @@
+"""The data stage: rows in, the datasets each trainer needs out.
+
+- `loading`: read files, rename columns, split, and shape rows for each TRL trainer (`prepare`).
+- `splits`: near-duplicate-free held-out splits; `noise`: colloquial noise for customer messages.
+- `oracle`: does a prompt show the model something derived from the gold label?
+- `demo`: the small built-in dataset.
+- `labeling` (`rlft label`) and `synthetic` (`rlft generate`): make data with a model.
+
+`rlft.data.prepare` and the other names of the former `rlft/data.py` are read from `loading`.
+"""
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562
+    if not name.startswith("_"):
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.loading")  # not `from . import`: that would ask this hook again
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
