@@ -48,3 +48,29 @@ def test_launch_with_the_documented_config_prints_no_defaults_warning(tmp_path):
     assert "usage: intent_grpo.py" in done.stdout  # the launcher ran the recipe script
     assert "had defaults used instead" not in done.stderr, done.stderr
     assert "was set to a value of" not in done.stderr, done.stderr
+
+
+def test_a_mistake_under_several_processes_is_rlfts_line_then_torchruns_summary(tmp_path):
+    """What is true under `accelerate launch -q --num_processes 2` (docs/recipes.md#launch): every rank prints rlft's
+    one line and exits 2; the torchrun agent inside accelerate's own process then logs its lines and accelerate
+    prints the ChildFailedError summary (root cause exit code 2) and exits 1. No rlft code runs in that process, so
+    the one-line, exit-2 form is `rlft validate` (below) or `rlft train` in one process."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}
+    line = "error: command line: trainer.max_steps: expected int, got 'abc'"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "-q", "--config_file", "recipes/accelerate/cpu_2proc.yaml",
+               "--num_processes", "2", "recipes/intent_grpo.py", "trainer.max_steps=abc"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # accelerate's, whatever the script's code
+    lines = done.stderr.splitlines()
+    assert lines[0] == line  # rlft's line comes first (a rank prints it before it exits)
+    assert {x for x in lines if x.startswith("error:")} == {line} and lines.count(line) in (1, 2)  # once per rank
+    assert "recipes/intent_grpo.py FAILED" in done.stderr and "Root Cause (first observed failure):" in done.stderr
+    assert re.search(r"exitcode\s*: 2 ", done.stderr), done.stderr  # the ranks' own code, shown in the summary
+    assert "Traceback (most recent call last)" not in done.stderr
+    assert done.stdout == ""
+
+    rlft = Path(sys.executable).with_name("rlft")
+    checked = subprocess.run([str(rlft), "validate", "recipes/intent_grpo.yaml", "trainer.max_steps=abc"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert (checked.returncode, checked.stderr.splitlines()) == (2, [line]), checked.stderr

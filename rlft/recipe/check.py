@@ -7,8 +7,11 @@ For GRPO, the zero-variance forecast: `num_generations` completions per prompt a
 sample of prompts, and the share of groups whose rewards all tie (no gradient). For a judge reward, the projection
 of requests, tokens and cost for the whole run (max_steps x completions per step, before cache hits and in-batch
 de-duplication, so an upper bound) against its `budget_usd` / `budget_tokens` (per process: see docs/scaling.md).
-Last, peak memory (RSS; CUDA max allocated) and one timed forward+backward on a training-sized batch, giving a rough
-step time x max_steps.
+Last, peak memory (RSS; CUDA max allocated) and one timed forward+backward shaped like the trainer's (after an untimed
+one-row warm-up; online algorithms: the loss over the sampled completion length only, GRPO's prompt once per group
+with `signal.shared_prefix`), plus sampling timed on the sampler training uses, once per generation round
+(`signal.refill_rounds`), giving a rough step time x max_steps (benchmarks/check_forecast.py compares it with a real
+run).
 A recipe whose prompt reads a gold-derived column (`rlft.data.oracle`) gets a warning line; the exit code is unchanged.
 
 Exit codes: 0 ok; 2 a user error (recipe, data, a reward's params); 1 a reward that raises or returns the wrong
@@ -24,7 +27,10 @@ import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import Tensor as torch_Tensor
 
 from rlft.errors import UserError
 from rlft.trainers import algorithm_spec
@@ -38,6 +44,7 @@ class CheckReport:
     lines: list[str] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)  # reward names that failed
     over_budget: list[str] = field(default_factory=list)
+    step_s: float | None = None  # the step forecast (seconds), once timed
 
     def add(self, text: str) -> None:
         self.lines.append(text)
@@ -89,8 +96,9 @@ def check_rewards(report: CheckReport, rewards: list, rows: list[dict], texts: l
 
 
 def forecast_zero_variance(report: CheckReport, recipe: Any, model: Any, tokenizer: Any, rewards: list,
-                           rows: list[dict], labels: list[str]) -> float:
-    """Share of GRPO groups whose weighted reward is the same for every generation; returns seconds/completion."""
+                           rows: list[dict], labels: list[str]) -> tuple[float, float]:
+    """Share of GRPO groups whose weighted reward is the same for every generation; returns (seconds/completion of
+    this sampler, share of tied groups)."""
     from rlft.decoding.generation import Sampling, generate
 
     g = int(recipe.trainer.get("num_generations", 8))
@@ -108,12 +116,62 @@ def forecast_zero_variance(report: CheckReport, recipe: Any, model: Any, tokeniz
             values = _call(r, repeated, _as_completions(repeated, texts), _columns(rows, g))
             totals = [t + r.weight * (v if v is not None else 0.0) for t, v in zip(totals, values)]
     except Exception:  # noqa: BLE001 - already reported by check_rewards
-        return per_completion
+        return per_completion, 0.0
     groups = [totals[i:i + g] for i in range(0, len(totals), g)]
     tied = sum(max(grp) - min(grp) < 1e-9 for grp in groups)
     report.add(f"zero-variance forecast: {tied}/{len(groups)} groups ({100 * tied / max(len(groups), 1):.0f}%) of "
                f"{g} generations at temperature {temperature} have all-equal rewards (no gradient)")
-    return per_completion
+    return per_completion, tied / max(len(groups), 1)
+
+
+def generation_rounds(recipe: Any, tied_share: float) -> int:
+    """Generation rounds per GRPO step: one, plus `signal.refill_rounds` fresh draws when some groups tie
+    (drop_zero_std refills the batch; measured on intent_grpo: every step drew twice at a 25-75% tied share)."""
+    sig = getattr(recipe, "signal", None)
+    if sig is not None and sig.drop_zero_std and sig.refill_rounds and tied_share > 0:
+        return 1 + int(sig.refill_rounds)
+    return 1
+
+
+def step_seconds(fwd_bwd_s: float, accumulation: int, gen_s: float, completions: int, rounds: int) -> float:
+    """The step forecast: the timed forward+backward per micro-batch times gradient accumulation, plus sampling
+    (seconds per completion of the sampler training uses) for every completion of every generation round."""
+    return fwd_bwd_s * accumulation + gen_s * completions * rounds
+
+
+def time_training_sampler(recipe: Any, model: Any, tokenizer: Any, rows: list[dict], labels: list[str]
+                          ) -> tuple[float, float] | None:
+    """(seconds per completion, mean completion tokens) of GRPO's own sampler with `signal.shared_prefix`
+    (`rlft.decoding.shared_prefix.sample_shared_prefix`, as `rlft.grpo.rollout` calls it) on one step's prompts x
+    num_generations. It is several times slower per completion than `rlft.decoding.generation.generate` (which the
+    zero-variance forecast and evaluation use: 3.1 s vs 0.6 s for 4x8 on intent_grpo), so timing that one instead
+    made the forecast wrong. None when training samples some other way (then the forecast's own timing stands)."""
+    import torch
+
+    from rlft.decoding.prompting import build_trie, prompt_ids
+    from rlft.decoding.shared_prefix import sample_shared_prefix
+
+    sig = getattr(recipe, "signal", None)
+    if recipe.algorithm != "grpo" or sig is None or not sig.shared_prefix or not rows or "prompt" not in rows[0]:
+        return None
+    if recipe.decoding.stop_at_suffix and not recipe.decoding.constrain_labels:
+        return None
+    g = int(recipe.trainer.get("num_generations", 8))
+    n_prompts = max(int(recipe.trainer.get("per_device_train_batch_size", 8)) // max(g, 1), 1)
+    trie = build_trie(tokenizer, labels, recipe.decoding) if recipe.decoding.constrain_labels and labels else None
+    if trie is not None and trie.lookup_lengths:
+        return None
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = [prompt_ids(tokenizer, r["prompt"], recipe.decoding) for r in rows[:n_prompts]]
+    full = [x for x in ids for _ in range(g)]
+    torch.manual_seed(recipe.seed)
+    start = time.perf_counter()
+    out = sample_shared_prefix(model, full, max_new_tokens=int(recipe.trainer.get("max_completion_length", 256)),
+                               eos_token_ids=[tokenizer.eos_token_id], pad_token_id=pad,
+                               temperature=float(recipe.trainer.get("temperature", 1.0)),
+                               logits_processor=trie.processor(0, pad) if trie is not None else None)
+    seconds = (time.perf_counter() - start) / max(len(out), 1)
+    return seconds, statistics.fmean(len(x) for x in out) if out else 0.0
 
 
 def completions_per_step(recipe: Any, labels: list[str]) -> int:
@@ -153,40 +211,74 @@ def project_judges(report: CheckReport, recipe: Any, rewards: list, labels: list
         report.add(line)
 
 
+def _forward_backward(recipe: Any, model: Any, x: torch_Tensor, keep: int | None, groups: int) -> None:
+    """One forward+backward shaped like the trainer's: a scalar head for seq_cls; else the loss over the last `keep`
+    positions only (TRL's `logits_to_keep`), the prompt run once per group when `signal.shared_prefix` (rlft's
+    shared-prefix scoring: the G rows of a group share one prompt forward); `keep` None = every position."""
+    import torch
+
+    if algorithm_spec(recipe.algorithm).task == "seq_cls":  # a scalar head: any loss over it costs the same backward
+        model(input_ids=x).logits.float().mean().backward()
+    elif keep is None:
+        model(input_ids=x, labels=x).loss.backward()
+    elif groups > 1 and x.size(1) - keep > 1 and x.size(0) % groups == 0:
+        split = x.size(1) - keep - 1
+        heads = x[::x.size(0) // groups, :split]
+        cache = model(input_ids=heads, use_cache=True, logits_to_keep=1).past_key_values
+        cache.reorder_cache(torch.arange(groups, device=x.device).repeat_interleave(x.size(0) // groups))
+        logits = model(input_ids=x[:, split:], past_key_values=cache, logits_to_keep=keep + 1).logits
+        torch.log_softmax(logits.float(), -1).mean().backward()
+    else:
+        logits = model(input_ids=x, logits_to_keep=keep + 1).logits
+        torch.log_softmax(logits.float(), -1).mean().backward()
+
+
 def time_step(report: CheckReport, recipe: Any, model: Any, tokenizer: Any, rows: list[dict], gen_s: float,
-              labels: list[str]) -> None:
+              labels: list[str], rounds: int = 1, completion_tokens: float | None = None) -> float:
+    """Time one training-shaped forward+backward (after a one-row warm-up, which is not counted) and report the
+    step forecast; returns its seconds. `completion_tokens`: the mean length the sampler produced (else
+    max_completion_length, at most 256); `rounds`: generation rounds per step (`generation_rounds`)."""
     import torch
 
     from rlft.decoding.prompting import prompt_ids
 
     t = recipe.trainer
+    spec = algorithm_spec(recipe.algorithm)
     batch = int(t.get("per_device_train_batch_size", 8))
     completion = int(t.get("max_completion_length", t.get("max_length", 64) or 64))
     ids = [prompt_ids(tokenizer, r["prompt"], recipe.decoding) for r in rows] if rows and "prompt" in rows[0] else []
-    length = (max(len(x) for x in ids) if ids else 64) + min(completion, 256)
+    keep = max(round(completion_tokens), 1) if completion_tokens else min(completion, 256)
+    length = (max(len(x) for x in ids) if ids else 64) + keep
+    online = spec.online and spec.task == "causal_lm"  # the loss covers the completion only
+    g = int(t.get("num_generations", 8))
+    sig = getattr(recipe, "signal", None)
+    groups = batch // g if spec.group_relative and sig is not None and sig.shared_prefix and batch % g == 0 else 0
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     x = torch.randint(0, len(tokenizer), (batch, length), device=device)
     model.train()
+    # Warm-up (not timed): the first call pays one-time allocation and kernel selection (~10% on CPU).
+    _forward_backward(recipe, model, x[:1], keep if online else None, 1)
+    model.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    if algorithm_spec(recipe.algorithm).task == "seq_cls":  # a scalar head: any loss over it costs the same backward
-        model(input_ids=x).logits.float().mean().backward()
-    else:
-        model(input_ids=x, labels=x).loss.backward()
+    _forward_backward(recipe, model, x, keep if online else None, groups)
     fwd_bwd = time.perf_counter() - start
     model.zero_grad(set_to_none=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     mem = f"peak RSS {rss:,.0f} MiB"
     if device.type == "cuda":
         mem += f", CUDA max allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB"
-    step = fwd_bwd * int(t.get("gradient_accumulation_steps", 1))
-    if algorithm_spec(recipe.algorithm).online:  # it samples completions every step
-        step += gen_s * completions_per_step(recipe, labels)
+    step = step_seconds(fwd_bwd, int(t.get("gradient_accumulation_steps", 1)), gen_s if spec.online else 0.0,
+                        completions_per_step(recipe, labels) if spec.online else 0, rounds)
     steps = int(t.get("max_steps", -1))
     total = f", ~{step * steps / 60:.1f} min for {steps} steps" if steps > 0 else ""
-    report.add(f"memory: {mem}; one forward+backward on {batch}x{length} tokens: {fwd_bwd:.2f} s; "
+    sampled = f" + sampling {rounds} round(s) x {completions_per_step(recipe, labels)} completions" if spec.online \
+        else ""
+    report.add(f"memory: {mem}; one forward+backward on {batch}x{length} tokens: {fwd_bwd:.2f} s{sampled}; "
                f"step estimate ~{step:.2f} s{total} (rough: TRL's bookkeeping and evaluation not included)")
+    report.step_s = step
+    return step
 
 
 def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples: int = 4,
@@ -212,6 +304,12 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
                + (f": {', '.join(data.labels[:8])}{' ...' if len(data.labels) > 8 else ''}" if data.labels else ""))
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     device = resolve_device(recipe.model)
+    if device == "cpu":  # the count training will use (rlft.run.threads), or the forecast times another machine
+        import torch
+
+        from rlft.run.threads import torch_threads
+
+        torch.set_num_threads(torch_threads())
     spec = algorithm_spec(recipe.algorithm)
     task = spec.task
     start = time.perf_counter()
@@ -219,7 +317,7 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
     report.add(f"model: loaded on {device} in {time.perf_counter() - start:.1f} s")
     has_prompts = "prompt" in data.train.column_names
     rows = [dict(data.train[i]) for i in range(min(samples, len(data.train)))]
-    gen_s = 0.0
+    gen_s, rounds, completion_tokens = 0.0, 1, None
     if rewards and has_prompts and task == "causal_lm":
         if recipe.decoding.constrain_labels and not data.labels:
             raise UserError(f"{recipe.source_file or 'recipe'}: decoding.constrain_labels needs the label set "
@@ -233,10 +331,14 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
         check_rewards(report, rewards, rows, texts)
         if spec.group_relative and not report.broken:
             pool = [dict(data.train[i]) for i in range(min(forecast_prompts, len(data.train)))]
-            gen_s = forecast_zero_variance(report, recipe, model, tokenizer, rewards, pool, data.labels)
+            gen_s, tied_share = forecast_zero_variance(report, recipe, model, tokenizer, rewards, pool, data.labels)
+            rounds = generation_rounds(recipe, tied_share)
+            sampler = time_training_sampler(recipe, model, tokenizer, pool, data.labels)
+            if sampler is not None:
+                gen_s, completion_tokens = sampler
         if not report.broken:
             project_judges(report, recipe, rewards, data.labels)
-    time_step(report, recipe, model, tokenizer, rows, gen_s, data.labels)
+    time_step(report, recipe, model, tokenizer, rows, gen_s, data.labels, rounds, completion_tokens)
     verdict = {0: "ok", BROKEN_REWARD: f"broken reward(s): {', '.join(report.broken)}",
                OVER_BUDGET: f"judge projection over budget: {', '.join(report.over_budget)}"}[report.exit_code]
     report.add(f"result: {verdict} (exit {report.exit_code})")

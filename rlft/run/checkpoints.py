@@ -38,8 +38,12 @@ class MarkCompleteCheckpoints(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if path.is_dir():
-                (path / MARKER).write_text(str(state.global_step))
+            if path.is_dir():  # with the run's torch thread count: a resume keeps it (rlft.run.threads)
+                import torch
+
+                from rlft.run.threads import marker_text
+
+                (path / MARKER).write_text(marker_text(state.global_step, torch.get_num_threads()))
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:

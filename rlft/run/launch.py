@@ -3,7 +3,8 @@
 
 A user mistake prints one line and exits 2 here. accelerate runs this script as a subprocess and answers any non-zero
 exit with a traceback of its own (a `CalledProcessError`) and exit 1; nothing the script does changes that, only
-accelerate's `-q` does, so every launch the README shows passes it."""
+accelerate's `-q` does, so every launch the README shows passes it. With several processes even `-q` prints
+torchrun's failure summary after the line (docs/recipes.md#launch says why rlft cannot prevent it)."""
 
 from __future__ import annotations
 

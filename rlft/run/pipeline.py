@@ -36,6 +36,7 @@ from rlft.scoring.loader import LoadedReward
 from rlft.scoring.protocol import TrainingStopped
 from rlft.scoring.state import SaveRewardState
 from rlft.run.telemetry import disable_unless_opted_in
+from rlft.run.threads import recorded_threads, torch_threads
 from rlft.run.time_budget import CLOCKS, TrainTimeBudget
 from rlft.trainers import algorithm_spec, trainer_builder
 from rlft.trainers.context import TrainContext
@@ -109,8 +110,8 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
 
     set_seed(recipe.seed)
     device = resolve_device(recipe.model)
-    if device == "cpu":
-        torch.set_num_threads(max(torch.get_num_threads(), 1))
+    if device == "cpu":  # one rule for the API, `rlft train` and `accelerate launch` (rlft.run.threads)
+        torch.set_num_threads(torch_threads())
     # Claimed before anything (a judge's cache) writes there, and held until the run ends (rlft.run.outputs.IN_PROGRESS)
     with held_output_dir(recipe, _where(recipe, "output_dir")) as out:
         return _train_in(recipe, out, device, callbacks)
@@ -132,6 +133,7 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
         check_resumed_recipe(recipe_record(recipe, data.labels), out, resume, _where(recipe, "output_dir"),
                              force=recipe.overwrite)
         check_steps_left(resume, recipe.trainer.get("max_steps"), out, _where(recipe, "trainer.max_steps"))
+        keep_threads(resume, device)
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     write_recipe(recipe, out, data.labels)
     gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)
@@ -144,7 +146,10 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
         if data.select is not None:
             data.select = drop_long_prompts(data.select, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,
                                             data.dropped)
-    metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "train_rows": len(data.train),
+    import torch
+
+    metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "torch_threads": torch.get_num_threads(),
+                               "train_rows": len(data.train),
                                "eval_rows": len(data.eval), "dropped_rows": data.dropped, "labels": data.labels}
     if data.select is not None:
         metrics["select_rows"] = len(data.select)
@@ -261,6 +266,18 @@ def _check_rows_left(recipe: Recipe, trainer: Any, rows: int) -> None:
                 if limits else "check the prompt/completion columns")
         raise RecipeError(f"{_where(recipe, key)}: {key}: {recipe.algorithm} kept 0 of the {rows} training rows of "
                           f"{recipe.data.source} after tokenizing ({hint} or shorten the prompts)")
+
+
+def keep_threads(checkpoint: str, device: str) -> None:
+    """A resumed CPU run uses the torch thread count its checkpoint was written with, whatever OMP_NUM_THREADS says
+    now (bit-exact resume depends on it: rlft.run.threads)."""
+    import torch
+
+    recorded = recorded_threads(checkpoint)
+    if device == "cpu" and recorded and recorded != torch.get_num_threads():
+        print(f"[rlft] resuming with {recorded} torch thread(s) as {checkpoint} was written (OMP_NUM_THREADS gives "
+              f"{torch.get_num_threads()})", flush=True)
+        torch.set_num_threads(recorded)
 
 
 def _where(recipe: Recipe, key: str) -> str:
