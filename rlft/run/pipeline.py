@@ -118,9 +118,40 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
 
 
 def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) -> TrainResult:
-    """`train` in its claimed and held output folder."""
+    """`train` in its claimed and held output folder: each step below, in the order it runs."""
     spec = algorithm_spec(recipe.algorithm)
-    ev = recipe.evaluation  # the selection split only feeds periodic evaluation, which generates
+    data = _prepare_data(recipe, spec)
+    resume = _resume_point(recipe, out, data, device)  # before write_recipe replaces the saved recipe
+    rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
+    write_recipe(recipe, out, data.labels)
+    gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)
+    model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=spec.task)
+    _drop_long_prompts(recipe, data, tokenizer)
+    metrics = _run_facts(recipe, data, gates)
+    can_generate = spec.task == "causal_lm" and "prompt" in data.eval.column_names
+
+    before = None
+    if recipe.evaluation.before and can_generate:
+        before = _eval(recipe, model, tokenizer, data, rewards, "base", "recipe base model")
+        _record_eval("before", before, metrics)
+
+    hooks = _Hooks.build(recipe, data, rewards, tokenizer, out, periodic=can_generate)
+    trainer, progress = _build_trainer(recipe, model, tokenizer, data, rewards, device, hooks, callbacks)
+    train_output, seconds = _fit(trainer, hooks, resume)
+    metrics.update(_training_record(trainer, train_output, seconds, hooks, progress))
+    _save_adapter(trainer, tokenizer, out, hooks, metrics)
+
+    after = None
+    if recipe.evaluation.after and can_generate:
+        after = _eval(recipe, trainer.model, tokenizer, data, rewards, "tuned", f"adapter {out}")
+        _record_eval("after", after, metrics)
+    _write_outputs(recipe, out, data, before, after, trainer, tokenizer, metrics)
+    return TrainResult(out, out, metrics, before, after, hooks.stopped())
+
+
+def _prepare_data(recipe: Recipe, spec: Any) -> Any:
+    """The recipe's splits; the selection split only when periodic evaluation (which generates) will read it."""
+    ev = recipe.evaluation
     select_fraction = ev.select_fraction if ev.every_steps and spec.task != "seq_cls" else 0.0
     data = prepare(recipe.data, recipe.algorithm, recipe.seed, select_fraction=select_fraction)
     if recipe.decoding.constrain_labels and not data.labels and spec.online:
@@ -128,24 +159,33 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
                           f"set: {recipe.data.source} has no label column '{recipe.data.label_column}' (columns: "
                           f"{', '.join(c for c in data.train.column_names if c != 'prompt')}) and data.labels is not "
                           f"set")
+    return data
+
+
+def _resume_point(recipe: Recipe, out: Path, data: Any, device: str) -> str | None:
+    """The checkpoint to resume from, if any, after refusing a changed recipe or a run with no steps left."""
     resume = resolve_resume(recipe.trainer.get("resume_from_checkpoint"), out)
-    if resume:  # before write_recipe replaces the saved recipe: resuming with a changed recipe is refused
+    if resume:
         check_resumed_recipe(recipe_record(recipe, data.labels), out, resume, _where(recipe, "output_dir"),
                              force=recipe.overwrite)
         check_steps_left(resume, recipe.trainer.get("max_steps"), out, _where(recipe, "trainer.max_steps"))
         keep_threads(resume, device)
-    rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
-    write_recipe(recipe, out, data.labels)
-    gates = check_judge_gates(recipe, rewards)  # a judge below its min_kappa never trains (before the model loads)
+    return resume
 
-    task = spec.task
-    model, tokenizer = load_model(recipe.model, recipe.adapter, device, task=task)
-    if recipe.data.max_prompt_tokens:
-        data.train, data.eval = (drop_long_prompts(ds, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,
-                                                   data.dropped) for ds in (data.train, data.eval))
-        if data.select is not None:
-            data.select = drop_long_prompts(data.select, tokenizer, recipe.data.max_prompt_tokens, recipe.data.source,
-                                            data.dropped)
+
+def _drop_long_prompts(recipe: Recipe, data: Any, tokenizer: Any) -> None:
+    """`data.max_prompt_tokens`: drop (and count) the rows whose prompt is longer, in every split."""
+    limit = recipe.data.max_prompt_tokens
+    if not limit:
+        return
+    data.train, data.eval = (drop_long_prompts(ds, tokenizer, limit, recipe.data.source, data.dropped)
+                             for ds in (data.train, data.eval))
+    if data.select is not None:
+        data.select = drop_long_prompts(data.select, tokenizer, limit, recipe.data.source, data.dropped)
+
+
+def _run_facts(recipe: Recipe, data: Any, gates: Any) -> dict[str, Any]:
+    """metrics.json's opening keys: what trained on what."""
     import torch
 
     metrics: dict[str, Any] = {"algorithm": recipe.algorithm, "torch_threads": torch.get_num_threads(),
@@ -155,92 +195,134 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
         metrics["select_rows"] = len(data.select)
     if gates:
         metrics["judge_calibration"] = gates
-    can_generate = task == "causal_lm" and "prompt" in data.eval.column_names
-    before = after = None
-    if recipe.evaluation.before and can_generate:
-        before = _eval(recipe, model, tokenizer, data, rewards, "base", "recipe base model")
-        _print_eval("before", before)
-        metrics["eval_before"] = before.metrics
-        metrics["eval_before_per_intent"] = before.per_intent
+    return metrics
 
-    # Rewards may ask to stop training cleanly (a judge's budget or error-rate bound): they offer a callback. A
-    # callback with state_dict/load_state_dict (a judge's spend) is checkpointed and restored: rlft.scoring.state.
-    named_callbacks = [(r.name, cb) for r in rewards if (cb := r.trainer_callback()) is not None]
-    reward_callbacks = [cb for _, cb in named_callbacks]
-    # Before PeriodicEval: a step's clock stops at on_step_end, so held-out evaluation is not counted.
-    time_budget = ([TrainTimeBudget(recipe.max_train_minutes, clock=CLOCKS[recipe.max_train_clock])]
-                   if recipe.max_train_minutes else [])
-    reward_state = SaveRewardState(named_callbacks)
-    # adapter.ema_decay: before PeriodicEval, so a step's average is updated before that step's evaluation
-    ema = AdapterEMA(recipe.adapter.ema_decay) if recipe.adapter.ema_decay else None
-    periodic = None
-    if ev.every_steps and can_generate:
-        rows, split = (data.eval, "held-out") if data.select is None else (data.select, "selection")
-        periodic = PeriodicEval(lambda m: _eval(recipe, m, tokenizer, data, rewards, rows=rows), ev.every_steps,
-                                out, keep_best=ev.keep_best, best_metric=ev.best_metric, split=split,
-                                weights=ema.swapped if ema is not None else None)
+
+def _record_eval(phase: str, report: EvalReport, metrics: dict[str, Any]) -> None:
+    _print_eval(phase, report)
+    metrics[f"eval_{phase}"] = report.metrics
+    metrics[f"eval_{phase}_per_intent"] = report.per_intent
+    if phase == "after":
+        metrics["eval_after_samples"] = report.samples
+
+
+@dataclass
+class _Hooks:
+    """What rlft adds to the trainer's callbacks, in the order they must run at each step."""
+
+    reward_callbacks: list[Any]  # a reward's own stop (a judge's budget or error-rate bound)
+    time_budget: list[Any]  # before periodic evaluation: a step's clock stops at on_step_end
+    ema: AdapterEMA | None  # before periodic evaluation: a step's average is updated before it is evaluated
+    periodic: PeriodicEval | None
+    reward_state: SaveRewardState  # a callback with state_dict/load_state_dict (a judge's spend) is checkpointed
+    marker: MarkCompleteCheckpoints  # last: a checkpoint is complete only after every callback wrote its state
+
+    @classmethod
+    def build(cls, recipe: Recipe, data: Any, rewards: list[LoadedReward], tokenizer: Any, out: Path,
+              periodic: bool) -> _Hooks:
+        named_callbacks = [(r.name, cb) for r in rewards if (cb := r.trainer_callback()) is not None]
+        time_budget = ([TrainTimeBudget(recipe.max_train_minutes, clock=CLOCKS[recipe.max_train_clock])]
+                       if recipe.max_train_minutes else [])
+        ema = AdapterEMA(recipe.adapter.ema_decay) if recipe.adapter.ema_decay else None
+        ev = recipe.evaluation
+        evaluator = None
+        if ev.every_steps and periodic:
+            rows, split = (data.eval, "held-out") if data.select is None else (data.select, "selection")
+            evaluator = PeriodicEval(lambda m: _eval(recipe, m, tokenizer, data, rewards, rows=rows), ev.every_steps,
+                                     out, keep_best=ev.keep_best, best_metric=ev.best_metric, split=split,
+                                     weights=ema.swapped if ema is not None else None)
+        return cls([cb for _, cb in named_callbacks], time_budget, ema, evaluator, SaveRewardState(named_callbacks),
+                   MarkCompleteCheckpoints())
+
+    def callbacks(self, user: list | None) -> list[Any]:
+        return [self.marker, *(user or []), *self.reward_callbacks, *self.time_budget,
+                *([self.ema] if self.ema else []), *([self.periodic] if self.periodic else []),
+                *([self.reward_state] if self.reward_state else [])]
+
+    def stopped(self) -> dict[str, Any] | None:
+        return _stop_record([*self.reward_callbacks, *self.time_budget])
+
+
+def _build_trainer(recipe: Recipe, model: Any, tokenizer: Any, data: Any, rewards: list[LoadedReward], device: str,
+                   hooks: _Hooks, callbacks: list | None) -> tuple[Any, Any]:
+    """The algorithm's trainer, with rlft's callbacks, and its compact progress line (None: transformers' own)."""
     # TRL's default sum_then_normalize would count an abstention as 0 next to scored rows: see rlft.scoring.abstain.
     trained_rewards = neutral_rewards(rewards, recipe.algorithm, recipe.trainer)
-    marker = MarkCompleteCheckpoints()
     ctx = TrainContext(recipe, model, tokenizer, data.train, data.eval, trained_rewards, data.labels, device,
-                       callbacks=[marker, *(callbacks or []), *reward_callbacks, *time_budget,
-                                  *([ema] if ema else []), *([periodic] if periodic else []),
-                                  *([reward_state] if reward_state else [])])
+                       callbacks=hooks.callbacks(callbacks))
     trainer = trainer_builder(recipe.algorithm)(ctx)
     _check_rows_left(recipe, trainer, len(data.train))
-    trainer.remove_callback(marker)  # last: a checkpoint is complete only after every callback wrote its state
-    trainer.add_callback(marker)
+    trainer.remove_callback(hooks.marker)  # last, after any callback the trainer added itself
+    trainer.add_callback(hooks.marker)
     # One compact line per log step instead of transformers' raw dict (rlft.run.progress); the dict still goes to
     # log_history / metrics.json and the report_to trackers.
     progress = use_compact_progress(trainer, keep_bar=recipe.trainer.get("disable_tqdm") is False)
-    if periodic is not None:  # heldout/* also go to the report_to trackers (rlft.evaluation.periodic)
-        periodic.log_handler = getattr(trainer, "callback_handler", None)
+    if hooks.periodic is not None:  # heldout/* also go to the report_to trackers (rlft.evaluation.periodic)
+        hooks.periodic.log_handler = getattr(trainer, "callback_handler", None)
+    return trainer, progress
+
+
+def _fit(trainer: Any, hooks: _Hooks, resume: str | None) -> tuple[Any, float]:
+    """Train (from `resume` with rlft's own state restored); returns TRL's output (None when a restored reward state
+    says stop before any step) and the seconds it took."""
     if resume:
         print(f"[rlft] resuming from {resume}", flush=True)
-        if periodic is not None:
-            periodic.load_state(resume)
-        if ema is not None:
-            ema.load_state(resume)
-        if reward_state:
-            reward_state.load_state(resume, trainer.args.process_index)
+        if hooks.periodic is not None:
+            hooks.periodic.load_state(resume)
+        if hooks.ema is not None:
+            hooks.ema.load_state(resume)
+        if hooks.reward_state:
+            hooks.reward_state.load_state(resume, trainer.args.process_index)
     start = time.time()
     try:
         train_output = trainer.train(resume_from_checkpoint=resume)
     except TrainingStopped as stop:  # a restored reward state says stop (a judge budget spent): no step trains
         print(f"[rlft] not training further: {stop}", flush=True)
         train_output = None
-    if ema is not None:  # on_train_end did it, unless training stopped before it began
-        ema.finalize(trainer.model)
-        metrics["ema"] = {"decay": ema.decay, "steps_averaged": ema.updates}
-    metrics["train_seconds"] = round(time.time() - start, 1)
-    metrics["train"] = {k: v for k, v in (train_output.metrics if train_output else {}).items()
-                        if isinstance(v, (int, float))}
-    metrics["global_step"] = trainer.state.global_step
-    metrics["log_history"] = trainer.state.log_history
-    stopped = _stop_record([*reward_callbacks, *time_budget])
+    if hooks.ema is not None:  # on_train_end did it, unless training stopped before it began
+        hooks.ema.finalize(trainer.model)
+    return train_output, time.time() - start
+
+
+def _training_record(trainer: Any, train_output: Any, seconds: float, hooks: _Hooks, progress: Any) -> dict[str, Any]:
+    """metrics.json's keys about the training itself."""
+    record: dict[str, Any] = {}
+    if hooks.ema is not None:
+        record["ema"] = {"decay": hooks.ema.decay, "steps_averaged": hooks.ema.updates}
+    record["train_seconds"] = round(seconds, 1)
+    record["train"] = {k: v for k, v in (train_output.metrics if train_output else {}).items()
+                       if isinstance(v, (int, float))}
+    record["global_step"] = trainer.state.global_step
+    record["log_history"] = trainer.state.log_history
+    stopped = hooks.stopped()
     if stopped:
-        metrics["stopped_early"] = stopped
+        record["stopped_early"] = stopped
     if progress is not None and progress.warnings:  # "no learning signal", "the judge was never asked"
-        metrics["warnings"] = progress.warnings
+        record["warnings"] = progress.warnings
     if getattr(trainer, "calibration", None) is not None:  # the reward-model trainer's held-out report
-        metrics["calibration"] = trainer.calibration
+        record["calibration"] = trainer.calibration
+    return record
+
+
+def _save_adapter(trainer: Any, tokenizer: Any, out: Path, hooks: _Hooks, metrics: dict[str, Any]) -> None:
+    """The final adapter and tokenizer in `out`; the best one's tokenizer beside it, and where it is."""
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
-    if periodic is not None:
-        metrics["heldout_history"] = periodic.history
-        if periodic.best is not None:
-            tokenizer.save_pretrained(periodic.best["dir"])
-            metrics["best"] = periodic.best
-            print(f"[rlft] best {periodic.best.get('split', 'held-out')} {periodic.best['metric']}="
-                  f"{periodic.best['value']:.3f} at step "
-                  f"{periodic.best['step']}: adapter in {periodic.best['dir']}", flush=True)
+    periodic = hooks.periodic
+    if periodic is None:
+        return
+    metrics["heldout_history"] = periodic.history
+    if periodic.best is not None:
+        tokenizer.save_pretrained(periodic.best["dir"])
+        metrics["best"] = periodic.best
+        print(f"[rlft] best {periodic.best.get('split', 'held-out')} {periodic.best['metric']}="
+              f"{periodic.best['value']:.3f} at step "
+              f"{periodic.best['step']}: adapter in {periodic.best['dir']}", flush=True)
 
-    if recipe.evaluation.after and can_generate:
-        after = _eval(recipe, trainer.model, tokenizer, data, rewards, "tuned", f"adapter {out}")
-        _print_eval("after", after)
-        metrics["eval_after"] = after.metrics
-        metrics["eval_after_per_intent"] = after.per_intent
-        metrics["eval_after_samples"] = after.samples
+
+def _write_outputs(recipe: Recipe, out: Path, data: Any, before: EvalReport | None, after: EvalReport | None,
+                   trainer: Any, tokenizer: Any, metrics: dict[str, Any]) -> None:
+    """The report (base vs tuned), metrics.json, the model card, and the merged model when the recipe asks."""
     base_model = resolve_model_path(recipe.model)
     if after is not None and is_main_process():
         report_dir = write_train_report(recipe, out, data, before, after, trainer.state.log_history)
@@ -252,7 +334,6 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
         merged = trainer.model.merge_and_unload()
         merged.save_pretrained(str(out / "merged"))
         tokenizer.save_pretrained(str(out / "merged"))
-    return TrainResult(out, out, metrics, before, after, stopped)
 
 
 def _check_rows_left(recipe: Recipe, trainer: Any, rows: int) -> None:
