@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlft.run.threads import marker_text, recorded_threads, torch_threads
+from rlft.run.checkpoints import marker_text, recorded_threads
+from rlft.run.threads import torch_threads
 from tests.conftest import ROOT
 
 

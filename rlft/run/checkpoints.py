@@ -24,6 +24,21 @@ from rlft.errors import RecipeError
 
 MARKER = ".rlft-complete"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_THREADS = re.compile(r"^threads=(\d+)$", re.MULTILINE)
+
+
+def marker_text(step: int, threads: int) -> str:
+    """The completion marker's content: the step, and the torch thread count the run used (rlft.run.threads)."""
+    return f"{step}\nthreads={threads}\n"
+
+
+def recorded_threads(checkpoint: str | Path) -> int | None:
+    """The thread count a checkpoint was written with (None for a marker written before rlft recorded it)."""
+    try:
+        found = _THREADS.search((Path(checkpoint) / MARKER).read_text())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
 
 
 def rank_file(checkpoint: str | Path, name: str, process_index: int) -> Path:
@@ -40,8 +55,6 @@ class MarkCompleteCheckpoints(TrainerCallback):
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if path.is_dir():  # with the run's torch thread count: a resume keeps it (rlft.run.threads)
                 import torch
-
-                from rlft.run.threads import marker_text
 
                 (path / MARKER).write_text(marker_text(state.global_step, torch.get_num_threads()))
 

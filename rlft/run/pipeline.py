@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rlft.scoring.abstain import neutral_rewards
-from rlft.run.checkpoints import MarkCompleteCheckpoints, check_resumed_recipe, check_steps_left, resolve_resume
+from rlft.run.checkpoints import (MarkCompleteCheckpoints, check_resumed_recipe, check_steps_left, recorded_threads,
+                                  resolve_resume)
 from rlft.recipe.sections import Recipe
 from rlft.data.loading import drop_long_prompts, prepare
 from rlft.run.distributed import is_main_process
@@ -36,7 +37,7 @@ from rlft.scoring.loader import LoadedReward
 from rlft.scoring.protocol import TrainingStopped
 from rlft.scoring.state import SaveRewardState
 from rlft.run.telemetry import disable_unless_opted_in
-from rlft.run.threads import recorded_threads, torch_threads
+from rlft.run.threads import torch_threads
 from rlft.run.time_budget import CLOCKS, TrainTimeBudget
 from rlft.trainers import algorithm_spec, trainer_builder
 from rlft.trainers.context import TrainContext

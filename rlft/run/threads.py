@@ -10,7 +10,7 @@ times slower beside other jobs. The one exception is accelerate's own CPU heuris
 `use_cpu`/`--cpu` and no `OMP_NUM_THREADS` makes accelerate write physical cores / local processes into it, and
 rlft follows what it finds (the bundled configs in recipes/accelerate/ do not set `use_cpu`).
 
-The count is fixed for a run: the checkpoint marker records it and a resume uses the recorded count (floating-point
+The count is fixed for a run: the checkpoint marker records it (rlft.run.checkpoints) and a resume uses the recorded count (floating-point
 reductions split over a different number of threads round differently, and bit-exact resume depends on it).
 See docs/scaling.md#threads.
 """
@@ -18,30 +18,10 @@ See docs/scaling.md#threads.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from pathlib import Path
-
-_THREADS = re.compile(r"^threads=(\d+)$", re.MULTILINE)
 
 
 def torch_threads(env: Mapping[str, str] | None = None) -> int:
     """Threads per process for a CPU run: a positive integer `OMP_NUM_THREADS`, else 1."""
     value = (os.environ if env is None else env).get("OMP_NUM_THREADS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else 1
-
-
-def marker_text(step: int, threads: int) -> str:
-    """The checkpoint completion marker's content (rlft.run.checkpoints.MARKER)."""
-    return f"{step}\nthreads={threads}\n"
-
-
-def recorded_threads(checkpoint: str | Path) -> int | None:
-    """The thread count a checkpoint was written with (None for a marker written before rlft recorded it)."""
-    from rlft.run.checkpoints import MARKER
-
-    try:
-        found = _THREADS.search((Path(checkpoint) / MARKER).read_text())
-    except OSError:
-        return None
-    return int(found.group(1)) if found else None
