@@ -97,7 +97,7 @@ from rlft.scoring.protocol import BaseReward, Reward, completion_text, reward  #
 from rlft.run.export import export  # noqa: E402 - light (no torch)
 
 
-def train(recipe, overrides=(), callbacks=None):  # noqa: ANN001, ANN201 - thin lazy wrapper, see rlft.train.train
+def train(recipe, overrides=(), callbacks=None):  # noqa: ANN001, ANN201 - thin lazy wrapper of rlft.run.pipeline.train
     """Train a recipe (object or YAML path); see `rlft.run.pipeline.train`."""
     from rlft.run.pipeline import train as _train
 

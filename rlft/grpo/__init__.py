@@ -1,5 +1,6 @@
-"""rlft's GRPO: `SignalGRPOTrainer` (trainer), its rollout (`rollout`), the private TRL hooks it needs
-(`trl_hooks`), batch filtering (`batch`), per-prompt statistics (`prompt_stats`) and exact resume (`resume`)."""
+"""rlft's GRPO: `SignalGRPOTrainer` (`signal_trainer`), its rollout (`rollout`), the private TRL hooks it needs
+(`trl_hooks`), batch filtering (`batch`), per-prompt statistics (`prompt_stats`), exact resume (`signal_state`), and
+the reply signals: segment credit (`segments`), the exact head (`exact_head`), the distillation teacher (`teacher`)."""
 
 from rlft.grpo.signal_trainer import PlainGRPOTrainer, SignalGRPOTrainer
 

@@ -1,8 +1,8 @@
 """PPO for LoRA/QLoRA policies with any rlft reward (TRL >= 1.13 ships no PPOTrainer; this one is rlft's own).
 
 Modules: `core` (pure tensor maths: GAE, clipped losses, whitening, KL shaping), `kl_control` (adaptive/fixed KL
-coefficient), `value_head` (the critic on the policy's last hidden state), `config` (`PPOConfig`), `rollout`
-(generation, reference/old log-probs, values, scores) and `trainer` (`PPOTrainer`). Tested with TRL 1.16,
+coefficient), `value_head` (the critic on the policy's last hidden state), `ppo_config` (`PPOConfig`), `sampling`
+(generation, reference/old log-probs, values, scores), `checkpoint` (its resume state) and `ppo_trainer` (`PPOTrainer`). Tested with TRL 1.16,
 transformers 5.x, PEFT 0.21.
 """
 
