@@ -4,7 +4,7 @@ Each old module path is an alias of the module that now holds the code (the same
 by a finder placed first on `sys.meta_path`, with a `DeprecationWarning` naming the new path. A moved package's
 submodules follow it (`rlft.synthetic.generate` is `rlft.data.synthetic.generate`). The four old modules whose
 names are now packages (`rlft.recipe`, `rlft.data`, `rlft.scoring`, `rlft.decoding`) need no alias: each package
-re-exports its old module's public names. docs/architecture.md has the layout.
+re-exports its old module's public names (`reexport`). docs/architecture.md has the layout.
 """
 
 from __future__ import annotations
@@ -101,6 +101,20 @@ class MovedModules(importlib.abc.MetaPathFinder):
         if new is None:
             return None
         return importlib.machinery.ModuleSpec(name, _Alias(new))
+
+
+def reexport(package: str, module: str):  # noqa: ANN201 - a PEP 562 module __getattr__
+    """The `__getattr__` of a package that was a module: its public names are read from `package.module`, imported
+    on first use (`rlft.scoring.score` is `rlft.scoring.completions.score`)."""
+
+    def __getattr__(name: str):  # noqa: ANN202, N807 - PEP 562
+        if not name.startswith("_"):
+            found = importlib.import_module(f"{package}.{module}")  # not `from . import`: it would ask this hook
+            if hasattr(found, name):
+                return getattr(found, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def install() -> None:

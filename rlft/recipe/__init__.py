@@ -10,11 +10,6 @@
 """
 
 
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562
-    if not name.startswith("_"):
-        import importlib
+from rlft._moved import reexport
 
-        module = importlib.import_module(f"{__name__}.load")  # not `from . import`: that would ask this hook again
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = reexport(__name__, "load")
