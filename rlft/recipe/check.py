@@ -304,12 +304,9 @@ def check(recipe_path: str, overrides: list[str] | tuple[str, ...] = (), samples
                + (f": {', '.join(data.labels[:8])}{' ...' if len(data.labels) > 8 else ''}" if data.labels else ""))
     rewards = load_recipe_rewards(recipe, data.labels, [data.train, data.eval]) if recipe.rewards else []
     device = resolve_device(recipe.model)
-    if device == "cpu":  # the count training will use (rlft.run.threads), or the forecast times another machine
-        import torch
+    from rlft.run.threads import use_run_threads
 
-        from rlft.run.threads import torch_threads
-
-        torch.set_num_threads(torch_threads())
+    use_run_threads(device)  # the count training will use, or the forecast times another machine
     spec = algorithm_spec(recipe.algorithm)
     task = spec.task
     start = time.perf_counter()

@@ -37,7 +37,7 @@ from rlft.scoring.loader import LoadedReward
 from rlft.scoring.protocol import TrainingStopped
 from rlft.scoring.state import SaveRewardState
 from rlft.run.telemetry import disable_unless_opted_in
-from rlft.run.threads import torch_threads
+from rlft.run.threads import use_run_threads
 from rlft.run.time_budget import CLOCKS, TrainTimeBudget
 from rlft.trainers import algorithm_spec, trainer_builder
 from rlft.trainers.context import TrainContext
@@ -106,13 +106,11 @@ def train(recipe: Recipe | str | Path, overrides: list[str] | tuple[str, ...] = 
         recipe = load_recipe(recipe, overrides)
     else:
         validate(recipe)
-    import torch
     from transformers import set_seed
 
     set_seed(recipe.seed)
     device = resolve_device(recipe.model)
-    if device == "cpu":  # one rule for the API, `rlft train` and `accelerate launch` (rlft.run.threads)
-        torch.set_num_threads(torch_threads())
+    use_run_threads(device)  # one rule for the API, `rlft train` and `accelerate launch`
     # Claimed before anything (a judge's cache) writes there, and held until the run ends (rlft.run.outputs.IN_PROGRESS)
     with held_output_dir(recipe, _where(recipe, "output_dir")) as out:
         return _train_in(recipe, out, device, callbacks)

@@ -25,3 +25,12 @@ def torch_threads(env: Mapping[str, str] | None = None) -> int:
     """Threads per process for a CPU run: a positive integer `OMP_NUM_THREADS`, else 1."""
     value = (os.environ if env is None else env).get("OMP_NUM_THREADS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def use_run_threads(device: str) -> None:
+    """On CPU, set torch's thread count by the rule above (training, and `rlft check` so its forecast times the
+    same machine); other devices keep torch's default."""
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(torch_threads())

@@ -47,6 +47,9 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+_RLFT = Path(__file__).resolve().parents[1]  # the rlft package folder
+
+
 def _module_bytes(algorithm: str) -> bytes:
     """The source of an algorithm's module when it lives outside rlft (found, not imported), else b""."""
     import importlib.util
@@ -62,8 +65,6 @@ def _module_bytes(algorithm: str) -> bytes:
         return b""
     return origin.read_bytes()
 
-
-_RLFT = Path(__file__).resolve().parents[1]  # the rlft package folder
 
 
 def _schema_file(algorithm: str) -> Path:
