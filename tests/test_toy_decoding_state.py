@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from rlft import constraint as C
+from rlft.decoding import constraint as C
 from rlft.recipe.sections import DecodingConfig
 from rlft.decoding.prompting import build_trie, prompt_ids, structured_output_regex
 from rlft.decoding.generation import Sampling, eos_token_ids, generate, generate_ids
@@ -95,3 +95,16 @@ def test_off_when_its_builder_says_so_and_gone_when_unregistered(toy, tiny):
     C.unregister_state(toy.Confidence.name)
     assert [s.name for s in build_trie(tok, LABELS, FREE).states] == ["head", "reply"]
     assert "Confidence" not in structured_output_regex(LABELS, FREE)
+
+
+def test_a_decoding_state_without_end_or_step_is_refused_when_built():
+    from rlft.decoding.constraint import State
+
+    class NoStep(State):
+        name = "no_step"
+
+        def end(self, ids):  # noqa: ANN001, ANN201
+            return None
+
+    with pytest.raises(TypeError, match="abstract method"):
+        NoStep()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -75,18 +76,19 @@ class Step:
 COMPLETE = Step("", allowed=())
 
 
-class State:
-    """One stretch of a completion. `ids` are always the completion's ids from where this state began."""
+class State(ABC):
+    """One stretch of a completion. `ids` are always the completion's ids from where this state began. A state
+    defines `end` and `step`; `regex` only when it has a structured-outputs form."""
 
     name: ClassVar[str] = ""
 
+    @abstractmethod
     def end(self, ids: Sequence[int]) -> int | None:
         """How many of `ids` this state spans once it is complete; None while it goes on (or the row left it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, ids: Sequence[int]) -> Step:
         """The rule for the next token while the state goes on (`end(ids)` is None)."""
-        raise NotImplementedError
 
     def regex(self) -> str:
         """This state as a regular expression over its text (structured outputs)."""
