@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlft import check as check_mod
+from rlft.recipe import check as check_mod
 from rlft.recipe.check import CheckReport, generation_rounds, step_seconds, time_step
 from rlft.recipe.load import load_recipe
 from tests.conftest import ROOT

@@ -276,3 +276,21 @@ def test_every_module_imports_in_sorted_order_in_one_fresh_interpreter():
 def test_each_package_imports_on_a_fresh_interpreter(package):
     code, _, err = finished(package)
     assert code == 0, f"python -c 'import {package}' failed:\n{err}"
+
+
+def _old_imports(text: str) -> list[str]:
+    """The old module paths an import statement in `text` names: `import rlft.config`, `from rlft.config import x`,
+    `from rlft import config` (the four packages that were modules are not old paths)."""
+    found = [m.group(1) for m in re.finditer(r"^\s*(?:from|import)\s+(rlft(?:\.\w+)+)", text, re.MULTILINE)]
+    for names in re.findall(r"^\s*from rlft import ([\w, ]+)", text, re.MULTILINE):
+        found += [f"rlft.{n.split(' as ')[0].strip()}" for n in names.split(",")]
+    return [name for name in found if new_name(name) is not None]
+
+
+def test_rlft_its_tests_and_benchmarks_import_no_old_path():
+    assert _old_imports("from rlft import constraint as C\nimport rlft.config\nfrom rlft.data import prepare\n") \
+        == ["rlft.config", "rlft.constraint"]
+    files = [p for folder in ("rlft", "rewards", "tests", "benchmarks", "recipes") for p in (ROOT / folder).rglob("*.py")
+             if p.name != "_moved.py" and p != Path(__file__)]
+    found = {str(p.relative_to(ROOT)): old for p in files if (old := _old_imports(p.read_text(encoding="utf-8")))}
+    assert not found, f"old import paths (use the new ones, rlft/_moved.py): {found}"

@@ -12,7 +12,7 @@ import typing
 
 import pytest
 
-from rlft import trainer_args
+from rlft.trainers import args as trainer_args
 from rlft.errors import RecipeError
 from rlft.recipe.load import load_recipe
 from rlft.trainers.args import check_trainer_keys, config_class, trainer_schema
