@@ -98,8 +98,8 @@ GATES = ("violation", "too_long", "too_short", "copied", "stuffed", "timeout", "
 MUST_NOT_MODES = ("zero", "subtract")
 CLOSE_TAG = "</intent>"
 DEFAULT_ASK_CUES = ("please", "could you", "can you", "would you", "will you", "may i", "may we", "let me know",
-                    "tell me", "i need", "we need", "i'll need", "we'll need", "need your", "what is", "what's",
-                    "which", "provide", "share", "send me", "send us")
+                    "let us know", "tell me", "tell us", "i need", "we need", "i'll need", "we'll need", "need your",
+                    "what is", "what's", "which", "provide", "share", "send me", "send us")
 _REQ_ID = regex.compile(r"[a-z0-9_]+")
 # Sentence ends: terminal punctuation followed by whitespace or the end, or a newline ("$4.99" does not end one).
 _SENTENCE_END = regex.compile(r"[.!?]+(?=\s|$)|\n")

@@ -143,6 +143,11 @@ def test_every_intent_has_a_rubric_and_a_good_reply_passes_it(demo):
          "asking for the 'current or old password' violates must_not (a trained adapter's reply)"),
         ("recover_password", "I lost my password", "Use the Forgot password link; the reset email is valid for 24 "
          "hours. We never need your current or old password.", 1.0, "saying it is never needed is no violation"),
+        ("registration_problems", "cannot sign up", "If sign-up fails, tell us what error you see. Check your spam "
+         "folder for the confirmation email; we can escalate it.", 1.0,
+         "'tell us' makes a request sentence, as 'tell me' does (the help article's own wording)"),
+        ("registration_problems", "cannot sign up", "Sign-up shows an error sometimes. Check your spam folder for the "
+         "confirmation email; we can escalate it.", 0.5, "naming the error in a statement is not asking for it"),
         ("review", "great shop", "", 0.0, "an empty reply meets nothing"),
         ("track_order", "where is my order", "a" * 50_000, 0.0, "a huge reply is clipped and scored, not hung"),
     ],
