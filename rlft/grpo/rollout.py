@@ -38,6 +38,8 @@ def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
     `rlft.decoding.constraint.Constraint`, whose processor / step every sampler here applies)."""
     full = [decoding_prompt_ids(trainer.processing_class, p, trainer.decoding) for p in prompts]
     generated, logprobs = _sample(trainer, full)
+    if trainer.signal.reply_hints and trainer.model.training and trainer.trie is not None:
+        generated = _add_hints(trainer, full, generated)
     out: dict[str, Any] = {"prompt_ids": full, "completion_ids": generated, "logprobs": logprobs}
     trie = trainer.trie
     if trie is not None and trainer.signal.decision_tokens_only:
@@ -68,6 +70,35 @@ def _sample(trainer: Any, prompt_ids: list[list[int]]) -> tuple[list[list[int]],
             ids = _cut_after_suffix(trainer.processing_class, ids, trainer.decoding.label_suffix)
         result.append(ids)
     return result, None
+
+
+def _add_hints(trainer: Any, prompt_ids: list[list[int]], generated: list[list[int]]) -> list[list[int]]:
+    """`signal.reply_hints` (`rlft.grpo.hints`): a hint and the policy's continuation after the reply of
+    `signal.hint_share` of each group's rollouts; the share actually hinted is logged as `signal/hinted`."""
+    from trl.models import unwrap_model_for_generation
+
+    from rlft.decoding.generation import Sampling, generate_ids
+    from rlft.grpo import hints
+
+    tok, sig, g = trainer.processing_class, trainer.signal, trainer.num_generations
+    hint_ids = [tok.encode(h, add_special_tokens=False) for h in sig.reply_hints]
+    positions = hints.hinted_positions(len(generated), g, sig.hint_share)
+    step = trainer.state.global_step
+    sampling = Sampling(temperature=trainer.temperature, top_k=trainer.top_k or 0,
+                        top_p=1.0 if trainer.top_p is None else trainer.top_p)
+
+    def sample(prefixes: list[list[int]], max_new_tokens: int, stop: Any) -> list[list[int]]:
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                         generation_kwargs=trainer.generation_kwargs) as unwrapped:
+            return generate_ids(unwrapped, prefixes, max_new_tokens=max_new_tokens,
+                                eos_token_ids=trainer.eos_token_ids, pad_token_id=tok.pad_token_id,
+                                sampling=sampling, batch_size=max(len(prefixes), 1), stop=stop)
+
+    out, done = hints.extend_with_hints(generated, prompt_ids, positions, hint_ids,
+                                        lambda p: hints.hint_for(p, g, range(len(hint_ids)), step), trainer.trie,
+                                        trainer.eos_token_ids, trainer.max_completion_length, sample)
+    trainer.log_signal_metric("signal/hinted", len(done) / max(len(generated), 1))
+    return out
 
 
 def _sample_shared(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:

@@ -17,6 +17,9 @@ methods still overridden live in `rlft.grpo.trl_hooks`, pinned by tests/test_trl
 - **signal.exact_head**: the head's rewards (e.g. intent) maximised exactly over the label set by the
   label-space objective, added to the GRPO loss, instead of by sampled advantages (`rlft.grpo.exact_head`).
   Metrics ``exact_head/*``.
+- **signal.reply_hints**: hinted exploration, a move (" Could you") appended after the reply of a share of each
+  group's rollouts and continued by the policy, so the rewards can rank a move the sampler never makes
+  (`rlft.grpo.hints`, applied in the rollout). Metric ``signal/hinted``.
 - **signal.teacher_lookup**: context distillation, a teacher that sees the gold label's article adds a per-token
   term to each reply token's advantage (`rlft.grpo.teacher`). Metrics ``teacher/*``.
 - Exact resume: `rlft.grpo.signal_state` saves the sampler, buffer, statistics and TRL's generation counter.

@@ -222,6 +222,13 @@ class SignalConfig:
                               "model as the teacher; '': the model being trained, without gradient "
                               "(self-distillation).")
     teacher_coef: float = _f(1.0, "With teacher_lookup: weight of the per-token term in the reply's advantages.")
+    reply_hints: list[str] = _f(factory=list, help="Hinted exploration (rlft.grpo.hints): for hint_share of each "
+                                "group's rollouts, once the sampled reply has ended, one of these texts (a move such "
+                                "as ' Could you', taken in turn) is appended and the policy writes on from it to "
+                                "EOS within the reply budget; the hint's tokens train as the policy's. Teaches moves "
+                                "the sampler never makes (a question, a thank-you). Training only. []: off.")
+    hint_share: float = _f(0.25, "With reply_hints: share of each group's rollouts that get a hint (0..1], at least "
+                           "one per group.")
     teacher_clip: float = _f(5.0, "With teacher_lookup: each token's log-ratio is clipped to [-clip, clip].")
 
 

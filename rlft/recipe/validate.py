@@ -289,6 +289,8 @@ def _validate_sections(recipe: Recipe) -> None:
         _validate_exact_head(recipe)
     if sig.teacher_lookup:
         _validate_teacher(recipe)
+    if sig.reply_hints:
+        _validate_hints(recipe)
     if sig != SignalConfig():
         _check("signal" in algo.sections, recipe, "signal",
                f"only applies to algorithm {_owners('signal')} (this recipe is {recipe.algorithm}); decoding "
@@ -360,6 +362,7 @@ INERT_KEYS = (
     ("signal.teacher_adapter", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
     ("signal.teacher_coef", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
     ("signal.teacher_clip", lambda r: not r.signal.teacher_lookup, "signal.teacher_lookup"),
+    ("signal.hint_share", lambda r: not r.signal.reply_hints, "signal.reply_hints"),
     ("signal.adaptive_pool", lambda r: not r.signal.adaptive, "signal.adaptive: true"),
     ("signal.retest_solved", lambda r: not r.signal.adaptive, "signal.adaptive: true"),
     ("decoding.reply_max_tokens", lambda r: not r.decoding.free_reply, "decoding.free_reply: true"),
@@ -429,6 +432,18 @@ def _validate_teacher(recipe: Recipe) -> None:
     if sig.teacher_adapter:
         _check((Path(sig.teacher_adapter) / "adapter_config.json").is_file(), recipe, "signal.teacher_adapter",
                f"expected a LoRA adapter folder (with adapter_config.json), got {sig.teacher_adapter!r}")
+
+
+def _validate_hints(recipe: Recipe) -> None:
+    sig, key = recipe.signal, "signal.reply_hints"
+    _check_head_then_reply(recipe, key, "", "a hint goes after the reply the policy ended")
+    for i, hint in enumerate(sig.reply_hints):
+        _check(isinstance(hint, str) and hint.strip() != "", recipe, f"{key}[{i}]",
+               f"expected a non-empty text, got {hint!r}")
+    _check(_finite(sig.hint_share) and 0 < sig.hint_share <= 1, recipe, "signal.hint_share",
+           f"expected a number in (0, 1], got {sig.hint_share}")
+    _check(not recipe.trainer.get("use_vllm"), recipe, key, "not with trainer.use_vllm (the hinted continuation is "
+           "sampled by the training model, and vLLM's log-probs would not cover it)")
 
 
 def _validate_exact_head(recipe: Recipe) -> None:
