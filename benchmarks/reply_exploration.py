@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", action="append", required=True, help="a LoRA adapter directory (repeatable)")
     parser.add_argument("--recipe", required=True, help="the stage-2 recipe (its rubric, decoding and data)")
     parser.add_argument("--per-intent", type=int, default=3)
+    parser.add_argument("--intent", action="append", default=[], help="only rows of this intent (repeatable; "
+                        "default: every intent)")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="default: the recipe's trainer.max_completion_length (head, looked-up text and reply)")
@@ -133,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     recipe = load_recipe(args.recipe, ["adapter.init_from=null"], check=False)
     data = prepare(recipe.data, "grpo", recipe.seed)
-    rows = data.train.select(pick_rows(data.train, recipe.data.label_column, args.per_intent))
+    picked = pick_rows(data.train, recipe.data.label_column, args.per_intent)
+    if args.intent:
+        picked = [i for i in picked if data.train[i][recipe.data.label_column] in set(args.intent)]
+    rows = data.train.select(picked)
     labels = list(data.labels)
     rubric = gold_rubric(load_recipe_rewards(recipe, labels, [rows]))
     max_new = args.max_new_tokens or int(recipe.trainer.get("max_completion_length", 160))
