@@ -6,13 +6,12 @@ hints, and one-line recipe errors."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from rlft.decoding.prompting import build_trie
 from rlft.errors import RecipeError
 from rlft.grpo.hints import extend_with_hints, hint_for, hinted_positions
 from rlft.recipe.sections import DecodingConfig, SignalConfig
-from tests.test_lookup import ARTICLES, LABELS, _article_ids, _heads, articles_file, decoding, tiny  # noqa: F401
+from tests.test_lookup import ARTICLES, LABELS, _heads, articles_file, decoding, tiny  # noqa: F401 (fixtures)
 
 HINT = " Could you"
 
@@ -83,12 +82,7 @@ def test_extend_appends_hint_and_continuation_inside_the_budget(tiny, articles_f
 
 
 def test_hinted_rollouts_train_the_hint_and_rewards_score_it(tiny_model_dir, tmp_path, decoding):
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig
-
-    from rlft.grpo import SignalGRPOTrainer
+    from tests.test_lookup import lookup_trainer
     from tests.test_segment_credit import _logp_grad
 
     seen: list[str] = []
@@ -97,20 +91,10 @@ def test_hinted_rollouts_train_the_hint_and_rewards_score_it(tiny_model_dir, tmp
         seen.extend(c[0]["content"] for c in completions)
         return [float(i % 2) for i in range(len(completions))]
 
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"question {i}"}], "intent": LABELS[i % 4]}
-                              for i in range(8)])
-    args = GRPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, num_generations=4,
-                      max_completion_length=64, max_steps=1, learning_rate=1e-3, beta=0.0, report_to=[],
-                      save_strategy="no", use_cpu=True, seed=0, loss_type="dapo", temperature=1.3)
     # a random model seldom ends a reply: a stop on any token holding "e" ends most replies within a few tokens
     dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 20, "reply_stop": "e"})
-    trainer = SignalGRPOTrainer(model=model, reward_funcs=[spread], args=args, train_dataset=data,
-                                processing_class=tok, labels=LABELS, decoding=dec,
-                                signal=SignalConfig(reply_hints=[HINT], hint_share=0.25))
+    trainer, tok, data = lookup_trainer(tiny_model_dir, tmp_path, dec,
+                                        SignalConfig(reply_hints=[HINT], hint_share=0.25), spread, 64)
     trainer.model.train()
     batch = trainer._generate_and_score_completions([dict(data[i]) for i in range(4) for _ in range(4)])
     mask = batch["completion_mask"].bool()

@@ -111,20 +111,15 @@ def test_returned_texts_hold_what_the_model_wrote_not_the_article(tiny, decoding
         assert m.group(2).strip()  # a reply follows (reply_min_tokens 2)
 
 
-def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_model_dir, tmp_path, decoding):
+def lookup_trainer(tiny_model_dir, tmp_path, decoding, signal, reward, max_completion_length=48):
+    """A one-step SignalGRPOTrainer on the tiny model: 8 prompts over LABELS, groups of 4, LoRA r4, `reward` the
+    only reward function."""
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from rlft.recipe.sections import SignalConfig
     from rlft.grpo import SignalGRPOTrainer
-
-    seen: list[str] = []
-
-    def spread(prompts, completions, **kwargs):  # alternating 0/1 in every group: a non-zero advantage everywhere
-        seen.extend(c[0]["content"] for c in completions)
-        return [float(i % 2) for i in range(len(completions))]
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -133,11 +128,24 @@ def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_m
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"question {i}"}], "intent": LABELS[i % 4]}
                               for i in range(8)])
     args = GRPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, num_generations=4,
-                      max_completion_length=48, max_steps=1, learning_rate=1e-3, beta=0.0, report_to=[],
-                      save_strategy="no", use_cpu=True, seed=0, loss_type="dapo", temperature=1.3)
-    trainer = SignalGRPOTrainer(model=model, reward_funcs=[spread], args=args, train_dataset=data,
-                                processing_class=tok, labels=LABELS, decoding=decoding,
-                                signal=SignalConfig(segment_credit={"reply": ["spread"]}))
+                      max_completion_length=max_completion_length, max_steps=1, learning_rate=1e-3, beta=0.0,
+                      report_to=[], save_strategy="no", use_cpu=True, seed=0, loss_type="dapo", temperature=1.3)
+    trainer = SignalGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data,
+                                processing_class=tok, labels=LABELS, decoding=decoding, signal=signal)
+    return trainer, tok, data
+
+
+def test_looked_up_tokens_get_no_gradient_and_are_never_scored_or_counted(tiny_model_dir, tmp_path, decoding):
+    from rlft.recipe.sections import SignalConfig
+
+    seen: list[str] = []
+
+    def spread(prompts, completions, **kwargs):  # alternating 0/1 in every group: a non-zero advantage everywhere
+        seen.extend(c[0]["content"] for c in completions)
+        return [float(i % 2) for i in range(len(completions))]
+
+    trainer, tok, data = lookup_trainer(tiny_model_dir, tmp_path, decoding,
+                                        SignalConfig(segment_credit={"reply": ["spread"]}), spread)
     trainer.model.train()
     batch = trainer._generate_and_score_completions([dict(data[i]) for i in range(4) for _ in range(4)])
     mask = batch["completion_mask"].bool()
