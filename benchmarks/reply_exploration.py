@@ -137,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare(recipe.data, "grpo", recipe.seed)
     picked = pick_rows(data.train, recipe.data.label_column, args.per_intent)
     if args.intent:
-        picked = [i for i in picked if data.train[i][recipe.data.label_column] in set(args.intent)]
+        wanted = set(args.intent)
+        if wanted - set(data.labels):
+            raise SystemExit(f"reply_exploration: --intent {sorted(wanted - set(data.labels))}: not a label of "
+                             f"{args.recipe}")
+        picked = [i for i in picked if data.train[i][recipe.data.label_column] in wanted]
     rows = data.train.select(picked)
     labels = list(data.labels)
     rubric = gold_rubric(load_recipe_rewards(recipe, labels, [rows]))

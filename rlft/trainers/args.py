@@ -66,7 +66,6 @@ def _module_bytes(algorithm: str) -> bytes:
     return origin.read_bytes()
 
 
-
 def _schema_file(algorithm: str) -> Path:
     versions = []
     for dist in ("trl", "transformers"):
