@@ -25,6 +25,7 @@ from rlft.recipe.sections import (
     LabelPGConfig,
     ModelConfig,
     Recipe,
+    RFTConfig,
     SignalConfig,
 )
 from rlft.errors import RecipeError, did_you_mean
@@ -33,7 +34,7 @@ from rlft.trainers import algorithm_names
 from rlft.recipe.typecheck import describe, matches
 
 SECTIONS = {"model": ModelConfig, "adapter": AdapterConfig, "data": DataConfig, "decoding": DecodingConfig,
-            "signal": SignalConfig, "label_pg": LabelPGConfig, "evaluation": EvaluationConfig, "export": ExportConfig}
+            "signal": SignalConfig, "label_pg": LabelPGConfig, "rft": RFTConfig, "evaluation": EvaluationConfig, "export": ExportConfig}
 CHOICES = {
     "algorithm": ALGORITHMS,
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),

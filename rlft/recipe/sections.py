@@ -251,6 +251,22 @@ class LabelPGConfig:
 
 
 @dataclass
+class RFTConfig:
+    """Rejection-sampling fine-tuning (`algorithm: rft`, section `rft:`); docs/algorithms.md#rft."""
+
+    prompts: int = _f(108, "Training prompts sampled (taken in turn from each label when the data has a label "
+                      "column, so every label gets its share; drawn with the recipe's seed).")
+    samples: int = _f(2, "Completions sampled per prompt under the recipe's decoding and trainer sampling settings "
+                      "(temperature, top_k, top_p, max_completion_length).")
+    hints: list[str] = _f(factory=list, help="Moves tried where no sample of a prompt reaches min_reward: each text "
+                          "(e.g. ' What is your') is appended to one of the prompt's sampled replies once it has "
+                          "ended, and the model writes on from it to EOS within the reply budget "
+                          "(rlft.grpo.hints). []: off. Needs decoding.free_reply.")
+    min_reward: float = _f(1.0, "A completion is kept only when the weighted sum of the recipe's rewards reaches "
+                           "this; each prompt keeps its best (the first of equals).")
+
+
+@dataclass
 class EvaluationConfig:
     before: bool = _f(True, "Evaluate the base model on the held-out split before training.")
     after: bool = _f(True, "Evaluate the trained model on the held-out split after training.")
@@ -282,7 +298,7 @@ class ExportConfig:
 class Recipe:
     """A whole recipe. `trainer` goes to TRL's config class; the other sections are rlft's own."""
 
-    algorithm: str = _f("grpo", "grpo | label_pg | dpo | kto | ppo | reward_model.")
+    algorithm: str = _f("grpo", "grpo | label_pg | dpo | kto | ppo | reward_model | rft.")
     output_dir: str = _f("runs/rlft", "Where the adapter, recipe, metrics and model card are written.")
     seed: int = _f(42, "Seed for data splits, sampling and initialisation.")
     overwrite: bool = _f(False, "Replace an earlier run in output_dir (its files are deleted first). Off: a "
@@ -301,6 +317,7 @@ class Recipe:
     decoding: DecodingConfig = _f(factory=DecodingConfig, help="Prefill, label constraint, stop suffix.")
     signal: SignalConfig = _f(factory=SignalConfig, help="GRPO sampling features (docs/recipes.md#signal).")
     label_pg: LabelPGConfig = _f(factory=LabelPGConfig, help="Exact label-space policy gradient settings.")
+    rft: RFTConfig = _f(factory=RFTConfig, help="Rejection-sampling fine-tuning settings (algorithm: rft).")
     evaluation: EvaluationConfig = _f(factory=EvaluationConfig, help="Held-out evaluation before/after.")
     export: ExportConfig = _f(factory=ExportConfig, help="Extra exports.")
     source_file: str | None = field(default=None, repr=False, metadata={"help": "Recipe file (not a key)."})

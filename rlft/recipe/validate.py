@@ -9,7 +9,7 @@ import math
 import numbers
 from pathlib import Path
 
-from rlft.recipe.sections import LabelPGConfig, Recipe, SignalConfig
+from rlft.recipe.sections import LabelPGConfig, Recipe, RFTConfig, SignalConfig
 from rlft.data.loading import check_label_text, check_sample, check_source, shown_label
 from rlft.run.distributed import check_launch
 from rlft.errors import RecipeError, UserError
@@ -341,6 +341,9 @@ def _validate_sections(recipe: Recipe) -> None:
     if pg != LabelPGConfig():
         _check("label_pg" in algo.sections or bool(sig.exact_head), recipe, "label_pg",
                f"only applies to algorithm {_owners('label_pg')} or signal.exact_head (this recipe is "
+               f"{recipe.algorithm})")
+    if recipe.rft != RFTConfig():
+        _check("rft" in algo.sections, recipe, "rft", f"only applies to algorithm {_owners('rft')} (this recipe is "
                f"{recipe.algorithm})")
     _check(pg.maxrl_t >= 1, recipe, "label_pg.maxrl_t", f"expected >= 1, got {pg.maxrl_t}")
     _check(0.0 <= pg.free_weight <= 1.0, recipe, "label_pg.free_weight", f"expected 0..1, got {pg.free_weight}")

@@ -104,7 +104,7 @@ def check_steps_left(checkpoint: str | Path, max_steps: Any, output_dir: str | P
 # Sections of the saved recipe that decide what a training step computes. Not compared: output_dir, overwrite,
 # evaluation and export (they change what is reported or written, not the trained weights).
 RESUME_SECTIONS = ("algorithm", "seed", "model", "adapter", "data", "rewards", "decoding", "signal", "label_pg",
-                   "trainer")
+                   "rft", "trainer")
 # trainer keys that may change on resume: how long (extending max_steps), how often to log, save and evaluate.
 _FREE_TRAINER_KEYS = {"max_steps", "num_train_epochs", "resume_from_checkpoint", "output_dir", "logging_dir",
                       "report_to", "run_name", "disable_tqdm", "per_device_eval_batch_size", "load_best_model_at_end",

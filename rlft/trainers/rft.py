@@ -1,0 +1,275 @@
+"""`algorithm: rft`: rejection-sampling fine-tuning (RAFT, Dong et al. 2023; ReST-EM, Singh et al. 2023): sample, keep
+what the rewards pass, fine-tune on it by maximum likelihood. docs/algorithms.md#rft.
+
+One round, before the optimiser's first step:
+
+1. `rft.prompts` training prompts, taken in turn from each label when the data has a label column (so a rare label
+   gets its share), `rft.samples` completions each, decoded exactly as GRPO's rollouts and evaluation decode them:
+   `rlft.decoding.generation.generate_ids` under the recipe's constraint (constrained head, looked-up article, free
+   reply) with the trainer's sampling settings (`temperature`, `top_k`, `top_p`, `max_completion_length`).
+2. Every completion is scored by the recipe's rewards, weighted and summed as evaluation scores them
+   (`rlft.scoring.completions.score`; the rewards see what evaluation shows them: the looked-up text left out).
+3. Where no sample of a prompt reaches `rft.min_reward`, each of `rft.hints` is appended to one of its replies once
+   that reply has ended and the model writes on from it (`rlft.grpo.hints.extend_with_hints`, the continuation GRPO's
+   hinted exploration uses), and the hinted completions are scored the same way.
+4. Each prompt keeps its best completion when it reaches `rft.min_reward`; the kept completions go to
+   `output_dir/rft_samples.jsonl` (text, reward, hint) and the counts to `output_dir/rft_summary.json`.
+5. A `transformers.Trainer` fine-tunes on them (causal-LM loss): on every token the model wrote and on a hint's
+   tokens (a hint that pays is the move being taught, as in GRPO's hinted exploration), never on the prompt or the
+   looked-up text (`Constraint.lookup_mask`, GRPO's `env_mask`).
+
+Why it exists: GRPO learns a move only from the rollouts of the few prompts of each step and pays a backward pass
+for every rollout, passing or not. Here sampling is forward-only and only the kept completions are trained on, so
+one CPU minute reaches far more prompts: the cheap way to turn moves the hints found (a question for the order
+number, an apology) into the policy's own before GRPO polishes it (docs/support_agent.md#rft).
+
+`trainer:` is GRPO's config (GRPOConfig), so a stage that extends a GRPO recipe keeps its keys: rft reads the
+sampling keys above and the optimiser's (learning rate, batch size, epochs or max_steps, scheduler); GRPO's loss
+keys (`beta`, `loss_type`, `num_generations`, ...) do nothing here. Sampling is not counted by
+`max_train_minutes` (only optimiser steps are); `rft.prompts` and `rft.samples` set its cost. With several
+processes each one samples the same prompts with the same seed (the same kept set; the Trainer shards it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlft.errors import RecipeError
+from rlft.trainers.context import TrainContext
+
+IGNORE = -100  # the label of a token outside the loss (transformers' causal-LM loss ignores it)
+
+
+def config_class() -> type:
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
+    """rft's own rules for `rlft validate` (its spec's `checks`)."""
+    cfg = recipe.rft
+    if cfg.prompts < 1:
+        raise RecipeError(f"{where(recipe, 'rft.prompts')}: rft.prompts: expected >= 1, got {cfg.prompts}")
+    if cfg.samples < 1:
+        raise RecipeError(f"{where(recipe, 'rft.samples')}: rft.samples: expected >= 1, got {cfg.samples}")
+    if not math.isfinite(cfg.min_reward):
+        raise RecipeError(f"{where(recipe, 'rft.min_reward')}: rft.min_reward: expected a finite number, got "
+                          f"{cfg.min_reward}")
+    for i, hint in enumerate(cfg.hints):
+        if not isinstance(hint, str) or not hint.strip():
+            raise RecipeError(f"{where(recipe, 'rft.hints')}: rft.hints[{i}]: expected a non-empty text, got "
+                              f"{hint!r}")
+    if cfg.hints and not (recipe.decoding.constrain_labels and recipe.decoding.free_reply):
+        raise RecipeError(f"{where(recipe, 'rft.hints')}: rft.hints: needs decoding.constrain_labels and "
+                          f"decoding.free_reply (a hint goes after the reply the model ended)")
+
+
+def pick_prompts(labels: Sequence[Any] | None, rows: int, count: int, seed: int) -> list[int]:
+    """`count` row indices (fewer when the data is smaller), drawn with `seed`: in turn from each label (labels in
+    sorted order, rows shuffled within each) when `labels` is given, else a shuffled prefix."""
+    rng = random.Random(seed)
+    if not labels:
+        order = list(range(rows))
+        rng.shuffle(order)
+        return order[:count]
+    by_label: dict[Any, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    queues = []
+    for label in sorted(by_label, key=str):
+        rows_of = by_label[label]
+        rng.shuffle(rows_of)
+        queues.append(rows_of)
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < count and any(depth < len(q) for q in queues):
+        picked.extend(q[depth] for q in queues if depth < len(q) and len(picked) < count)
+        depth += 1
+    return picked
+
+
+def best_per_prompt(prompt_of: Sequence[int], totals: Sequence[float | None], min_reward: float) -> dict[int, int]:
+    """prompt -> index of its best completion among those reaching `min_reward` (the first of equals)."""
+    best: dict[int, int] = {}
+    for i, (p, total) in enumerate(zip(prompt_of, totals, strict=True)):
+        if total is None or total < min_reward:
+            continue
+        if p not in best or total > totals[best[p]]:
+            best[p] = i
+    return best
+
+
+def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], trie: Any) -> dict[str, list[int]]:
+    """input_ids and labels of one kept completion: the prompt and any looked-up text are out of the loss."""
+    mask = trie.lookup_mask(completion_ids) if trie is not None else [1] * len(completion_ids)
+    labels = [IGNORE] * len(prompt_ids) + [t if keep else IGNORE for t, keep in zip(completion_ids, mask, strict=True)]
+    return {"input_ids": [*prompt_ids, *completion_ids], "labels": labels}
+
+
+def collate(pad_token_id: int) -> Callable[[list[dict[str, list[int]]]], dict[str, Any]]:
+    """Right-padding collator: pad ids, labels IGNORE, attention mask 0 on padding."""
+    import torch
+
+    def batch(examples: list[dict[str, list[int]]]) -> dict[str, Any]:
+        width = max(len(e["input_ids"]) for e in examples)
+        pad = [width - len(e["input_ids"]) for e in examples]
+        return {
+            "input_ids": torch.tensor([e["input_ids"] + [pad_token_id] * p for e, p in zip(examples, pad)]),
+            "labels": torch.tensor([e["labels"] + [IGNORE] * p for e, p in zip(examples, pad)]),
+            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * p for e, p in zip(examples, pad)]),
+        }
+
+    return batch
+
+
+class Sampler:
+    """Samples and scores completions for prompts the way the recipe decodes them (see the module docstring)."""
+
+    def __init__(self, model: Any, tokenizer: Any, recipe: Any, rewards: Sequence[Any], labels: Sequence[str],
+                 args: Any):
+        from rlft.decoding.generation import Sampling, eos_token_ids
+        from rlft.decoding.prompting import build_trie
+
+        self.model, self.tokenizer, self.recipe, self.rewards = model, tokenizer, recipe, list(rewards)
+        self.decoding = recipe.decoding
+        self.trie = build_trie(tokenizer, labels, self.decoding) if self.decoding.constrain_labels else None
+        self.eos = eos_token_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad = tokenizer.eos_token_id if pad is None else pad
+        self.max_new_tokens = int(args.max_completion_length)
+        self.sampling = lambda n, seed: Sampling(temperature=args.temperature, top_k=args.top_k or 0,  # noqa: E731
+                                                 top_p=1.0 if args.top_p is None else args.top_p, n=n, seed=seed)
+
+    def sample(self, prompt_ids: list[list[int]], n: int, seed: int) -> list[list[int]]:
+        """`n` completions per prompt (consecutive), each cut after its first EOS."""
+        import torch
+
+        from rlft.decoding.generation import generate_ids
+
+        with torch.no_grad():
+            out = generate_ids(self.model, prompt_ids, max_new_tokens=self.max_new_tokens, eos_token_ids=self.eos,
+                               pad_token_id=self.pad, trie=self.trie, sampling=self.sampling(n, seed), batch_size=32)
+        eos = set(self.eos)
+        return [ids[:next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))] for ids in out]
+
+    def hinted(self, prompt_ids: list[list[int]], completions: list[list[int]], hints: Sequence[str], seed: int
+               ) -> tuple[list[list[int]], list[int]]:
+        """Each completion continued after its hint (`hints[k]` for completion k); returns them and the indices
+        actually hinted (a reply that did not end by itself, or has no room left, is not)."""
+        import torch
+
+        from rlft.decoding.generation import generate_ids
+        from rlft.grpo.hints import extend_with_hints
+
+        hint_ids = [self.tokenizer.encode(h, add_special_tokens=False) for h in hints]
+
+        def continue_from(prefixes: list[list[int]], max_new: int, stop: Any) -> list[list[int]]:
+            with torch.no_grad():
+                return generate_ids(self.model, prefixes, max_new_tokens=max_new, eos_token_ids=self.eos,
+                                    pad_token_id=self.pad, sampling=self.sampling(1, seed), batch_size=32, stop=stop)
+
+        return extend_with_hints(completions, prompt_ids, range(len(completions)), hint_ids, lambda k: k,
+                                 self.trie, self.eos, self.max_new_tokens, continue_from)
+
+    def texts(self, completions: Sequence[Sequence[int]]) -> list[str]:
+        """What the rewards and reports see: the prefill, then the ids the model chose (looked-up text left out)."""
+        if self.trie is not None:
+            completions = [self.trie.strip_lookup(ids) for ids in completions]
+        return [self.decoding.prefill + t for t in self.tokenizer.batch_decode(completions, skip_special_tokens=True)]
+
+    def score(self, rows: Any, prompt_of: Sequence[int], completions: Sequence[Sequence[int]]) -> list[float | None]:
+        from rlft.scoring.completions import score
+
+        table = {c: list(rows[c]) for c in rows.column_names}
+        columns = {c: [values[p] for p in prompt_of] for c, values in table.items() if c != "prompt"}
+        return score(self.rewards, [table["prompt"][p] for p in prompt_of], self.texts(completions), columns).total
+
+
+def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Steps 1-4 of the module docstring for the dataset `rows` (a `prompt` column and the reward columns): the kept
+    completions (prompt index, ids, text, reward, hint) and a summary."""
+    from rlft.decoding.prompting import prompt_ids as decoding_prompt_ids
+
+    start = time.process_time()
+    prompts = [decoding_prompt_ids(sampler.tokenizer, p, sampler.decoding) for p in rows["prompt"]]
+    completions = sampler.sample(prompts, cfg.samples, seed)
+    prompt_of = [p for p in range(len(prompts)) for _ in range(cfg.samples)]
+    totals = sampler.score(rows, prompt_of, completions)
+    hint_of: list[str] = [""] * len(completions)
+    best = best_per_prompt(prompt_of, totals, cfg.min_reward)
+    failing = [p for p in range(len(prompts)) if p not in best]
+    tried = 0
+    if cfg.hints and failing:
+        bases = [(p, p * cfg.samples + k % cfg.samples, hint) for p in failing for k, hint in enumerate(cfg.hints)]
+        extended, done = sampler.hinted([prompts[p] for p, _, _ in bases], [completions[i] for _, i, _ in bases],
+                                        [hint for _, _, hint in bases], seed + 1)
+        tried = len(done)
+        if done:
+            new_totals = sampler.score(rows, [bases[k][0] for k in done], [extended[k] for k in done])
+            completions += [extended[k] for k in done]
+            prompt_of += [bases[k][0] for k in done]
+            totals += new_totals
+            hint_of += [bases[k][2] for k in done]
+            best = best_per_prompt(prompt_of, totals, cfg.min_reward)
+    texts = sampler.texts([completions[i] for i in best.values()])
+    kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": text,
+             "reward": totals[i], "hint": hint_of[i]} for (p, i), text in zip(sorted(best.items()), texts)]
+    scored = [t for t in totals if t is not None]
+    summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
+               "hinted_tried": tried, "kept": len(kept), "kept_after_hint": sum(bool(k["hint"]) for k in kept),
+               "best_reward": max(scored) if scored else None, "min_reward": cfg.min_reward,
+               "sampling_cpu_s": round(time.process_time() - start, 1)}
+    return kept, summary
+
+
+def build_trainer(ctx: TrainContext) -> Any:
+    from datasets import Dataset
+    from transformers import Trainer
+
+    from rlft.trainers.args import build_args
+
+    recipe, cfg = ctx.recipe, ctx.recipe.rft
+    where = recipe.source_file or "recipe"
+    if "prompt" not in ctx.train_dataset.column_names:
+        raise RecipeError(f"{where}: data: rft needs prompt rows (data.prompt_template over your columns)")
+    args = build_args(recipe, ctx.device, **{"remove_unused_columns": False, **ctx.args_overrides})
+    label_column = recipe.data.label_column
+    labels = ctx.train_dataset[label_column] if label_column in ctx.train_dataset.column_names else None
+    rows = ctx.train_dataset.select(pick_prompts(labels, len(ctx.train_dataset), cfg.prompts, recipe.seed))
+    sampler = Sampler(ctx.model, ctx.tokenizer, recipe, ctx.rewards, ctx.labels, args)
+    kept, summary = collect(sampler, rows, cfg, recipe.seed)
+    picked_prompts = list(rows["prompt"])
+    picked_labels = list(rows[label_column]) if labels is not None else None
+    if picked_labels is not None:
+        summary["kept_per_label"] = dict(sorted(Counter(picked_labels[k["prompt"]] for k in kept).items()))
+        summary["prompts_per_label"] = dict(sorted(Counter(picked_labels).items()))
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "rft_samples.jsonl").open("w") as f:
+        for k in kept:
+            row = {"prompt": picked_prompts[k["prompt"]], "completion": k["text"], "reward": k["reward"],
+                   "hint": k["hint"]}
+            if picked_labels is not None:
+                row[label_column] = picked_labels[k["prompt"]]
+            f.write(json.dumps(row) + "\n")
+    (out / "rft_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"[rlft] rft: {summary['prompts']} prompts x {cfg.samples} samples (+{summary['hinted_tried']} hinted): "
+          f"kept {summary['kept']} reaching {cfg.min_reward} ({summary['kept_after_hint']} after a hint) in "
+          f"{summary['sampling_cpu_s']:.0f} CPU s; {out / 'rft_samples.jsonl'}", flush=True)
+    if not kept:
+        best = summary["best_reward"]
+        raise RecipeError(f"{where}: rft.min_reward: no sampled completion of the {summary['prompts']} prompts "
+                          f"reached {cfg.min_reward} (best {best if best is None else round(best, 3)}); lower it, "
+                          f"add rft.hints, or start from a stronger adapter (adapter.init_from)")
+    examples = [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie) for k in kept]
+    return Trainer(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
+                   data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
+                   callbacks=ctx.callbacks or None)
