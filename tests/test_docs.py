@@ -11,6 +11,7 @@ from rlft.recipe.sections import (
     LabelPGConfig,
     ModelConfig,
     Recipe,
+    RFTConfig,
     SignalConfig,
 )
 from rlft.scoring.loader import builtin_rewards
@@ -21,7 +22,7 @@ def test_every_recipe_key_is_in_docs_recipes():
     text = (ROOT / "docs" / "recipes.md").read_text()
     sections = {"": Recipe, "model.": ModelConfig, "adapter.": AdapterConfig, "data.": DataConfig,
                 "evaluation.": EvaluationConfig, "export.": ExportConfig, "decoding.": DecodingConfig,
-                "signal.": SignalConfig, "label_pg.": LabelPGConfig}
+                "signal.": SignalConfig, "label_pg.": LabelPGConfig, "rft.": RFTConfig}
     missing = [f"{p}{f.name}" for p, cls in sections.items() for f in dataclasses.fields(cls)
                if f.name != "source_file" and f"`{p}{f.name}`" not in text]
     assert not missing, f"undocumented recipe keys: {missing}"

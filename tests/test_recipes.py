@@ -55,7 +55,7 @@ CASES = [
     ("", ["adapter.r=sixteen"], "{cli}: adapter.r: expected int, got 'sixteen'"),
     ("", ["adapter.type=lorax"], "{cli}: adapter.type: 'lorax' is not one of lora, qlora, none "
      "(did you mean 'lora'?)"),
-    ("", ["algorithm=grpoo"], "{cli}: algorithm: 'grpoo' is not one of grpo, label_pg, dpo, kto, ppo, reward_model "
+    ("", ["algorithm=grpoo"], "{cli}: algorithm: 'grpoo' is not one of grpo, label_pg, dpo, kto, ppo, reward_model, rft "
      "(did you mean 'grpo'?)"),
     ("", ["data.source=missing.csv"], "{cli}: data.source: file 'missing.csv' does not exist"),
     ("", ["rewards.0.name=intnet"], "{cli}: rewards[0]: unknown reward 'intnet' (did you mean 'intent'?); use a "
@@ -66,7 +66,7 @@ CASES = [
      "max_chars, missing, multiple, pair_rewards, partial_credit, pattern, prefix, timeout, timeout_s, wrong"),
     ("", ["trainr.max_steps=3"], "{cli}: trainr: unknown section (did you mean 'trainer'?); allowed: adapter, "
      "algorithm, data, decoding, evaluation, export, label_pg, max_train_clock, max_train_minutes, model, "
-     "output_dir, overwrite, rewards, seed, signal, trainer"),
+     "output_dir, overwrite, rewards, rft, seed, signal, trainer"),
     ("", ["rewards=[]"], "{cli}: rewards: algorithm 'grpo' needs at least one reward (e.g. - name: intent)"),
     ("", ["model.name=not/a/real/path"], "{cli}: model.name: 'not/a/real/path' is not an embedded model "
      "(smollm2-135m-instruct), an existing path, or a hub id like org/name"),

@@ -187,8 +187,8 @@ def _merge(base: dict, update: dict, prov: _Provenance, file: str, prefix: str =
         else:
             out[key] = copy.deepcopy(value)
             prov[dotted] = file
-            for k in [k for k in prov if k.startswith(dotted + ".")]:
-                prov[k] = file
+            for k in [k for k in prov if k.startswith(dotted + ".")]:  # the parent's keys under it are gone (a
+                del prov[k]                                            # section set to null is back to defaults)
     return out
 
 

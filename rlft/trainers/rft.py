@@ -219,9 +219,10 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             totals += new_totals
             hint_of += [bases[k][2] for k in done]
             best = best_per_prompt(prompt_of, totals, cfg.min_reward)
-    texts = sampler.texts([completions[i] for i in best.values()])
+    chosen = sorted(best.items())  # (prompt, completion index), in prompt order
+    texts = sampler.texts([completions[i] for _, i in chosen])
     kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": text,
-             "reward": totals[i], "hint": hint_of[i]} for (p, i), text in zip(sorted(best.items()), texts)]
+             "reward": totals[i], "hint": hint_of[i]} for (p, i), text in zip(chosen, texts, strict=True)]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
                "hinted_tried": tried, "kept": len(kept), "kept_after_hint": sum(bool(k["hint"]) for k in kept),

@@ -1,0 +1,169 @@
+"""`algorithm: rft` (rlft.trainers.rft): which prompts are drawn, which completion each keeps, that hints are tried only
+where nothing passed, what the loss covers (the model's tokens and a hint's, never the prompt or the looked-up
+article), that a round on the tiny model writes its samples and trains the adapter, and one-line recipe errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rlft.decoding.prompting import build_trie
+from rlft.errors import RecipeError
+from rlft.recipe.sections import DecodingConfig, Recipe, RFTConfig
+from rlft.scoring.loader import RewardSpec
+from rlft.trainers.rft import IGNORE, best_per_prompt, collate, pick_prompts, training_example
+from tests.test_lookup import ARTICLES, LABELS, _article_ids, _heads, articles_file, decoding, tiny  # noqa: F401
+
+HINT = " Could you"
+
+
+def test_prompts_are_drawn_in_turn_from_each_label_and_repeatably():
+    labels = ["b"] * 5 + ["a"] * 2 + ["c"] * 3
+    picked = pick_prompts(labels, len(labels), 7, seed=3)
+    assert picked == pick_prompts(labels, len(labels), 7, seed=3) != pick_prompts(labels, len(labels), 7, seed=4)
+    assert len(set(picked)) == 7
+    assert [labels[i] for i in picked] == ["a", "b", "c", "a", "b", "c", "b"]  # "a" runs out after two turns
+    assert sorted(pick_prompts(labels, len(labels), 50, seed=0)) == list(range(10))  # never more than the data
+    plain = pick_prompts(None, 10, 4, seed=0)
+    assert len(set(plain)) == 4 and plain == pick_prompts([], 10, 4, seed=0)
+
+
+def test_each_prompt_keeps_its_best_completion_reaching_the_bar():
+    prompt_of = [0, 0, 1, 1, 2, 2, 0]
+    totals = [1.0, 2.0, 0.5, None, 2.0, 2.0, 2.0]
+    assert best_per_prompt(prompt_of, totals, 1.0) == {0: 1, 2: 4}  # prompt 1 never reaches 1.0; ties: the first
+    assert best_per_prompt(prompt_of, totals, 2.5) == {}
+
+
+def test_the_loss_covers_what_the_model_wrote_not_the_prompt_or_the_article(tiny, decoding):
+    _, tok = tiny
+    trie = build_trie(tok, LABELS, decoding)
+    head, article = _heads(tok)["review"], _article_ids(tok, "review")
+    reply = tok.encode(" Thanks! Could you rate it?", add_special_tokens=False) + [tok.eos_token_id]
+    prompt = [5, 6, 7]
+    example = training_example(prompt, head + article + reply, trie)
+    assert example["input_ids"] == prompt + head + article + reply
+    assert example["labels"] == [IGNORE] * 3 + head + [IGNORE] * len(article) + reply
+    batch = collate(0)([example, {"input_ids": [1, 2], "labels": [IGNORE, 2]}])
+    width = len(example["input_ids"])
+    assert batch["input_ids"][1].tolist() == [1, 2] + [0] * (width - 2)
+    assert batch["labels"][1].tolist() == [IGNORE, 2] + [IGNORE] * (width - 2)
+    assert batch["attention_mask"].sum(1).tolist() == [width, 2]
+
+
+def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft):
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlft.scoring.loader import as_loaded_rewards
+    from rlft.trainers.context import TrainContext
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"question {i}"}], "intent": LABELS[i % 4]}
+                              for i in range(8)])
+    recipe = Recipe(algorithm="rft", output_dir=str(tmp_path / "out"), seed=0, decoding=decoding, rft=rft,
+                    rewards=[RewardSpec("intent")],
+                    trainer={"max_completion_length": 64, "temperature": 1.3, "per_device_train_batch_size": 2,
+                             "num_generations": 2, "max_steps": 2, "learning_rate": 1e-2, "use_cpu": True})
+    return TrainContext(recipe=recipe, model=model, tokenizer=tok, train_dataset=data, eval_dataset=None,
+                        rewards=as_loaded_rewards([reward], [1.0]), labels=LABELS, device="cpu"), tok
+
+
+def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import build_trainer
+
+    seen: list[str] = []
+
+    def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
+        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+        seen.extend(texts)
+        return [1.0 if HINT.strip() in t or label != "cancel_order" else 0.0 for t, label in zip(texts, intent)]
+
+    # a random model seldom ends a reply: a stop on any token holding "e" ends most within a few tokens
+    dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 20, "reply_stop": "e"})
+    ctx, tok = _rft_context(tiny_model_dir, tmp_path, dec, asks, RFTConfig(prompts=6, samples=2, hints=[HINT],
+                                                                            min_reward=1.0))
+    trainer = build_trainer(ctx)
+    out = tmp_path / "out"
+    summary = json.loads((out / "rft_summary.json").read_text())
+    kept = [json.loads(line) for line in (out / "rft_samples.jsonl").read_text().splitlines()]
+    assert summary["prompts"] == 6 and summary["samples"] == 2
+    assert summary["prompts_per_label"] == {"cancel_order": 2, "get_refund": 2, "review": 1, "track_order": 1}
+    assert 0 < summary["hinted_tried"] <= 2  # one hint per failing prompt (the two cancel_order ones)
+    assert summary["completions"] == 12 + summary["hinted_tried"]
+    assert len(seen) == summary["completions"]  # every sampled and every hinted completion was scored once
+    assert summary["kept"] == len(kept) == 4 + summary["kept_after_hint"] and summary["kept_after_hint"] > 0
+    assert summary["kept_per_label"]["cancel_order"] == summary["kept_after_hint"]
+    for k in kept:  # each kept line shows its own prompt's completion (the hinted ones were sampled last)
+        assert k["reward"] == 1.0 and (k["hint"] == HINT) == (k["intent"] == "cancel_order") == (HINT in k["completion"])
+    assert not any(a in text for text in seen for a in ARTICLES.values())  # rewards never see the article
+    assert len(trainer.train_dataset) == len(kept)
+
+    example = trainer.train_dataset[[k["hint"] for k in kept].index(HINT)]
+    trie = build_trie(tok, LABELS, dec)
+    ids, labels = example["input_ids"], example["labels"]
+    start = next(i for i, t in enumerate(labels) if t != IGNORE)
+    lo, hi = trie.lookup_span(ids[start:])
+    assert all(t == IGNORE for t in labels[start + lo:start + hi])  # the article is out of the loss ...
+    hint = tok.encode(HINT, add_special_tokens=False)
+    at = next(k for k in range(start + hi, len(ids)) if ids[k:k + len(hint)] == hint)
+    assert labels[at:at + len(hint)] == hint  # ... the hint is in it
+
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    moved = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert moved  # the adapter was fine-tuned on the kept completions
+
+
+def test_nothing_reaching_the_bar_is_a_one_line_error(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import build_trainer
+
+    ctx, _ = _rft_context(tiny_model_dir, tmp_path, decoding, lambda prompts, completions, **kw: [0.0] * len(prompts),
+                          RFTConfig(prompts=2, samples=2, min_reward=0.5))
+    with pytest.raises(RecipeError) as err:
+        build_trainer(ctx)
+    assert str(err.value) == ("recipe: rft.min_reward: no sampled completion of the 2 prompts reached 0.5 (best 0.0); "
+                              "lower it, add rft.hints, or start from a stronger adapter (adapter.init_from)")
+
+
+def test_rft_recipe_errors_are_one_line(articles_file):
+    from rlft.recipe.validate import _validate_sections
+    from rlft.trainers import algorithm_spec
+
+    free = DecodingConfig(prefill="<intent>", constrain_labels=True, free_reply=True, lookup=str(articles_file))
+    where = lambda recipe, key: "recipe"  # noqa: E731
+    for settings, message in [
+        (dict(rft=RFTConfig(prompts=0)), "rft.prompts: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(samples=0)), "rft.samples: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
+        (dict(decoding=free, rft=RFTConfig(hints=[HINT, " "])), "rft.hints[1]: expected a non-empty text, got ' '"),
+        (dict(rft=RFTConfig(hints=[HINT])), "rft.hints: needs decoding.constrain_labels and decoding.free_reply (a "
+                                            "hint goes after the reply the model ended)")]:
+        recipe = Recipe(algorithm="rft", rewards=[RewardSpec("intent")], **settings)
+        with pytest.raises(RecipeError) as err:
+            algorithm_spec("rft").validate(recipe, where)
+        assert str(err.value) == f"recipe: {message}"
+    with pytest.raises(RecipeError) as err:
+        _validate_sections(Recipe(algorithm="grpo", rewards=[RewardSpec("intent")], rft=RFTConfig(prompts=5)))
+    assert str(err.value) == "recipe: rft: only applies to algorithm rft (this recipe is grpo)"
+    algorithm_spec("rft").validate(Recipe(algorithm="rft", decoding=free, rft=RFTConfig(hints=[HINT])), where)
+
+
+def test_the_agent_stage_recipe_resets_grpo_sections_and_warns_of_nothing():
+    from rlft.recipe.load import load_recipe
+    from rlft.recipe.sections import LabelPGConfig, SignalConfig
+    from rlft.recipe.validate import inert_keys
+
+    recipe = load_recipe("recipes/support_agent_bitext_rft.yaml", ["adapter.init_from=null"])
+    parent = load_recipe("recipes/support_agent_bitext.yaml", ["adapter.init_from=null"], check=False)
+    assert recipe.algorithm == "rft" and parent.signal.exact_head and parent.label_pg != LabelPGConfig()
+    assert recipe.signal == SignalConfig() and recipe.label_pg == LabelPGConfig()  # `signal: null`: the defaults
+    assert inert_keys(recipe) == []  # the parent's signal keys are gone, not reported as set here
+    assert (recipe.decoding, recipe.rewards, recipe.data) == (parent.decoding, parent.rewards, parent.data)
+    assert recipe.rft.hints and recipe.rft.min_reward == 2.0
