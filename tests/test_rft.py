@@ -33,8 +33,11 @@ def test_prompts_are_drawn_in_turn_from_each_label_and_repeatably():
 def test_each_prompt_keeps_its_best_completion_reaching_the_bar():
     prompt_of = [0, 0, 1, 1, 2, 2, 0]
     totals = [1.0, 2.0, 0.5, None, 2.0, 2.0, 2.0]
-    assert best_per_prompt(prompt_of, totals, 1.0) == {0: 1, 2: 4}  # prompt 1 never reaches 1.0; ties: the first
+    assert best_per_prompt(prompt_of, totals, 1.0) == {0: [1], 2: [4]}  # prompt 1 never reaches 1.0; ties: the first
     assert best_per_prompt(prompt_of, totals, 2.5) == {}
+    assert best_per_prompt(prompt_of, totals, 1.0, keep=2) == {0: [1, 6], 2: [4, 5]}
+    same = [[1], [2], [3], [3], [7], [7], [2]]  # prompt 0's 1 and 6 are the same completion; prompt 2's 4 and 5 too
+    assert best_per_prompt(prompt_of, totals, 1.0, keep=3, completions=same) == {0: [1, 0], 2: [4]}
 
 
 def test_the_loss_covers_what_the_model_wrote_not_the_prompt_or_the_article(tiny, decoding):
@@ -141,6 +144,7 @@ def test_rft_recipe_errors_are_one_line(articles_file):
     for settings, message in [
         (dict(rft=RFTConfig(prompts=0)), "rft.prompts: expected >= 1, got 0"),
         (dict(rft=RFTConfig(samples=0)), "rft.samples: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(keep_per_prompt=0)), "rft.keep_per_prompt: expected >= 1, got 0"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
         (dict(decoding=free, rft=RFTConfig(hints=[HINT, " "])), "rft.hints[1]: expected a non-empty text, got ' '"),
         (dict(rft=RFTConfig(hints=[HINT])), "rft.hints: needs decoding.constrain_labels and decoding.free_reply (a "

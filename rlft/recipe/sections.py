@@ -264,6 +264,8 @@ class RFTConfig:
                           "(rlft.grpo.hints). []: off. Needs decoding.free_reply.")
     min_reward: float = _f(1.0, "A completion is kept only when the weighted sum of the recipe's rewards reaches "
                            "this; each prompt keeps its best (the first of equals).")
+    keep_per_prompt: int = _f(1, "Distinct completions a prompt may keep, best first (a prompt that passed only "
+                              "with hints can keep several hinted replies).")
 
 
 @dataclass

@@ -12,7 +12,8 @@ One round, before the optimiser's first step:
 3. Where no sample of a prompt reaches `rft.min_reward`, each of `rft.hints` is appended to one of its replies once
    that reply has ended and the model writes on from it (`rlft.grpo.hints.extend_with_hints`, the continuation GRPO's
    hinted exploration uses), and the hinted completions are scored the same way.
-4. Each prompt keeps its best completion when it reaches `rft.min_reward`; the kept completions go to
+4. Each prompt keeps its best completion(s) reaching `rft.min_reward` (up to `rft.keep_per_prompt` distinct ones: a
+   prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions go to
    `output_dir/rft_samples.jsonl` (text, reward, hint) and the counts to `output_dir/rft_summary.json`.
 5. A `transformers.Trainer` fine-tunes on them (causal-LM loss): on every token the model wrote and on a hint's
    tokens (a hint that pays is the move being taught, as in GRPO's hinted exploration), never on the prompt or the
@@ -58,6 +59,9 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     cfg = recipe.rft
     if cfg.prompts < 1:
         raise RecipeError(f"{where(recipe, 'rft.prompts')}: rft.prompts: expected >= 1, got {cfg.prompts}")
+    if cfg.keep_per_prompt < 1:
+        raise RecipeError(f"{where(recipe, 'rft.keep_per_prompt')}: rft.keep_per_prompt: expected >= 1, got "
+                          f"{cfg.keep_per_prompt}")
     if cfg.samples < 1:
         raise RecipeError(f"{where(recipe, 'rft.samples')}: rft.samples: expected >= 1, got {cfg.samples}")
     if not math.isfinite(cfg.min_reward):
@@ -96,15 +100,21 @@ def pick_prompts(labels: Sequence[Any] | None, rows: int, count: int, seed: int)
     return picked
 
 
-def best_per_prompt(prompt_of: Sequence[int], totals: Sequence[float | None], min_reward: float) -> dict[int, int]:
-    """prompt -> index of its best completion among those reaching `min_reward` (the first of equals)."""
-    best: dict[int, int] = {}
-    for i, (p, total) in enumerate(zip(prompt_of, totals, strict=True)):
-        if total is None or total < min_reward:
-            continue
-        if p not in best or total > totals[best[p]]:
-            best[p] = i
-    return best
+def best_per_prompt(prompt_of: Sequence[int], totals: Sequence[float | None], min_reward: float, keep: int = 1,
+                    completions: Sequence[Sequence[int]] | None = None) -> dict[int, list[int]]:
+    """prompt -> indices of its `keep` best completions among those reaching `min_reward`, best first (the first of
+    equals first); with `completions`, a completion equal to one already kept for its prompt is skipped."""
+    ranked = sorted((i for i, total in enumerate(totals) if total is not None and total >= min_reward),
+                    key=lambda i: (-totals[i], i))
+    best: dict[int, list[int]] = {}
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    for i in ranked:
+        chosen = best.setdefault(prompt_of[i], [])
+        key = (prompt_of[i], tuple(completions[i]) if completions is not None else (i,))
+        if len(chosen) < keep and key not in seen:
+            chosen.append(i)
+            seen.add(key)
+    return {p: chosen for p, chosen in best.items() if chosen}
 
 
 def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], trie: Any) -> dict[str, list[int]]:
@@ -204,7 +214,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     prompt_of = [p for p in range(len(prompts)) for _ in range(cfg.samples)]
     totals = sampler.score(rows, prompt_of, completions)
     hint_of: list[str] = [""] * len(completions)
-    best = best_per_prompt(prompt_of, totals, cfg.min_reward)
+    best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
     tried = 0
     if cfg.hints and failing:
@@ -218,8 +228,8 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             prompt_of += [bases[k][0] for k in done]
             totals += new_totals
             hint_of += [bases[k][2] for k in done]
-            best = best_per_prompt(prompt_of, totals, cfg.min_reward)
-    chosen = sorted(best.items())  # (prompt, completion index), in prompt order
+            best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
+    chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
     texts = sampler.texts([completions[i] for _, i in chosen])
     kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": text,
              "reward": totals[i], "hint": hint_of[i]} for (p, i), text in zip(chosen, texts, strict=True)]
