@@ -1,79 +1,93 @@
-"""The deployed (no-oracle) support agent on Bitext, both stages in one command.
+"""The deployed (no-oracle) support agent on Bitext, its three stages in one command.
 
     accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py
-    # another seed (each seed draws its own grouped split): seed, model.*, data.*, evaluation.* and
-    # trainer.max_steps reach both stages; `head.<key>=<value>` reaches stage 1 only (e.g. head.trainer.max_steps=350);
-    # stage 1 writes to the agent's output_dir + "_head"
+    # another seed (each seed draws its own grouped split): seed, model.*, data.*, evaluation.*, max_train_clock and
+    # trainer.max_steps reach stages 1 and 2; `head.<key>=<value>` reaches stage 1 only (e.g. head.trainer.max_steps=350),
+    # `rft.<key>=<value>` stage 3 only (e.g. rft.prompts=216); stage 1 writes to output_dir + "_head", stage 2 to
+    # output_dir + "_grpo", stage 3 (the agent) to output_dir
     accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py seed=1 \
         output_dir=runs/support_agent_bitext_s1
 
 What it does: stage 1 trains the intent head alone (support_agent_bitext_head.yaml: the exact label-space objective
-under the agent's system prompt, no replies generated) into runs/support_agent_bitext_head unless that folder holds
-a head trained on the same seed already; stage 2 (support_agent_bitext.yaml) starts from that adapter (`adapter.init_from`)
-and trains the reply with GRPO on the rubric of the article its own head fetched (`decoding.lookup`).
-Figures and caveats: docs/support_agent.md#no-oracle. Delete runs/support_agent_bitext_head to retrain stage 1.
+under the agent's system prompt, no replies generated); stage 2 (support_agent_bitext.yaml) starts from that adapter
+(`adapter.init_from`) and trains the reply with GRPO on the rubric of the article its own head fetched
+(`decoding.lookup`); stage 3 (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from
+stage 2's adapter, hints tried where no sampled reply passes (`algorithm: rft`). A stage whose folder already holds a
+finished adapter trained on the same seed is reused, not retrained (delete the folder to retrain it).
+Figures and caveats: docs/support_agent.md#no-oracle.
 """
 
+import dataclasses
 import sys
 from pathlib import Path
 
-from rlft.run.launch import launch
-
 HERE = Path(__file__).parent
 
+SHARED = ("seed=", "model.", "data.", "evaluation.", "max_train_clock=")
+HEAD_ONLY, RFT_ONLY = "head.", "rft."
 
-SHARED = ("seed=", "model.", "data.", "evaluation.", "trainer.max_steps=", "max_train_clock=")
-HEAD_ONLY = "head."
 
-
-def head_recipe(argv: list[str], agent):  # noqa: ANN001, ANN201 - rlft Recipes
-    """Stage 1's recipe: the head recipe with the command line's seed, model, data and evaluation overrides and its
-    step budget (both stages must see the same model, prompt and split), then the `head.` overrides (stage 1 only,
-    prefix removed), written to the agent's output_dir + _head."""
+def stage_recipes(argv: list[str]) -> tuple:  # -> three rlft Recipes
+    """(head, grpo, rft): each stage's recipe file with its share of the command line and its output folder."""
     from rlft.recipe.load import load_recipe
 
     shared = [a for a in argv if a.startswith(SHARED)]
-    own = [a.removeprefix(HEAD_ONLY) for a in argv if a.startswith(HEAD_ONLY)]
-    return load_recipe(HERE / "support_agent_bitext_head.yaml",
-                       [*shared, *own, f"output_dir={agent.output_dir}_head"])
+    head_own = [a.removeprefix(HEAD_ONLY) for a in argv if a.startswith(HEAD_ONLY)]
+    rft_own = [a for a in argv if a.startswith(RFT_ONLY)]
+    grpo_own = [a for a in argv if not a.startswith((HEAD_ONLY, RFT_ONLY, "adapter.init_from="))]
+    out = next((a.partition("=")[2] for a in reversed(argv) if a.startswith("output_dir=")), None)
+    out = out or load_recipe(HERE / "support_agent_bitext_rft.yaml", shared, check=False).output_dir
+    steps = [a for a in argv if a.startswith("trainer.max_steps=")]
+    head = load_recipe(HERE / "support_agent_bitext_head.yaml", [*shared, *steps, *head_own, f"output_dir={out}_head"])
+    grpo = load_recipe(HERE / "support_agent_bitext.yaml",
+                       [*grpo_own, f"output_dir={out}_grpo", f"adapter.init_from={out}_head"], check=False)
+    rft = load_recipe(HERE / "support_agent_bitext_rft.yaml",
+                      [*shared, *rft_own, f"output_dir={out}", f"adapter.init_from={out}_grpo"], check=False)
+    return head, grpo, rft
 
 
-def reusable(head) -> bool:  # noqa: ANN001 - an rlft Recipe
-    """True when stage 1's folder holds a finished head adapter trained on the same split (seed); a folder from
-    another seed is a one-line error, never silently reused."""
+def reusable(recipe) -> bool:  # noqa: ANN001 - an rlft Recipe
+    """True when the stage's folder holds a finished adapter trained on the same split (seed); a folder from another
+    seed is a one-line error, never silently reused."""
     import yaml
 
     from rlft.errors import RecipeError
 
-    folder = Path(head.output_dir)
+    folder = Path(recipe.output_dir)
     if not (folder / "adapter_config.json").is_file():
         return False
     saved = yaml.safe_load((folder / "recipe.yaml").read_text()) if (folder / "recipe.yaml").is_file() else {}
-    if (saved or {}).get("seed") != head.seed:
-        raise RecipeError(f"{folder}: holds a head trained with seed {(saved or {}).get('seed')}, this run's seed is "
-                          f"{head.seed} (another held-out split); delete the folder or pass another output_dir")
+    if (saved or {}).get("seed") != recipe.seed:
+        raise RecipeError(f"{folder}: holds an adapter trained with seed {(saved or {}).get('seed')}, this run's seed "
+                          f"is {recipe.seed} (another held-out split); delete the folder or pass another output_dir")
     return True
 
 
-if __name__ == "__main__":
-    from rlft.errors import UserError
-    from rlft.run.pipeline import train
-    from rlft.recipe.load import load_recipe
+def main(argv: list[str]) -> int:
+    from rlft.cli import quiet_library_warnings
 
-    argv = [a for a in sys.argv[1:] if not a.startswith("adapter.init_from=")]
-    agent_argv = [a for a in argv if not a.startswith(HEAD_ONLY)]
+    quiet_library_warnings()
+    from rlft.errors import UserError
+    from rlft.recipe.validate import validate
+    from rlft.run.pipeline import train
+
     try:
-        agent = load_recipe(HERE / "support_agent_bitext.yaml", agent_argv, check=False)
-        head = head_recipe(argv, agent)
-        if reusable(head):
-            print(f"[rlft] stage 1: reusing the head adapter in {head.output_dir} (delete it to retrain)", flush=True)
-        else:
-            print(f"[rlft] stage 1: the intent head (support_agent_bitext_head.yaml -> {head.output_dir})",
+        stages = stage_recipes(argv)
+        for recipe in stages[1:]:  # every stage's mistakes before stage 1 trains (its start is not trained yet)
+            validate(dataclasses.replace(recipe, adapter=dataclasses.replace(recipe.adapter, init_from=None)))
+        names = ("the intent head", "the reply by GRPO", "rejection-sampling fine-tuning (the agent)")
+        for number, (recipe, name) in enumerate(zip(stages, names, strict=True), start=1):
+            if reusable(recipe):
+                print(f"[rlft] stage {number}: reusing {recipe.output_dir} (delete it to retrain)", flush=True)
+                continue
+            print(f"[rlft] stage {number}: {name} ({Path(recipe.source_file).name} -> {recipe.output_dir})",
                   flush=True)
-            train(head)
+            train(recipe)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    print("[rlft] stage 2: the agent's reply, from the stage-1 adapter", flush=True)
-    sys.argv = [sys.argv[0], *agent_argv, f"adapter.init_from={head.output_dir}"]
-    launch(HERE / "support_agent_bitext.yaml")
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,8 @@
-"""recipes/support_agent_bitext.py: the deployed agent's two stages in one command. Stage 1 (the head alone, label_pg
+"""recipes/support_agent_bitext.py: the deployed agent's three stages in one command. Stage 1 (the head alone, label_pg
 under the agent's prompt) is trained into the agent's output_dir + "_head" with the command line's seed, model, data
-and evaluation overrides; stage 2 (the GRPO + lookup agent) starts from that adapter; a head folder of another seed
-(another held-out split) is refused in one line, never reused."""
+and evaluation overrides; stage 2 (the GRPO + lookup reply) starts from that adapter into output_dir + "_grpo"; stage
+3 (rejection-sampling fine-tuning) starts from stage 2's into output_dir; a folder of another seed (another held-out
+split) is refused in one line, never reused."""
 
 from __future__ import annotations
 
@@ -29,27 +30,34 @@ def _tiny(model_dir, out) -> list[str]:
             "evaluation.max_new_tokens=100", "evaluation.every_steps=0", "evaluation.keep_best=false", "adapter.r=2", "adapter.alpha=4"]
 
 
-def test_both_stages_run_and_the_agent_starts_from_the_head(tiny_model_dir, tmp_path):
+def test_three_stages_run_each_starting_from_the_last(tiny_model_dir, tmp_path):
     out = tmp_path / "agent"
     done = _run(_tiny(tiny_model_dir, out) + ["seed=3", "trainer.per_device_train_batch_size=8",
                                               "trainer.gradient_accumulation_steps=1",
-                                              "head.trainer.max_steps=2"])
+                                              "head.trainer.max_steps=2", "rft.prompts=3", "rft.samples=1",
+                                              "rft.min_reward=-10"])
     assert done.returncode == 0, done.stderr[-3000:]
-    head = tmp_path / "agent_head"
-    assert (head / "adapter_config.json").is_file() and (out / "adapter_config.json").is_file()
+    head, grpo = tmp_path / "agent_head", tmp_path / "agent_grpo"
+    assert all((d / "adapter_config.json").is_file() for d in (head, grpo, out))
     assert yaml.safe_load((head / "recipe.yaml").read_text())["seed"] == 3  # the command line's seed reached it
     assert yaml.safe_load((head / "recipe.yaml").read_text())["algorithm"] == "label_pg"
+    second = yaml.safe_load((grpo / "recipe.yaml").read_text())
+    assert second["algorithm"] == "grpo" and second["adapter"]["init_from"] == str(head) and second["seed"] == 3
+    assert second["decoding"]["lookup"] and second["decoding"]["reply_stop"] == "\n"
     agent = yaml.safe_load((out / "recipe.yaml").read_text())
-    assert agent["adapter"]["init_from"] == str(head) and agent["seed"] == 3
-    assert agent["decoding"]["lookup"] and agent["decoding"]["reply_stop"] == "\n"
-    assert "[rlft] stage 1: the intent head" in done.stdout
-    assert json.loads((out / "metrics.json").read_text())["global_step"] == 1
+    assert agent["algorithm"] == "rft" and agent["adapter"]["init_from"] == str(grpo) and agent["seed"] == 3
+    assert agent["rft"]["prompts"] == 3 and agent["decoding"] == second["decoding"]  # rft.<key>: stage 3 only
+    assert [line.split(" (")[0] for line in done.stdout.splitlines() if line.startswith("[rlft] stage")] == [
+        "[rlft] stage 1: the intent head", "[rlft] stage 2: the reply by GRPO",
+        "[rlft] stage 3: rejection-sampling fine-tuning"]
     assert json.loads((head / "metrics.json").read_text())["global_step"] == 2  # head.<key>: stage 1 only
+    assert json.loads((grpo / "metrics.json").read_text())["global_step"] == 1
+    assert json.loads((out / "rft_summary.json").read_text())["kept"] == 3
 
     written = (out / "adapter_model.safetensors").read_bytes()
     again = _run(_tiny(tiny_model_dir, tmp_path / "agent") + ["seed=4"])  # the head folder holds seed 3's split
     assert again.returncode == 2
     assert "Traceback" not in again.stderr and (out / "adapter_model.safetensors").read_bytes() == written
     assert [line for line in again.stderr.splitlines() if line.startswith("error")] == [
-        f"error: {head}: holds a head trained with seed 3, this run's seed is 4 (another held-out split); delete "
+        f"error: {head}: holds an adapter trained with seed 3, this run's seed is 4 (another held-out split); delete "
         "the folder or pass another output_dir"]
