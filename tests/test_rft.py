@@ -145,6 +145,7 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(prompts=0)), "rft.prompts: expected >= 1, got 0"),
         (dict(rft=RFTConfig(samples=0)), "rft.samples: expected >= 1, got 0"),
         (dict(rft=RFTConfig(keep_per_prompt=0)), "rft.keep_per_prompt: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(round=0)), "rft.round: expected >= 1, got 0"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
         (dict(decoding=free, rft=RFTConfig(hints=[HINT, " "])), "rft.hints[1]: expected a non-empty text, got ' '"),
         (dict(rft=RFTConfig(hints=[HINT])), "rft.hints: needs decoding.constrain_labels and decoding.free_reply (a "

@@ -266,6 +266,8 @@ class RFTConfig:
                            "this; each prompt keeps its best (the first of equals).")
     keep_per_prompt: int = _f(1, "Distinct completions a prompt may keep, best first (a prompt that passed only "
                               "with hints can keep several hinted replies).")
+    round: int = _f(1, "Which round this is (expert iteration: a later stage starting from an earlier round's "
+                    "adapter): round k draws its prompts and samples with seed + k - 1, so it sees other prompts.")
 
 
 @dataclass

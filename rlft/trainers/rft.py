@@ -62,6 +62,8 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if cfg.keep_per_prompt < 1:
         raise RecipeError(f"{where(recipe, 'rft.keep_per_prompt')}: rft.keep_per_prompt: expected >= 1, got "
                           f"{cfg.keep_per_prompt}")
+    if cfg.round < 1:
+        raise RecipeError(f"{where(recipe, 'rft.round')}: rft.round: expected >= 1, got {cfg.round}")
     if cfg.samples < 1:
         raise RecipeError(f"{where(recipe, 'rft.samples')}: rft.samples: expected >= 1, got {cfg.samples}")
     if not math.isfinite(cfg.min_reward):
@@ -254,9 +256,10 @@ def build_trainer(ctx: TrainContext) -> Any:
     args = build_args(recipe, ctx.device, **{"remove_unused_columns": False, **ctx.args_overrides})
     label_column = recipe.data.label_column
     labels = ctx.train_dataset[label_column] if label_column in ctx.train_dataset.column_names else None
-    rows = ctx.train_dataset.select(pick_prompts(labels, len(ctx.train_dataset), cfg.prompts, recipe.seed))
+    seed = recipe.seed + cfg.round - 1  # a later round draws other prompts (the split stays the recipe seed's)
+    rows = ctx.train_dataset.select(pick_prompts(labels, len(ctx.train_dataset), cfg.prompts, seed))
     sampler = Sampler(ctx.model, ctx.tokenizer, recipe, ctx.rewards, ctx.labels, args)
-    kept, summary = collect(sampler, rows, cfg, recipe.seed)
+    kept, summary = collect(sampler, rows, cfg, seed)
     picked_prompts = list(rows["prompt"])
     picked_labels = list(rows[label_column]) if labels is not None else None
     if picked_labels is not None:
