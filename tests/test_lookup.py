@@ -111,15 +111,11 @@ def test_returned_texts_hold_what_the_model_wrote_not_the_article(tiny, decoding
         assert m.group(2).strip()  # a reply follows (reply_min_tokens 2)
 
 
-def lookup_trainer(tiny_model_dir, tmp_path, decoding, signal, reward, max_completion_length=48):
-    """A one-step SignalGRPOTrainer on the tiny model: 8 prompts over LABELS, groups of 4, LoRA r4, `reward` the
-    only reward function."""
+def tiny_lora_rows(tiny_model_dir):
+    """(tokenizer, the tiny model with a LoRA r4 adapter, 8 prompt rows over LABELS), seeded."""
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig
-
-    from rlft.grpo import SignalGRPOTrainer
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -127,6 +123,17 @@ def lookup_trainer(tiny_model_dir, tmp_path, decoding, signal, reward, max_compl
                            LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"question {i}"}], "intent": LABELS[i % 4]}
                               for i in range(8)])
+    return tok, model, data
+
+
+def lookup_trainer(tiny_model_dir, tmp_path, decoding, signal, reward, max_completion_length=48):
+    """A one-step SignalGRPOTrainer on the tiny model: 8 prompts over LABELS, groups of 4, LoRA r4, `reward` the
+    only reward function."""
+    from trl import GRPOConfig
+
+    from rlft.grpo import SignalGRPOTrainer
+
+    tok, model, data = tiny_lora_rows(tiny_model_dir)
     args = GRPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, num_generations=4,
                       max_completion_length=max_completion_length, max_steps=1, learning_rate=1e-3, beta=0.0,
                       report_to=[], save_strategy="no", use_cpu=True, seed=0, loss_type="dapo", temperature=1.3)

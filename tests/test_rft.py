@@ -57,19 +57,11 @@ def test_the_loss_covers_what_the_model_wrote_not_the_prompt_or_the_article(tiny
 
 
 def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft):
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from rlft.scoring.loader import as_loaded_rewards
     from rlft.trainers.context import TrainContext
+    from tests.test_lookup import tiny_lora_rows
 
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"question {i}"}], "intent": LABELS[i % 4]}
-                              for i in range(8)])
+    tok, model, data = tiny_lora_rows(tiny_model_dir)
     recipe = Recipe(algorithm="rft", output_dir=str(tmp_path / "out"), seed=0, decoding=decoding, rft=rft,
                     rewards=[RewardSpec("intent")],
                     trainer={"max_completion_length": 64, "temperature": 1.3, "per_device_train_batch_size": 2,
@@ -172,3 +164,17 @@ def test_the_agent_stage_recipe_resets_grpo_sections_and_warns_of_nothing():
     assert inert_keys(recipe) == []  # the parent's signal keys are gone, not reported as set here
     assert (recipe.decoding, recipe.rewards, recipe.data) == (parent.decoding, parent.rewards, parent.data)
     assert recipe.rft.hints and recipe.rft.min_reward == 2.0
+
+
+def test_a_later_round_draws_other_prompts(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import build_trainer
+
+    drawn = []
+    for round_ in (1, 2):
+        ctx, _ = _rft_context(tiny_model_dir, tmp_path / str(round_), decoding,
+                              lambda prompts, completions, **kw: [1.0] * len(prompts),
+                              RFTConfig(prompts=4, samples=1, round=round_))
+        build_trainer(ctx)
+        lines = (tmp_path / str(round_) / "out" / "rft_samples.jsonl").read_text().splitlines()
+        drawn.append(sorted(json.loads(line)["prompt"][0]["content"] for line in lines))
+    assert len(drawn[0]) == len(drawn[1]) == 4 and drawn[0] != drawn[1]  # one prompt per label each, other rows
