@@ -42,6 +42,12 @@ class Sampling:
     n: int = 1  # completions per prompt (consecutive in the output)
     seed: int | None = None  # None: the global torch RNG
 
+    @classmethod
+    def like(cls, settings: Any, n: int = 1, seed: int | None = None) -> Sampling:
+        """The temperature / top_k / top_p of a TRL trainer or its config (top_k None or 0 and top_p None: off)."""
+        return cls(temperature=settings.temperature, top_k=settings.top_k or 0,
+                   top_p=1.0 if settings.top_p is None else settings.top_p, n=n, seed=seed)
+
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     """The ids that end a row: the model's generation_config EOS (what `generate` stops at), else the tokenizer's."""
@@ -319,9 +325,16 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Any], decoding: Decod
     out = generate_ids(model, ids, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids(model, tokenizer),
                        pad_token_id=pad, trie=trie, sampling=sampling, batch_size=batch_size, stop=stop,
                        logits_processor=logits_processor, progress=progress)
+    return completion_texts(tokenizer, out, decoding, trie)
+
+
+def completion_texts(tokenizer: Any, completions: Sequence[Sequence[int]], decoding: DecodingConfig,
+                     trie: Any = None) -> list[str]:
+    """What rewards and reports see of completion ids: the prefill, then the ids the model chose (a looked-up text
+    left out), special tokens dropped."""
     if trie is not None and trie.lookup_lengths:  # looked-up text is context, not what the model wrote
-        out = [trie.strip_lookup(ids) for ids in out]
-    return [decoding.prefill + t for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+        completions = [trie.strip_lookup(ids) for ids in completions]
+    return [decoding.prefill + t for t in tokenizer.batch_decode(completions, skip_special_tokens=True)]
 
 
 def suffix_stop(tokenizer: Any, suffix: str) -> Callable[[list[int]], int | None]:

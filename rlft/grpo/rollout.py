@@ -77,14 +77,14 @@ def _add_hints(trainer: Any, prompt_ids: list[list[int]], generated: list[list[i
     `signal.hint_share` of each group's rollouts; the share actually hinted is logged as `signal/hinted`."""
     from trl.models import unwrap_model_for_generation
 
-    from rlft.decoding.generation import generate_ids
+    from rlft.decoding.generation import Sampling, generate_ids
     from rlft.grpo import hints
 
     tok, sig, g = trainer.processing_class, trainer.signal, trainer.num_generations
     hint_ids = [tok.encode(h, add_special_tokens=False) for h in sig.reply_hints]
     positions = hints.hinted_positions(len(generated), g, sig.hint_share)
     step = trainer.state.global_step
-    sampling = _sampling(trainer)
+    sampling = Sampling.like(trainer)
 
     def sample(prefixes: list[list[int]], max_new_tokens: int, stop: Any) -> list[list[int]]:
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
@@ -98,14 +98,6 @@ def _add_hints(trainer: Any, prompt_ids: list[list[int]], generated: list[list[i
                                         trainer.eos_token_ids, trainer.max_completion_length, sample)
     trainer.log_signal_metric("signal/hinted", len(done) / max(len(generated), 1))
     return out
-
-
-def _sampling(trainer: Any, n: int = 1) -> Any:
-    """The trainer's sampling settings (temperature, top-k, top-p) for `rlft.decoding.generation`, `n` per prompt."""
-    from rlft.decoding.generation import Sampling
-
-    return Sampling(temperature=trainer.temperature, top_k=trainer.top_k or 0,
-                    top_p=1.0 if trainer.top_p is None else trainer.top_p, n=n)
 
 
 def _sample_shared(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:
@@ -127,13 +119,13 @@ def _sample_chunked(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]
     prompts run once and are sampled G times."""
     from trl.models import unwrap_model_for_generation
 
-    from rlft.decoding.generation import generate_ids
+    from rlft.decoding.generation import Sampling, generate_ids
 
     g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
     grouped = len(prompt_ids) % g == 0 and all(prompt_ids[i] == prompt_ids[i - i % g] for i in range(len(prompt_ids)))
     n = g if grouped else 1
     unique = prompt_ids[::n]
-    sampling = _sampling(trainer, n)
+    sampling = Sampling.like(trainer, n)
     tok = trainer.processing_class
     with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
                                      generation_kwargs=trainer.generation_kwargs) as unwrapped:

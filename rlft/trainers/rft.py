@@ -145,40 +145,36 @@ def collate(pad_token_id: int) -> Callable[[list[dict[str, list[int]]]], dict[st
 class Sampler:
     """Samples and scores completions for prompts the way the recipe decodes them (see the module docstring)."""
 
-    def __init__(self, model: Any, tokenizer: Any, recipe: Any, rewards: Sequence[Any], labels: Sequence[str],
+    def __init__(self, model: Any, tokenizer: Any, decoding: Any, rewards: Sequence[Any], labels: Sequence[str],
                  args: Any):
-        from rlft.decoding.generation import Sampling, eos_token_ids
+        from rlft.decoding.generation import eos_token_ids
         from rlft.decoding.prompting import build_trie
 
-        self.model, self.tokenizer, self.recipe, self.rewards = model, tokenizer, recipe, list(rewards)
-        self.decoding = recipe.decoding
-        self.trie = build_trie(tokenizer, labels, self.decoding) if self.decoding.constrain_labels else None
+        self.model, self.tokenizer, self.decoding, self.rewards, self.args = model, tokenizer, decoding, rewards, args
+        self.trie = build_trie(tokenizer, labels, decoding) if decoding.constrain_labels else None
         self.eos = eos_token_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad = tokenizer.eos_token_id if pad is None else pad
         self.max_new_tokens = int(args.max_completion_length)
-        self.sampling = lambda n, seed: Sampling(temperature=args.temperature, top_k=args.top_k or 0,  # noqa: E731
-                                                 top_p=1.0 if args.top_p is None else args.top_p, n=n, seed=seed)
 
     def sample(self, prompt_ids: list[list[int]], n: int, seed: int) -> list[list[int]]:
-        """`n` completions per prompt (consecutive), each cut after its first EOS."""
+        """`n` completions per prompt (consecutive); a row ends at its first EOS (`generate_ids` stops it there)."""
         import torch
 
-        from rlft.decoding.generation import generate_ids
+        from rlft.decoding.generation import Sampling, generate_ids
 
         with torch.no_grad():
-            out = generate_ids(self.model, prompt_ids, max_new_tokens=self.max_new_tokens, eos_token_ids=self.eos,
-                               pad_token_id=self.pad, trie=self.trie, sampling=self.sampling(n, seed), batch_size=32)
-        eos = set(self.eos)
-        return [ids[:next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))] for ids in out]
+            return generate_ids(self.model, prompt_ids, max_new_tokens=self.max_new_tokens, eos_token_ids=self.eos,
+                                pad_token_id=self.pad, trie=self.trie, sampling=Sampling.like(self.args, n, seed),
+                                batch_size=32)
 
-    def hinted(self, prompt_ids: list[list[int]], completions: list[list[int]], hints: Sequence[str], seed: int
-               ) -> tuple[list[list[int]], list[int]]:
-        """Each completion continued after its hint (`hints[k]` for completion k); returns them and the indices
-        actually hinted (a reply that did not end by itself, or has no room left, is not)."""
+    def hinted(self, prompt_ids: list[list[int]], completions: list[list[int]], hints: Sequence[str],
+               hint_index: Sequence[int], seed: int) -> tuple[list[list[int]], list[int]]:
+        """Each completion continued after its hint (`hints[hint_index[k]]` for completion k); returns them and the
+        indices actually hinted (a reply that did not end by itself, or has no room left, is not)."""
         import torch
 
-        from rlft.decoding.generation import generate_ids
+        from rlft.decoding.generation import Sampling, generate_ids
         from rlft.grpo.hints import extend_with_hints
 
         hint_ids = [self.tokenizer.encode(h, add_special_tokens=False) for h in hints]
@@ -186,23 +182,23 @@ class Sampler:
         def continue_from(prefixes: list[list[int]], max_new: int, stop: Any) -> list[list[int]]:
             with torch.no_grad():
                 return generate_ids(self.model, prefixes, max_new_tokens=max_new, eos_token_ids=self.eos,
-                                    pad_token_id=self.pad, sampling=self.sampling(1, seed), batch_size=32, stop=stop)
+                                    pad_token_id=self.pad, sampling=Sampling.like(self.args, 1, seed),
+                                    batch_size=32, stop=stop)
 
-        return extend_with_hints(completions, prompt_ids, range(len(completions)), hint_ids, lambda k: k,
+        return extend_with_hints(completions, prompt_ids, range(len(completions)), hint_ids, hint_index.__getitem__,
                                  self.trie, self.eos, self.max_new_tokens, continue_from)
 
     def texts(self, completions: Sequence[Sequence[int]]) -> list[str]:
-        """What the rewards and reports see: the prefill, then the ids the model chose (looked-up text left out)."""
-        if self.trie is not None:
-            completions = [self.trie.strip_lookup(ids) for ids in completions]
-        return [self.decoding.prefill + t for t in self.tokenizer.batch_decode(completions, skip_special_tokens=True)]
+        from rlft.decoding.generation import completion_texts
 
-    def score(self, rows: Any, prompt_of: Sequence[int], completions: Sequence[Sequence[int]]) -> list[float | None]:
+        return completion_texts(self.tokenizer, completions, self.decoding, self.trie)
+
+    def score(self, rows: Any, prompt_of: Sequence[int], texts: Sequence[str]) -> list[float | None]:
         from rlft.scoring.completions import score
 
         table = {c: list(rows[c]) for c in rows.column_names}
         columns = {c: [values[p] for p in prompt_of] for c, values in table.items() if c != "prompt"}
-        return score(self.rewards, [table["prompt"][p] for p in prompt_of], self.texts(completions), columns).total
+        return score(self.rewards, [table["prompt"][p] for p in prompt_of], texts, columns).total
 
 
 def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -213,28 +209,30 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     start = time.process_time()
     prompts = [decoding_prompt_ids(sampler.tokenizer, p, sampler.decoding) for p in rows["prompt"]]
     completions = sampler.sample(prompts, cfg.samples, seed)
+    texts = sampler.texts(completions)
     prompt_of = [p for p in range(len(prompts)) for _ in range(cfg.samples)]
-    totals = sampler.score(rows, prompt_of, completions)
+    totals = sampler.score(rows, prompt_of, texts)
     hint_of: list[str] = [""] * len(completions)
     best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
     tried = 0
     if cfg.hints and failing:
-        bases = [(p, p * cfg.samples + k % cfg.samples, hint) for p in failing for k, hint in enumerate(cfg.hints)]
+        bases = [(p, p * cfg.samples + k % cfg.samples, k) for p in failing for k in range(len(cfg.hints))]
         extended, done = sampler.hinted([prompts[p] for p, _, _ in bases], [completions[i] for _, i, _ in bases],
-                                        [hint for _, _, hint in bases], seed + 1)
+                                        cfg.hints, [k for _, _, k in bases], seed + 1)
         tried = len(done)
         if done:
-            new_totals = sampler.score(rows, [bases[k][0] for k in done], [extended[k] for k in done])
-            completions += [extended[k] for k in done]
+            new = [extended[k] for k in done]
+            new_texts = sampler.texts(new)
+            totals += sampler.score(rows, [bases[k][0] for k in done], new_texts)
+            completions += new
+            texts += new_texts
             prompt_of += [bases[k][0] for k in done]
-            totals += new_totals
-            hint_of += [bases[k][2] for k in done]
+            hint_of += [cfg.hints[bases[k][2]] for k in done]
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
-    texts = sampler.texts([completions[i] for _, i in chosen])
-    kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": text,
-             "reward": totals[i], "hint": hint_of[i]} for (p, i), text in zip(chosen, texts, strict=True)]
+    kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": texts[i],
+             "reward": totals[i], "hint": hint_of[i]} for p, i in chosen]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
                "hinted_tried": tried, "kept": len(kept), "kept_after_hint": sum(bool(k["hint"]) for k in kept),
@@ -258,7 +256,7 @@ def build_trainer(ctx: TrainContext) -> Any:
     labels = ctx.train_dataset[label_column] if label_column in ctx.train_dataset.column_names else None
     seed = recipe.seed + cfg.round - 1  # a later round draws other prompts (the split stays the recipe seed's)
     rows = ctx.train_dataset.select(pick_prompts(labels, len(ctx.train_dataset), cfg.prompts, seed))
-    sampler = Sampler(ctx.model, ctx.tokenizer, recipe, ctx.rewards, ctx.labels, args)
+    sampler = Sampler(ctx.model, ctx.tokenizer, recipe.decoding, ctx.rewards, ctx.labels, args)
     kept, summary = collect(sampler, rows, cfg, seed)
     picked_prompts = list(rows["prompt"])
     picked_labels = list(rows[label_column]) if labels is not None else None
