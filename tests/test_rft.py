@@ -13,7 +13,7 @@ from rlft.decoding.prompting import build_trie
 from rlft.errors import RecipeError
 from rlft.recipe.sections import DecodingConfig, Recipe, RFTConfig
 from rlft.scoring.loader import RewardSpec
-from rlft.trainers.rft import IGNORE, best_per_prompt, collate, pick_prompts, training_example
+from rlft.trainers.rft import IGNORE, best_per_prompt, collate, head_only_picks, pick_prompts, training_example
 from tests.test_lookup import ARTICLES, LABELS, _article_ids, _heads, articles_file, decoding, tiny  # noqa: F401
 
 HINT = " Could you"
@@ -61,13 +61,14 @@ def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft):
     from rlft.trainers.context import TrainContext
     from tests.test_lookup import tiny_lora_rows
 
+    rewards = list(reward) if isinstance(reward, (list, tuple)) else [reward]
     tok, model, data = tiny_lora_rows(tiny_model_dir)
     recipe = Recipe(algorithm="rft", output_dir=str(tmp_path / "out"), seed=0, decoding=decoding, rft=rft,
-                    rewards=[RewardSpec("intent")],
+                    rewards=[RewardSpec(r.__name__) for r in rewards],
                     trainer={"max_completion_length": 64, "temperature": 1.3, "per_device_train_batch_size": 2,
                              "num_generations": 2, "max_steps": 2, "learning_rate": 1e-2, "use_cpu": True})
     return TrainContext(recipe=recipe, model=model, tokenizer=tok, train_dataset=data, eval_dataset=None,
-                        rewards=as_loaded_rewards([reward], [1.0]), labels=LABELS, device="cpu"), tok
+                        rewards=as_loaded_rewards(rewards, [1.0] * len(rewards)), labels=LABELS, device="cpu"), tok
 
 
 def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_dir, tmp_path, decoding):
@@ -116,6 +117,44 @@ def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_di
     assert moved  # the adapter was fine-tuned on the kept completions
 
 
+def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept():
+    prompt_of = [0, 0, 1, 1, 2, 2, 3]
+    heads = [1.0, 1.0, 0.0, 1.0, None, 0.0, 1.0]
+    assert head_only_picks(prompt_of, heads, 1.0, kept_prompts={3}) == [0, 3]  # 2 never passes, 3 is kept whole
+    assert head_only_picks(prompt_of, heads, 0.0, kept_prompts=set()) == [0, 2, 5, 6]  # an abstention never passes
+
+
+def test_a_head_reward_trains_the_heads_of_prompts_whose_reply_failed(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import build_trainer
+
+    def head_ok(prompts, completions, intent, **kwargs):  # get_refund and review heads pass
+        return [1.0 if label in ("get_refund", "review") else 0.0 for label in intent]
+
+    def reply_ok(prompts, completions, intent, **kwargs):  # only review replies pass
+        return [1.0 if label == "review" else 0.0 for label in intent]
+
+    ctx, tok = _rft_context(tiny_model_dir, tmp_path, decoding, [head_ok, reply_ok],
+                            RFTConfig(prompts=6, samples=2, min_reward=2.0, head_reward="head_ok"))
+    trainer = build_trainer(ctx)
+    out = tmp_path / "out"
+    summary = json.loads((out / "rft_summary.json").read_text())
+    lines = [json.loads(line) for line in (out / "rft_samples.jsonl").read_text().splitlines()]
+    assert summary["kept"] == 1 and summary["kept_per_label"] == {"review": 1}
+    assert summary["heads_only"] == 2 and summary["heads_only_per_label"] == {"get_refund": 2}  # one per prompt
+    assert [(k["intent"], k["head_only"]) for k in lines] == [("review", False), ("get_refund", True),
+                                                              ("get_refund", True)]
+    trie = build_trie(tok, LABELS, decoding)
+    heads = [h for h in _heads(tok).values()]
+    for k, example in enumerate(trainer.train_dataset):
+        ids, labels = example["input_ids"], example["labels"]
+        start = next(i for i, t in enumerate(labels) if t != IGNORE)
+        if not lines[k]["head_only"]:
+            assert trie.lookup_span(ids[start:]) is not None  # the whole completion: head, article, reply
+            continue
+        assert ids[start:] in heads and labels[start:] == ids[start:]  # the head's tokens only, all in the loss
+        assert lines[k]["completion"] == decoding.prefill + tok.decode(ids[start:], skip_special_tokens=True)
+
+
 def test_nothing_reaching_the_bar_is_a_one_line_error(tiny_model_dir, tmp_path, decoding):
     from rlft.trainers.rft import build_trainer
 
@@ -139,6 +178,12 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(keep_per_prompt=0)), "rft.keep_per_prompt: expected >= 1, got 0"),
         (dict(rft=RFTConfig(round=0)), "rft.round: expected >= 1, got 0"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
+        (dict(rft=RFTConfig(head_min_reward=float("inf"))), "rft.head_min_reward: expected a finite number, got inf"),
+        (dict(decoding=free, rft=RFTConfig(head_reward="intnet")), "rft.head_reward: unknown reward 'intnet' "
+                                                                  "(rewards: intent)"),
+        (dict(rft=RFTConfig(head_reward="intent")), "rft.head_reward: needs decoding.constrain_labels and "
+                                                    "decoding.free_reply (the head is the constrained label before "
+                                                    "the reply)"),
         (dict(decoding=free, rft=RFTConfig(hints=[HINT, " "])), "rft.hints[1]: expected a non-empty text, got ' '"),
         (dict(rft=RFTConfig(hints=[HINT])), "rft.hints: needs decoding.constrain_labels and decoding.free_reply (a "
                                             "hint goes after the reply the model ended)")]:

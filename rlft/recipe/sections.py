@@ -266,6 +266,12 @@ class RFTConfig:
                            "this; each prompt keeps its best (the first of equals).")
     keep_per_prompt: int = _f(1, "Distinct completions a prompt may keep, best first (a prompt that passed only "
                               "with hints can keep several hinted replies).")
+    head_reward: str = _f("", "The reward that judges the head alone (e.g. intent; needs decoding.free_reply). '': "
+                          "a head is trained only inside a kept completion, so the labels whose replies seldom pass "
+                          "lose their share of the head's loss. Set: every prompt with no kept completion still "
+                          "trains the head of its first completion whose head_reward reaches head_min_reward (the "
+                          "head's tokens only).")
+    head_min_reward: float = _f(1.0, "With head_reward: the value of that reward a head must reach to be trained.")
     round: int = _f(1, "Which round this is (expert iteration: a later stage starting from an earlier round's "
                     "adapter): round k draws its prompts and samples with seed + k - 1, so it sees other prompts.")
 

@@ -69,6 +69,17 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if not math.isfinite(cfg.min_reward):
         raise RecipeError(f"{where(recipe, 'rft.min_reward')}: rft.min_reward: expected a finite number, got "
                           f"{cfg.min_reward}")
+    if not math.isfinite(cfg.head_min_reward):
+        raise RecipeError(f"{where(recipe, 'rft.head_min_reward')}: rft.head_min_reward: expected a finite number, "
+                          f"got {cfg.head_min_reward}")
+    if cfg.head_reward:
+        names = [spec.display_name for spec in recipe.rewards]
+        if cfg.head_reward not in names:
+            raise RecipeError(f"{where(recipe, 'rft.head_reward')}: rft.head_reward: unknown reward "
+                              f"{cfg.head_reward!r} (rewards: {', '.join(names)})")
+        if not (recipe.decoding.constrain_labels and recipe.decoding.free_reply):
+            raise RecipeError(f"{where(recipe, 'rft.head_reward')}: rft.head_reward: needs decoding.constrain_labels "
+                              f"and decoding.free_reply (the head is the constrained label before the reply)")
     for i, hint in enumerate(cfg.hints):
         if not isinstance(hint, str) or not hint.strip():
             raise RecipeError(f"{where(recipe, 'rft.hints')}: rft.hints[{i}]: expected a non-empty text, got "
@@ -117,6 +128,17 @@ def best_per_prompt(prompt_of: Sequence[int], totals: Sequence[float | None], mi
             chosen.append(i)
             seen.add(key)
     return {p: chosen for p, chosen in best.items() if chosen}
+
+
+def head_only_picks(prompt_of: Sequence[int], head_rewards: Sequence[float | None], min_head: float,
+                    kept_prompts: set[int]) -> list[int]:
+    """For each prompt with no kept completion (not in `kept_prompts`), its first completion whose head reward reaches
+    `min_head`: the completions whose head alone is trained (`rft.head_reward`), in prompt order."""
+    first: dict[int, int] = {}
+    for i, (p, r) in enumerate(zip(prompt_of, head_rewards, strict=True)):
+        if p not in kept_prompts and p not in first and r is not None and r >= min_head:
+            first[p] = i
+    return [first[p] for p in sorted(first)]
 
 
 def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], trie: Any) -> dict[str, list[int]]:
@@ -198,7 +220,12 @@ class Sampler:
 
         table = {c: list(rows[c]) for c in rows.column_names}
         columns = {c: [values[p] for p in prompt_of] for c, values in table.items() if c != "prompt"}
-        return score(self.rewards, [table["prompt"][p] for p in prompt_of], texts, columns).total
+        return score(self.rewards, [table["prompt"][p] for p in prompt_of], texts, columns)
+
+    def head_lengths(self, completions: Sequence[Sequence[int]]) -> list[int]:
+        from rlft.grpo.segments import head_lengths
+
+        return head_lengths(completions, self.trie, self.tokenizer, self.decoding.label_suffix)[0]
 
 
 def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -211,7 +238,9 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     completions = sampler.sample(prompts, cfg.samples, seed)
     texts = sampler.texts(completions)
     prompt_of = [p for p in range(len(prompts)) for _ in range(cfg.samples)]
-    totals = sampler.score(rows, prompt_of, texts)
+    scores = sampler.score(rows, prompt_of, texts)
+    totals = scores.total
+    heads = scores.per_reward.get(cfg.head_reward, [])
     hint_of: list[str] = [""] * len(completions)
     best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
@@ -224,7 +253,9 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
         if done:
             new = [extended[k] for k in done]
             new_texts = sampler.texts(new)
-            totals += sampler.score(rows, [bases[k][0] for k in done], new_texts)
+            new_scores = sampler.score(rows, [bases[k][0] for k in done], new_texts)
+            totals += new_scores.total
+            heads += new_scores.per_reward.get(cfg.head_reward, [])
             completions += new
             texts += new_texts
             prompt_of += [bases[k][0] for k in done]
@@ -232,10 +263,18 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
     kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": texts[i],
-             "reward": totals[i], "hint": hint_of[i]} for p, i in chosen]
+             "reward": totals[i], "hint": hint_of[i], "head_only": False} for p, i in chosen]
+    if cfg.head_reward:
+        heads_only = head_only_picks(prompt_of, heads, cfg.head_min_reward, set(best))
+        lengths = sampler.head_lengths([completions[i] for i in heads_only]) if heads_only else []
+        cut = [completions[i][:n] for i, n in zip(heads_only, lengths)]
+        kept += [{"prompt": prompt_of[i], "prompt_ids": prompts[prompt_of[i]], "completion_ids": ids, "text": text,
+                  "reward": totals[i], "hint": "", "head_only": True}
+                 for i, ids, text in zip(heads_only, cut, sampler.texts(cut) if cut else [])]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
-               "hinted_tried": tried, "kept": len(kept), "kept_after_hint": sum(bool(k["hint"]) for k in kept),
+               "hinted_tried": tried, "kept": sum(not k["head_only"] for k in kept),
+               "heads_only": sum(k["head_only"] for k in kept), "kept_after_hint": sum(bool(k["hint"]) for k in kept),
                "best_reward": max(scored) if scored else None, "min_reward": cfg.min_reward,
                "sampling_cpu_s": round(time.process_time() - start, 1)}
     return kept, summary
@@ -261,20 +300,25 @@ def build_trainer(ctx: TrainContext) -> Any:
     picked_prompts = list(rows["prompt"])
     picked_labels = list(rows[label_column]) if labels is not None else None
     if picked_labels is not None:
-        summary["kept_per_label"] = dict(sorted(Counter(picked_labels[k["prompt"]] for k in kept).items()))
+        summary["kept_per_label"] = dict(sorted(Counter(picked_labels[k["prompt"]] for k in kept
+                                                        if not k["head_only"]).items()))
+        if cfg.head_reward:
+            summary["heads_only_per_label"] = dict(sorted(Counter(picked_labels[k["prompt"]] for k in kept
+                                                                  if k["head_only"]).items()))
         summary["prompts_per_label"] = dict(sorted(Counter(picked_labels).items()))
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "rft_samples.jsonl").open("w") as f:
         for k in kept:
             row = {"prompt": picked_prompts[k["prompt"]], "completion": k["text"], "reward": k["reward"],
-                   "hint": k["hint"]}
+                   "hint": k["hint"], "head_only": k["head_only"]}
             if picked_labels is not None:
                 row[label_column] = picked_labels[k["prompt"]]
             f.write(json.dumps(row) + "\n")
     (out / "rft_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    heads = f" + {summary['heads_only']} heads only" if cfg.head_reward else ""
     print(f"[rlft] rft: {summary['prompts']} prompts x {cfg.samples} samples (+{summary['hinted_tried']} hinted): "
-          f"kept {summary['kept']} reaching {cfg.min_reward} ({summary['kept_after_hint']} after a hint) in "
+          f"kept {summary['kept']} reaching {cfg.min_reward} ({summary['kept_after_hint']} after a hint){heads} in "
           f"{summary['sampling_cpu_s']:.0f} CPU s; {out / 'rft_samples.jsonl'}", flush=True)
     if not kept:
         best = summary["best_reward"]
