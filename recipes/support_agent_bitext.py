@@ -3,8 +3,9 @@
     accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py
     # another seed (each seed draws its own grouped split): seed, model.*, data.*, evaluation.*, max_train_clock and
     # trainer.max_steps reach stages 1 and 2; `head.<key>=<value>` reaches stage 1 only (e.g. head.trainer.max_steps=350),
-    # `rft.<key>=<value>` stage 3 only (e.g. rft.prompts=216); stage 1 writes to output_dir + "_head", stage 2 to
-    # output_dir + "_grpo", stage 3 (the agent) to output_dir
+    # `rft.<key>=<value>` stage 3 only (e.g. rft.prompts=216); rounds=N runs stage 3 N times, each round from the
+    # last (expert iteration; round k draws other prompts); stage 1 writes to output_dir + "_head", stage 2 to
+    # output_dir + "_grpo", rft round k < N to output_dir + "_rft<k>", the last round (the agent) to output_dir
     accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py seed=1 \
         output_dir=runs/support_agent_bitext_s1
 
@@ -12,7 +13,7 @@ What it does: stage 1 trains the intent head alone (support_agent_bitext_head.ya
 under the agent's system prompt, no replies generated); stage 2 (support_agent_bitext.yaml) starts from that adapter
 (`adapter.init_from`) and trains the reply with GRPO on the rubric of the article its own head fetched
 (`decoding.lookup`); stage 3 (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from
-stage 2's adapter, hints tried where no sampled reply passes (`algorithm: rft`). A stage whose folder already holds a
+stage 2's adapter, hints tried where no sampled reply passes (`algorithm: rft`), run ROUNDS times (`rounds=N`). A stage whose folder already holds a
 finished adapter trained on the same seed is reused, not retrained (delete the folder to retrain it).
 Figures and caveats: docs/support_agent.md#no-oracle.
 """
@@ -25,12 +26,20 @@ HERE = Path(__file__).parent
 
 SHARED = ("seed=", "model.", "data.", "evaluation.", "max_train_clock=")
 HEAD_ONLY, RFT_ONLY = "head.", "rft."
+ROUNDS = 1  # rft rounds in stage 3 (`rounds=N` on the command line)
 
 
-def stage_recipes(argv: list[str]) -> tuple:  # -> three rlft Recipes
-    """(head, grpo, rft): each stage's recipe file with its share of the command line and its output folder."""
+def stage_recipes(argv: list[str]) -> tuple:  # -> rlft Recipes
+    """(head, grpo, rft round 1, ..., rft round N): each stage's recipe file with its share of the command line and
+    its output folder."""
+    from rlft.errors import RecipeError
     from rlft.recipe.load import load_recipe
 
+    given = [a.partition("=")[2] for a in argv if a.startswith("rounds=")]
+    if given and not (given[-1].isdigit() and int(given[-1]) >= 1):
+        raise RecipeError(f"rounds: expected a whole number >= 1, got {given[-1]!r}")
+    rounds = int(given[-1]) if given else ROUNDS
+    argv = [a for a in argv if not a.startswith("rounds=")]
     shared = [a for a in argv if a.startswith(SHARED)]
     head_own = [a.removeprefix(HEAD_ONLY) for a in argv if a.startswith(HEAD_ONLY)]
     rft_own = [a for a in argv if a.startswith(RFT_ONLY)]
@@ -41,9 +50,12 @@ def stage_recipes(argv: list[str]) -> tuple:  # -> three rlft Recipes
     head = load_recipe(HERE / "support_agent_bitext_head.yaml", [*shared, *steps, *head_own, f"output_dir={out}_head"])
     grpo = load_recipe(HERE / "support_agent_bitext.yaml",
                        [*grpo_own, f"output_dir={out}_grpo", f"adapter.init_from={out}_head"], check=False)
-    rft = load_recipe(HERE / "support_agent_bitext_rft.yaml",
-                      [*shared, *rft_own, f"output_dir={out}", f"adapter.init_from={out}_grpo"], check=False)
-    return head, grpo, rft
+    folders = [f"{out}_grpo", *(f"{out}_rft{k}" for k in range(1, rounds)), out]
+    rft = [load_recipe(HERE / "support_agent_bitext_rft.yaml",
+                       [*shared, *rft_own, f"rft.round={k}", f"output_dir={folders[k]}",
+                        f"adapter.init_from={folders[k - 1]}", *([] if k == rounds else ["evaluation.after=false"])],
+                       check=False) for k in range(1, rounds + 1)]
+    return head, grpo, *rft
 
 
 def reusable(recipe) -> bool:  # noqa: ANN001 - an rlft Recipe
@@ -75,8 +87,12 @@ def main(argv: list[str]) -> int:
         stages = stage_recipes(argv)
         for recipe in stages[1:]:  # every stage's mistakes before stage 1 trains (its start is not trained yet)
             validate(dataclasses.replace(recipe, adapter=dataclasses.replace(recipe.adapter, init_from=None)))
-        names = ("the intent head", "the reply by GRPO", "rejection-sampling fine-tuning (the agent)")
-        for number, (recipe, name) in enumerate(zip(stages, names, strict=True), start=1):
+        rounds = len(stages) - 2
+        names = {"1": "the intent head", "2": "the reply by GRPO"}
+        for k in range(1, rounds + 1):
+            name = "rejection-sampling fine-tuning" + (" (the agent)" if k == rounds else "")
+            names["3" if rounds == 1 else f"3.{k}"] = name + (f", round {k} of {rounds}" if rounds > 1 else "")
+        for recipe, (number, name) in zip(stages, names.items(), strict=True):
             if reusable(recipe):
                 print(f"[rlft] stage {number}: reusing {recipe.output_dir} (delete it to retrain)", flush=True)
                 continue

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -61,3 +62,26 @@ def test_three_stages_run_each_starting_from_the_last(tiny_model_dir, tmp_path):
     assert [line for line in again.stderr.splitlines() if line.startswith("error")] == [
         f"error: {head}: holds an adapter trained with seed 3, this run's seed is 4 (another held-out split); delete "
         "the folder or pass another output_dir"]
+
+
+def test_rounds_chain_rft_stages_each_from_the_last(tiny_model_dir, tmp_path):
+    import importlib.util
+
+    from rlft.errors import RecipeError
+
+    spec = importlib.util.spec_from_file_location("support_agent_bitext", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "agent"
+    stages = script.stage_recipes(_tiny(tiny_model_dir, out) + ["rounds=3", "rft.prompts=5", "seed=2"])
+    rounds = stages[2:]
+    assert [r.output_dir for r in rounds] == [f"{out}_rft1", f"{out}_rft2", str(out)]
+    assert [r.adapter.init_from for r in rounds] == [f"{out}_grpo", f"{out}_rft1", f"{out}_rft2"]
+    assert [r.rft.round for r in rounds] == [1, 2, 3]  # each round draws other prompts
+    assert [r.evaluation.after for r in rounds] == [False, False, True]  # only the agent is measured
+    assert {r.rft.prompts for r in rounds} == {5} and {r.seed for r in stages} == {2}
+    assert len(script.stage_recipes(_tiny(tiny_model_dir, out))) == 2 + script.ROUNDS
+    for bad in ("0", "two"):
+        with pytest.raises(RecipeError) as err:
+            script.stage_recipes(_tiny(tiny_model_dir, out) + [f"rounds={bad}"])
+        assert str(err.value) == f"rounds: expected a whole number >= 1, got '{bad}'"
