@@ -27,8 +27,16 @@ number, an apology) into the policy's own before GRPO polishes it (docs/support_
 `trainer:` is GRPO's config (GRPOConfig), so a stage that extends a GRPO recipe keeps its keys: rft reads the
 sampling keys above and the optimiser's (learning rate, batch size, epochs or max_steps, scheduler); GRPO's loss
 keys (`beta`, `loss_type`, `num_generations`, ...) do nothing here. Sampling is not counted by
-`max_train_minutes` (only optimiser steps are); `rft.prompts` and `rft.samples` set its cost. With several
-processes each one samples the same prompts with the same seed (the same kept set; the Trainer shards it).
+`max_train_minutes` (only optimiser steps are); `rft.prompts` and `rft.samples` set its cost.
+
+Several processes (`accelerate launch --num_processes N`) split the sampling: process k samples and scores every N-th
+picked prompt from the k-th (`share`: each gets every label's turn alike), all with the round's seed, then every
+process gathers all the kept completions (`merge`): the same list on each, in the order one process lists them (prompt
+order), which the Trainer then shards as any dataset. Which completion a prompt draws depends on N (one torch generator
+draws for a whole batch of prompts; one per prompt would cost the batching), so N processes keep a different set than
+one, as another seed would. The summary sums the counts (`sampling_cpu_s` too: the CPU all processes spent, about what
+one process would spend alone) and adds `processes` and `sampling_cpu_s_per_process`; only the main process writes
+the two files and prints the line.
 """
 
 from __future__ import annotations
@@ -280,7 +288,50 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     return kept, summary
 
 
+def share(rows: int, index: int, processes: int) -> list[int]:
+    """The picked rows process `index` of `processes` samples: every `processes`-th from its own index on (the picks
+    take turns over the labels, so each process gets every label's turn alike)."""
+    return list(range(index, rows, processes))
+
+
+def merge(shards: Sequence[tuple[Sequence[int], list[dict[str, Any]], dict[str, Any] | None]],
+          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One round's kept completions and summary from each process's (its `share` of the picked rows, `collect` over
+    them, or None for a summary when the share was empty), in process order: listed as one process lists them (the
+    whole completions by prompt, a prompt's best first, then the heads only by prompt), each `prompt` an index into
+    all picked rows; the counts and `sampling_cpu_s` summed, `best_reward` the best of all, plus `processes` and
+    `sampling_cpu_s_per_process`."""
+    kept = [{**k, "prompt": indices[k["prompt"]]} for indices, shard, _ in shards for k in shard]
+    kept.sort(key=lambda k: (k["head_only"], k["prompt"]))  # stable: a prompt's completions keep their order
+    summaries = [s for _, _, s in shards if s is not None]
+    summary = dict(summaries[0])
+    for key in ("prompts", "completions", "hinted_tried", "kept", "heads_only", "kept_after_hint"):
+        summary[key] = sum(s[key] for s in summaries)
+    best = [s["best_reward"] for s in summaries if s["best_reward"] is not None]
+    summary["best_reward"] = max(best) if best else None
+    per_process = [s["sampling_cpu_s"] if s is not None else 0.0 for _, _, s in shards]
+    summary["sampling_cpu_s"] = round(sum(per_process), 1)
+    summary["processes"] = len(shards)
+    summary["sampling_cpu_s_per_process"] = per_process
+    return kept, summary
+
+
+def collect_shared(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """`collect` over all `rows` in one process; with several, over this process's `share`, then gathered from all
+    of them (`merge`), so every process returns the same kept list and summary."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()  # the one the trainer config set up (build_args), with its device and backend
+    if state.num_processes == 1:
+        return collect(sampler, rows, cfg, seed)
+    indices = share(len(rows), state.process_index, state.num_processes)
+    kept, summary = collect(sampler, rows.select(indices), cfg, seed) if indices else ([], None)
+    return merge(gather_object([(indices, kept, summary)]))  # one entry per process, in process order
+
+
 def build_trainer(ctx: TrainContext) -> Any:
+    from accelerate import PartialState
     from datasets import Dataset
     from transformers import Trainer
 
@@ -296,7 +347,7 @@ def build_trainer(ctx: TrainContext) -> Any:
     seed = recipe.seed + cfg.round - 1  # a later round draws other prompts (the split stays the recipe seed's)
     rows = ctx.train_dataset.select(pick_prompts(labels, len(ctx.train_dataset), cfg.prompts, seed))
     sampler = Sampler(ctx.model, ctx.tokenizer, recipe.decoding, ctx.rewards, ctx.labels, args)
-    kept, summary = collect(sampler, rows, cfg, seed)
+    kept, summary = collect_shared(sampler, rows, cfg, seed)
     picked_prompts = list(rows["prompt"])
     picked_labels = list(rows[label_column]) if labels is not None else None
     if picked_labels is not None:
@@ -307,19 +358,20 @@ def build_trainer(ctx: TrainContext) -> Any:
                                                                   if k["head_only"]).items()))
         summary["prompts_per_label"] = dict(sorted(Counter(picked_labels).items()))
     out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "rft_samples.jsonl").open("w") as f:
-        for k in kept:
-            row = {"prompt": picked_prompts[k["prompt"]], "completion": k["text"], "reward": k["reward"],
-                   "hint": k["hint"], "head_only": k["head_only"]}
-            if picked_labels is not None:
-                row[label_column] = picked_labels[k["prompt"]]
-            f.write(json.dumps(row) + "\n")
-    (out / "rft_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    heads = f" + {summary['heads_only']} heads only" if cfg.head_reward else ""
-    print(f"[rlft] rft: {summary['prompts']} prompts x {cfg.samples} samples (+{summary['hinted_tried']} hinted): "
-          f"kept {summary['kept']} reaching {cfg.min_reward} ({summary['kept_after_hint']} after a hint){heads} in "
-          f"{summary['sampling_cpu_s']:.0f} CPU s; {out / 'rft_samples.jsonl'}", flush=True)
+    if PartialState().is_main_process:  # every process holds the same kept list (collect_shared)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "rft_samples.jsonl").open("w") as f:
+            for k in kept:
+                row = {"prompt": picked_prompts[k["prompt"]], "completion": k["text"], "reward": k["reward"],
+                       "hint": k["hint"], "head_only": k["head_only"]}
+                if picked_labels is not None:
+                    row[label_column] = picked_labels[k["prompt"]]
+                f.write(json.dumps(row) + "\n")
+        (out / "rft_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        heads = f" + {summary['heads_only']} heads only" if cfg.head_reward else ""
+        print(f"[rlft] rft: {summary['prompts']} prompts x {cfg.samples} samples (+{summary['hinted_tried']} hinted): "
+              f"kept {summary['kept']} reaching {cfg.min_reward} ({summary['kept_after_hint']} after a hint){heads} "
+              f"in {summary['sampling_cpu_s']:.0f} CPU s; {out / 'rft_samples.jsonl'}", flush=True)
     if not kept:
         best = summary["best_reward"]
         raise RecipeError(f"{where}: rft.min_reward: no sampled completion of the {summary['prompts']} prompts "
