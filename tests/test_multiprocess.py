@@ -44,7 +44,12 @@ def launch(recipe: Path, tmp_path: Path, *overrides: str, timeout: int = 400) ->
     env.pop("RANK", None)
     cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIG), "-m", "rlft", "train", str(recipe),
            "model.device=cpu", *overrides]
-    # own session: on a timeout (a collective mismatch hangs both workers) the whole torchrun group is killed
+    return run_own_session(cmd, env, timeout, "2-process run")
+
+
+def run_own_session(cmd: list[str], env: dict[str, str], timeout: int, what: str) -> subprocess.CompletedProcess:
+    """`cmd` in its own session, asserted to exit 0: on a timeout (a collective one worker never reaches hangs the
+    others) the whole torchrun group is killed and the test fails saying so."""
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as popen:
         try:
@@ -52,7 +57,7 @@ def launch(recipe: Path, tmp_path: Path, *overrides: str, timeout: int = 400) ->
         except subprocess.TimeoutExpired:
             os.killpg(popen.pid, signal.SIGKILL)
             popen.communicate()
-            raise AssertionError(f"2-process run did not finish in {timeout} s (hung)") from None
+            raise AssertionError(f"{what} did not finish in {timeout} s (hung)") from None
     assert popen.returncode == 0, stderr[-3000:]
     return subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
 

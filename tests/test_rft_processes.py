@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +20,8 @@ from rlft.recipe.sections import DecodingConfig, RFTConfig
 from rlft.trainers.rft import merge, pick_prompts, share
 from tests.conftest import ROOT
 from tests.test_lookup import LABELS
+from tests.test_multiprocess import ACCELERATE, CONFIG, run_own_session
 
-ACCELERATE = Path(sys.executable).with_name("accelerate")
-CONFIG = ROOT / "recipes" / "accelerate" / "cpu_2proc.yaml"
 PROMPTS, SAMPLES = 7, 2  # 7 of the 8 rows: shares of 4 and 3
 
 
@@ -56,16 +53,7 @@ def _launch(tiny_model_dir: Path, tmp_path: Path, timeout: int = 300) -> None:
     env.pop("RANK", None)
     cmd = [str(ACCELERATE), "launch", "-q", "--config_file", str(CONFIG), "--num_processes", "2", "-m",
            "tests.test_rft_processes", str(tiny_model_dir), str(tmp_path)]
-    # own session: on a timeout (a collective one rank never reaches hangs the other) the whole group is killed
-    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as popen:
-        try:
-            _, stderr = popen.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(popen.pid, signal.SIGKILL)
-            popen.communicate()
-            raise AssertionError(f"2-process rft did not finish in {timeout} s (hung)") from None
-    assert popen.returncode == 0, stderr[-3000:]
+    run_own_session(cmd, env, timeout, "2-process rft")
 
 
 def _question(text: str) -> int:
