@@ -223,7 +223,7 @@ class Sampler:
 
         return completion_texts(self.tokenizer, completions, self.decoding, self.trie)
 
-    def score(self, rows: Any, prompt_of: Sequence[int], texts: Sequence[str]) -> list[float | None]:
+    def score(self, rows: Any, prompt_of: Sequence[int], texts: Sequence[str]) -> Any:  # rlft.scoring Scores
         from rlft.scoring.completions import score
 
         table = {c: list(rows[c]) for c in rows.column_names}
@@ -274,18 +274,23 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
              "reward": totals[i], "hint": hint_of[i], "head_only": False} for p, i in chosen]
     if cfg.head_reward:
         heads_only = head_only_picks(prompt_of, heads, cfg.head_min_reward, set(best))
-        lengths = sampler.head_lengths([completions[i] for i in heads_only]) if heads_only else []
+        lengths = sampler.head_lengths([completions[i] for i in heads_only])
         cut = [completions[i][:n] for i, n in zip(heads_only, lengths)]
         kept += [{"prompt": prompt_of[i], "prompt_ids": prompts[prompt_of[i]], "completion_ids": ids, "text": text,
                   "reward": totals[i], "hint": "", "head_only": True}
-                 for i, ids, text in zip(heads_only, cut, sampler.texts(cut) if cut else [])]
+                 for i, ids, text in zip(heads_only, cut, sampler.texts(cut))]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
-               "hinted_tried": tried, "kept": sum(not k["head_only"] for k in kept),
-               "heads_only": sum(k["head_only"] for k in kept), "kept_after_hint": sum(bool(k["hint"]) for k in kept),
+               "hinted_tried": tried, **kept_counts(kept),
                "best_reward": max(scored) if scored else None, "min_reward": cfg.min_reward,
                "sampling_cpu_s": round(time.process_time() - start, 1)}
     return kept, summary
+
+
+def kept_counts(kept: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """The summary's counts of a kept list: whole completions, heads only, and whole ones kept after a hint."""
+    return {"kept": sum(not k["head_only"] for k in kept), "heads_only": sum(k["head_only"] for k in kept),
+            "kept_after_hint": sum(bool(k["hint"]) for k in kept)}
 
 
 def share(rows: int, index: int, processes: int) -> list[int]:
@@ -305,7 +310,7 @@ def merge(shards: Sequence[tuple[Sequence[int], list[dict[str, Any]], dict[str, 
     kept.sort(key=lambda k: (k["head_only"], k["prompt"]))  # stable: a prompt's completions keep their order
     summaries = [s for _, _, s in shards if s is not None]
     summary = dict(summaries[0])
-    for key in ("prompts", "completions", "hinted_tried", "kept", "heads_only", "kept_after_hint"):
+    for key in ("prompts", "completions", "hinted_tried", *kept_counts([])):
         summary[key] = sum(s[key] for s in summaries)
     best = [s["best_reward"] for s in summaries if s["best_reward"] is not None]
     summary["best_reward"] = max(best) if best else None
