@@ -134,6 +134,7 @@ class RubricJudge:
             return {"model": MODEL_NAME, "flip_rate": self.flip_rate, "seed": self.seed, "answered": len(self.records),
                     "judged": len(judged), "flipped": sum(r["flipped"] for r in judged),
                     "agree": sum(r["verdict"] == r["truth"] for r in judged),
+                    "truths": dict(Counter(r["truth"] for r in judged)),
                     "unjudgeable": dict(Counter(r["outcome"] for r in self.records if r["truth"] is None)),
                     "verdicts": dict(Counter(r["verdict"] for r in judged))}
 

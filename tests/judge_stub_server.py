@@ -72,6 +72,7 @@ class StubJudge:
         self.bodies: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.usage: Counter = Counter()  # the replies' `usage` summed (prompt_tokens, completion_tokens: words)
         self.lock = threading.Lock()
 
     def pick_fault(self) -> str | None:
@@ -98,7 +99,7 @@ def build_app(stub: StubJudge) -> Any:
     @app.get("/stats")
     async def stats() -> dict:
         out = {"requests": stub.requests, "max_in_flight": stub.max_in_flight, "faults": dict(stub.faults),
-               "cpu_s": time.process_time()}
+               "usage": dict(stub.usage), "cpu_s": time.process_time()}
         if hasattr(stub.responder, "stats"):  # a responder that counts its own verdicts (benchmarks/simulated_judge)
             out["responder"] = stub.responder.stats()
         return out
@@ -107,6 +108,7 @@ def build_app(stub: StubJudge) -> Any:
     async def reset() -> dict:
         stub.requests, stub.max_in_flight = 0, 0
         stub.faults.clear()
+        stub.usage.clear()
         if hasattr(stub.responder, "reset"):
             stub.responder.reset()
         return {"status": "ok"}
@@ -148,6 +150,7 @@ async def _answer(stub: StubJudge, body: dict, fault: str | None) -> Any:
     text = "I cannot decide.\nVERDICT: Maybe" if fault == "offmenu" else stub.responder(body)
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     completion_tokens = len(text.split())
+    stub.usage.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     return {
         "id": f"stub-{stub.requests}", "object": "chat.completion", "created": int(time.time()),
         "model": stub.model_name or body.get("model", "stub"),

@@ -56,7 +56,7 @@ def test_the_loss_covers_what_the_model_wrote_not_the_prompt_or_the_article(tiny
     assert batch["attention_mask"].sum(1).tolist() == [width, 2]
 
 
-def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft):
+def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft, weights=None):
     from rlft.scoring.loader import as_loaded_rewards
     from rlft.trainers.context import TrainContext
     from tests.test_lookup import tiny_lora_rows
@@ -68,7 +68,7 @@ def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft):
                     trainer={"max_completion_length": 64, "temperature": 1.3, "per_device_train_batch_size": 2,
                              "num_generations": 2, "max_steps": 2, "learning_rate": 1e-2, "use_cpu": True})
     return TrainContext(recipe=recipe, model=model, tokenizer=tok, train_dataset=data, eval_dataset=None,
-                        rewards=as_loaded_rewards(rewards, [1.0] * len(rewards)), labels=LABELS, device="cpu"), tok
+                        rewards=as_loaded_rewards(rewards, weights or [1.0] * len(rewards)), labels=LABELS, device="cpu"), tok
 
 
 def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_dir, tmp_path, decoding):
@@ -143,6 +143,9 @@ def test_a_head_reward_trains_the_heads_of_prompts_whose_reply_failed(tiny_model
     assert summary["heads_only"] == 2 and summary["heads_only_per_label"] == {"get_refund": 2}  # one per prompt
     assert [(k["intent"], k["head_only"]) for k in lines] == [("review", False), ("get_refund", True),
                                                               ("get_refund", True)]
+    # each line carries every reward's own value (why it was kept), not only their sum
+    assert [k["rewards"] for k in lines] == [{"head_ok": 1.0, "reply_ok": 1.0}] + [{"head_ok": 1.0, "reply_ok": 0.0}] * 2
+    assert [k["reward"] for k in lines] == [2.0, 1.0, 1.0]
     trie = build_trie(tok, LABELS, decoding)
     heads = [h for h in _heads(tok).values()]
     for k, example in enumerate(trainer.train_dataset):

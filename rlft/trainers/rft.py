@@ -14,7 +14,7 @@ One round, before the optimiser's first step:
    hinted exploration uses), and the hinted completions are scored the same way.
 4. Each prompt keeps its best completion(s) reaching `rft.min_reward` (up to `rft.keep_per_prompt` distinct ones: a
    prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions go to
-   `output_dir/rft_samples.jsonl` (text, reward, hint) and the counts to `output_dir/rft_summary.json`.
+   `output_dir/rft_samples.jsonl` (text, summed reward, each reward's value, hint) and the counts to `output_dir/rft_summary.json`.
 5. A `transformers.Trainer` fine-tunes on them (causal-LM loss): on every token the model wrote and on a hint's
    tokens (a hint that pays is the move being taught, as in GRPO's hinted exploration), never on the prompt or the
    looked-up text (`Constraint.lookup_mask`, GRPO's `env_mask`).
@@ -247,8 +247,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     texts = sampler.texts(completions)
     prompt_of = [p for p in range(len(prompts)) for _ in range(cfg.samples)]
     scores = sampler.score(rows, prompt_of, texts)
-    totals = scores.total
-    heads = scores.per_reward.get(cfg.head_reward, [])
+    totals, per_reward = scores.total, scores.per_reward
     hint_of: list[str] = [""] * len(completions)
     best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
@@ -263,21 +262,24 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             new_texts = sampler.texts(new)
             new_scores = sampler.score(rows, [bases[k][0] for k in done], new_texts)
             totals += new_scores.total
-            heads += new_scores.per_reward.get(cfg.head_reward, [])
+            per_reward = {name: values + new_scores.per_reward[name] for name, values in per_reward.items()}
             completions += new
             texts += new_texts
             prompt_of += [bases[k][0] for k in done]
             hint_of += [cfg.hints[bases[k][2]] for k in done]
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
+    def values_of(i: int) -> dict[str, float | None]:  # completion i's value of each reward
+        return {name: values[i] for name, values in per_reward.items()}
+
     kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": texts[i],
-             "reward": totals[i], "hint": hint_of[i], "head_only": False} for p, i in chosen]
+             "reward": totals[i], "rewards": values_of(i), "hint": hint_of[i], "head_only": False} for p, i in chosen]
     if cfg.head_reward:
-        heads_only = head_only_picks(prompt_of, heads, cfg.head_min_reward, set(best))
+        heads_only = head_only_picks(prompt_of, per_reward[cfg.head_reward], cfg.head_min_reward, set(best))
         lengths = sampler.head_lengths([completions[i] for i in heads_only])
         cut = [completions[i][:n] for i, n in zip(heads_only, lengths)]
         kept += [{"prompt": prompt_of[i], "prompt_ids": prompts[prompt_of[i]], "completion_ids": ids, "text": text,
-                  "reward": totals[i], "hint": "", "head_only": True}
+                  "reward": totals[i], "rewards": values_of(i), "hint": "", "head_only": True}
                  for i, ids, text in zip(heads_only, cut, sampler.texts(cut))]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
@@ -368,7 +370,7 @@ def build_trainer(ctx: TrainContext) -> Any:
         with (out / "rft_samples.jsonl").open("w") as f:
             for k in kept:
                 row = {"prompt": picked_prompts[k["prompt"]], "completion": k["text"], "reward": k["reward"],
-                       "hint": k["hint"], "head_only": k["head_only"]}
+                       "rewards": k["rewards"], "hint": k["hint"], "head_only": k["head_only"]}
                 if picked_labels is not None:
                     row[label_column] = picked_labels[k["prompt"]]
                 f.write(json.dumps(row) + "\n")

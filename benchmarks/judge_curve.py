@@ -1,0 +1,200 @@
+"""How good a judge must be to teach the deployed support agent its policy (issue 31): the judge-quality curve.
+
+Each arm runs stage 3 of the deployed agent (rejection-sampling fine-tuning: the same prompts, samples and hints)
+from ONE stage-2 adapter, with a different referee deciding which replies are kept:
+
+- `rubric`: the shipped stage 3 (recipes/support_agent_bitext_rft.yaml), the deterministic rubric: the ground truth.
+- `f<RATE>` / `f<RATE>k<VOTES>`: recipes/support_agent_bitext_rft_judge.yaml, the reply judged over HTTP by the
+  SIMULATED judge (benchmarks/simulated_judge.py: the rubric's verdict, flipped with probability RATE per request;
+  not a language model), with VOTES votes per judgment (majority). RATE 0.1 / 0.2 / 0.3 / 0.5 is Cohen's kappa about
+  0.8 / 0.6 / 0.4 / 0 against the rubric; the arm starts and stops its own server.
+
+Every arm's agent is then scored by the rubric on the same held-out rows (`rlft eval recipes/support_agent_bitext.yaml`).
+
+    python benchmarks/judge_curve.py train f0.2 --init runs/agent_s42_grpo --out runs/judge_curve
+    python benchmarks/judge_curve.py train f0.2k3 --init runs/agent_s42_grpo --out runs/judge_curve
+    python benchmarks/judge_curve.py table rubric=runs/agent_s42 runs/judge_curve/f0.2 runs/judge_curve/f0.2k3 ...
+
+`table` prints, per arm: the judge's measured agreement and kappa with the rubric (per request, from the server's
+counts), judge requests and a cost projected at a public API price, what the round kept (and how many of the kept
+replies truly pass the rubric: the kept set's precision), then intent, policy-following and system accuracy of the
+resulting agent on the held-out rows; writes benchmarks/results/judge_curve<TAG>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+RUBRIC_RECIPE = ROOT / "recipes" / "support_agent_bitext_rft.yaml"
+JUDGE_RECIPE = ROOT / "recipes" / "support_agent_bitext_rft_judge.yaml"
+AGENT = ROOT / "recipes" / "support_agent_bitext.yaml"
+JUDGE_INDEX = 3  # rewards.3 of the judge recipe is the judge
+# Projected judge cost: gpt-4o-mini's public list price (USD per million tokens, input / output), and ~4/3 tokens a
+# word (the simulated server counts words).
+PRICE_IN, PRICE_OUT, TOKENS_PER_WORD = 0.15, 0.60, 4 / 3
+ARM = re.compile(r"^(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?)$")
+
+
+def parse_arm(name: str) -> tuple[float | None, int]:
+    """'rubric' -> (None, 1); 'f0.2' -> (0.2, 1); 'f0.2k3' -> (0.2, 3). Anything else is a one-line error."""
+    m = ARM.match(name)
+    if not m:
+        raise SystemExit(f"error: arm {name!r}: expected 'rubric', 'f<rate>' or 'f<rate>k<votes>' (e.g. f0.2k3)")
+    if m["rate"] is None:
+        return None, 1
+    return float(m["rate"]), int(m["votes"] or 1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def start_judge(rate: float, seed: int, log: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.simulated_judge", "--port", str(port), "--flip-rate",
+                             str(rate), "--seed", str(seed)], cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    for _ in range(120):
+        try:
+            get_json(f"http://127.0.0.1:{port}/health")
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"error: the simulated judge exited with {proc.returncode}; see {log}")
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"error: the simulated judge did not answer on port {port} within 60 s; see {log}")
+
+
+def train(ns: argparse.Namespace) -> None:
+    rate, votes = parse_arm(ns.arm)
+    out = Path(ns.out) / ns.arm
+    if (out / "adapter_config.json").exists():
+        raise SystemExit(f"error: {out} already holds an adapter; pass another --out or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    common = [f"seed={ns.seed}", f"adapter.init_from={ns.init}", f"output_dir={out}", "evaluation.after=false",
+              *ns.override]
+    if rate is None:
+        subprocess.run([sys.executable, "-m", "rlft", "train", str(RUBRIC_RECIPE), *common], check=True)
+        return
+    proc, port = start_judge(rate, ns.judge_seed, out / "judge_server.log")
+    judge = f"rewards.{JUDGE_INDEX}.params"
+    try:
+        subprocess.run([sys.executable, "-m", "rlft", "train", str(JUDGE_RECIPE), *common,
+                        f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
+                        f"{judge}.cache={out / 'judge_cache.sqlite'}"], check=True)
+        stats = get_json(f"http://127.0.0.1:{port}/stats")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    (out / "judge_stats.json").write_text(json.dumps({"flip_rate": rate, "votes": votes, **stats}, indent=1) + "\n")
+
+
+def kappa(stats: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(agreement, Cohen's kappa) of the judge's verdicts with the rubric's, per request, from the server's counts."""
+    r = stats.get("responder") or {}
+    n = r.get("judged", 0)
+    if not n:
+        return None, None
+    agree = r["agree"] / n
+    labels = set(r.get("truths", {})) | set(r.get("verdicts", {}))
+    chance = sum(r.get("truths", {}).get(k, 0) / n * r.get("verdicts", {}).get(k, 0) / n for k in labels)
+    return agree, (None if chance == 1 else (agree - chance) / (1 - chance))
+
+
+def arm_row(spec: str, rows: int, seed: int, evals: Path) -> dict[str, Any]:
+    """One table row: ARM_DIR or NAME=ADAPTER_DIR (the adapter of another folder, e.g. the shipped pipeline's)."""
+    from benchmarks.support_no_oracle import eval_report
+
+    name, given, folder = spec.partition("=")
+    if not given:
+        name, folder = Path(spec).name, spec
+    rate, votes = parse_arm(name)
+    folder_path = Path(folder)
+    summary = json.loads((folder_path / "rft_summary.json").read_text())
+    kept = [json.loads(line) for line in (folder_path / "rft_samples.jsonl").read_text().splitlines()]
+    whole = [k for k in kept if not k.get("head_only")]
+    truth = [k["rewards"].get("rubric") for k in whole if "rewards" in k]
+    precision = (sum(v is not None and v >= 1.0 for v in truth) / len(truth)) if truth else (
+        1.0 if rate is None else None)  # the rubric arm keeps only what the rubric passes
+    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "kept": summary["kept"],
+                           "kept_after_hint": summary["kept_after_hint"], "kept_precision": precision,
+                           "sampling_cpu_s": summary["sampling_cpu_s"]}
+    stats_file = folder_path / "judge_stats.json"
+    if stats_file.exists():
+        stats = json.loads(stats_file.read_text())
+        agree, k = kappa(stats)
+        usage = stats.get("usage", {})
+        cost = (usage.get("prompt_tokens", 0) * PRICE_IN + usage.get("completion_tokens", 0) * PRICE_OUT) \
+            * TOKENS_PER_WORD / 1e6
+        row.update(judge_requests=stats["requests"], agreement=agree, kappa=k, projected_cost_usd=cost)
+    report = eval_report(AGENT, f"{name}={folder}", rows, evals / name, seed)
+    h = report["headline"]
+    row.update(n=report["n"], intent_accuracy=h["intent_accuracy"], policy_following=h["policy_following"],
+               policy_ci=h["policy_following_ci"], system_accuracy=h["system_accuracy"], system_ci=h["system_accuracy_ci"])
+    return row
+
+
+def table(ns: argparse.Namespace) -> None:
+    rows = [arm_row(spec, ns.rows, ns.seed, Path(ns.eval_out)) for spec in ns.arms]
+
+    def num(v: Any, digits: int = 3) -> str:
+        return "–" if v is None else f"{v:.{digits}f}"
+
+    print("\n| arm | flip rate | votes | agreement | kappa | judge requests | cost (USD) | kept (after hint) | "
+          "kept precision | intent | policy-following | system accuracy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['arm']} | {num(r['flip_rate'], 2)} | {r['votes']} | {num(r.get('agreement'))} | "
+              f"{num(r.get('kappa'))} | {r.get('judge_requests', '–')} | {num(r.get('projected_cost_usd'), 4)} | "
+              f"{r['kept']} ({r['kept_after_hint']}) | {num(r['kept_precision'])} | {num(r['intent_accuracy'])} | "
+              f"{num(r['policy_following'])} [{num(r['policy_ci'][0])}, {num(r['policy_ci'][1])}] | "
+              f"{num(r['system_accuracy'])} [{num(r['system_ci'][0])}, {num(r['system_ci'][1])}] |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"judge_curve{ns.tag}.json"
+    path.write_text(json.dumps({"rows": ns.rows, "seed": ns.seed, "arms": ns.arms, "table": rows,
+                                "price_usd_per_mtok": {"input": PRICE_IN, "output": PRICE_OUT}}, indent=1) + "\n")
+    print(f"\nwrote {path.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="run one arm's stage 3 (and its judge server)")
+    t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>")
+    t.add_argument("--init", required=True, help="the stage-2 adapter every arm starts from")
+    t.add_argument("--out", default="runs/judge_curve")
+    t.add_argument("--seed", type=int, default=42, help="the recipe seed (the split and the prompts drawn)")
+    t.add_argument("--judge-seed", type=int, default=0, help="seeds the simulated judge's flips")
+    t.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
+                   help="another recipe override (repeatable)")
+    s = sub.add_parser("table", help="score every arm on the held-out rows and print the table")
+    s.add_argument("arms", nargs="+", help="ARM_DIR (named by its folder) or ARM=DIR")
+    s.add_argument("--rows", type=int, default=270)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--eval-out", default="runs/judge_curve/eval")
+    s.add_argument("--tag", default="")
+    ns = p.parse_args(argv)
+    (train if ns.command == "train" else table)(ns)
+
+
+if __name__ == "__main__":
+    main()
