@@ -84,23 +84,27 @@ def start_judge(rate: float, seed: int, log: Path) -> tuple[subprocess.Popen, in
     raise SystemExit(f"error: the simulated judge did not answer on port {port} within 60 s; see {log}")
 
 
+def run_rlft(args: list[str]) -> None:
+    """`rlft train ARGS`; its failure ends this script with rlft's exit code (rlft printed the one-line error)."""
+    done = subprocess.run([sys.executable, "-m", "rlft", "train", *args])
+    if done.returncode:
+        raise SystemExit(done.returncode)
+
+
 def train(ns: argparse.Namespace) -> None:
     rate, votes = parse_arm(ns.arm)
-    out = Path(ns.out) / ns.arm
-    if (out / "adapter_config.json").exists():
-        raise SystemExit(f"error: {out} already holds an adapter; pass another --out or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    common = [f"seed={ns.seed}", f"adapter.init_from={ns.init}", f"output_dir={out}", "evaluation.after=false",
-              *ns.override]
+    out = Path(ns.out) / ns.arm  # rlft refuses a folder that already holds a run
+    out.parent.mkdir(parents=True, exist_ok=True)
+    common = [f"seed={ns.seed}", f"adapter.init_from={ns.init}", f"output_dir={out}", "evaluation.before=false",
+              "evaluation.after=false", *ns.override]  # every arm is scored by the rubric afterwards (`table`)
     if rate is None:
-        subprocess.run([sys.executable, "-m", "rlft", "train", str(RUBRIC_RECIPE), *common], check=True)
+        run_rlft([str(RUBRIC_RECIPE), *common])
         return
-    proc, port = start_judge(rate, ns.judge_seed, out / "judge_server.log")
+    proc, port = start_judge(rate, ns.judge_seed, out.parent / f"{ns.arm}.judge_server.log")
     judge = f"rewards.{JUDGE_INDEX}.params"
     try:
-        subprocess.run([sys.executable, "-m", "rlft", "train", str(JUDGE_RECIPE), *common,
-                        f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
-                        f"{judge}.cache={out / 'judge_cache.sqlite'}"], check=True)
+        run_rlft([str(JUDGE_RECIPE), *common, f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
+                  f"{judge}.cache={out / 'judge_cache.sqlite'}"])
         stats = get_json(f"http://127.0.0.1:{port}/stats")
     finally:
         proc.terminate()
