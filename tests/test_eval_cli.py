@@ -272,5 +272,8 @@ rewards:
     assert (k["n"], k["abstained"], k["agreement"], k["kappa"]) == (4, 0, 0.75, 0.5)
     assert k["confusion"] == {"fail": {"fail": 2, "pass": 1}, "pass": {"pass": 1}}
     assert "Cohen's kappa 0.500" in (tmp_path / "out" / "report.md").read_text()
+    from rlft.judge.quality import on_the_curve
+
+    assert k["on_the_curve"] == on_the_curve(0.5) and k["on_the_curve"] in (tmp_path / "out" / "report.md").read_text()
     policy = result["models"][0]["headline"]
     assert policy["policy_judged"] + policy["policy_abstained"] == 6  # the model's own replies were judged too

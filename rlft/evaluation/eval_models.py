@@ -266,6 +266,7 @@ def judge_calibration(recipe: Any, rewards: Sequence[Any], human_file: str,
     column (pass/fail, Accurate/Inaccurate, true/false, 1/0). The judge grades each completion as in training;
     rows where it abstains are left out and counted.
     """
+    from rlft.judge.quality import on_the_curve
     from rlft.report.metrics import cohen_kappa, passed
     from rlft.scoring.completions import score
 
@@ -289,7 +290,8 @@ def judge_calibration(recipe: Any, rewards: Sequence[Any], human_file: str,
     verdicts = passed(policy_values(scores.per_reward[policy.name], statuses, policy.inner))
     keep = [i for i, v in enumerate(verdicts) if v is not None]
     out = cohen_kappa(["pass" if verdicts[i] else "fail" for i in keep], [human[i] for i in keep])
-    return {"file": human_file, "reward": policy.name, "abstained": len(verdicts) - len(keep), **out}
+    return {"file": human_file, "reward": policy.name, "abstained": len(verdicts) - len(keep), **out,
+            "on_the_curve": on_the_curve(out["kappa"])}
 
 
 def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path, data_file: str | None = None,
@@ -427,6 +429,7 @@ def _run(args: argparse.Namespace) -> int:
         k = result["judge_calibration"]
         print(f"judge vs human labels ({k['n']} rows, {k['abstained']} abstained): agreement {k['agreement']}, "
               f"Cohen's kappa {k['kappa']}")
+        print(k["on_the_curve"])
     print(f"[rlft] report.md, report.json, traces.jsonl and traces.html in {out}")
     return 0
 

@@ -122,6 +122,8 @@ def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
         k = extra["judge_calibration"]
         lines += ["", "## Judge vs human labels", "", f"- n {k['n']}, agreement {_fmt(k['agreement'])}, "
                   f"Cohen's kappa {_fmt(k['kappa'])}", f"- confusion (human -> judge): {k['confusion']}"]
+        if k.get("on_the_curve"):
+            lines.append(f"- {k['on_the_curve']}")
     intents = sorted({i for m in models for i in m.get("per_intent", {})})
     if intents:
         lines += ["", "## Accuracy per intent", "", "| intent | n | " + " | ".join(m["name"] for m in models) + " |",

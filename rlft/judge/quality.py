@@ -1,0 +1,53 @@
+"""Where a judge's measured agreement sits on rlft's judge-quality curve (docs/judge.md#judge-curve).
+
+The curve was measured with `benchmarks/judge_curve.py`: the deployed Bitext support agent's rejection-sampling stage,
+its kept replies chosen by a SIMULATED judge of set quality (the rubric's verdicts flipped at a set rate), every
+resulting agent scored by the rubric on the same 270 held-out rows. `rlft eval --human-labels` prints
+`on_the_curve(kappa)` beside the kappa it measured against the user's labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One measured arm: the judge's per-request kappa against the ground truth, its votes per judgment, and the
+    trained agent's policy-following minus that of the agent trained on the ground truth itself (points)."""
+
+    kappa: float
+    votes: int
+    policy_change: float
+
+
+# benchmarks/results/judge_curve.json (2026-12-06, seed 42, one run per arm, 270 held-out rows; the reference
+# agent, kept by the rubric itself, follows the policy on POLICY_REFERENCE of them).
+POLICY_REFERENCE = 0.0
+CURVE: tuple[CurvePoint, ...] = ()
+SOURCE = "docs/judge.md#judge-curve: one seed, a simulated judge whose errors are independent of the text"
+
+
+def on_the_curve(kappa: float | None, curve: tuple[CurvePoint, ...] = CURVE) -> str:
+    """One line: the measured single-vote points nearest `kappa` below and above it (with what each cost the agent's
+    policy-following), and what votes bought where they were measured."""
+    if kappa is None:
+        return "judge quality: no kappa (every row abstained or one class only), so no place on the judge curve"
+    single = sorted((p for p in curve if p.votes == 1), key=lambda p: p.kappa)
+    if not single:
+        return "judge quality: no measured curve"
+
+    def said(p: CurvePoint) -> str:
+        return f"kappa {p.kappa:.2f} changed policy-following by {p.policy_change:+.1f} points"
+
+    below = [p for p in single if p.kappa <= kappa]
+    above = [p for p in single if p.kappa > kappa]
+    if not below:
+        where = f"below every measured judge ({said(single[0])})"
+    elif not above:
+        where = f"at or above the best measured judge ({said(below[-1])})"
+    else:
+        where = f"between two measured judges ({said(below[-1])}; {said(above[0])})"
+    votes = [p for p in curve if p.votes > 1]
+    vote_note = "".join(f"; {p.votes} votes at kappa {p.kappa:.2f}: {p.policy_change:+.1f}" for p in votes)
+    return f"judge quality: kappa {kappa:.2f} is {where}{vote_note} ({SOURCE})"
