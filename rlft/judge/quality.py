@@ -23,9 +23,15 @@ class CurvePoint:
 
 # benchmarks/results/judge_curve.json (2026-12-06, seed 42, one run per arm, 270 held-out rows; the reference
 # agent, kept by the rubric itself, follows the policy on POLICY_REFERENCE of them).
-POLICY_REFERENCE = 0.0
-CURVE: tuple[CurvePoint, ...] = ()
-SOURCE = "docs/judge.md#judge-curve: one seed, a simulated judge whose errors are independent of the text"
+POLICY_REFERENCE = 0.752
+CURVE: tuple[CurvePoint, ...] = (
+    CurvePoint(kappa=0.604, votes=1, policy_change=0.0),   # flip rate 0.2: policy-following 0.752
+    CurvePoint(kappa=0.867, votes=1, policy_change=-0.4),  # flip rate 0.1: 0.748
+    CurvePoint(kappa=0.574, votes=3, policy_change=-0.4),  # flip rate 0.2, 3 votes (kappa per vote): 0.748
+)
+SOURCE = (
+    "policy-following of the support agent kept by the judge in its rejection-sampling stage, minus the rubric-kept "
+    "agent's; docs/judge.md#judge-curve: one seed, a simulated judge whose errors are independent of the text")
 
 
 def on_the_curve(kappa: float | None, curve: tuple[CurvePoint, ...] = CURVE) -> str:
