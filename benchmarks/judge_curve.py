@@ -136,9 +136,8 @@ def arm_row(spec: str, rows: int, seed: int, evals: Path) -> dict[str, Any]:
     summary = json.loads((folder_path / "rft_summary.json").read_text())
     kept = [json.loads(line) for line in (folder_path / "rft_samples.jsonl").read_text().splitlines()]
     whole = [k for k in kept if not k.get("head_only")]
-    truth = [k["rewards"].get("rubric") for k in whole if "rewards" in k]
-    precision = (sum(v is not None and v >= 1.0 for v in truth) / len(truth)) if truth else (
-        1.0 if rate is None else None)  # the rubric arm keeps only what the rubric passes
+    truth = [k["rewards"]["rubric"] for k in whole]  # the gold intent's rubric: 1.0 is a true pass
+    precision = sum(v is not None and v >= 1.0 for v in truth) / len(truth) if truth else None
     row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "kept": summary["kept"],
                            "kept_after_hint": summary["kept_after_hint"], "kept_precision": precision,
                            "sampling_cpu_s": summary["sampling_cpu_s"]}
