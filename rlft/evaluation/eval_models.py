@@ -184,37 +184,66 @@ def generate_openai(ref: ModelRef, prompts: list[Any], max_new_tokens: int, desc
     return out
 
 
+LOGITS_BYTES = 256 * 2**20  # fp32 logits one log-prob forward may hold (its memory peak; 64 agent rows at once
+                            # held 2 x 5.7 GB: full-vocabulary logits for every prompt position, then their softmax)
+
+
 def completion_logprobs(model: Any, tokenizer: Any, prompts: list[Any], completions: list[str], decoding: Any,
-                        batch_size: int = 16) -> list[list[float]]:
+                        batch_size: int = 16, logits_bytes: int = LOGITS_BYTES) -> list[list[float]]:
     """Per-token log-probs of each completion (after the prefill) given its prompt + prefill ids, teacher-forced
-    (prompt ids from `rlft.decoding.prompting.prompt_ids`, as in training)."""
+    (prompt ids from `rlft.decoding.prompting.prompt_ids`, as in training).
+
+    Memory: logits are computed only from the first completion position of a forward on (`logits_to_keep`), and a
+    forward takes as many of `batch_size` rows as keep those logits under `logits_bytes`."""
     import torch
 
     from rlft.decoding.prompting import prompt_ids
 
     prefill = decoding.prefill
     device = next(model.parameters()).device
+    vocab = _vocab_size(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows: list[tuple[list[int], int, int]] = []  # (prompt + completion ids, prompt length, completion length)
+    for p, c in zip(prompts, completions, strict=True):
+        head = list(prompt_ids(tokenizer, p, decoding))
+        tail = tokenizer(c[len(prefill):] if prefill and c.startswith(prefill) else c,
+                         add_special_tokens=False)["input_ids"]
+        rows.append((head + tail, len(head), len(tail)))
     out: list[list[float]] = []
     model.eval()
-    for start in range(0, len(prompts), batch_size):
-        seqs, spans = [], []
-        for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size], strict=True):
-            head = list(prompt_ids(tokenizer, p, decoding))
-            tail = tokenizer(c[len(prefill):] if prefill and c.startswith(prefill) else c,
-                             add_special_tokens=False)["input_ids"]
-            seqs.append(head + tail)
-            spans.append((len(head), len(tail)))
-        width = max(len(s) for s in seqs)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+    start = 0
+    while start < len(rows):
+        stop = start + 1  # one row at least; more while the kept logits stay within the budget
+        while stop < min(start + batch_size, len(rows)) and \
+                _kept_logits(rows[start:stop + 1]) * vocab * 4 <= logits_bytes:
+            stop += 1
+        chunk = rows[start:stop]
+        width = max(len(s) for s, _, _ in chunk)
+        first = min(h for _, h, _ in chunk) - 1  # the first position whose logits are read
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s, _, _ in chunk], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s, _, _ in chunk], device=device)
         with torch.no_grad():
-            logps = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-        for row, (h, n) in enumerate(spans):
-            positions = torch.arange(h - 1, h - 1 + n, device=device)
-            picked = logps[row, positions, ids[row, h:h + n]] if n else torch.empty(0)
-            out.append([float(x) for x in picked.tolist()])
+            logits = model(input_ids=ids, attention_mask=mask,
+                           logits_to_keep=torch.arange(first, width, device=device)).logits
+        for row, (_, h, n) in enumerate(chunk):
+            if not n:
+                out.append([])
+                continue
+            span = torch.log_softmax(logits[row, h - 1 - first:h - 1 - first + n].float(), dim=-1)
+            out.append([float(x) for x in span.gather(-1, ids[row, h:h + n, None]).squeeze(-1).tolist()])
+        start = stop
     return out
+
+
+def _kept_logits(chunk: list[tuple[list[int], int, int]]) -> int:
+    """Logit vectors one forward of `chunk` keeps: rows x positions from the earliest completion start on."""
+    width = max(len(s) for s, _, _ in chunk)
+    return len(chunk) * (width - min(h for _, h, _ in chunk) + 1)
+
+
+def _vocab_size(model: Any) -> int:
+    head = model.get_output_embeddings()
+    return int(head.weight.shape[0])
 
 
 def pairwise(judge: Any, prompts: list[Any], a: ModelRun, b: ModelRun, guideline: str) -> dict[str, Any]:
