@@ -40,11 +40,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUBRIC_RECIPE = ROOT / "recipes" / "support_agent_bitext_rft.yaml"
 JUDGE_RECIPE = ROOT / "recipes" / "support_agent_bitext_rft_judge.yaml"
 AGENT = ROOT / "recipes" / "support_agent_bitext.yaml"
-JUDGE_INDEX = 3  # rewards.3 of the judge recipe is the judge
+GRPO_JUDGE_RECIPE = ROOT / "recipes" / "support_agent_bitext_judge.yaml"
+STAGES = {"rft": (RUBRIC_RECIPE, JUDGE_RECIPE), "grpo": (AGENT, GRPO_JUDGE_RECIPE)}  # stage -> (rubric, judge) recipe
+JUDGE_INDEX = 3  # rewards.3 of both judge recipes is the judge
 # Projected judge cost: gpt-4o-mini's public list price (USD per million tokens, input / output), and ~4/3 tokens a
 # word (the simulated server counts words).
 PRICE_IN, PRICE_OUT, TOKENS_PER_WORD = 0.15, 0.60, 4 / 3
-ARM = re.compile(r"^(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?)$")
+ARM = re.compile(r"^(?:grpo_)?(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?)$")
 
 
 def parse_arm(name: str) -> tuple[float | None, int]:
@@ -92,18 +94,21 @@ def run_rlft(args: list[str]) -> None:
 
 
 def train(ns: argparse.Namespace) -> None:
-    rate, votes = parse_arm(ns.arm)
-    out = Path(ns.out) / ns.arm  # rlft refuses a folder that already holds a run
+    arm = ns.arm.removeprefix("grpo_")
+    rate, votes = parse_arm(arm)
+    rubric_recipe, judge_recipe = STAGES[ns.stage]
+    name = arm if ns.stage == "rft" else f"{ns.stage}_{arm}"
+    out = Path(ns.out) / name  # rlft refuses a folder that already holds a run
     out.parent.mkdir(parents=True, exist_ok=True)
     common = [f"seed={ns.seed}", f"adapter.init_from={ns.init}", f"output_dir={out}", "evaluation.before=false",
               "evaluation.after=false", *ns.override]  # every arm is scored by the rubric afterwards (`table`)
     if rate is None:
-        run_rlft([str(RUBRIC_RECIPE), *common])
+        run_rlft([str(rubric_recipe), *common])
         return
-    proc, port = start_judge(rate, ns.judge_seed, out.parent / f"{ns.arm}.judge_server.log")
+    proc, port = start_judge(rate, ns.judge_seed, out.parent / f"{name}.judge_server.log")
     judge = f"rewards.{JUDGE_INDEX}.params"
     try:
-        run_rlft([str(JUDGE_RECIPE), *common, f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
+        run_rlft([str(judge_recipe), *common, f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
                   f"{judge}.cache={out / 'judge_cache.sqlite'}"])
         stats = get_json(f"http://127.0.0.1:{port}/stats")
     finally:
@@ -133,14 +138,16 @@ def arm_row(spec: str, rows: int, seed: int, evals: Path) -> dict[str, Any]:
         name, folder = Path(spec).name, spec
     rate, votes = parse_arm(name)
     folder_path = Path(folder)
-    summary = json.loads((folder_path / "rft_summary.json").read_text())
-    kept = [json.loads(line) for line in (folder_path / "rft_samples.jsonl").read_text().splitlines()]
-    whole = [k for k in kept if not k.get("head_only")]
-    truth = [k["rewards"]["rubric"] for k in whole]  # the gold intent's rubric: 1.0 is a true pass
-    precision = sum(v is not None and v >= 1.0 for v in truth) / len(truth) if truth else None
-    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "kept": summary["kept"],
-                           "kept_after_hint": summary["kept_after_hint"], "kept_precision": precision,
-                           "sampling_cpu_s": summary["sampling_cpu_s"]}
+    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "kept": None, "kept_after_hint": None,
+                           "kept_precision": None, "sampling_cpu_s": None}
+    if (folder_path / "rft_summary.json").exists():  # an rft arm: what its round kept
+        summary = json.loads((folder_path / "rft_summary.json").read_text())
+        kept = [json.loads(line) for line in (folder_path / "rft_samples.jsonl").read_text().splitlines()]
+        whole = [k for k in kept if not k.get("head_only")]
+        truth = [k["rewards"]["rubric"] for k in whole]  # the gold intent's rubric: 1.0 is a true pass
+        row.update(kept=summary["kept"], kept_after_hint=summary["kept_after_hint"],
+                   kept_precision=sum(v is not None and v >= 1.0 for v in truth) / len(truth) if truth else None,
+                   sampling_cpu_s=summary["sampling_cpu_s"])
     stats_file = folder_path / "judge_stats.json"
     if stats_file.exists():
         stats = json.loads(stats_file.read_text())
@@ -162,13 +169,16 @@ def table(ns: argparse.Namespace) -> None:
     def num(v: Any, digits: int = 3) -> str:
         return "–" if v is None else f"{v:.{digits}f}"
 
+    def kept(r: dict[str, Any]) -> str:
+        return "–" if r["kept"] is None else f"{r['kept']} ({r['kept_after_hint']})"
+
     print("\n| arm | flip rate | votes | agreement | kappa | judge requests | cost (USD) | kept (after hint) | "
           "kept precision | intent | policy-following | system accuracy |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['arm']} | {num(r['flip_rate'], 2)} | {r['votes']} | {num(r.get('agreement'))} | "
               f"{num(r.get('kappa'))} | {r.get('judge_requests', '–')} | {num(r.get('projected_cost_usd'), 4)} | "
-              f"{r['kept']} ({r['kept_after_hint']}) | {num(r['kept_precision'])} | {num(r['intent_accuracy'])} | "
+              f"{kept(r)} | {num(r['kept_precision'])} | {num(r['intent_accuracy'])} | "
               f"{num(r['policy_following'])} [{num(r['policy_ci'][0])}, {num(r['policy_ci'][1])}] | "
               f"{num(r['system_accuracy'])} [{num(r['system_ci'][0])}, {num(r['system_ci'][1])}] |")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -183,7 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="run one arm's stage 3 (and its judge server)")
     t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>")
-    t.add_argument("--init", required=True, help="the stage-2 adapter every arm starts from")
+    t.add_argument("--init", required=True, help="the adapter every arm starts from (stage 2's for --stage rft, "
+                   "stage 1's head for --stage grpo)")
+    t.add_argument("--stage", choices=sorted(STAGES), default="rft",
+                   help="the stage the referee trains: rft (stage 3, rejection sampling; the default) or grpo (stage 2, "
+                   "GRPO from the head: the judge is the reply's only policy reward); grpo arms are named grpo_ARM")
     t.add_argument("--out", default="runs/judge_curve")
     t.add_argument("--seed", type=int, default=42, help="the recipe seed (the split and the prompts drawn)")
     t.add_argument("--judge-seed", type=int, default=0, help="seeds the simulated judge's flips")
