@@ -48,6 +48,7 @@ def test_a_round_keeps_what_the_judge_passes_not_what_the_rubric_passes(tiny_mod
 def test_arm_names():
     assert parse_arm("rubric") == (None, 1)
     assert parse_arm("f0.2") == (0.2, 1) and parse_arm("f0.2k3") == (0.2, 3) and parse_arm("f0") == (0.0, 1)
+    assert parse_arm("grpo_f0.1") == (0.1, 1) and parse_arm("grpo_rubric") == (None, 1)  # --stage grpo's folders
     for bad in ("f2", "f0.2k0", "k3", "judge"):
         with pytest.raises(SystemExit, match="expected 'rubric', 'f<rate>' or 'f<rate>k<votes>'"):
             parse_arm(bad)
@@ -63,3 +64,26 @@ def test_kappa_from_the_servers_counts():
                             "verdicts": {"Accurate": 10}}}
     assert kappa(always) == pytest.approx((0.7, 0.0))
     assert kappa({"responder": {"judged": 0}}) == (None, None)
+
+
+def test_the_grpo_judge_arm_is_stage_2_with_only_the_referee_changed():
+    """`--stage grpo` trains recipes/support_agent_bitext_judge.yaml: the shipped stage 2 with the judge in place of
+    the rubric as the reply's reward (and in its segment credit), nothing else about the training changed."""
+    import dataclasses
+
+    from benchmarks.judge_curve import JUDGE_INDEX, STAGES
+    from rlft.recipe.load import load_recipe
+
+    rubric_path, judge_path = STAGES["grpo"]
+    rubric, judge = load_recipe(str(rubric_path), []), load_recipe(str(judge_path), [])
+    assert [r.name for r in judge.rewards] == ["intent", "rubric", "length", "judge"]
+    assert judge.rewards[JUDGE_INDEX].weight == 1.0 and judge.rewards[JUDGE_INDEX].params["model"] == "simulated"
+    assert [r.weight for r in judge.rewards[:3]] == [r.weight for r in rubric.rewards[:3]] == [1.0, 0.0, 0.5]
+    assert rubric.rewards[3].alias == "rubric_chosen" and rubric.rewards[3].weight == 1.0
+    assert rubric.signal.segment_credit == {"reply": ["rubric_chosen", "length"]}
+    assert judge.signal.segment_credit == {"reply": ["judge", "length"]}
+    same = ("algorithm", "seed", "model", "adapter", "data", "decoding", "trainer", "max_train_minutes")
+    for field in same:
+        assert getattr(judge, field) == getattr(rubric, field), field
+    assert dataclasses.replace(judge.signal, segment_credit=None) == dataclasses.replace(rubric.signal,
+                                                                                          segment_credit=None)
