@@ -28,6 +28,7 @@ CURVE: tuple[CurvePoint, ...] = (
     CurvePoint(kappa=0.604, votes=1, policy_change=0.0),   # flip rate 0.2: policy-following 0.752
     CurvePoint(kappa=0.867, votes=1, policy_change=-0.4),  # flip rate 0.1: 0.748
     CurvePoint(kappa=0.574, votes=3, policy_change=-0.4),  # flip rate 0.2, 3 votes (kappa per vote): 0.748
+    CurvePoint(kappa=-0.007, votes=1, policy_change=+1.5),  # flip rate 0.5, a coin: 0.767 (this stage is flat)
 )
 SOURCE = (
     "policy-following of the support agent kept by the judge in its rejection-sampling stage, minus the rubric-kept "
