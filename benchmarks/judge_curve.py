@@ -9,10 +9,16 @@ from ONE stage-2 adapter, with a different referee deciding which replies are ke
   not a language model), with VOTES votes per judgment (majority). RATE 0.1 / 0.2 / 0.3 / 0.5 is Cohen's kappa about
   0.8 / 0.6 / 0.4 / 0 against the rubric; the arm starts and stops its own server.
 
+`--stage grpo` runs stage 2 instead (GRPO from the stage-1 head, 41 steps): `rubric` is the shipped stage 2
+(recipes/support_agent_bitext.yaml), `f<RATE>` recipes/support_agent_bitext_judge.yaml, where the judge is the
+reply's only policy reward; these arms' folders are named grpo_ARM. At stage 3 most replies the round judges already
+pass, so any referee keeps a mostly right set; at stage 2 the judge is the reply's only teacher.
+
 Every arm's agent is then scored by the rubric on the same held-out rows (`rlft eval recipes/support_agent_bitext.yaml`).
 
     python benchmarks/judge_curve.py train f0.2 --init runs/agent_s42_grpo --out runs/judge_curve
     python benchmarks/judge_curve.py train f0.2k3 --init runs/agent_s42_grpo --out runs/judge_curve
+    python benchmarks/judge_curve.py train f0.1 --stage grpo --init runs/agent_s42_head --out runs/judge_curve
     python benchmarks/judge_curve.py table rubric=runs/agent_s42 runs/judge_curve/f0.2 runs/judge_curve/f0.2k3 ...
 
 `table` prints, per arm: the judge's measured agreement and kappa with the rubric (per request, from the server's
@@ -191,7 +197,7 @@ def table(ns: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="run one arm's stage 3 (and its judge server)")
+    t = sub.add_parser("train", help="run one arm's stage (and its judge server)")
     t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>")
     t.add_argument("--init", required=True, help="the adapter every arm starts from (stage 2's for --stage rft, "
                    "stage 1's head for --stage grpo)")
