@@ -21,3 +21,11 @@ def test_kappas_outside_the_measured_range_and_no_kappa():
 def test_the_shipped_curve_has_single_vote_points_in_range():
     single = [p for p in CURVE if p.votes == 1]
     assert len(single) >= 2 and all(-1.0 <= p.kappa <= 1.0 for p in CURVE)  # Cohen's kappa's range
+
+
+def test_a_grpo_point_is_reported_apart_and_never_placed_on_the_rft_curve():
+    points = POINTS + (CurvePoint(0.41, 1, -54.8, stage="grpo"),)
+    line = on_the_curve(0.5, points)
+    # 0.5 sits below the rft points (0.60, 0.87); the GRPO point at 0.41 is not "the measured judge below it"
+    assert "is below every measured judge (kappa 0.60 changed policy-following by -4.0 points)" in line
+    assert "; as GRPO's only reply reward from a weak start, kappa 0.41 changed it by -54.8 points" in line

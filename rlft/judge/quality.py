@@ -19,6 +19,7 @@ class CurvePoint:
     kappa: float
     votes: int
     policy_change: float
+    stage: str = "rft"  # "rft": the judge picks which sampled replies are kept; "grpo": it is GRPO's reply reward
 
 
 # benchmarks/results/judge_curve.json (2026-12-06, seed 42, one run per arm, 270 held-out rows; the reference
@@ -29,10 +30,14 @@ CURVE: tuple[CurvePoint, ...] = (
     CurvePoint(kappa=0.867, votes=1, policy_change=-0.4),  # flip rate 0.1: 0.748
     CurvePoint(kappa=0.574, votes=3, policy_change=-0.4),  # flip rate 0.2, 3 votes (kappa per vote): 0.748
     CurvePoint(kappa=-0.007, votes=1, policy_change=+1.5),  # flip rate 0.5, a coin: 0.767 (this stage is flat)
+    # stage 2 from the head, the judge as the reply's only policy reward (benchmarks/results/judge_curve_grpo.json;
+    # the rubric-trained stage 2 follows the policy on 0.707): flip rate 0.1, kappa 0.41 on that stream: 0.159
+    CurvePoint(kappa=0.407, votes=1, policy_change=-54.8, stage="grpo"),
 )
 SOURCE = (
     "policy-following of the support agent kept by the judge in its rejection-sampling stage, minus the rubric-kept "
-    "agent's; docs/judge.md#judge-curve: one seed, a simulated judge whose errors are independent of the text")
+    "agent's, where most sampled replies already pass; docs/judge.md#judge-curve: one seed, a simulated judge whose "
+    "errors are independent of the text")
 
 
 def on_the_curve(kappa: float | None, curve: tuple[CurvePoint, ...] = CURVE) -> str:
@@ -40,7 +45,7 @@ def on_the_curve(kappa: float | None, curve: tuple[CurvePoint, ...] = CURVE) -> 
     policy-following), and what votes bought where they were measured."""
     if kappa is None:
         return "judge quality: no kappa (every row abstained or one class only), so no place on the judge curve"
-    single = sorted((p for p in curve if p.votes == 1), key=lambda p: p.kappa)
+    single = sorted((p for p in curve if p.votes == 1 and p.stage == "rft"), key=lambda p: p.kappa)
     if not single:
         return "judge quality: no measured curve"
 
@@ -55,6 +60,8 @@ def on_the_curve(kappa: float | None, curve: tuple[CurvePoint, ...] = CURVE) -> 
         where = f"at or above the best measured judge ({said(below[-1])})"
     else:
         where = f"between two measured judges ({said(below[-1])}; {said(above[0])})"
-    votes = [p for p in curve if p.votes > 1]
+    votes = [p for p in curve if p.votes > 1 and p.stage == "rft"]
     vote_note = "".join(f"; {p.votes} votes at kappa {p.kappa:.2f}: {p.policy_change:+.1f}" for p in votes)
-    return f"judge quality: kappa {kappa:.2f} is {where}{vote_note} ({SOURCE})"
+    grpo = "".join(f"; as GRPO's only reply reward from a weak start, kappa {p.kappa:.2f} changed it by "
+                   f"{p.policy_change:+.1f} points" for p in curve if p.stage == "grpo")
+    return f"judge quality: kappa {kappa:.2f} is {where}{vote_note}{grpo} ({SOURCE})"
