@@ -196,12 +196,13 @@ def completion_logprobs(model: Any, tokenizer: Any, prompts: list[Any], completi
     Memory: logits are computed only from the first completion position of a forward on (`logits_to_keep`), and a
     forward takes as many of `batch_size` rows as keep those logits under `logits_bytes`."""
     import torch
+    from trl.trainer.utils import selective_log_softmax
 
     from rlft.decoding.prompting import prompt_ids
 
     prefill = decoding.prefill
     device = next(model.parameters()).device
-    vocab = _vocab_size(model)
+    vocab = model.get_output_embeddings().weight.shape[0]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows: list[tuple[list[int], int, int]] = []  # (prompt + completion ids, prompt length, completion length)
     for p, c in zip(prompts, completions, strict=True):
@@ -229,8 +230,8 @@ def completion_logprobs(model: Any, tokenizer: Any, prompts: list[Any], completi
             if not n:
                 out.append([])
                 continue
-            span = torch.log_softmax(logits[row, h - 1 - first:h - 1 - first + n].float(), dim=-1)
-            out.append([float(x) for x in span.gather(-1, ids[row, h:h + n, None]).squeeze(-1).tolist()])
+            span = logits[row, h - 1 - first:h - 1 - first + n].float()
+            out.append([float(x) for x in selective_log_softmax(span, ids[row, h:h + n]).tolist()])
         start = stop
     return out
 
@@ -239,11 +240,6 @@ def _kept_logits(chunk: list[tuple[list[int], int, int]]) -> int:
     """Logit vectors one forward of `chunk` keeps: rows x positions from the earliest completion start on."""
     width = max(len(s) for s, _, _ in chunk)
     return len(chunk) * (width - min(h for _, h, _ in chunk) + 1)
-
-
-def _vocab_size(model: Any) -> int:
-    head = model.get_output_embeddings()
-    return int(head.weight.shape[0])
 
 
 def pairwise(judge: Any, prompts: list[Any], a: ModelRun, b: ModelRun, guideline: str) -> dict[str, Any]:

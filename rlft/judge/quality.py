@@ -23,8 +23,7 @@ class CurvePoint:
 
 
 # benchmarks/results/judge_curve.json (2026-12-06, seed 42, one run per arm, 270 held-out rows; the reference
-# agent, kept by the rubric itself, follows the policy on POLICY_REFERENCE of them).
-POLICY_REFERENCE = 0.752
+# agent, kept by the rubric itself, follows the policy on 0.752 of them).
 CURVE: tuple[CurvePoint, ...] = (
     CurvePoint(kappa=0.604, votes=1, policy_change=0.0),   # flip rate 0.2: policy-following 0.752
     CurvePoint(kappa=0.867, votes=1, policy_change=-0.4),  # flip rate 0.1: 0.748
