@@ -117,6 +117,31 @@ def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_di
     assert moved  # the adapter was fine-tuned on the kept completions
 
 
+def test_hint_repeat_puts_each_hinted_completion_in_the_fine_tuning_set_that_many_times(tiny_model_dir, tmp_path,
+                                                                                         decoding):
+    from rlft.trainers.rft import build_trainer
+
+    def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
+        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+        return [1.0 if HINT.strip() in t or label != "cancel_order" else 0.0 for t, label in zip(texts, intent)]
+
+    dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 20, "reply_stop": "e"})
+    ctx, _ = _rft_context(tiny_model_dir, tmp_path, dec, asks, RFTConfig(prompts=6, samples=2, hints=[HINT],
+                                                                          min_reward=1.0, hint_repeat=3))
+    trainer = build_trainer(ctx)
+    kept = [json.loads(line) for line in (tmp_path / "out" / "rft_samples.jsonl").read_text().splitlines()]
+    hinted = [k for k in kept if k["hint"]]
+    assert hinted and len(hinted) < len(kept)  # the same draw as the test above: both kinds kept
+    assert len(trainer.train_dataset) == len(kept) + 2 * len(hinted)
+    rows = [tuple(ids) for ids in trainer.train_dataset["input_ids"]]
+    hint = tuple(ctx.tokenizer.encode(HINT, add_special_tokens=False))
+    with_hint = [r for r in rows if any(r[i:i + len(hint)] == hint for i in range(len(r)))]
+    assert len(with_hint) == 3 * len(hinted)  # each hinted completion three times, in a row
+    assert all(rows.count(r) == 3 for r in with_hint)
+    summary = json.loads((tmp_path / "out" / "rft_summary.json").read_text())
+    assert summary["kept"] == len(kept)  # the summary counts completions kept, not copies
+
+
 def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept():
     prompt_of = [0, 0, 1, 1, 2, 2, 3]
     heads = [1.0, 1.0, 0.0, 1.0, None, 0.0, 1.0]
@@ -180,6 +205,7 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(samples=0)), "rft.samples: expected >= 1, got 0"),
         (dict(rft=RFTConfig(keep_per_prompt=0)), "rft.keep_per_prompt: expected >= 1, got 0"),
         (dict(rft=RFTConfig(round=0)), "rft.round: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(hint_repeat=0)), "rft.hint_repeat: expected >= 1, got 0"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
         (dict(rft=RFTConfig(head_min_reward=float("inf"))), "rft.head_min_reward: expected a finite number, got inf"),
         (dict(decoding=free, rft=RFTConfig(head_reward="intnet")), "rft.head_reward: unknown reward 'intnet' "

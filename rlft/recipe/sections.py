@@ -266,6 +266,10 @@ class RFTConfig:
                            "this; each prompt keeps its best (the first of equals).")
     keep_per_prompt: int = _f(1, "Distinct completions a prompt may keep, best first (a prompt that passed only "
                               "with hints can keep several hinted replies).")
+    hint_repeat: int = _f(1, "Times each completion kept after a hint appears in the fine-tuning set (oversampling: "
+                          "the hinted move is one token among a reply's ~40 and a few dozen of the kept completions, "
+                          "so at 1 its loss barely moves the stop the model was trained to prefer there). 1: once, "
+                          "as every other kept completion.")
     head_reward: str = _f("", "The reward that judges the head alone (e.g. intent; needs decoding.free_reply). '': "
                           "a head is trained only inside a kept completion, so the labels whose replies seldom pass "
                           "lose their share of the head's loss. Set: every prompt with no kept completion still "

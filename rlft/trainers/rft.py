@@ -15,6 +15,7 @@ One round, before the optimiser's first step:
 4. Each prompt keeps its best completion(s) reaching `rft.min_reward` (up to `rft.keep_per_prompt` distinct ones: a
    prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions go to
    `output_dir/rft_samples.jsonl` (text, summed reward, each reward's value, hint) and the counts to `output_dir/rft_summary.json`.
+   A completion kept after a hint enters the fine-tuning set `rft.hint_repeat` times (oversampling the rare move).
 5. A `transformers.Trainer` fine-tunes on them (causal-LM loss): on every token the model wrote and on a hint's
    tokens (a hint that pays is the move being taught, as in GRPO's hinted exploration), never on the prompt or the
    looked-up text (`Constraint.lookup_mask`, GRPO's `env_mask`).
@@ -70,6 +71,8 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if cfg.keep_per_prompt < 1:
         raise RecipeError(f"{where(recipe, 'rft.keep_per_prompt')}: rft.keep_per_prompt: expected >= 1, got "
                           f"{cfg.keep_per_prompt}")
+    if cfg.hint_repeat < 1:
+        raise RecipeError(f"{where(recipe, 'rft.hint_repeat')}: rft.hint_repeat: expected >= 1, got {cfg.hint_repeat}")
     if cfg.round < 1:
         raise RecipeError(f"{where(recipe, 'rft.round')}: rft.round: expected >= 1, got {cfg.round}")
     if cfg.samples < 1:
@@ -384,7 +387,8 @@ def build_trainer(ctx: TrainContext) -> Any:
         raise RecipeError(f"{where}: rft.min_reward: no sampled completion of the {summary['prompts']} prompts "
                           f"reached {cfg.min_reward} (best {best if best is None else round(best, 3)}); lower it, "
                           f"add rft.hints, or start from a stronger adapter (adapter.init_from)")
-    examples = [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie) for k in kept]
+    examples = [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie)
+                for k in kept for _ in range(cfg.hint_repeat if k["hint"] else 1)]
     return Trainer(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
                    data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
                    callbacks=ctx.callbacks or None)
