@@ -142,6 +142,56 @@ def test_hint_repeat_puts_each_hinted_completion_in_the_fine_tuning_set_that_man
     assert summary["kept"] == len(kept)  # the summary counts completions kept, not copies
 
 
+def test_hint_from_greedy_appends_the_hint_to_the_deployed_reply_and_continues_greedily(tiny_model_dir, tmp_path,
+                                                                                        decoding):
+    from rlft.decoding.generation import eos_token_ids, generate_ids
+    from rlft.trainers.rft import build_trainer
+
+    def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
+        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+        return [1.0 if HINT.strip() in t or label != "cancel_order" else 0.0 for t, label in zip(texts, intent)]
+
+    # the random model's greedy reply starts with ":" and repeats it to the budget (a reply that never ends is not
+    # hinted): a stop there, allowed at once, ends it
+    dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 20, "reply_stop": ":", "reply_min_tokens": 0})
+    hints = [HINT, " Please"]
+    kept_by_seed = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        ctx, tok = _rft_context(tiny_model_dir, out, dec, asks, RFTConfig(prompts=6, samples=2, hints=hints,
+                                                                          min_reward=1.0, hint_from="greedy",
+                                                                          keep_per_prompt=2))
+        ctx.recipe.seed = seed  # other prompts sampled; the greedy reply of a prompt does not depend on it
+        trainer = build_trainer(ctx)
+        kept = [json.loads(line) for line in (out / "out" / "rft_samples.jsonl").read_text().splitlines()]
+        hinted = [k for k in kept if k["hint"]]
+        assert hinted and all(k["hint"] == HINT for k in hinted)  # " Please" never holds the word the reward wants
+        trie = build_trie(tok, LABELS, dec)
+        checked = 0
+        for example in trainer.train_dataset:
+            ids, labels = example["input_ids"], example["labels"]
+            start = next(i for i, t in enumerate(labels) if t != IGNORE) - 1  # the prompt ends before the head
+            prompt, completion = ids[:start + 1], ids[start + 1:]
+            hint = tok.encode(HINT, add_special_tokens=False)
+            at = next((k for k in range(len(completion)) if completion[k:k + len(hint)] == hint), None)
+            if at is None:
+                continue
+            greedy = generate_ids(ctx.model, [prompt], max_new_tokens=64, eos_token_ids=eos_token_ids(ctx.model, tok),
+                                  pad_token_id=tok.pad_token_id or 0, trie=trie)[0]
+            assert completion[:at] == greedy[:-1]  # the greedy reply without its EOS, then the hint
+            resumed = generate_ids(ctx.model, [prompt + completion[:at + len(hint)]], max_new_tokens=64,
+                                   eos_token_ids=eos_token_ids(ctx.model, tok), pad_token_id=tok.pad_token_id or 0,
+                                   stop=lambda ids: len(ids) - 1 if ids and ids[-1] in trie.reply_stop_ids else None)[0]
+            written = completion[at + len(hint):-1]  # the continuation without the EOS that ends it
+            assert written == resumed[:len(written)]  # continued greedily
+            checked += 1
+        assert checked == len(hinted)
+        kept_by_seed.append({(k["prompt"][-1]["content"], k["completion"]) for k in hinted})
+    # the same prompt fails under both seeds -> the same hinted completion (no sampling in it)
+    shared = {p for p, _ in kept_by_seed[0]} & {p for p, _ in kept_by_seed[1]}
+    assert all({c for p, c in kept_by_seed[0] if p == q} == {c for p, c in kept_by_seed[1] if p == q} for q in shared)
+
+
 def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept():
     prompt_of = [0, 0, 1, 1, 2, 2, 3]
     heads = [1.0, 1.0, 0.0, 1.0, None, 0.0, 1.0]
@@ -206,6 +256,7 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(keep_per_prompt=0)), "rft.keep_per_prompt: expected >= 1, got 0"),
         (dict(rft=RFTConfig(round=0)), "rft.round: expected >= 1, got 0"),
         (dict(rft=RFTConfig(hint_repeat=0)), "rft.hint_repeat: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(hint_from="best")), "rft.hint_from: expected one of sample, greedy, got 'best'"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
         (dict(rft=RFTConfig(head_min_reward=float("inf"))), "rft.head_min_reward: expected a finite number, got inf"),
         (dict(decoding=free, rft=RFTConfig(head_reward="intnet")), "rft.head_reward: unknown reward 'intnet' "

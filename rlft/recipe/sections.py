@@ -266,6 +266,10 @@ class RFTConfig:
                            "this; each prompt keeps its best (the first of equals).")
     keep_per_prompt: int = _f(1, "Distinct completions a prompt may keep, best first (a prompt that passed only "
                               "with hints can keep several hinted replies).")
+    hint_from: str = _f("sample", "Which reply a hint is appended to: sample (one of the prompt's sampled replies, "
+                        "continued with the trainer's sampling) or greedy (the reply greedy decoding writes, i.e. "
+                        "the deployed one, continued greedily: the kept text is the deployed reply plus the move, "
+                        "without a temperature-1 sample's slips for the fine-tune to copy).")
     hint_repeat: int = _f(1, "Times each completion kept after a hint appears in the fine-tuning set (oversampling: "
                           "the hinted move is one token among a reply's ~40 and a few dozen of the kept completions, "
                           "so at 1 its loss barely moves the stop the model was trained to prefer there). 1: once, "

@@ -11,7 +11,8 @@ One round, before the optimiser's first step:
    (`rlft.scoring.completions.score`; the rewards see what evaluation shows them: the looked-up text left out).
 3. Where no sample of a prompt reaches `rft.min_reward`, each of `rft.hints` is appended to one of its replies once
    that reply has ended and the model writes on from it (`rlft.grpo.hints.extend_with_hints`, the continuation GRPO's
-   hinted exploration uses), and the hinted completions are scored the same way.
+   hinted exploration uses), and the hinted completions are scored the same way. `rft.hint_from: greedy` appends
+   the hints to the reply greedy decoding writes (the deployed one) and continues greedily instead.
 4. Each prompt keeps its best completion(s) reaching `rft.min_reward` (up to `rft.keep_per_prompt` distinct ones: a
    prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions go to
    `output_dir/rft_samples.jsonl` (text, summed reward, each reward's value, hint) and the counts to `output_dir/rft_summary.json`.
@@ -55,6 +56,7 @@ from rlft.errors import RecipeError
 from rlft.trainers.context import TrainContext
 
 IGNORE = -100  # the label of a token outside the loss (transformers' causal-LM loss ignores it)
+HINT_FROM = ("sample", "greedy")  # rft.hint_from: the reply a hint is appended to
 
 
 def config_class() -> type:
@@ -71,6 +73,9 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if cfg.keep_per_prompt < 1:
         raise RecipeError(f"{where(recipe, 'rft.keep_per_prompt')}: rft.keep_per_prompt: expected >= 1, got "
                           f"{cfg.keep_per_prompt}")
+    if cfg.hint_from not in HINT_FROM:
+        raise RecipeError(f"{where(recipe, 'rft.hint_from')}: rft.hint_from: expected one of {', '.join(HINT_FROM)}, "
+                          f"got {cfg.hint_from!r}")
     if cfg.hint_repeat < 1:
         raise RecipeError(f"{where(recipe, 'rft.hint_repeat')}: rft.hint_repeat: expected >= 1, got {cfg.hint_repeat}")
     if cfg.round < 1:
@@ -190,24 +195,31 @@ class Sampler:
         self.pad = tokenizer.eos_token_id if pad is None else pad
         self.max_new_tokens = int(args.max_completion_length)
 
-    def sample(self, prompt_ids: list[list[int]], n: int, seed: int) -> list[list[int]]:
-        """`n` completions per prompt (consecutive); a row ends at its first EOS (`generate_ids` stops it there)."""
+    def sample(self, prompt_ids: list[list[int]], n: int, seed: int | None) -> list[list[int]]:
+        """`n` completions per prompt (consecutive) with the trainer's sampling, or the greedy one (`seed` None); a
+        row ends at its first EOS (`generate_ids` stops it there)."""
         import torch
 
-        from rlft.decoding.generation import Sampling, generate_ids
+        from rlft.decoding.generation import generate_ids
 
         with torch.no_grad():
             return generate_ids(self.model, prompt_ids, max_new_tokens=self.max_new_tokens, eos_token_ids=self.eos,
-                                pad_token_id=self.pad, trie=self.trie, sampling=Sampling.like(self.args, n, seed),
+                                pad_token_id=self.pad, trie=self.trie, sampling=self._sampling(n, seed),
                                 batch_size=32)
 
+    def _sampling(self, n: int, seed: int | None) -> Any:  # a rlft.decoding.generation.Sampling
+        from rlft.decoding.generation import Sampling
+
+        return Sampling(temperature=0.0, n=n) if seed is None else Sampling.like(self.args, n, seed)
+
     def hinted(self, prompt_ids: list[list[int]], completions: list[list[int]], hints: Sequence[str],
-               hint_index: Sequence[int], seed: int) -> tuple[list[list[int]], list[int]]:
-        """Each completion continued after its hint (`hints[hint_index[k]]` for completion k); returns them and the
-        indices actually hinted (a reply that did not end by itself, or has no room left, is not)."""
+               hint_index: Sequence[int], seed: int | None) -> tuple[list[list[int]], list[int]]:
+        """Each completion continued after its hint (`hints[hint_index[k]]` for completion k) with the trainer's
+        sampling, or greedily (`seed` None); returns them and the indices actually hinted (a reply that did not end
+        by itself, or has no room left, is not)."""
         import torch
 
-        from rlft.decoding.generation import Sampling, generate_ids
+        from rlft.decoding.generation import generate_ids
         from rlft.grpo.hints import extend_with_hints
 
         hint_ids = [self.tokenizer.encode(h, add_special_tokens=False) for h in hints]
@@ -215,7 +227,7 @@ class Sampler:
         def continue_from(prefixes: list[list[int]], max_new: int, stop: Any) -> list[list[int]]:
             with torch.no_grad():
                 return generate_ids(self.model, prefixes, max_new_tokens=max_new, eos_token_ids=self.eos,
-                                    pad_token_id=self.pad, sampling=Sampling.like(self.args, 1, seed),
+                                    pad_token_id=self.pad, sampling=self._sampling(1, seed),
                                     batch_size=32, stop=stop)
 
         return extend_with_hints(completions, prompt_ids, range(len(completions)), hint_ids, hint_index.__getitem__,
@@ -256,9 +268,14 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     failing = [p for p in range(len(prompts)) if p not in best]
     tried = 0
     if cfg.hints and failing:
-        bases = [(p, p * cfg.samples + k % cfg.samples, k) for p in failing for k in range(len(cfg.hints))]
-        extended, done = sampler.hinted([prompts[p] for p, _, _ in bases], [completions[i] for _, i, _ in bases],
-                                        cfg.hints, [k for _, _, k in bases], seed + 1)
+        if cfg.hint_from == "greedy":  # the deployed reply of each failing prompt, continued greedily after the hint
+            greedy = dict(zip(failing, sampler.sample([prompts[p] for p in failing], 1, None), strict=True))
+            start_of, continue_seed = (lambda p, k: greedy[p]), None
+        else:  # one of the prompt's sampled replies, continued with the trainer's sampling
+            start_of, continue_seed = (lambda p, k: completions[p * cfg.samples + k % cfg.samples]), seed + 1
+        bases = [(p, k) for p in failing for k in range(len(cfg.hints))]
+        extended, done = sampler.hinted([prompts[p] for p, _ in bases], [start_of(p, k) for p, k in bases],
+                                        cfg.hints, [k for _, k in bases], continue_seed)
         tried = len(done)
         if done:
             new = [extended[k] for k in done]
@@ -269,7 +286,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             completions += new
             texts += new_texts
             prompt_of += [bases[k][0] for k in done]
-            hint_of += [cfg.hints[bases[k][2]] for k in done]
+            hint_of += [cfg.hints[bases[k][1]] for k in done]
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
     def values_of(i: int) -> dict[str, float | None]:  # completion i's value of each reward
