@@ -2,6 +2,7 @@
 
     python benchmarks/curve_end.py constant=runs/curve/constant cosine=runs/curve/cosine ema=runs/curve/ema
     # -> a table, and benchmarks/results/curve_end.json
+    python benchmarks/curve_end.py --add grouped_cosine=runs/grouped_cosine   # one more arm, the others kept
 
 Reads each run's metrics.json, nothing else: `heldout_history` (the curve on the split periodic evaluation used,
 `best.split`: "selection" when `evaluation.select_fraction` held rows back, else the reported held-out rows),
@@ -42,8 +43,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="NAME=RUN_DIR (a finished rlft train output folder)")
     parser.add_argument("--metric", default="intent_accuracy")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curve_end.json"))
+    parser.add_argument("--add", action="store_true", help="keep the runs already in --out (their folders may be "
+                        "gone) and add or replace these")
     args = parser.parse_args()
-    rows = {}
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if args.add and out.is_file() else {}
     for item in args.runs:
         name, _, run = item.partition("=")
         rows[name] = {"run": run, **curve_summary(json.loads((Path(run) / "metrics.json").read_text()), args.metric)}
@@ -54,7 +58,7 @@ def main() -> None:
         final = "—" if r["final_heldout"] is None else f"{r['final_heldout']:.3f}"
         print(f"| {name} | {curve} | {r['split']} | {100 * r['swing_last_third']:.1f} | "
               f"{100 * r['final_minus_best']:+.1f} | {final} |")
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
