@@ -210,7 +210,7 @@ class Sampler:
     def _sampling(self, n: int, seed: int | None) -> Any:  # a rlft.decoding.generation.Sampling
         from rlft.decoding.generation import Sampling
 
-        return Sampling(temperature=0.0, n=n) if seed is None else Sampling.like(self.args, n, seed)
+        return Sampling(n=n) if seed is None else Sampling.like(self.args, n, seed)  # Sampling(): greedy
 
     def hinted(self, prompt_ids: list[list[int]], completions: list[list[int]], hints: Sequence[str],
                hint_index: Sequence[int], seed: int | None) -> tuple[list[list[int]], list[int]]:
@@ -404,8 +404,9 @@ def build_trainer(ctx: TrainContext) -> Any:
         raise RecipeError(f"{where}: rft.min_reward: no sampled completion of the {summary['prompts']} prompts "
                           f"reached {cfg.min_reward} (best {best if best is None else round(best, 3)}); lower it, "
                           f"add rft.hints, or start from a stronger adapter (adapter.init_from)")
-    examples = [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie)
-                for k in kept for _ in range(cfg.hint_repeat if k["hint"] else 1)]
+    examples = [example for k in kept  # a hinted completion tokenised once, listed hint_repeat times
+                for example in [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie)]
+                * (cfg.hint_repeat if k["hint"] else 1)]
     return Trainer(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
                    data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
                    callbacks=ctx.callbacks or None)
