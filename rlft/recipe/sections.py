@@ -270,6 +270,10 @@ class RFTConfig:
                         "continued with the trainer's sampling) or greedy (the reply greedy decoding writes, i.e. "
                         "the deployed one, continued greedily: the kept text is the deployed reply plus the move, "
                         "without a temperature-1 sample's slips for the fine-tune to copy).")
+    hint_at: str = _f("end", "Where in that reply the hints go: end (after the whole reply) or sentences (also after "
+                      "each of its earlier sentences, the rest of the reply dropped: a move the reply's word budget "
+                      "has no room for at its end can replace the sentences after it; one continuation per hint "
+                      "and point).")
     hint_repeat: int = _f(1, "Times each completion kept after a hint appears in the fine-tuning set (oversampling: "
                           "the hinted move is one token among a reply's ~40 and a few dozen of the kept completions, "
                           "so at 1 its loss barely moves the stop the model was trained to prefer there). 1: once, "

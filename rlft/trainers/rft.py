@@ -13,6 +13,9 @@ One round, before the optimiser's first step:
    that reply has ended and the model writes on from it (`rlft.grpo.hints.extend_with_hints`, the continuation GRPO's
    hinted exploration uses), and the hinted completions are scored the same way. `rft.hint_from: greedy` appends
    the hints to the reply greedy decoding writes (the deployed one) and continues greedily instead.
+   `rft.hint_at: sentences` also tries each hint after each earlier sentence of that reply, the rest of it dropped
+   (`Sampler.sentence_cuts`): a move the reply's word budget has no room for at its end (the article copied whole,
+   then a question) can replace the sentences after it.
 4. Each prompt keeps its best completion(s) reaching `rft.min_reward` (up to `rft.keep_per_prompt` distinct ones: a
    prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions go to
    `output_dir/rft_samples.jsonl` (text, summed reward, each reward's value, hint) and the counts to `output_dir/rft_summary.json`.
@@ -57,6 +60,7 @@ from rlft.trainers.context import TrainContext
 
 IGNORE = -100  # the label of a token outside the loss (transformers' causal-LM loss ignores it)
 HINT_FROM = ("sample", "greedy")  # rft.hint_from: the reply a hint is appended to
+HINT_AT = ("end", "sentences")  # rft.hint_at: where in that reply the hints go
 
 
 def config_class() -> type:
@@ -76,6 +80,9 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if cfg.hint_from not in HINT_FROM:
         raise RecipeError(f"{where(recipe, 'rft.hint_from')}: rft.hint_from: expected one of {', '.join(HINT_FROM)}, "
                           f"got {cfg.hint_from!r}")
+    if cfg.hint_at not in HINT_AT:
+        raise RecipeError(f"{where(recipe, 'rft.hint_at')}: rft.hint_at: expected one of {', '.join(HINT_AT)}, "
+                          f"got {cfg.hint_at!r}")
     if cfg.hint_repeat < 1:
         raise RecipeError(f"{where(recipe, 'rft.hint_repeat')}: rft.hint_repeat: expected >= 1, got {cfg.hint_repeat}")
     if cfg.round < 1:
@@ -164,6 +171,14 @@ def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], t
     return {"input_ids": [*prompt_ids, *completion_ids], "labels": labels}
 
 
+def sentence_ends(token_texts: Sequence[str]) -> list[int]:
+    """Indices of the tokens that end a sentence inside a reply (`token_texts`: each reply token's text), its last
+    token excluded: the token's text ends with '.', '!' or '?' and the next token's text starts with whitespace (so
+    '$4.99' is not cut after '$4.')."""
+    return [i for i in range(len(token_texts) - 1)
+            if token_texts[i].endswith((".", "!", "?")) and token_texts[i + 1][:1].isspace()]
+
+
 def collate(pad_token_id: int) -> Callable[[list[dict[str, list[int]]]], dict[str, Any]]:
     """Right-padding collator: pad ids, labels IGNORE, attention mask 0 on padding."""
     import torch
@@ -233,6 +248,20 @@ class Sampler:
         return extend_with_hints(completions, prompt_ids, range(len(completions)), hint_ids, hint_index.__getitem__,
                                  self.trie, self.eos, self.max_new_tokens, continue_from)
 
+    def sentence_cuts(self, completion: Sequence[int]) -> list[list[int]]:
+        """The completion cut after each sentence of its reply but the last, each ended by the completion's own EOS
+        (the points `rft.hint_at: sentences` tries the hints at besides the reply's end; `sentence_ends`). [] for a
+        completion that did not end by itself or whose reply never opened."""
+        ids = list(completion)
+        if not ids or ids[-1] not in self.eos:
+            return []
+        body = ids[:-1]
+        state, start = self.trie.locate(body)
+        if self.trie.states[state] is not self.trie.reply:
+            return []
+        texts = [self.tokenizer.decode([t]) for t in body[start:]]
+        return [body[:start + i + 1] + [ids[-1]] for i in sentence_ends(texts)]
+
     def texts(self, completions: Sequence[Sequence[int]]) -> list[str]:
         from rlft.decoding.generation import completion_texts
 
@@ -273,9 +302,13 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             start_of, continue_seed = (lambda p, k: greedy[p]), None
         else:  # one of the prompt's sampled replies, continued with the trainer's sampling
             start_of, continue_seed = (lambda p, k: completions[p * cfg.samples + k % cfg.samples]), seed + 1
-        bases = [(p, k) for p in failing for k in range(len(cfg.hints))]
-        extended, done = sampler.hinted([prompts[p] for p, _ in bases], [start_of(p, k) for p, k in bases],
-                                        cfg.hints, [k for _, k in bases], continue_seed)
+        def starts(p: int, k: int) -> list[list[int]]:  # the reply hint k goes after, and its sentence cuts
+            whole = start_of(p, k)
+            return [whole, *sampler.sentence_cuts(whole)] if cfg.hint_at == "sentences" else [whole]
+
+        bases = [(p, k, ids) for p in failing for k in range(len(cfg.hints)) for ids in starts(p, k)]
+        extended, done = sampler.hinted([prompts[p] for p, _, _ in bases], [ids for _, _, ids in bases],
+                                        cfg.hints, [k for _, k, _ in bases], continue_seed)
         tried = len(done)
         if done:
             new = [extended[k] for k in done]
