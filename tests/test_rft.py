@@ -13,7 +13,8 @@ from rlft.decoding.prompting import build_trie
 from rlft.errors import RecipeError
 from rlft.recipe.sections import DecodingConfig, Recipe, RFTConfig
 from rlft.scoring.loader import RewardSpec
-from rlft.trainers.rft import IGNORE, best_per_prompt, collate, head_only_picks, pick_prompts, training_example
+from rlft.trainers.rft import (IGNORE, best_per_prompt, collate, head_only_picks, pick_prompts, sentence_ends,
+                               training_example)
 from tests.test_lookup import ARTICLES, LABELS, _article_ids, _heads, articles_file, decoding, tiny  # noqa: F401
 
 HINT = " Could you"
@@ -192,6 +193,70 @@ def test_hint_from_greedy_appends_the_hint_to_the_deployed_reply_and_continues_g
     assert all({c for p, c in kept_by_seed[0] if p == q} == {c for p, c in kept_by_seed[1] if p == q} for q in shared)
 
 
+def test_a_sentence_ends_at_a_stop_followed_by_a_space_never_inside_a_number():
+    texts = [" It", " costs", " $4", ".", "99", ".", " We", " need", " it", "!", " Bye", "."]
+    assert sentence_ends(texts) == [5, 9]  # "$4." is no end; the reply's last token is its end, not a cut
+    assert sentence_ends([" Hi", "?", "\n"]) == [1] and sentence_ends([" no", " stop"]) == [] == sentence_ends([])
+
+
+def _sentence_sampler(ctx, decoding, reply: str):
+    """A Sampler whose every first reply (sampled or greedy) is cancel_order's head, its article and `reply`, then
+    EOS; continuations after a hint are the tiny model's own (greedy)."""
+    from rlft.trainers.rft import Sampler
+
+    tok = ctx.tokenizer
+    whole = (_heads(tok)["cancel_order"] + _article_ids(tok, "cancel_order")
+             + tok.encode(reply, add_special_tokens=False) + [tok.eos_token_id])
+
+    class FirstReplies(Sampler):
+        def sample(self, prompt_ids, n, seed):
+            return [list(whole) for _ in prompt_ids for _ in range(n)]
+
+    args = type("Args", (), {"max_completion_length": 64, "temperature": 1.0, "top_k": 0, "top_p": 1.0})()
+    return FirstReplies(ctx.model, tok, decoding, ctx.rewards, LABELS, args), whole
+
+
+def test_sentence_cuts_end_the_reply_after_each_earlier_sentence_never_inside_the_article(tiny_model_dir, tmp_path,
+                                                                                          decoding):
+    ctx, tok = _rft_context(tiny_model_dir, tmp_path, decoding, lambda prompts, completions, **kw: [0.0] * len(prompts),
+                            RFTConfig())
+    sampler, whole = _sentence_sampler(ctx, decoding, " It costs $4.99. We need the number. Bye.")
+    cuts = sampler.sentence_cuts(whole)
+    # the article ("Cancelling costs $4.99; we need your order number.") is not the reply: no cut inside it
+    assert [tok.decode(c[:-1]).split("Answer:")[1] for c in cuts] == [" It costs $4.99.", " It costs $4.99. We need the number."]
+    assert all(c[-1] == tok.eos_token_id and whole[:len(c) - 1] == c[:-1] for c in cuts)
+    assert sampler.sentence_cuts(whole[:-1]) == []  # a reply that did not end by itself is not cut
+    assert sampler.sentence_cuts(_heads(tok)["review"][:2]) == []  # nor one whose reply never opened
+
+
+def test_hint_at_sentences_finds_a_move_that_must_replace_the_reply_s_last_sentence(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import collect
+
+    def asks_instead_of_bye(prompts, completions, intent, **kwargs):  # the hint, and no "Bye" after the first reply
+        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+        return [1.0 if HINT.strip() in t and "Bye" not in t else 0.0 for t in texts]
+
+    dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 40})
+    kept_by = {}
+    for hint_at in ("end", "sentences"):
+        ctx, tok = _rft_context(tiny_model_dir, tmp_path / hint_at, dec, asks_instead_of_bye, RFTConfig())
+        sampler, whole = _sentence_sampler(ctx, dec, " It costs $4.99. We need the number. Bye.")
+        cfg = RFTConfig(prompts=4, samples=1, hints=[HINT], min_reward=1.0, hint_from="greedy", hint_at=hint_at,
+                        keep_per_prompt=3)
+        kept, summary = collect(sampler, ctx.train_dataset.select(range(4)), cfg, seed=0)
+        kept_by[hint_at] = (kept, summary)
+    kept, summary = kept_by["end"]
+    assert kept == [] and summary["hinted_tried"] == 4  # after the whole reply, "Bye" stays: nothing passes
+    kept, summary = kept_by["sentences"]
+    assert summary["hinted_tried"] == 4 * 3  # the end and the two earlier sentence ends of each failing prompt
+    assert {k["prompt"] for k in kept} == {0, 1, 2, 3} and all(k["hint"] == HINT for k in kept)
+    for k in kept:  # the reply up to an earlier sentence, then the hint, then what the model wrote
+        reply = k["text"].split("</intent>")[1]
+        assert reply.startswith((" It costs $4.99." + HINT, " It costs $4.99. We need the number." + HINT))
+        hint = tok.encode(HINT, add_special_tokens=False)
+        assert any(k["completion_ids"][:len(c) - 1 + len(hint)] == c[:-1] + hint for c in sampler.sentence_cuts(whole))
+
+
 def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept():
     prompt_of = [0, 0, 1, 1, 2, 2, 3]
     heads = [1.0, 1.0, 0.0, 1.0, None, 0.0, 1.0]
@@ -257,6 +322,7 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(round=0)), "rft.round: expected >= 1, got 0"),
         (dict(rft=RFTConfig(hint_repeat=0)), "rft.hint_repeat: expected >= 1, got 0"),
         (dict(rft=RFTConfig(hint_from="best")), "rft.hint_from: expected one of sample, greedy, got 'best'"),
+        (dict(rft=RFTConfig(hint_at="words")), "rft.hint_at: expected one of end, sentences, got 'words'"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
         (dict(rft=RFTConfig(head_min_reward=float("inf"))), "rft.head_min_reward: expected a finite number, got inf"),
         (dict(decoding=free, rft=RFTConfig(head_reward="intnet")), "rft.head_reward: unknown reward 'intnet' "
