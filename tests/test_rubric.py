@@ -127,6 +127,11 @@ def test_every_intent_has_a_rubric_and_a_good_reply_passes_it(demo):
          "payment method did you use?", 1.0, "the card-number rule's lookbehind lets 'never share your CVV' pass"),
         ("payment_issue", "charged twice", "Please provide your full card number. What is your order number, and "
          "which payment method did you use?", 0.0, "asking for the card number violates must_not"),
+        ("payment_issue", "charged twice", "Check your card details. What is your order number and the payment "
+         "method you used? We need your full card number or CVV.", 0.0,
+         "saying we need the card number is asking for it (the article's 'we never need' with 'never' dropped)"),
+        ("payment_issue", "charged twice", "Check your card details. What is your order number and the payment "
+         "method you used? We never need your full card number or CVV.", 1.0, "the article's own 'never' passes"),
         ("track_order", "where is my order", "Your order will arrive on Monday. See Account > Orders > Track. "
          "What's your order number?", 0.0, "an invented delivery date violates must_not"),
         ("delete_account", "close my account", "I have deleted your account. It is permanent and removes your order "
