@@ -13,7 +13,8 @@ What it does: stage 1 trains the intent head alone (support_agent_bitext_head.ya
 under the agent's system prompt, no replies generated); stage 2 (support_agent_bitext.yaml) starts from that adapter
 (`adapter.init_from`) and trains the reply with GRPO on the rubric of the article its own head fetched
 (`decoding.lookup`); stage 3 (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from
-stage 2's adapter, hints appended to the greedy (deployed) reply where no sampled reply passes (`algorithm: rft`), run ROUNDS times (`rounds=N`). A stage whose folder already holds a
+stage 2's adapter, hints appended to the greedy (deployed) reply, at its end and after each earlier sentence,
+where no sampled reply passes (`algorithm: rft`), run ROUNDS times (`rounds=N`). A stage whose folder already holds a
 finished adapter trained on the same seed is reused, not retrained (delete the folder to retrain it).
 Figures and caveats: docs/support_agent.md#no-oracle.
 """
