@@ -302,9 +302,16 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             start_of, continue_seed = (lambda p, k: greedy[p]), None
         else:  # one of the prompt's sampled replies, continued with the trainer's sampling
             start_of, continue_seed = (lambda p, k: completions[p * cfg.samples + k % cfg.samples]), seed + 1
+        cuts: dict[tuple[int, ...], list[list[int]]] = {}  # greedy: one reply per prompt, cut once for all hints
+
         def starts(p: int, k: int) -> list[list[int]]:  # the reply hint k goes after, and its sentence cuts
             whole = start_of(p, k)
-            return [whole, *sampler.sentence_cuts(whole)] if cfg.hint_at == "sentences" else [whole]
+            if cfg.hint_at != "sentences":
+                return [whole]
+            key = tuple(whole)
+            if key not in cuts:
+                cuts[key] = sampler.sentence_cuts(whole)
+            return [whole, *cuts[key]]
 
         bases = [(p, k, ids) for p in failing for k in range(len(cfg.hints)) for ids in starts(p, k)]
         extended, done = sampler.hinted([prompts[p] for p, _, _ in bases], [ids for _, _, ids in bases],
