@@ -153,3 +153,16 @@ def is_main_process(env: Mapping[str, str] | None = None) -> bool:
     """True on the process that writes a run's files: global rank 0 (``RANK`` from torchrun / accelerate), or alone."""
     env = os.environ if env is None else env
     return (_int(env.get("RANK")) or 0) == 0
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on any (a no-op outside torch.distributed)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)

@@ -24,6 +24,7 @@ from rlft.recipe.sections import Recipe
 from rlft.data.loading import drop_long_prompts, prepare
 from rlft.run.distributed import is_main_process
 from rlft.run.ema import AdapterEMA
+from rlft.run.finite_weights import FiniteWeights
 from rlft.errors import RecipeError
 from rlft.evaluation.held_out import EvalReport, evaluate
 from rlft.judge.gate import check_judge_gates
@@ -214,6 +215,7 @@ class _Hooks:
     ema: AdapterEMA | None  # before periodic evaluation: a step's average is updated before it is evaluated
     periodic: PeriodicEval | None
     reward_state: SaveRewardState  # a callback with state_dict/load_state_dict (a judge's spend) is checkpointed
+    finite: FiniteWeights  # first of rlft's: a NaN step raises before any checkpoint, evaluation or average sees it
     marker: MarkCompleteCheckpoints  # last: a checkpoint is complete only after every callback wrote its state
 
     @classmethod
@@ -231,10 +233,10 @@ class _Hooks:
                                      out, keep_best=ev.keep_best, best_metric=ev.best_metric, split=split,
                                      weights=ema.swapped if ema is not None else None)
         return cls([cb for _, cb in named_callbacks], time_budget, ema, evaluator, SaveRewardState(named_callbacks),
-                   MarkCompleteCheckpoints())
+                   FiniteWeights(_where(recipe, "trainer.learning_rate")), MarkCompleteCheckpoints())
 
     def callbacks(self, user: list | None) -> list[Any]:
-        return [self.marker, *(user or []), *self.reward_callbacks, *self.time_budget,
+        return [self.marker, self.finite, *(user or []), *self.reward_callbacks, *self.time_budget,
                 *([self.ema] if self.ema else []), *([self.periodic] if self.periodic else []),
                 *([self.reward_state] if self.reward_state else [])]
 

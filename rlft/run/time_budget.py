@@ -26,21 +26,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from rlft.run.distributed import any_rank
+
 
 CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}  # max_train_clock
-
-
-def _any_rank(flag: bool) -> bool:
-    """True on every rank when `flag` is true on any (a no-op outside torch.distributed)."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
 
 
 class TrainTimeBudget(TrainerCallback):
@@ -63,7 +52,7 @@ class TrainTimeBudget(TrainerCallback):
         if self._step_start is not None:
             self.spent_s += self.clock() - self._step_start
             self._step_start = None
-        if _any_rank(self.spent_s >= self.budget_s) and not control.should_training_stop:
+        if any_rank(self.spent_s >= self.budget_s) and not control.should_training_stop:
             control.should_training_stop = True
             kind = " (CPU time)" if self.clock is time.process_time else ""
             self.stop_reason = (f"max_train_minutes={self.budget_s / 60:g} reached after step {state.global_step} "
