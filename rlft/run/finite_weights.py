@@ -32,13 +32,15 @@ def first_non_finite(model: Any) -> tuple[str, str] | None:
     """(name, "NaN" | "inf") of the first trainable parameter holding a non-finite value, else None."""
     import torch
 
-    for name, param in model.named_parameters():
-        if not param.requires_grad or param.numel() == 0:
-            continue
-        data = param.detach()
-        if not bool(torch.isfinite(data).all()):
-            return name, "NaN" if bool(torch.isnan(data).any()) else "inf"
-    return None
+    trainable = [(name, p.detach()) for name, p in model.named_parameters() if p.requires_grad and p.numel()]
+    if not trainable:
+        return None
+    device = trainable[0][1].device  # a model split over devices (device_map) gathers its flags on one
+    finite = torch.stack([torch.isfinite(data).all().to(device) for _, data in trainable])
+    if bool(finite.all()):  # one device-to-host sync per step, not one per tensor
+        return None
+    name, data = trainable[int((~finite).nonzero()[0])]
+    return name, "NaN" if bool(torch.isnan(data).any()) else "inf"
 
 
 class FiniteWeights(TrainerCallback):
