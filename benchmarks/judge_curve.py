@@ -6,7 +6,9 @@ from ONE stage-2 adapter, with a different referee deciding which replies are ke
 - `rubric`: the shipped stage 3 (recipes/support_agent_bitext_rft.yaml), the deterministic rubric: the ground truth.
 - `f<RATE>` / `f<RATE>k<VOTES>`: recipes/support_agent_bitext_rft_judge.yaml, the reply judged over HTTP by the
   SIMULATED judge (benchmarks/simulated_judge.py: the rubric's verdict, flipped with probability RATE per request;
-  not a language model), with VOTES votes per judgment (majority). RATE 0.1 / 0.2 / 0.3 / 0.5 is Cohen's kappa about
+  not a language model), with VOTES votes per judgment (majority). An arm name ending in `s` (`f0.2s`) asks the
+  judge for a 1-10 score instead of pass/fail (`mode: score`): the rubric's share of requirements met, mapped onto
+  1-10, a flip mirroring it (n -> 11 - n), so a reply that meets more of its policy scores higher. RATE 0.1 / 0.2 / 0.3 / 0.5 is Cohen's kappa about
   0.8 / 0.6 / 0.4 / 0 against the rubric; the arm starts and stops its own server.
 
 `--stage grpo` runs stage 2 instead (GRPO from the stage-1 head, 41 steps): `rubric` is the shipped stage 2
@@ -52,17 +54,20 @@ JUDGE_INDEX = 3  # rewards.3 of both judge recipes is the judge
 # Projected judge cost: gpt-4o-mini's public list price (USD per million tokens, input / output), and ~4/3 tokens a
 # word (the simulated server counts words).
 PRICE_IN, PRICE_OUT, TOKENS_PER_WORD = 0.15, 0.60, 4 / 3
-ARM = re.compile(r"^(?:grpo_)?(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?)$")
+ARM = re.compile(r"^(?:grpo_)?(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?(?P<score>s)?)$")
 
 
-def parse_arm(name: str) -> tuple[float | None, int]:
-    """'rubric' -> (None, 1); 'f0.2' -> (0.2, 1); 'f0.2k3' -> (0.2, 3). Anything else is a one-line error."""
+def parse_arm(name: str) -> tuple[float | None, int, str]:
+    """(flip rate, votes, judge mode): 'rubric' -> (None, 1, ''); 'f0.2' -> (0.2, 1, 'binary'); 'f0.2k3' -> (0.2, 3,
+    'binary'); 'f0.2s' -> (0.2, 1, 'score'): the judge grades 1-10 (the rubric's share of requirements met, a flip
+    mirrors it) instead of pass/fail. Anything else is a one-line error."""
     m = ARM.match(name)
     if not m:
-        raise SystemExit(f"error: arm {name!r}: expected 'rubric', 'f<rate>' or 'f<rate>k<votes>' (e.g. f0.2k3)")
+        raise SystemExit(f"error: arm {name!r}: expected 'rubric', 'f<rate>', 'f<rate>k<votes>', each optionally "
+                         "ending in 's' for a 1-10 score (e.g. f0.2k3, f0.2s)")
     if m["rate"] is None:
-        return None, 1
-    return float(m["rate"]), int(m["votes"] or 1)
+        return None, 1, ""
+    return float(m["rate"]), int(m["votes"] or 1), "score" if m["score"] else "binary"
 
 
 def free_port() -> int:
@@ -101,7 +106,7 @@ def run_rlft(args: list[str]) -> None:
 
 def train(ns: argparse.Namespace) -> None:
     arm = ns.arm.removeprefix("grpo_")
-    rate, votes = parse_arm(arm)
+    rate, votes, mode = parse_arm(arm)
     rubric_recipe, judge_recipe = STAGES[ns.stage]
     name = arm if ns.stage == "rft" else f"{ns.stage}_{arm}"
     out = Path(ns.out) / name  # rlft refuses a folder that already holds a run
@@ -115,12 +120,13 @@ def train(ns: argparse.Namespace) -> None:
     judge = f"rewards.{JUDGE_INDEX}.params"
     try:
         run_rlft([str(judge_recipe), *common, f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
-                  f"{judge}.cache={out / 'judge_cache.sqlite'}"])
+                  f"{judge}.mode={mode}", f"{judge}.cache={out / 'judge_cache.sqlite'}"])
         stats = get_json(f"http://127.0.0.1:{port}/stats")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    (out / "judge_stats.json").write_text(json.dumps({"flip_rate": rate, "votes": votes, **stats}, indent=1) + "\n")
+    record = {"flip_rate": rate, "votes": votes, "mode": mode, **stats}
+    (out / "judge_stats.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def kappa(stats: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -142,10 +148,10 @@ def arm_row(spec: str, rows: int, seed: int, evals: Path) -> dict[str, Any]:
     name, given, folder = spec.partition("=")
     if not given:
         name, folder = Path(spec).name, spec
-    rate, votes = parse_arm(name)
+    rate, votes, mode = parse_arm(name)
     folder_path = Path(folder)
-    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "kept": None, "kept_after_hint": None,
-                           "kept_precision": None, "sampling_cpu_s": None}
+    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "mode": mode, "kept": None,
+                           "kept_after_hint": None, "kept_precision": None, "sampling_cpu_s": None}
     if (folder_path / "rft_summary.json").exists():  # an rft arm: what its round kept
         summary = json.loads((folder_path / "rft_summary.json").read_text())
         kept = [json.loads(line) for line in (folder_path / "rft_samples.jsonl").read_text().splitlines()]
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="run one arm's stage (and its judge server)")
-    t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>")
+    t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>, either ending in 's' for a 1-10 score judge")
     t.add_argument("--init", required=True, help="the adapter every arm starts from (stage 2's for --stage rft, "
                    "stage 1's head for --stage grpo)")
     t.add_argument("--stage", choices=sorted(STAGES), default="rft",

@@ -46,11 +46,14 @@ def test_a_round_keeps_what_the_judge_passes_not_what_the_rubric_passes(tiny_mod
 
 
 def test_arm_names():
-    assert parse_arm("rubric") == (None, 1)
-    assert parse_arm("f0.2") == (0.2, 1) and parse_arm("f0.2k3") == (0.2, 3) and parse_arm("f0") == (0.0, 1)
-    assert parse_arm("grpo_f0.1") == (0.1, 1) and parse_arm("grpo_rubric") == (None, 1)  # --stage grpo's folders
-    for bad in ("f2", "f0.2k0", "k3", "judge"):
-        with pytest.raises(SystemExit, match="expected 'rubric', 'f<rate>' or 'f<rate>k<votes>'"):
+    assert parse_arm("rubric") == (None, 1, "")
+    assert parse_arm("f0.2") == (0.2, 1, "binary") and parse_arm("f0.2k3") == (0.2, 3, "binary")
+    assert parse_arm("f0") == (0.0, 1, "binary")
+    assert parse_arm("f0.2s") == (0.2, 1, "score") and parse_arm("f0.2k3s") == (0.2, 3, "score")  # a 1-10 judge
+    assert parse_arm("grpo_f0.1") == (0.1, 1, "binary") and parse_arm("grpo_rubric") == (None, 1, "")  # --stage grpo
+    assert parse_arm("grpo_f0.2s") == (0.2, 1, "score")
+    for bad in ("f2", "f0.2k0", "k3", "judge", "rubrics", "f0.2ss", "f0.2sk3"):
+        with pytest.raises(SystemExit, match="expected 'rubric', 'f<rate>', 'f<rate>k<votes>'"):
             parse_arm(bad)
 
 
