@@ -165,6 +165,13 @@ def test_bitext_headline_recipe_is_the_label_space_recipe():
     sampled = load_recipe(RECIPES / "intent_grpo_bitext_sampled.yaml", check=False)
     assert (headline.algorithm, sampled.algorithm) == ("label_pg", "grpo")
     assert headline.output_dir == "runs/intent_grpo_bitext"
-    same_run = dataclasses.replace(headline, output_dir=label_pg.output_dir, source_file=label_pg.source_file)
+    # the same run but for the learning-rate decay (docs/benchmarks.md#curve-end)
+    assert headline.trainer == {**label_pg.trainer, "lr_scheduler_type": "cosine_with_min_lr",
+                                "lr_scheduler_kwargs": {"min_lr_rate": 0.1}}
+    same_run = dataclasses.replace(headline, output_dir=label_pg.output_dir, source_file=label_pg.source_file,
+                                   trainer=label_pg.trainer)
     assert same_run == label_pg
+    for dependent in ("support_agent_bitext_head.yaml", "intent_handoff_bitext.yaml"):  # measured at a constant rate
+        trainer = load_recipe(RECIPES / dependent, check=False).trainer
+        assert trainer["lr_scheduler_type"] == "constant" and trainer["lr_scheduler_kwargs"] is None, dependent
     assert sampled.data.source == label_pg.data.source and sampled.data.holdout == label_pg.data.holdout == "grouped"
