@@ -6,10 +6,10 @@ from ONE stage-2 adapter, with a different referee deciding which replies are ke
 - `rubric`: the shipped stage 3 (recipes/support_agent_bitext_rft.yaml), the deterministic rubric: the ground truth.
 - `f<RATE>` / `f<RATE>k<VOTES>`: recipes/support_agent_bitext_rft_judge.yaml, the reply judged over HTTP by the
   SIMULATED judge (benchmarks/simulated_judge.py: the rubric's verdict, flipped with probability RATE per request;
-  not a language model), with VOTES votes per judgment (majority). An arm name ending in `s` (`f0.2s`) asks the
-  judge for a 1-10 score instead of pass/fail (`mode: score`): the rubric's share of requirements met, mapped onto
-  1-10, a flip mirroring it (n -> 11 - n), so a reply that meets more of its policy scores higher. RATE 0.1 / 0.2 / 0.3 / 0.5 is Cohen's kappa about
-  0.8 / 0.6 / 0.4 / 0 against the rubric; the arm starts and stops its own server.
+  not a language model), with VOTES votes per judgment (majority). An arm name ending in `s` (`f0.2s`) asks the judge
+  for a 1-10 score instead of pass/fail (`mode: score`): the rubric's share of requirements met, mapped onto 1-10, a
+  flip mirroring it (n -> 11 - n), so a reply that meets more of its policy scores higher. RATE 0.1 / 0.2 / 0.3 / 0.5
+  is Cohen's kappa about 0.8 / 0.6 / 0.4 / 0 against the rubric; the arm starts and stops its own server.
 
 `--stage grpo` runs stage 2 instead (GRPO from the stage-1 head, 41 steps): `rubric` is the shipped stage 2
 (recipes/support_agent_bitext.yaml), `f<RATE>` recipes/support_agent_bitext_judge.yaml, where the judge is the
