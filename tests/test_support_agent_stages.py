@@ -1,8 +1,9 @@
 """recipes/support_agent_bitext.py: the deployed agent's three stages in one command. Stage 1 (the head alone, label_pg
 under the agent's prompt) is trained into the agent's output_dir + "_head" with the command line's seed, model, data
 and evaluation overrides; stage 2 (the GRPO + lookup reply) starts from that adapter into output_dir + "_grpo"; stage
-3 (rejection-sampling fine-tuning) starts from stage 2's into output_dir; a folder of another seed (another held-out
-split) is refused in one line, never reused."""
+3 (rejection-sampling fine-tuning) starts from stage 2's into output_dir, or, with head_again=STEPS, from a stage that
+trains the head alone again from stage 2's adapter into output_dir + "_refresh"; a folder of another seed (another
+held-out split) is refused in one line, never reused."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def test_rounds_chain_rft_stages_each_from_the_last(tiny_model_dir, tmp_path):
     assert [r.output_dir for r in rounds] == [f"{out}_rft1", f"{out}_rft2", str(out)]
     assert [r.adapter.init_from for r in rounds] == [f"{out}_grpo", f"{out}_rft1", f"{out}_rft2"]
     assert [r.rft.round for r in rounds] == [1, 2, 3]  # each round draws other prompts
+    assert [r.algorithm for r in stages] == ["label_pg", "grpo", "rft", "rft", "rft"]  # no head-again stage
     assert [r.evaluation.after for r in rounds] == [False, False, True]  # only the agent is measured
     assert {r.rft.prompts for r in rounds} == {5} and {r.seed for r in stages} == {2}
     assert len(script.stage_recipes(_tiny(tiny_model_dir, out))) == 2 + script.ROUNDS
@@ -85,3 +87,27 @@ def test_rounds_chain_rft_stages_each_from_the_last(tiny_model_dir, tmp_path):
         with pytest.raises(RecipeError) as err:
             script.stage_recipes(_tiny(tiny_model_dir, out) + [f"rounds={bad}"])
         assert str(err.value) == f"rounds: expected a whole number >= 1, got '{bad}'"
+    with pytest.raises(RecipeError) as err:
+        script.stage_recipes(_tiny(tiny_model_dir, out) + ["head_again=-1"])
+    assert str(err.value) == "head_again: expected a whole number >= 0, got '-1'"
+
+
+def test_head_again_trains_the_head_alone_between_grpo_and_rft(tiny_model_dir, tmp_path):
+    out = tmp_path / "agent"
+    done = _run(_tiny(tiny_model_dir, out) + ["seed=3", "trainer.per_device_train_batch_size=8",
+                                              "trainer.gradient_accumulation_steps=1", "head.trainer.max_steps=2",
+                                              "head_again=3", "refresh.trainer.learning_rate=5e-5",
+                                              "rft.prompts=3", "rft.samples=1", "rft.min_reward=-10"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    grpo, again = tmp_path / "agent_grpo", tmp_path / "agent_refresh"
+    assert [line.split(" (")[0] for line in done.stdout.splitlines() if line.startswith("[rlft] stage")] == [
+        "[rlft] stage 1: the intent head", "[rlft] stage 2: the reply by GRPO",
+        "[rlft] stage 3: the intent head again", "[rlft] stage 4: rejection-sampling fine-tuning"]
+    third = yaml.safe_load((again / "recipe.yaml").read_text())
+    assert third["algorithm"] == "label_pg" and third["adapter"]["init_from"] == str(grpo) and third["seed"] == 3
+    assert third["trainer"]["learning_rate"] == 5e-5  # refresh.<key>: this stage only
+    second = yaml.safe_load((grpo / "recipe.yaml").read_text())
+    assert third["data"]["system_prompt"] == second["data"]["system_prompt"]  # the head the agent decodes with
+    assert json.loads((again / "metrics.json").read_text())["global_step"] == 3  # head_again=STEPS
+    agent = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert agent["algorithm"] == "rft" and agent["adapter"]["init_from"] == str(again)
