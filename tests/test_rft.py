@@ -13,8 +13,8 @@ from rlft.decoding.prompting import build_trie
 from rlft.errors import RecipeError
 from rlft.recipe.sections import DecodingConfig, Recipe, RFTConfig
 from rlft.scoring.loader import RewardSpec
-from rlft.trainers.rft import (IGNORE, best_per_prompt, collate, head_only_picks, pick_prompts, sentence_ends,
-                               training_example)
+from rlft.trainers.rft import (IGNORE, best_per_prompt, collate, departure, head_only_picks, pick_prompts,
+                               sentence_ends, training_example)
 from tests.test_lookup import ARTICLES, LABELS, _article_ids, _heads, articles_file, decoding, tiny  # noqa: F401
 
 HINT = " Could you"
@@ -321,6 +321,9 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(keep_per_prompt=0)), "rft.keep_per_prompt: expected >= 1, got 0"),
         (dict(rft=RFTConfig(round=0)), "rft.round: expected >= 1, got 0"),
         (dict(rft=RFTConfig(hint_repeat=0)), "rft.hint_repeat: expected >= 1, got 0"),
+        (dict(rft=RFTConfig(unlikelihood=-0.5)), "rft.unlikelihood: expected a finite number >= 0, got -0.5"),
+        (dict(rft=RFTConfig(unlikelihood=1.0)), "rft.unlikelihood: needs rft.hints (the term sits where a hinted "
+                                                "completion departs from the reply the hint was appended to)"),
         (dict(rft=RFTConfig(hint_from="best")), "rft.hint_from: expected one of sample, greedy, got 'best'"),
         (dict(rft=RFTConfig(hint_at="words")), "rft.hint_at: expected one of end, sentences, got 'words'"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
@@ -369,3 +372,95 @@ def test_a_later_round_draws_other_prompts(tiny_model_dir, tmp_path, decoding):
         lines = (tmp_path / str(round_) / "out" / "rft_samples.jsonl").read_text().splitlines()
         drawn.append(sorted(json.loads(line)["prompt"][0]["content"] for line in lines))
     assert len(drawn[0]) == len(drawn[1]) == 4 and drawn[0] != drawn[1]  # one prompt per label each, other rows
+
+
+def test_a_departure_is_where_the_hinted_completion_leaves_the_reply_and_what_the_reply_wrote_there():
+    whole = [11, 12, 13, 14, 2]  # 2: EOS
+    assert departure(whole, whole, [2, 9]) == (4, [2, 9])  # the hint after the reply's end: it stopped there
+    assert departure([11, 12, 2], whole, [2, 9]) == (2, [13])  # after an earlier sentence: the reply went on with 13
+    example = training_example([5, 6], [11, 12, 7, 8, 2], None, (2, [13]), unlikely=True)
+    assert example["unlikely_at"] == 4 and example["input_ids"][4] == 7 and example["unlikely_ids"] == [13]
+    plain = training_example([5, 6], [11, 12, 2], None, None, unlikely=True)
+    assert (plain["unlikely_at"], plain["unlikely_ids"]) == (-1, [])
+    assert "unlikely_at" not in training_example([5, 6], [11, 2], None, (1, [2]))  # off: the batch is unchanged
+    batch = collate(0)([example, plain])
+    assert batch["unlikely_at"].tolist() == [4, -1] and batch["unlikely_ids"].tolist() == [[13], [-1]]
+
+
+def test_the_unlikelihood_term_is_minus_log_one_minus_the_set_s_probability():
+    from rlft.trainers.unlikelihood import departure_probabilities, summed_nll, unlikelihood
+
+    logits = torch.randn(3, 5, 7)
+    at, ids = torch.tensor([2, -1, 4]), torch.tensor([[1, 3], [-1, -1], [6, -1]])
+    p = departure_probabilities(logits, at, ids)
+    probs0, probs2 = logits[0, 1].softmax(-1), logits[2, 3].softmax(-1)  # predicted one position earlier
+    assert torch.allclose(p, torch.stack([probs0[1] + probs0[3], probs2[6]]))  # row 1 has none: left out
+    assert torch.allclose(unlikelihood(p), -torch.log(1 - p).sum())
+    assert unlikelihood(torch.tensor([1.0])).item() == pytest.approx(13.8155, abs=1e-3)  # floored, not infinite
+    assert departure_probabilities(logits, torch.tensor([-1, -1, -1]), ids).numel() == 0
+    labels = torch.full((3, 5), IGNORE)
+    labels[0, 3], labels[2, 1] = 4, 0
+    expected = -(logits[0, 2].log_softmax(-1)[4] + logits[2, 0].log_softmax(-1)[0])
+    assert summed_nll(logits, labels).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_unlikelihood_pushes_down_what_the_deployed_reply_did_where_the_hint_departs(tiny_model_dir, tmp_path,
+                                                                                    decoding):
+    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.unlikelihood import departure_probabilities, summed_nll, unlikelihood
+
+    def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
+        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+        return [1.0 if HINT.strip() in t or label != "cancel_order" else 0.0 for t, label in zip(texts, intent)]
+
+    def at_departures(model, probe):  # the probability of the deployed reply's stop at each probe row's departure
+        with torch.no_grad():
+            logits = model(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
+        return departure_probabilities(logits, probe["unlikely_at"], probe["unlikely_ids"])
+
+    # the random model's greedy reply ends at ":" (a reply stop): the hint goes after it
+    dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 20, "reply_stop": ":", "reply_min_tokens": 0})
+    hint = None
+    start, after = {}, {}
+    for weight in (2000.0, 0.0):  # the random model rarely stops there (p ~ 0.002): a weight that shows in 6 steps
+        ctx, tok = _rft_context(tiny_model_dir, tmp_path / str(weight), dec, asks,
+                                RFTConfig(prompts=6, samples=2, hints=[HINT], min_reward=1.0, hint_from="greedy",
+                                          hint_repeat=2, unlikelihood=weight))
+        trainer = build_trainer(ctx)
+        data = trainer.train_dataset
+        if weight:
+            assert type(trainer).__name__ == "UnlikelihoodTrainer"
+            hint = tok.encode(HINT, add_special_tokens=False)
+            stops = sorted({tok.eos_token_id, *build_trie(tok, LABELS, dec).reply_stop_ids})
+            hinted = [row for row in data if HINT in tok.decode(row["input_ids"])]
+            assert hinted and len(hinted) < len(data)
+            for row in data:  # a hinted completion: at the hint's first token, the stop ids; the others: none
+                if row in hinted:
+                    assert row["input_ids"][row["unlikely_at"]:row["unlikely_at"] + len(hint)] == hint
+                    assert row["unlikely_ids"] == stops
+                else:
+                    assert (row["unlikely_at"], row["unlikely_ids"]) == (-1, [])
+            probe = collate(tok.eos_token_id)(hinted)
+            batch = collate(tok.eos_token_id)(hinted[:1] + [r for r in data if r not in hinted][:1])
+            trainer.model.train()
+            with torch.no_grad():  # the loss: the causal-LM loss + weight x one token's share of -log(1 - p)
+                loss = trainer.compute_loss(trainer.model, dict(batch))
+                plain = {k: batch[k] for k in ("input_ids", "labels", "attention_mask")}
+                out = trainer.model(**plain)
+                p = departure_probabilities(out.logits, batch["unlikely_at"], batch["unlikely_ids"])
+                term = weight * unlikelihood(p) * out.loss / summed_nll(out.logits, plain["labels"])
+            assert p.numel() == 1 and term.item() > 0
+            assert (loss - out.loss).item() == pytest.approx(term.item(), rel=0.02)  # fp32 loss near 10
+        else:  # off: the plain Trainer over the same examples, no departure columns
+            assert type(trainer).__name__ == "Trainer" and "unlikely_at" not in data.column_names
+            assert data["input_ids"] == ids_with
+        ids_with = data["input_ids"]
+        start[weight] = at_departures(trainer.model, probe)
+        trainer.args.max_steps = 6
+        trainer.train()
+        after[weight] = at_departures(trainer.model, probe)
+    assert torch.allclose(start[2000.0], start[0.0], atol=1e-5)  # the same adapter and rows at the start
+    # the stop the deployed reply made at each departure: lower after the fine-tune with the term than without it
+    assert after[2000.0].mean() < after[0.0].mean()
+    assert (after[2000.0] < after[0.0]).all()
+    assert ((after[2000.0] - start[2000.0]) < 0.8 * (after[0.0] - start[0.0])).all()  # measured: 20e-6 against 37e-6

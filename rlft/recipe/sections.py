@@ -278,6 +278,13 @@ class RFTConfig:
                           "the hinted move is one token among a reply's ~40 and a few dozen of the kept completions, "
                           "so at 1 its loss barely moves the stop the model was trained to prefer there). 1: once, "
                           "as every other kept completion.")
+    unlikelihood: float = _f(0.0, "Weight of an unlikelihood term (Welleck et al. 2019) at each hinted completion's "
+                             "departure from the reply the hint was appended to: -log(1 - p), p the probability of "
+                             "what that reply wrote there (stopping, for a hint at its end: EOS or a reply stop "
+                             "token; the next sentence's first token, for a hint after an earlier sentence), counted "
+                             "like one token of the causal-LM loss. The move a hint teaches is often a near-tie with "
+                             "stopping on unseen prompts, which one fine-tune lands on either side of; this pushes "
+                             "the stop down where it failed. 0: off.")
     head_reward: str = _f("", "The reward that judges the head alone (e.g. intent; needs decoding.free_reply). '': "
                           "a head is trained only inside a kept completion, so the labels whose replies seldom pass "
                           "lose their share of the head's loss. Set: every prompt with no kept completion still "

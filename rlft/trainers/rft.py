@@ -22,7 +22,9 @@ One round, before the optimiser's first step:
    A completion kept after a hint enters the fine-tuning set `rft.hint_repeat` times (oversampling the rare move).
 5. A `transformers.Trainer` fine-tunes on them (causal-LM loss): on every token the model wrote and on a hint's
    tokens (a hint that pays is the move being taught, as in GRPO's hinted exploration), never on the prompt or the
-   looked-up text (`Constraint.lookup_mask`, GRPO's `env_mask`).
+   looked-up text (`Constraint.lookup_mask`, GRPO's `env_mask`). With `rft.unlikelihood` > 0, each hinted completion
+   also pushes down, where it departs from the reply its hint was appended to, what that reply wrote there (the
+   stop, or the next sentence): `rlft.trainers.unlikelihood`.
 
 Why it exists: GRPO learns a move only from the rollouts of the few prompts of each step and pays a backward pass
 for every rollout, passing or not. Here sampling is forward-only and only the kept completions are trained on, so
@@ -85,6 +87,12 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
                           f"got {cfg.hint_at!r}")
     if cfg.hint_repeat < 1:
         raise RecipeError(f"{where(recipe, 'rft.hint_repeat')}: rft.hint_repeat: expected >= 1, got {cfg.hint_repeat}")
+    if not (math.isfinite(cfg.unlikelihood) and cfg.unlikelihood >= 0):
+        raise RecipeError(f"{where(recipe, 'rft.unlikelihood')}: rft.unlikelihood: expected a finite number >= 0, got "
+                          f"{cfg.unlikelihood}")
+    if cfg.unlikelihood and not cfg.hints:
+        raise RecipeError(f"{where(recipe, 'rft.unlikelihood')}: rft.unlikelihood: needs rft.hints (the term sits "
+                          f"where a hinted completion departs from the reply the hint was appended to)")
     if cfg.round < 1:
         raise RecipeError(f"{where(recipe, 'rft.round')}: rft.round: expected >= 1, got {cfg.round}")
     if cfg.samples < 1:
@@ -164,11 +172,30 @@ def head_only_picks(prompt_of: Sequence[int], head_rewards: Sequence[float | Non
     return [first[p] for p in sorted(first)]
 
 
-def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], trie: Any) -> dict[str, list[int]]:
-    """input_ids and labels of one kept completion: the prompt and any looked-up text are out of the loss."""
+def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], trie: Any,
+                     departure: tuple[int, Sequence[int]] | None = None, unlikely: bool = False) -> dict[str, Any]:
+    """input_ids and labels of one kept completion: the prompt and any looked-up text are out of the loss.
+
+    With `unlikely` (rft.unlikelihood on), also `unlikely_at` and `unlikely_ids`: the position in input_ids where the
+    completion departs from the reply its hint was appended to and the token ids that reply wrote there
+    (`departure`: (index into the completion, ids)); -1 and [] for a completion without one."""
     mask = trie.lookup_mask(completion_ids) if trie is not None else [1] * len(completion_ids)
     labels = [IGNORE] * len(prompt_ids) + [t if keep else IGNORE for t, keep in zip(completion_ids, mask, strict=True)]
-    return {"input_ids": [*prompt_ids, *completion_ids], "labels": labels}
+    example: dict[str, Any] = {"input_ids": [*prompt_ids, *completion_ids], "labels": labels}
+    if unlikely:
+        at, ids = departure if departure is not None else (-1, [])
+        example["unlikely_at"] = len(prompt_ids) + at if departure is not None else -1
+        example["unlikely_ids"] = [int(t) for t in ids]
+    return example
+
+
+def departure(base: Sequence[int], whole: Sequence[int], stop_ids: Sequence[int]) -> tuple[int, list[int]]:
+    """Where a completion hinted after `base` departs from the reply `whole` it was cut from, and what `whole` wrote
+    there: `base` is `whole` itself (the hint after its end: the reply stopped there, so every stop id) or `whole` cut
+    after an earlier sentence and ended by an EOS (`Sampler.sentence_cuts`: the token `whole` went on with). The
+    hint's first token sits at index len(base) - 1, where `base`'s EOS was."""
+    at = len(base) - 1
+    return (at, sorted(set(int(t) for t in stop_ids))) if len(base) == len(whole) else (at, [int(whole[at])])
 
 
 def sentence_ends(token_texts: Sequence[str]) -> list[int]:
@@ -186,11 +213,17 @@ def collate(pad_token_id: int) -> Callable[[list[dict[str, list[int]]]], dict[st
     def batch(examples: list[dict[str, list[int]]]) -> dict[str, Any]:
         width = max(len(e["input_ids"]) for e in examples)
         pad = [width - len(e["input_ids"]) for e in examples]
-        return {
+        out = {
             "input_ids": torch.tensor([e["input_ids"] + [pad_token_id] * p for e, p in zip(examples, pad)]),
             "labels": torch.tensor([e["labels"] + [IGNORE] * p for e, p in zip(examples, pad)]),
             "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * p for e, p in zip(examples, pad)]),
         }
+        if "unlikely_at" in examples[0]:  # rft.unlikelihood: ids padded with -1
+            most = max(1, max(len(e["unlikely_ids"]) for e in examples))
+            out["unlikely_at"] = torch.tensor([e["unlikely_at"] for e in examples])
+            out["unlikely_ids"] = torch.tensor([list(e["unlikely_ids"]) + [-1] * (most - len(e["unlikely_ids"]))
+                                                for e in examples])
+        return out
 
     return batch
 
@@ -209,6 +242,8 @@ class Sampler:
         pad = tokenizer.pad_token_id
         self.pad = tokenizer.eos_token_id if pad is None else pad
         self.max_new_tokens = int(args.max_completion_length)
+        reply_stops = self.trie.reply_stop_ids if self.trie is not None else ()
+        self.stop_ids = sorted({*self.eos, *reply_stops})  # what ends a reply: EOS, or a reply stop token
 
     def sample(self, prompt_ids: list[list[int]], n: int, seed: int | None) -> list[list[int]]:
         """`n` completions per prompt (consecutive) with the trainer's sampling, or the greedy one (`seed` None); a
@@ -293,6 +328,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     scores = sampler.score(rows, prompt_of, texts)
     totals, per_reward = scores.total, scores.per_reward
     hint_of: list[str] = [""] * len(completions)
+    departures: list[tuple[int, list[int]] | None] = [None] * len(completions)  # a hinted one's, for unlikelihood
     best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
     tried = 0
@@ -304,18 +340,19 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             start_of, continue_seed = (lambda p, k: completions[p * cfg.samples + k % cfg.samples]), seed + 1
         cuts: dict[tuple[int, ...], list[list[int]]] = {}  # greedy: one reply per prompt, cut once for all hints
 
-        def starts(p: int, k: int) -> list[list[int]]:  # the reply hint k goes after, and its sentence cuts
+        def starts(p: int, k: int) -> list[tuple[list[int], list[int]]]:
+            """(the reply hint k goes after, the reply it is cut from): the whole reply, then its sentence cuts"""
             whole = start_of(p, k)
             if cfg.hint_at != "sentences":
-                return [whole]
+                return [(whole, whole)]
             key = tuple(whole)
             if key not in cuts:
                 cuts[key] = sampler.sentence_cuts(whole)
-            return [whole, *cuts[key]]
+            return [(whole, whole), *((cut, whole) for cut in cuts[key])]
 
-        bases = [(p, k, ids) for p in failing for k in range(len(cfg.hints)) for ids in starts(p, k)]
-        extended, done = sampler.hinted([prompts[p] for p, _, _ in bases], [ids for _, _, ids in bases],
-                                        cfg.hints, [k for _, k, _ in bases], continue_seed)
+        bases = [(p, k, ids, whole) for p in failing for k in range(len(cfg.hints)) for ids, whole in starts(p, k)]
+        extended, done = sampler.hinted([prompts[p] for p, _, _, _ in bases], [ids for _, _, ids, _ in bases],
+                                        cfg.hints, [k for _, k, _, _ in bases], continue_seed)
         tried = len(done)
         if done:
             new = [extended[k] for k in done]
@@ -327,19 +364,21 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             texts += new_texts
             prompt_of += [bases[k][0] for k in done]
             hint_of += [cfg.hints[bases[k][1]] for k in done]
+            departures += [departure(bases[k][2], bases[k][3], sampler.stop_ids) for k in done]
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
     def values_of(i: int) -> dict[str, float | None]:  # completion i's value of each reward
         return {name: values[i] for name, values in per_reward.items()}
 
     kept = [{"prompt": p, "prompt_ids": prompts[p], "completion_ids": completions[i], "text": texts[i],
-             "reward": totals[i], "rewards": values_of(i), "hint": hint_of[i], "head_only": False} for p, i in chosen]
+             "reward": totals[i], "rewards": values_of(i), "hint": hint_of[i], "head_only": False,
+             "departure": departures[i]} for p, i in chosen]
     if cfg.head_reward:
         heads_only = head_only_picks(prompt_of, per_reward[cfg.head_reward], cfg.head_min_reward, set(best))
         lengths = sampler.head_lengths([completions[i] for i in heads_only])
         cut = [completions[i][:n] for i, n in zip(heads_only, lengths)]
         kept += [{"prompt": prompt_of[i], "prompt_ids": prompts[prompt_of[i]], "completion_ids": ids, "text": text,
-                  "reward": totals[i], "rewards": values_of(i), "hint": "", "head_only": True}
+                  "reward": totals[i], "rewards": values_of(i), "hint": "", "head_only": True, "departure": None}
                  for i, ids, text in zip(heads_only, cut, sampler.texts(cut))]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
@@ -444,9 +483,18 @@ def build_trainer(ctx: TrainContext) -> Any:
         raise RecipeError(f"{where}: rft.min_reward: no sampled completion of the {summary['prompts']} prompts "
                           f"reached {cfg.min_reward} (best {best if best is None else round(best, 3)}); lower it, "
                           f"add rft.hints, or start from a stronger adapter (adapter.init_from)")
+    unlikely = cfg.unlikelihood > 0
     examples = [example for k in kept  # a hinted completion tokenised once, listed hint_repeat times
-                for example in [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie)]
+                for example in [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie,
+                                                 k["departure"], unlikely)]
                 * (cfg.hint_repeat if k["hint"] else 1)]
-    return Trainer(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
-                   data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
-                   callbacks=ctx.callbacks or None)
+    if unlikely:
+        from rlft.trainers.unlikelihood import UnlikelihoodTrainer as trainer_class
+    else:
+        trainer_class = Trainer
+    trainer = trainer_class(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
+                            data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
+                            callbacks=ctx.callbacks or None)
+    if unlikely:
+        trainer.unlikelihood = cfg.unlikelihood
+    return trainer
