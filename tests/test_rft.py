@@ -456,9 +456,11 @@ def test_unlikelihood_pushes_down_what_the_deployed_reply_did_where_the_hint_dep
             assert data["input_ids"] == ids_with
         ids_with = data["input_ids"]
         start[weight] = at_departures(trainer.model, probe)
-        trainer.args.max_steps = 6
+        trainer.args.max_steps, trainer.args.logging_steps = 6, 3
         trainer.train()
         after[weight] = at_departures(trainer.model, probe)
+        logged = [log["rft/departure_p"] for log in trainer.state.log_history if "rft/departure_p" in log]
+        assert len(logged) == (2 if weight else 0) and all(0 < p < 0.01 for p in logged)  # the mean p, every log
     assert torch.allclose(start[2000.0], start[0.0], atol=1e-5)  # the same adapter and rows at the start
     # the stop the deployed reply made at each departure: lower after the fine-tune with the term than without it
     assert after[2000.0].mean() < after[0.0].mean()
