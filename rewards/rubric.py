@@ -55,7 +55,11 @@ What is checked, per completion:
    reply, which meets every requirement; the 35 passing tuned replies of that run are all echoes, while a reply
    that restates the policy's facts ("We accept credit and debit cards, PayPal and gift cards. Cash on delivery is
    not accepted.") is not one (docs/support_agent.md#echo). A regular expression that runs past `timeout_s` (the
-   whole completion's budget, input clipped to `max_chars`) scores 0 as well.
+   whole completion's budget, input clipped to `max_chars`) scores 0 as well. A label leak (`forbid_labels:
+   true`): the reply shows the customer one of the data's labels that is an identifier rather than a word (it holds
+   `_`, e.g. "delivery_period", "get_refunds"): measured, the Bitext agent's replies began "delivery_period takes 3 to 5
+   business days" or "get_refunds go to the original payment method" on up to 28 of 270 held-out rows, and passed
+   (docs/support_agent.md#label-leak). Off by default (the figures measured before it stay comparable).
 
 Phrases match case-insensitively, on word boundaries, with any whitespace between words and an optional plural
 `s`/`es` (`fee` finds "fees", not "feedback"). Patterns are compiled with the `regex` module, at most
@@ -94,7 +98,7 @@ logger = logging.getLogger("rlft.rubric")
 KINDS = ("must_mention", "must_ask_for", "must_not")
 POSITIVE = ("must_mention", "must_ask_for")
 ITEM_KEYS = ("any", "regex", "unless_prompt")
-GATES = ("violation", "too_long", "too_short", "copied", "stuffed", "timeout", "no_intent")
+GATES = ("violation", "too_long", "too_short", "copied", "stuffed", "label_leak", "timeout", "no_intent")
 MUST_NOT_MODES = ("zero", "subtract")
 CLOSE_TAG = "</intent>"
 DEFAULT_ASK_CUES = ("please", "could you", "can you", "would you", "will you", "may i", "may we", "let me know",
@@ -338,7 +342,8 @@ class RubricReward(BaseReward):
                  min_words: int = 0, max_match_share: float | None = 0.6,
                  min_function_word_share: float | None = 0.15, echo_cues: Sequence[str] | None = DEFAULT_ECHO_CUES,
                  copy_min_words: int = 6, must_not_mode: str = "zero",
-                 must_not_penalty: float = 0.5, ask_cues: Sequence[str] | None = None, timeout_s: float = 0.5,
+                 must_not_penalty: float = 0.5, ask_cues: Sequence[str] | None = None, forbid_labels: bool = False,
+                 timeout_s: float = 0.5,
                  max_chars: int = 4000, max_pattern_chars: int = 300, log_per_requirement: bool = True):
         if must_not_mode not in MUST_NOT_MODES:
             raise ValueError(f"must_not_mode must be 'zero' or 'subtract', got {must_not_mode!r}")
@@ -361,6 +366,11 @@ class RubricReward(BaseReward):
         self.rubric = load_rubric(policies, max_pattern_chars)
         self.label_column, self.use_predicted_intent = label_column, bool(use_predicted_intent)
         self.labels = {normalize_key(x) for x in labels} if labels else None
+        if forbid_labels and not labels:
+            raise ValueError("forbid_labels needs the data's labels (rlft passes them; give params.labels otherwise)")
+        identifiers = sorted({str(x) for x in labels or () if "_" in str(x)}, key=len, reverse=True)
+        self.label_leak = (regex.compile("|".join(f"(?:{phrase_pattern(x)})" for x in identifiers), regex.IGNORECASE)
+                           if forbid_labels and identifiers else None)
         self.max_words, self.min_words, self.max_match_share = max_words, int(min_words), max_match_share
         self.min_function_word_share = min_function_word_share
         self.echo_cue = (regex.compile("|".join(f"(?:{phrase_pattern(c)})" for c in echo_cues), regex.IGNORECASE)
@@ -405,6 +415,8 @@ class RubricReward(BaseReward):
         deadline = time.perf_counter() + self.timeout_s
         try:
             checks, spans, violations = self._run(reqs, reply, customer, deadline)
+            leaked = self.label_leak is not None and bool(self.label_leak.search(
+                reply, timeout=max(deadline - time.perf_counter(), 1e-6)))
         except TimeoutError:
             return RubricResult(0.0, "timeout", intent, {}, words)
         positive = [checks[r.id] for r in reqs if r.kind in POSITIVE and checks[r.id] is not None]
@@ -418,6 +430,8 @@ class RubricReward(BaseReward):
             result.score, result.outcome = 0.0, "copied"
         elif self._stuffed(reply, spans):
             result.score, result.outcome = 0.0, "stuffed"
+        elif leaked:
+            result.score, result.outcome = 0.0, "label_leak"
         elif violations:
             penalty = 1.0 if self.must_not_mode == "zero" else self.must_not_penalty * violations
             result.score, result.outcome = max(0.0, frac - penalty), "violation"

@@ -213,6 +213,28 @@ def test_predicted_intent_mode_reads_the_tag():
         truth(prompts=["p"], completions=["x"])
 
 
+def test_forbid_labels_fails_a_reply_that_shows_the_customer_an_internal_label():
+    labels = [*GOOD, "review"]
+    leaks = RubricReward(policies="demo", labels=labels, forbid_labels=True, log_per_requirement=False)
+    plain = RubricReward(policies="demo", labels=labels)
+    # measured on the Bitext agent (docs/support_agent.md#label-leak): the label as the reply's subject, pluralised
+    leaked = ["<intent>get_refund</intent> get_refunds go to the original payment method within 5 to 7 business days "
+              "after we receive the returned item. We need your order number to start one.",
+              "<intent>delivery_period</intent> Delivery_Period takes 3 to 5 business days. What is your order "
+              "number?"]
+    fine = ["<intent>get_refund</intent> Refunds go to the original payment method within 5 to 7 business days after "
+            "we receive the returned item. We need your order number to start one.",
+            "<intent>review</intent> " + GOOD["review"]]  # the tag is no reply; a label that is a plain word no leak
+    intents = ["get_refund", "delivery_period", "get_refund", "review"]
+    seen: dict[str, float] = {}
+    scores = leaks(prompts=["p"] * 4, completions=leaked + fine, intent=intents, log_metric=seen.__setitem__)
+    assert plain(prompts=["p"] * 4, completions=leaked + fine, intent=intents) == [1.0, 1.0, 1.0, 1.0]
+    assert scores == [0.0, 0.0, 1.0, 1.0] and seen["rubric/label_leak_rate"] == 0.5
+    assert leaks.check("p", leaked[0], "get_refund").outcome == "label_leak"
+    with pytest.raises(ValueError, match="forbid_labels needs the data's labels"):
+        RubricReward(policies="demo", forbid_labels=True)
+
+
 def test_catastrophic_pattern_stops_at_the_timeout():
     # ^(a|aa)+$ on 'aaaa…b' backtracks exponentially even in the `regex` module; the budget must stop it.
     reward = RubricReward(policies={"rubric": {"x": {"must_mention": {"a": {"regex": r"^(a|aa)+$"}}}}},
