@@ -4,8 +4,8 @@
     # another seed (each seed draws its own grouped split): seed, model.*, data.*, evaluation.*, max_train_clock and
     # trainer.max_steps reach stages 1 and 2; `head.<key>=<value>` reaches stage 1 only (e.g. head.trainer.max_steps=350),
     # `rft.<key>=<value>` the rft stage only (e.g. rft.prompts=216); rounds=N runs the rft stage N times, each round
-    # from the last (expert iteration; round k draws other prompts); head_again=STEPS adds a stage between GRPO and
-    # rft that trains the head alone again for STEPS steps (`refresh.<key>=<value>` reaches it only); stage 1 writes
+    # from the last (expert iteration; round k draws other prompts); head_again=STEPS (default 100; 0: none) is the
+    # stage between GRPO and rft that trains the head alone again (`refresh.<key>=<value>` reaches it only); stage 1 writes
     # to output_dir + "_head", stage 2 to output_dir + "_grpo", the head-again stage to output_dir + "_refresh", rft
     # round k < N to output_dir + "_rft<k>", the last round (the agent) to output_dir
     accelerate launch -q --config_file recipes/accelerate/one_process.yaml recipes/support_agent_bitext.py seed=1 \
@@ -16,9 +16,10 @@ under the agent's system prompt, no replies generated); stage 2 (support_agent_b
 (`adapter.init_from`) and trains the reply with GRPO on the rubric of the article its own head fetched
 (`decoding.lookup`); stage 3 (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from
 stage 2's adapter, hints appended to the greedy (deployed) reply, at its end and after each earlier sentence, where
-no sampled reply passes (`algorithm: rft`), run ROUNDS times (`rounds=N`). With `head_again=STEPS` a stage runs
-between them (support_agent_bitext_refresh.yaml): the head alone again, as stage 1 trains it, from stage 2's adapter
-(stage 2 lets the head drift), and the rft stage starts from its adapter (docs/support_agent.md#refresh). A
+no sampled reply passes (`algorithm: rft`), run ROUNDS times (`rounds=N`). Between them a stage of
+`head_again=STEPS` steps (default 100, `head_again=0`: none; support_agent_bitext_refresh.yaml) trains the head
+alone again, as stage 1 trains it, from stage 2's adapter (stage 2 lets the head drift), and the rft stage starts
+from its adapter (docs/support_agent.md#refresh, #unlikelihood). A
 stage whose folder already holds a finished adapter trained on the same seed is reused, not retrained (delete the
 folder to retrain it).
 Figures and caveats: docs/support_agent.md#no-oracle.
@@ -33,7 +34,7 @@ HERE = Path(__file__).parent
 SHARED = ("seed=", "model.", "data.", "evaluation.", "max_train_clock=")
 HEAD_ONLY, REFRESH_ONLY, RFT_ONLY = "head.", "refresh.", "rft."
 ROUNDS = 1  # rft rounds (`rounds=N` on the command line)
-HEAD_AGAIN = 0  # steps of the head-again stage between GRPO and rft (`head_again=STEPS`); 0: no such stage
+HEAD_AGAIN = 100  # steps of the head-again stage between GRPO and rft (`head_again=STEPS`); 0: no such stage
 
 
 def stage_recipes(argv: list[str]) -> tuple:  # -> rlft Recipes

@@ -175,3 +175,17 @@ def test_bitext_headline_recipe_is_the_label_space_recipe():
         trainer = load_recipe(RECIPES / dependent, check=False).trainer
         assert trainer["lr_scheduler_type"] == "constant" and trainer["lr_scheduler_kwargs"] is None, dependent
     assert sampled.data.source == label_pg.data.source and sampled.data.holdout == label_pg.data.holdout == "grouped"
+
+
+def test_the_deployed_agent_fails_label_leaks_and_pushes_the_stop_down_where_hints_depart():
+    """docs/support_agent.md#label-leak and #unlikelihood: both rubrics of the agent (the reported one and the training
+    one) fail a reply that shows a label, and its rft stage (which extends it) keeps that and adds the unlikelihood
+    term; the judge-curve arms keep the rubric they were measured with."""
+    agent = load_recipe(RECIPES / "support_agent_bitext.yaml", check=False)
+    rft = load_recipe(RECIPES / "support_agent_bitext_rft.yaml", check=False)
+    for recipe in (agent, rft):
+        rubrics = [r for r in recipe.rewards if r.name == "rubric"]
+        assert len(rubrics) == 2 and all(r.params["forbid_labels"] is True for r in rubrics)
+    assert rft.rft.unlikelihood == 2.0 and rft.rft.hints and rft.rft.hint_from == "greedy"
+    judge = load_recipe(RECIPES / "support_agent_bitext_judge.yaml", check=False)
+    assert all("forbid_labels" not in r.params for r in judge.rewards if r.name == "rubric")

@@ -34,7 +34,7 @@ def _tiny(model_dir, out) -> list[str]:
 
 def test_three_stages_run_each_starting_from_the_last(tiny_model_dir, tmp_path):
     out = tmp_path / "agent"
-    done = _run(_tiny(tiny_model_dir, out) + ["seed=3", "trainer.per_device_train_batch_size=8",
+    done = _run(_tiny(tiny_model_dir, out) + ["seed=3", "head_again=0", "trainer.per_device_train_batch_size=8",
                                               "trainer.gradient_accumulation_steps=1",
                                               "head.trainer.max_steps=2", "rft.prompts=3", "rft.samples=1",
                                               "rft.min_reward=-10"])
@@ -57,7 +57,7 @@ def test_three_stages_run_each_starting_from_the_last(tiny_model_dir, tmp_path):
     assert json.loads((out / "rft_summary.json").read_text())["kept"] == 3
 
     written = (out / "adapter_model.safetensors").read_bytes()
-    again = _run(_tiny(tiny_model_dir, tmp_path / "agent") + ["seed=4"])  # the head folder holds seed 3's split
+    again = _run(_tiny(tiny_model_dir, tmp_path / "agent") + ["seed=4", "head_again=0"])  # the head folder: seed 3
     assert again.returncode == 2
     assert "Traceback" not in again.stderr and (out / "adapter_model.safetensors").read_bytes() == written
     assert [line for line in again.stderr.splitlines() if line.startswith("error")] == [
@@ -74,7 +74,7 @@ def test_rounds_chain_rft_stages_each_from_the_last(tiny_model_dir, tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "agent"
-    stages = script.stage_recipes(_tiny(tiny_model_dir, out) + ["rounds=3", "rft.prompts=5", "seed=2"])
+    stages = script.stage_recipes(_tiny(tiny_model_dir, out) + ["rounds=3", "rft.prompts=5", "seed=2", "head_again=0"])
     rounds = stages[2:]
     assert [r.output_dir for r in rounds] == [f"{out}_rft1", f"{out}_rft2", str(out)]
     assert [r.adapter.init_from for r in rounds] == [f"{out}_grpo", f"{out}_rft1", f"{out}_rft2"]
@@ -82,7 +82,10 @@ def test_rounds_chain_rft_stages_each_from_the_last(tiny_model_dir, tmp_path):
     assert [r.algorithm for r in stages] == ["label_pg", "grpo", "rft", "rft", "rft"]  # no head-again stage
     assert [r.evaluation.after for r in rounds] == [False, False, True]  # only the agent is measured
     assert {r.rft.prompts for r in rounds} == {5} and {r.seed for r in stages} == {2}
-    assert len(script.stage_recipes(_tiny(tiny_model_dir, out))) == 2 + script.ROUNDS
+    default = script.stage_recipes(_tiny(tiny_model_dir, out))  # the shipped order: head, GRPO, head again, rft
+    assert [r.algorithm for r in default] == ["label_pg", "grpo", "label_pg", "rft"] and script.ROUNDS == 1
+    assert default[2].trainer["max_steps"] == script.HEAD_AGAIN == 100 and default[2].output_dir == f"{out}_refresh"
+    assert default[3].adapter.init_from == f"{out}_refresh" and default[3].rft.unlikelihood == 2.0
     for bad in ("0", "two"):
         with pytest.raises(RecipeError) as err:
             script.stage_recipes(_tiny(tiny_model_dir, out) + [f"rounds={bad}"])
