@@ -70,10 +70,10 @@ def _one_line_user_errors() -> None:
         return
 
     def hook(kind, exc, tb):  # noqa: ANN001 - sys.excepthook's protocol
-        from rlft.errors import UserError
+        from rlft.errors import UserError, print_error
 
         if isinstance(exc, UserError):
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            print_error(str(exc))
             return
         previous(kind, exc, tb)
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from rlft.errors import UserError
+from rlft.errors import UserError, print_error
 from rlft.evaluation.eval_models import add_eval_parser
 from rlft.run.export import add_export_parser
 from rlft.data.labeling.commands import add_generate_parser, add_label_parser
@@ -138,7 +138,7 @@ def run(argv: Sequence[str] | None = None, entry: Callable[[argparse.Namespace],
     try:
         return (entry or args.func)(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

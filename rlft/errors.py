@@ -7,6 +7,7 @@ its message as one line and exits with code 2, without a traceback. Anything els
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -35,3 +36,10 @@ def did_you_mean(name: str, allowed: Iterable[str]) -> str:
     if not matches:  # abbreviations and long forms: 'rank' -> 'r', 'lr' -> 'lr_scheduler' is not offered
         matches = [a for a in allowed if len(a) >= 1 and name.startswith(a) and name[: len(a) + 1] != a + "_"][:1]
     return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on stderr as ONE write: under `accelerate launch --num_processes N` every rank prints the
+    same line to the same stream, and print()'s separate write of the newline let two ranks' lines run together."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rlft.errors import UserError
+from rlft.errors import UserError, print_error
 
 
 def launch(default_config: str | Path) -> None:
@@ -29,6 +29,6 @@ def launch(default_config: str | Path) -> None:
     try:
         result = train(args.config, args.overrides)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc))
         sys.exit(exc.exit_code)
     sys.exit(finish_message(result, args.config))
