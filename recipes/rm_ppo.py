@@ -41,13 +41,13 @@ def trained_steps(rm_dir: Path) -> int | None:
 if __name__ == "__main__":
     import sys
 
-    from rlft.errors import UserError
+    from rlft.errors import UserError, print_error
     from rlft.run.pipeline import train
 
     try:
         rm = reward_model_recipe(sys.argv[1:])
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc))
         sys.exit(exc.exit_code)
     rm_dir = Path(rm.output_dir)
     if (rm_dir / "adapter_config.json").is_file():
@@ -60,7 +60,7 @@ if __name__ == "__main__":
         try:
             train(rm)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print_error(str(exc))
             sys.exit(exc.exit_code)
     print("[rlft] stage 2: PPO with the reward model", flush=True)
     launch(HERE / "rm_ppo.yaml")

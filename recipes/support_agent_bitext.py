@@ -14,14 +14,13 @@
 What it does: stage 1 trains the intent head alone (support_agent_bitext_head.yaml: the exact label-space objective
 under the agent's system prompt, no replies generated); stage 2 (support_agent_bitext.yaml) starts from that adapter
 (`adapter.init_from`) and trains the reply with GRPO on the rubric of the article its own head fetched
-(`decoding.lookup`); stage 3 (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from
-stage 2's adapter, hints appended to the greedy (deployed) reply, at its end and after each earlier sentence, where
-no sampled reply passes (`algorithm: rft`), run ROUNDS times (`rounds=N`). Between them a stage of
-`head_again=STEPS` steps (default 100, `head_again=0`: none; support_agent_bitext_refresh.yaml) trains the head
-alone again, as stage 1 trains it, from stage 2's adapter (stage 2 lets the head drift), and the rft stage starts
-from its adapter (docs/support_agent.md#refresh, #unlikelihood). A
-stage whose folder already holds a finished adapter trained on the same seed is reused, not retrained (delete the
-folder to retrain it).
+(`decoding.lookup`); stage 3 (support_agent_bitext_refresh.yaml, `head_again=STEPS` steps, default 100,
+`head_again=0`: skipped) trains the head alone again from stage 2's adapter (stage 2 lets the head drift); the last
+stage (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from the stage before, hints
+appended to the greedy (deployed) reply, at its end and after each earlier sentence, where no sampled reply passes,
+with an unlikelihood term where a hinted reply departs from it (`algorithm: rft`), run ROUNDS times (`rounds=N`)
+(docs/support_agent.md#refresh, #unlikelihood). A stage whose folder already holds a finished adapter trained on
+the same seed is reused, not retrained (delete the folder to retrain it).
 Figures and caveats: docs/support_agent.md#no-oracle.
 """
 
@@ -98,7 +97,7 @@ def main(argv: list[str]) -> int:
     from rlft.cli import quiet_library_warnings
 
     quiet_library_warnings()
-    from rlft.errors import UserError
+    from rlft.errors import UserError, print_error
     from rlft.recipe.validate import validate
     from rlft.run.pipeline import train
 
@@ -122,7 +121,7 @@ def main(argv: list[str]) -> int:
                   flush=True)
             train(recipe)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc))
         return exc.exit_code
     return 0
 

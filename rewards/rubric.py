@@ -368,9 +368,9 @@ class RubricReward(BaseReward):
         self.labels = {normalize_key(x) for x in labels} if labels else None
         if forbid_labels and not labels:
             raise ValueError("forbid_labels needs the data's labels (rlft passes them; give params.labels otherwise)")
-        identifiers = sorted({str(x) for x in labels or () if "_" in str(x)}, key=len, reverse=True)
+        identifiers = sorted({str(x) for x in labels if "_" in str(x)}, key=len, reverse=True) if forbid_labels else []
         self.label_leak = (regex.compile("|".join(f"(?:{phrase_pattern(x)})" for x in identifiers), regex.IGNORECASE)
-                           if forbid_labels and identifiers else None)
+                           if identifiers else None)
         self.max_words, self.min_words, self.max_match_share = max_words, int(min_words), max_match_share
         self.min_function_word_share = min_function_word_share
         self.echo_cue = (regex.compile("|".join(f"(?:{phrase_pattern(c)})" for c in echo_cues), regex.IGNORECASE)

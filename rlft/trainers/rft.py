@@ -183,9 +183,8 @@ def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], t
     labels = [IGNORE] * len(prompt_ids) + [t if keep else IGNORE for t, keep in zip(completion_ids, mask, strict=True)]
     example: dict[str, Any] = {"input_ids": [*prompt_ids, *completion_ids], "labels": labels}
     if unlikely:
-        at, ids = departure if departure is not None else (-1, [])
-        example["unlikely_at"] = len(prompt_ids) + at if departure is not None else -1
-        example["unlikely_ids"] = [int(t) for t in ids]
+        at, ids = (len(prompt_ids) + departure[0], departure[1]) if departure is not None else (-1, [])
+        example["unlikely_at"], example["unlikely_ids"] = at, [int(t) for t in ids]
     return example
 
 
@@ -488,13 +487,10 @@ def build_trainer(ctx: TrainContext) -> Any:
                 for example in [training_example(k["prompt_ids"], k["completion_ids"], sampler.trie,
                                                  k["departure"], unlikely)]
                 * (cfg.hint_repeat if k["hint"] else 1)]
+    settings = dict(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
+                    data_collator=collate(sampler.pad), processing_class=ctx.tokenizer, callbacks=ctx.callbacks or None)
     if unlikely:
-        from rlft.trainers.unlikelihood import UnlikelihoodTrainer as trainer_class
-    else:
-        trainer_class = Trainer
-    trainer = trainer_class(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
-                            data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
-                            callbacks=ctx.callbacks or None)
-    if unlikely:
-        trainer.unlikelihood = cfg.unlikelihood
-    return trainer
+        from rlft.trainers.unlikelihood import UnlikelihoodTrainer
+
+        return UnlikelihoodTrainer(unlikelihood=cfg.unlikelihood, **settings)
+    return Trainer(**settings)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-IGNORE = -100
+from rlft.trainers.rft import IGNORE
 
 
 def departure_probabilities(logits: torch.Tensor, at: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -43,20 +43,20 @@ def unlikelihood(p: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
 
 
 def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The causal-LM loss summed over its tokens (labels shifted by one, IGNORE left out)."""
-    shifted = labels[:, 1:].reshape(-1)
-    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), shifted,
-                                             ignore_index=IGNORE, reduction="sum")
+    """The causal-LM loss summed over its tokens (labels shifted by one, IGNORE left out); only the labelled positions'
+    logits are normalised (the reply's tokens, not the prompt's)."""
+    shifted = labels[:, 1:]
+    kept = shifted != IGNORE
+    return torch.nn.functional.cross_entropy(logits[:, :-1][kept].float(), shifted[kept], reduction="sum")
 
 
 class UnlikelihoodTrainer(Trainer):
     """A `transformers.Trainer` over rft's kept completions whose batches carry `unlikely_at` / `unlikely_ids`
     (rlft.trainers.rft.collate); `unlikelihood` is the term's weight (see the module docstring)."""
 
-    unlikelihood: float = 0.0
-
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, unlikelihood: float, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.unlikelihood = unlikelihood
         self._departure_p: list[float] = []
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
