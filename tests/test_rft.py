@@ -257,6 +257,40 @@ def test_hint_at_sentences_finds_a_move_that_must_replace_the_reply_s_last_sente
         assert any(k["completion_ids"][:len(c) - 1 + len(hint)] == c[:-1] + hint for c in sampler.sentence_cuts(whole))
 
 
+def test_departures_all_marks_kept_samples_where_they_leave_a_failing_greedy_reply(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import Sampler, collect
+
+    def no_label(prompts, completions, intent, **kwargs):  # a reply must not show the label (a leak)
+        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+        return [0.0 if "cancel_order costs" in t else 1.0 for t in texts]
+
+    dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 40})
+    ctx, tok = _rft_context(tiny_model_dir, tmp_path, dec, no_label, RFTConfig())
+    opening = _heads(tok)["cancel_order"] + _article_ids(tok, "cancel_order")
+    sampled = opening + tok.encode(" It costs $4.99.", add_special_tokens=False) + [tok.eos_token_id]
+
+    class Replies(Sampler):  # every sample is the clean reply; greedy (seed None) writes `greedy_reply`
+        greedy_reply = " cancel_order costs $4.99."
+
+        def sample(self, prompt_ids, n, seed):
+            greedy = opening + tok.encode(self.greedy_reply, add_special_tokens=False) + [tok.eos_token_id]
+            return [list(sampled if seed is not None else greedy) for _ in prompt_ids for _ in range(n)]
+
+    args = type("Args", (), {"max_completion_length": 64, "temperature": 1.0, "top_k": 0, "top_p": 1.0})()
+    sampler = Replies(ctx.model, tok, dec, ctx.rewards, LABELS, args)
+    rows = ctx.train_dataset.select(range(3))
+    leak = tok.encode(Replies.greedy_reply, add_special_tokens=False)[0]
+    kept, summary = collect(sampler, rows, RFTConfig(prompts=3, samples=1, unlikelihood=1.0, departures="all"), 0)
+    assert len(kept) == 3 and summary["greedy_failed_kept_sample"] == 3 and summary["departures"] == 3
+    assert all(k["departure"] == (len(opening), [leak]) for k in kept)  # the reply's first token: the label's
+    kept, summary = collect(sampler, rows, RFTConfig(prompts=3, samples=1, unlikelihood=1.0, hints=[HINT]), 0)
+    assert all(k["departure"] is None for k in kept) and summary["departures"] == 0  # hinted: no hint, no term
+    Replies.greedy_reply = " It is $4.99."  # the deployed reply passes: nothing to push away from
+    kept, summary = collect(sampler, rows, RFTConfig(prompts=3, samples=1, unlikelihood=1.0, departures="all"), 0)
+    assert len(kept) == 3 and summary["greedy_failed_kept_sample"] == 0
+    assert all(k["departure"] is None for k in kept)
+
+
 def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept():
     prompt_of = [0, 0, 1, 1, 2, 2, 3]
     heads = [1.0, 1.0, 0.0, 1.0, None, 0.0, 1.0]
@@ -323,7 +357,11 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(hint_repeat=0)), "rft.hint_repeat: expected >= 1, got 0"),
         (dict(rft=RFTConfig(unlikelihood=-0.5)), "rft.unlikelihood: expected a finite number >= 0, got -0.5"),
         (dict(rft=RFTConfig(unlikelihood=1.0)), "rft.unlikelihood: needs rft.hints (the term sits where a hinted "
-                                                "completion departs from the reply the hint was appended to)"),
+                                                "completion departs from the reply the hint was appended to) or "
+                                                "rft.departures: all"),
+        (dict(rft=RFTConfig(departures="some")), "rft.departures: expected one of hinted, all, got 'some'"),
+        (dict(rft=RFTConfig(departures="all")), "rft.departures: all needs rft.unlikelihood > 0 (the departures are "
+                                                "where that term sits)"),
         (dict(rft=RFTConfig(hint_from="best")), "rft.hint_from: expected one of sample, greedy, got 'best'"),
         (dict(rft=RFTConfig(hint_at="words")), "rft.hint_at: expected one of end, sentences, got 'words'"),
         (dict(rft=RFTConfig(min_reward=float("nan"))), "rft.min_reward: expected a finite number, got nan"),
@@ -344,6 +382,7 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         _validate_sections(Recipe(algorithm="grpo", rewards=[RewardSpec("intent")], rft=RFTConfig(prompts=5)))
     assert str(err.value) == "recipe: rft: only applies to algorithm rft (this recipe is grpo)"
     algorithm_spec("rft").validate(Recipe(algorithm="rft", decoding=free, rft=RFTConfig(hints=[HINT])), where)
+    algorithm_spec("rft").validate(Recipe(algorithm="rft", rft=RFTConfig(unlikelihood=1.0, departures="all")), where)
 
 
 def test_the_agent_stage_recipe_resets_grpo_sections_and_warns_of_nothing():
@@ -374,10 +413,14 @@ def test_a_later_round_draws_other_prompts(tiny_model_dir, tmp_path, decoding):
     assert len(drawn[0]) == len(drawn[1]) == 4 and drawn[0] != drawn[1]  # one prompt per label each, other rows
 
 
-def test_a_departure_is_where_the_hinted_completion_leaves_the_reply_and_what_the_reply_wrote_there():
+def test_a_departure_is_where_the_kept_completion_leaves_the_reply_and_what_the_reply_wrote_there():
     whole = [11, 12, 13, 14, 2]  # 2: EOS
-    assert departure(whole, whole, [2, 9]) == (4, [2, 9])  # the hint after the reply's end: it stopped there
-    assert departure([11, 12, 2], whole, [2, 9]) == (2, [13])  # after an earlier sentence: the reply went on with 13
+    assert departure(whole, [11, 12, 13, 14, 7, 8, 2], [2, 9]) == (4, [2, 9])  # a hint after the end: it stopped
+    assert departure(whole, [11, 12, 7, 8, 2], [2, 9]) == (2, [13])  # after an earlier sentence: it went on with 13
+    assert departure(whole, [11, 12, 13, 7, 2], [2, 9]) == (3, [14])  # a hint whose first token the reply wrote too:
+    # the departure is where they differ, not the hint's first token (pushed down, it would fight the hint's loss)
+    assert departure(whole, [20, 12, 13, 14, 2], [2, 9]) == (0, [11])  # a kept sample leaving the greedy reply at once
+    assert departure(whole, whole, [2, 9]) is None  # nothing to push down
     example = training_example([5, 6], [11, 12, 7, 8, 2], None, (2, [13]), unlikely=True)
     assert example["unlikely_at"] == 4 and example["input_ids"][4] == 7 and example["unlikely_ids"] == [13]
     plain = training_example([5, 6], [11, 12, 2], None, None, unlikely=True)

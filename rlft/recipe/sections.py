@@ -285,6 +285,11 @@ class RFTConfig:
                              "like one token of the causal-LM loss. The move a hint teaches is often a near-tie with "
                              "stopping on unseen prompts, which one fine-tune lands on either side of; this pushes "
                              "the stop down where it failed. 0: off.")
+    departures: str = _f("hinted", "Which kept completions carry the unlikelihood term: hinted (each hinted one, "
+                         "where it leaves the reply its hint was appended to) or all (also each kept sample of a "
+                         "prompt whose greedy, i.e. deployed, reply fails min_reward, where it first leaves that "
+                         "reply: e.g. a reply that opens with a label the rubric fails, against a sample that does "
+                         "not; costs one greedy reply per such prompt). Needs unlikelihood > 0.")
     head_reward: str = _f("", "The reward that judges the head alone (e.g. intent; needs decoding.free_reply). '': "
                           "a head is trained only inside a kept completion, so the labels whose replies seldom pass "
                           "lose their share of the head's loss. Set: every prompt with no kept completion still "

@@ -63,6 +63,7 @@ from rlft.trainers.context import TrainContext
 IGNORE = -100  # the label of a token outside the loss (transformers' causal-LM loss ignores it)
 HINT_FROM = ("sample", "greedy")  # rft.hint_from: the reply a hint is appended to
 HINT_AT = ("end", "sentences")  # rft.hint_at: where in that reply the hints go
+DEPARTURES = ("hinted", "all")  # rft.departures: the kept completions the unlikelihood term sits on
 
 
 def config_class() -> type:
@@ -90,9 +91,16 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
     if not (math.isfinite(cfg.unlikelihood) and cfg.unlikelihood >= 0):
         raise RecipeError(f"{where(recipe, 'rft.unlikelihood')}: rft.unlikelihood: expected a finite number >= 0, got "
                           f"{cfg.unlikelihood}")
-    if cfg.unlikelihood and not cfg.hints:
+    if cfg.departures not in DEPARTURES:
+        raise RecipeError(f"{where(recipe, 'rft.departures')}: rft.departures: expected one of "
+                          f"{', '.join(DEPARTURES)}, got {cfg.departures!r}")
+    if cfg.unlikelihood and cfg.departures == "hinted" and not cfg.hints:
         raise RecipeError(f"{where(recipe, 'rft.unlikelihood')}: rft.unlikelihood: needs rft.hints (the term sits "
-                          f"where a hinted completion departs from the reply the hint was appended to)")
+                          f"where a hinted completion departs from the reply the hint was appended to) or "
+                          f"rft.departures: all")
+    if cfg.departures == "all" and not cfg.unlikelihood:
+        raise RecipeError(f"{where(recipe, 'rft.departures')}: rft.departures: all needs rft.unlikelihood > 0 (the "
+                          f"departures are where that term sits)")
     if cfg.round < 1:
         raise RecipeError(f"{where(recipe, 'rft.round')}: rft.round: expected >= 1, got {cfg.round}")
     if cfg.samples < 1:
@@ -188,13 +196,16 @@ def training_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], t
     return example
 
 
-def departure(base: Sequence[int], whole: Sequence[int], stop_ids: Sequence[int]) -> tuple[int, list[int]]:
-    """Where a completion hinted after `base` departs from the reply `whole` it was cut from, and what `whole` wrote
-    there: `base` is `whole` itself (the hint after its end: the reply stopped there, so every stop id) or `whole` cut
-    after an earlier sentence and ended by an EOS (`Sampler.sentence_cuts`: the token `whole` went on with). The
-    hint's first token sits at index len(base) - 1, where `base`'s EOS was."""
-    at = len(base) - 1
-    return (at, sorted(set(int(t) for t in stop_ids))) if len(base) == len(whole) else (at, [int(whole[at])])
+def departure(reply: Sequence[int], completion: Sequence[int],
+              stop_ids: Sequence[int]) -> tuple[int, list[int]] | None:
+    """Where a kept `completion` first leaves `reply` (a failing reply of the same prompt: the one its hint was
+    appended to, or the greedy one) and what `reply` wrote there: every stop id where the reply stopped (its EOS, or a
+    reply stop token), else the reply's token. None when one is a prefix of the other (nothing to push down)."""
+    stops = {int(t) for t in stop_ids}
+    for at, (wrote, kept) in enumerate(zip(reply, completion)):
+        if wrote != kept:
+            return (at, sorted(stops)) if int(wrote) in stops else (at, [int(wrote)])
+    return None
 
 
 def sentence_ends(token_texts: Sequence[str]) -> list[int]:
@@ -363,9 +374,22 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             texts += new_texts
             prompt_of += [bases[k][0] for k in done]
             hint_of += [cfg.hints[bases[k][1]] for k in done]
-            departures += [departure(bases[k][2], bases[k][3], sampler.stop_ids) for k in done]
+            departures += [departure(bases[k][3], extended[k], sampler.stop_ids) for k in done]
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
+    greedy_failed = 0
+    if cfg.unlikelihood and cfg.departures == "all":  # kept samples of prompts whose deployed reply fails
+        sampled = [(p, i) for p, i in chosen if i < len(prompts) * cfg.samples]
+        own = sorted({p for p, _ in sampled})
+        if own:
+            replies = dict(zip(own, sampler.sample([prompts[p] for p in own], 1, None), strict=True))
+            reply_totals = dict(zip(own, sampler.score(rows, own, sampler.texts([replies[p] for p in own])).total,
+                                    strict=True))
+            failed = {p for p in own if reply_totals[p] is None or reply_totals[p] < cfg.min_reward}
+            greedy_failed = len(failed)
+            for p, i in sampled:
+                if p in failed:
+                    departures[i] = departure(replies[p], completions[i], sampler.stop_ids)
     def values_of(i: int) -> dict[str, float | None]:  # completion i's value of each reward
         return {name: values[i] for name, values in per_reward.items()}
 
@@ -381,7 +405,8 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
                  for i, ids, text in zip(heads_only, cut, sampler.texts(cut))]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
-               "hinted_tried": tried, **kept_counts(kept),
+               "hinted_tried": tried, **kept_counts(kept), "greedy_failed_kept_sample": greedy_failed,
+               "departures": sum(k["departure"] is not None for k in kept),
                "best_reward": max(scored) if scored else None, "min_reward": cfg.min_reward,
                "sampling_cpu_s": round(time.process_time() - start, 1)}
     return kept, summary
