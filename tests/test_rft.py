@@ -257,38 +257,62 @@ def test_hint_at_sentences_finds_a_move_that_must_replace_the_reply_s_last_sente
         assert any(k["completion_ids"][:len(c) - 1 + len(hint)] == c[:-1] + hint for c in sampler.sentence_cuts(whole))
 
 
-def test_departures_all_marks_kept_samples_where_they_leave_a_failing_greedy_reply(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import Sampler, collect
+def _no_label(prompts, completions, intent, **kwargs):  # a reply must not show the label (a leak)
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [0.0 if "cancel_order costs" in t else 1.0 for t in texts]
 
-    def no_label(prompts, completions, intent, **kwargs):  # a reply must not show the label (a leak)
-        texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
-        return [0.0 if "cancel_order costs" in t else 1.0 for t in texts]
+
+def _two_replies(tiny_model_dir, tmp_path, decoding, sampled_reply: str, greedy_reply: str):
+    """A Sampler whose every sample is cancel_order's head, its article and `sampled_reply`, whose greedy reply
+    (seed None) is the same with `greedy_reply`, and whose continuations after a hint are the tiny model's; with the
+    3 rows it draws from and the length of the head + article."""
+    from rlft.trainers.rft import Sampler
 
     dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 40})
-    ctx, tok = _rft_context(tiny_model_dir, tmp_path, dec, no_label, RFTConfig())
+    ctx, tok = _rft_context(tiny_model_dir, tmp_path, dec, _no_label, RFTConfig())
     opening = _heads(tok)["cancel_order"] + _article_ids(tok, "cancel_order")
-    sampled = opening + tok.encode(" It costs $4.99.", add_special_tokens=False) + [tok.eos_token_id]
 
-    class Replies(Sampler):  # every sample is the clean reply; greedy (seed None) writes `greedy_reply`
-        greedy_reply = " cancel_order costs $4.99."
+    def ids(reply):
+        return opening + tok.encode(reply, add_special_tokens=False) + [tok.eos_token_id]
 
+    class Replies(Sampler):
         def sample(self, prompt_ids, n, seed):
-            greedy = opening + tok.encode(self.greedy_reply, add_special_tokens=False) + [tok.eos_token_id]
-            return [list(sampled if seed is not None else greedy) for _ in prompt_ids for _ in range(n)]
+            return [ids(sampled_reply if seed is not None else greedy_reply) for _ in prompt_ids for _ in range(n)]
 
     args = type("Args", (), {"max_completion_length": 64, "temperature": 1.0, "top_k": 0, "top_p": 1.0})()
-    sampler = Replies(ctx.model, tok, dec, ctx.rewards, LABELS, args)
-    rows = ctx.train_dataset.select(range(3))
-    leak = tok.encode(Replies.greedy_reply, add_special_tokens=False)[0]
+    return Replies(ctx.model, tok, dec, ctx.rewards, LABELS, args), ctx.train_dataset.select(range(3)), len(opening)
+
+
+def test_departures_all_marks_kept_samples_where_they_leave_a_failing_greedy_reply(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import collect
+
+    sampler, rows, opening = _two_replies(tiny_model_dir, tmp_path, decoding, " It costs $4.99.",
+                                          " cancel_order costs $4.99.")
+    leak = sampler.tokenizer.encode(" cancel_order", add_special_tokens=False)[0]
     kept, summary = collect(sampler, rows, RFTConfig(prompts=3, samples=1, unlikelihood=1.0, departures="all"), 0)
     assert len(kept) == 3 and summary["greedy_failed_kept_sample"] == 3 and summary["departures"] == 3
-    assert all(k["departure"] == (len(opening), [leak]) for k in kept)  # the reply's first token: the label's
+    assert all(k["departure"] == (opening, [leak]) for k in kept)  # the reply's first token: the label's
     kept, summary = collect(sampler, rows, RFTConfig(prompts=3, samples=1, unlikelihood=1.0, hints=[HINT]), 0)
     assert all(k["departure"] is None for k in kept) and summary["departures"] == 0  # hinted: no hint, no term
-    Replies.greedy_reply = " It is $4.99."  # the deployed reply passes: nothing to push away from
+    sampler, rows, _ = _two_replies(tiny_model_dir, tmp_path / "clean", decoding, " It costs $4.99.", " It is $4.99.")
     kept, summary = collect(sampler, rows, RFTConfig(prompts=3, samples=1, unlikelihood=1.0, departures="all"), 0)
-    assert len(kept) == 3 and summary["greedy_failed_kept_sample"] == 0
-    assert all(k["departure"] is None for k in kept)
+    assert len(kept) == 3 and summary["greedy_failed_kept_sample"] == 0  # the deployed reply passes: nothing to
+    assert all(k["departure"] is None for k in kept)  # push away from
+
+
+def test_a_prompt_whose_greedy_reply_passes_keeps_it_and_is_not_hinted(tiny_model_dir, tmp_path, decoding):
+    from rlft.trainers.rft import collect
+
+    cfg = RFTConfig(prompts=3, samples=1, hints=[HINT], hint_from="greedy", keep_per_prompt=3, unlikelihood=1.0)
+    sampler, rows, _ = _two_replies(tiny_model_dir, tmp_path, decoding, " cancel_order costs $4.99.",
+                                    " It costs $4.99.")
+    kept, summary = collect(sampler, rows, cfg, 0)  # the sample fails, the deployed reply passes
+    assert summary["greedy_kept"] == 3 and summary["hinted_tried"] == 0
+    assert [(k["hint"], k["departure"], k["text"].split("</intent>")[-1]) for k in kept] == [("", None, " It costs $4.99.")] * 3
+    sampler, rows, _ = _two_replies(tiny_model_dir, tmp_path / "both", decoding, " cancel_order costs $4.99.",
+                                    " cancel_order costs $4.99.")
+    kept, summary = collect(sampler, rows, cfg, 0)  # both fail: the deployed reply is hinted
+    assert summary["greedy_kept"] == 0 and summary["hinted_tried"] > 0
 
 
 def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept():

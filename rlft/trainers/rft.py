@@ -12,7 +12,9 @@ One round, before the optimiser's first step:
 3. Where no sample of a prompt reaches `rft.min_reward`, each of `rft.hints` is appended to one of its replies once
    that reply has ended and the model writes on from it (`rlft.grpo.hints.extend_with_hints`, the continuation GRPO's
    hinted exploration uses), and the hinted completions are scored the same way. `rft.hint_from: greedy` appends
-   the hints to the reply greedy decoding writes (the deployed one) and continues greedily instead.
+   the hints to the reply greedy decoding writes (the deployed one) and continues greedily instead; that reply is
+   scored first, and a prompt whose deployed reply passes keeps it and is not hinted (a hinted variant would push
+   down, with `rft.unlikelihood`, a choice the deployed reply got right).
    `rft.hint_at: sentences` also tries each hint after each earlier sentence of that reply, the rest of it dropped
    (`Sampler.sentence_cuts`): a move the reply's word budget has no room for at its end (the article copied whole,
    then a question) can replace the sentences after it.
@@ -341,10 +343,30 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     departures: list[tuple[int, list[int]] | None] = [None] * len(completions)  # a hinted one's, for unlikelihood
     best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
-    tried = 0
+    tried = greedy_kept = 0
+
+    def add(new: list[list[int]], new_prompt_of: list[int], hints: list[str],
+            new_departures: list[tuple[int, list[int]] | None]) -> None:
+        """Score `new` completions and list them beside the others."""
+        nonlocal totals, per_reward
+        new_texts = sampler.texts(new)
+        new_scores = sampler.score(rows, new_prompt_of, new_texts)
+        totals = totals + new_scores.total
+        per_reward = {name: values + new_scores.per_reward[name] for name, values in per_reward.items()}
+        completions.extend(new)
+        texts.extend(new_texts)
+        prompt_of.extend(new_prompt_of)
+        hint_of.extend(hints)
+        departures.extend(new_departures)
+
     if cfg.hints and failing:
         if cfg.hint_from == "greedy":  # the deployed reply of each failing prompt, continued greedily after the hint
             greedy = dict(zip(failing, sampler.sample([prompts[p] for p in failing], 1, None), strict=True))
+            # a prompt whose deployed reply passes keeps it and is not hinted: nothing there to move away from
+            add([greedy[p] for p in failing], list(failing), [""] * len(failing), [None] * len(failing))
+            best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
+            greedy_kept = sum(p in best for p in failing)
+            failing = [p for p in failing if p not in best]
             start_of, continue_seed = (lambda p, k: greedy[p]), None
         else:  # one of the prompt's sampled replies, continued with the trainer's sampling
             start_of, continue_seed = (lambda p, k: completions[p * cfg.samples + k % cfg.samples]), seed + 1
@@ -362,19 +384,11 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
 
         bases = [(p, k, ids, whole) for p in failing for k in range(len(cfg.hints)) for ids, whole in starts(p, k)]
         extended, done = sampler.hinted([prompts[p] for p, _, _, _ in bases], [ids for _, _, ids, _ in bases],
-                                        cfg.hints, [k for _, k, _, _ in bases], continue_seed)
+                                        cfg.hints, [k for _, k, _, _ in bases], continue_seed) if bases else ([], [])
         tried = len(done)
         if done:
-            new = [extended[k] for k in done]
-            new_texts = sampler.texts(new)
-            new_scores = sampler.score(rows, [bases[k][0] for k in done], new_texts)
-            totals += new_scores.total
-            per_reward = {name: values + new_scores.per_reward[name] for name, values in per_reward.items()}
-            completions += new
-            texts += new_texts
-            prompt_of += [bases[k][0] for k in done]
-            hint_of += [cfg.hints[bases[k][1]] for k in done]
-            departures += [departure(bases[k][3], extended[k], sampler.stop_ids) for k in done]
+            add([extended[k] for k in done], [bases[k][0] for k in done], [cfg.hints[bases[k][1]] for k in done],
+                [departure(bases[k][3], extended[k], sampler.stop_ids) for k in done])
             best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
     greedy_failed = 0
@@ -405,7 +419,8 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
                  for i, ids, text in zip(heads_only, cut, sampler.texts(cut))]
     scored = [t for t in totals if t is not None]
     summary = {"prompts": len(prompts), "samples": cfg.samples, "completions": len(completions),
-               "hinted_tried": tried, **kept_counts(kept), "greedy_failed_kept_sample": greedy_failed,
+               "hinted_tried": tried, "greedy_kept": greedy_kept, **kept_counts(kept),
+               "greedy_failed_kept_sample": greedy_failed,
                "departures": sum(k["departure"] is not None for k in kept),
                "best_reward": max(scored) if scored else None, "min_reward": cfg.min_reward,
                "sampling_cpu_s": round(time.process_time() - start, 1)}
