@@ -4,6 +4,7 @@ article), that a round on the tiny model writes its samples and trains the adapt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -300,12 +301,16 @@ def test_departures_all_marks_kept_samples_where_they_leave_a_failing_greedy_rep
     assert all(k["departure"] is None for k in kept)  # push away from
 
 
-def test_a_prompt_whose_greedy_reply_passes_keeps_it_and_is_not_hinted(tiny_model_dir, tmp_path, decoding):
+def test_keep_passing_greedy_keeps_a_passing_deployed_reply_unhinted(tiny_model_dir, tmp_path, decoding):
     from rlft.trainers.rft import collect
 
-    cfg = RFTConfig(prompts=3, samples=1, hints=[HINT], hint_from="greedy", keep_per_prompt=3, unlikelihood=1.0)
+    cfg = RFTConfig(prompts=3, samples=1, hints=[HINT], hint_from="greedy", keep_per_prompt=3, unlikelihood=1.0,
+                    keep_passing_greedy=True)
     sampler, rows, _ = _two_replies(tiny_model_dir, tmp_path, decoding, " cancel_order costs $4.99.",
                                     " It costs $4.99.")
+    kept, summary = collect(sampler, rows, dataclasses.replace(cfg, keep_passing_greedy=False), 0)
+    assert summary["greedy_kept"] == 0 and summary["hinted_tried"] == 3  # off: the passing deployed reply is hinted
+    assert all(k["hint"] == HINT and k["departure"] is not None for k in kept)
     kept, summary = collect(sampler, rows, cfg, 0)  # the sample fails, the deployed reply passes
     assert summary["greedy_kept"] == 3 and summary["hinted_tried"] == 0
     assert [(k["hint"], k["departure"], k["text"].split("</intent>")[-1]) for k in kept] == [("", None, " It costs $4.99.")] * 3
@@ -383,6 +388,8 @@ def test_rft_recipe_errors_are_one_line(articles_file):
         (dict(rft=RFTConfig(unlikelihood=1.0)), "rft.unlikelihood: needs rft.hints (the term sits where a hinted "
                                                 "completion departs from the reply the hint was appended to) or "
                                                 "rft.departures: all"),
+        (dict(rft=RFTConfig(keep_passing_greedy=True)), "rft.keep_passing_greedy: needs rft.hint_from: greedy (it is "
+                                                        "the deployed reply the hints would be appended to)"),
         (dict(rft=RFTConfig(departures="some")), "rft.departures: expected one of hinted, all, got 'some'"),
         (dict(rft=RFTConfig(departures="all")), "rft.departures: all needs rft.unlikelihood > 0 (the departures are "
                                                 "where that term sits)"),

@@ -269,8 +269,12 @@ class RFTConfig:
     hint_from: str = _f("sample", "Which reply a hint is appended to: sample (one of the prompt's sampled replies, "
                         "continued with the trainer's sampling) or greedy (the reply greedy decoding writes, i.e. "
                         "the deployed one, continued greedily: the kept text is the deployed reply plus the move, "
-                        "without a temperature-1 sample's slips for the fine-tune to copy; a prompt whose deployed "
-                        "reply passes keeps that reply and is not hinted).")
+                        "without a temperature-1 sample's slips for the fine-tune to copy).")
+    keep_passing_greedy: bool = _f(False, "With hint_from: greedy, score the deployed reply of each prompt no sample "
+                                   "passed first: where it passes, the prompt keeps it and is not hinted (a hinted "
+                                   "variant's unlikelihood term would push down a stop or move the deployed reply got "
+                                   "right). Off: every such prompt is hinted, passing deployed reply or not (the "
+                                   "hinted move then spreads to more prompts). Counted as greedy_kept.")
     hint_at: str = _f("end", "Where in that reply the hints go: end (after the whole reply) or sentences (also after "
                       "each of its earlier sentences, the rest of the reply dropped: a move the reply's word budget "
                       "has no room for at its end can replace the sentences after it; one continuation per hint "

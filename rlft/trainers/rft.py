@@ -12,9 +12,9 @@ One round, before the optimiser's first step:
 3. Where no sample of a prompt reaches `rft.min_reward`, each of `rft.hints` is appended to one of its replies once
    that reply has ended and the model writes on from it (`rlft.grpo.hints.extend_with_hints`, the continuation GRPO's
    hinted exploration uses), and the hinted completions are scored the same way. `rft.hint_from: greedy` appends
-   the hints to the reply greedy decoding writes (the deployed one) and continues greedily instead; that reply is
-   scored first, and a prompt whose deployed reply passes keeps it and is not hinted (a hinted variant would push
-   down, with `rft.unlikelihood`, a choice the deployed reply got right).
+   the hints to the reply greedy decoding writes (the deployed one) and continues greedily instead; with
+   `rft.keep_passing_greedy` that reply is scored first, and a prompt whose deployed reply passes keeps it and is not
+   hinted (a hinted variant would push down, with `rft.unlikelihood`, a choice the deployed reply got right).
    `rft.hint_at: sentences` also tries each hint after each earlier sentence of that reply, the rest of it dropped
    (`Sampler.sentence_cuts`): a move the reply's word budget has no room for at its end (the article copied whole,
    then a question) can replace the sentences after it.
@@ -100,6 +100,9 @@ def check_recipe(recipe: Any, where: Callable[[Any, str], str]) -> None:
         raise RecipeError(f"{where(recipe, 'rft.unlikelihood')}: rft.unlikelihood: needs rft.hints (the term sits "
                           f"where a hinted completion departs from the reply the hint was appended to) or "
                           f"rft.departures: all")
+    if cfg.keep_passing_greedy and cfg.hint_from != "greedy":
+        raise RecipeError(f"{where(recipe, 'rft.keep_passing_greedy')}: rft.keep_passing_greedy: needs rft.hint_from: "
+                          f"greedy (it is the deployed reply the hints would be appended to)")
     if cfg.departures == "all" and not cfg.unlikelihood:
         raise RecipeError(f"{where(recipe, 'rft.departures')}: rft.departures: all needs rft.unlikelihood > 0 (the "
                           f"departures are where that term sits)")
@@ -362,11 +365,11 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     if cfg.hints and failing:
         if cfg.hint_from == "greedy":  # the deployed reply of each failing prompt, continued greedily after the hint
             greedy = dict(zip(failing, sampler.sample([prompts[p] for p in failing], 1, None), strict=True))
-            # a prompt whose deployed reply passes keeps it and is not hinted: nothing there to move away from
-            add([greedy[p] for p in failing], list(failing), [""] * len(failing), [None] * len(failing))
-            best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
-            greedy_kept = sum(p in best for p in failing)
-            failing = [p for p in failing if p not in best]
+            if cfg.keep_passing_greedy:  # a prompt whose deployed reply passes keeps it and is not hinted
+                add([greedy[p] for p in failing], list(failing), [""] * len(failing), [None] * len(failing))
+                best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
+                greedy_kept = sum(p in best for p in failing)
+                failing = [p for p in failing if p not in best]
             start_of, continue_seed = (lambda p, k: greedy[p]), None
         else:  # one of the prompt's sampled replies, continued with the trainer's sampling
             start_of, continue_seed = (lambda p, k: completions[p * cfg.samples + k % cfg.samples]), seed + 1
