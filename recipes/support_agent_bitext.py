@@ -32,7 +32,9 @@ HERE = Path(__file__).parent
 
 SHARED = ("seed=", "model.", "data.", "evaluation.", "max_train_clock=")
 HEAD_ONLY, REFRESH_ONLY, RFT_ONLY = "head.", "refresh.", "rft."
-ROUNDS = 1  # rft rounds (`rounds=N` on the command line)
+ROUNDS = 2  # rft rounds (`rounds=N` on the command line)
+LATER_ROUNDS = ["rft.departures=all"]  # rounds after the first also push down where a kept sample leaves a failing
+# deployed reply (a label the first round's fine-tune left in the reply's first words; docs/support_agent.md#round-2)
 HEAD_AGAIN = 100  # steps of the head-again stage between GRPO and rft (`head_again=STEPS`); 0: no such stage
 
 
@@ -60,7 +62,8 @@ def stage_recipes(argv: list[str]) -> tuple:  # -> rlft Recipes
                           f"adapter.init_from={out}_grpo"], check=False)] if head_again else []
     folders = [f"{out}_refresh" if head_again else f"{out}_grpo", *(f"{out}_rft{k}" for k in range(1, rounds)), out]
     rft = [load_recipe(HERE / "support_agent_bitext_rft.yaml",
-                       [*shared, *rft_own, f"rft.round={k}", f"output_dir={folders[k]}",
+                       [*shared, *(LATER_ROUNDS if k > 1 else []), *rft_own, f"rft.round={k}",
+                        f"output_dir={folders[k]}",
                         f"adapter.init_from={folders[k - 1]}", *([] if k == rounds else ["evaluation.after=false"])],
                        check=False) for k in range(1, rounds + 1)]
     return head, grpo, *again, *rft
