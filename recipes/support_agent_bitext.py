@@ -16,10 +16,11 @@ under the agent's system prompt, no replies generated); stage 2 (support_agent_b
 (`adapter.init_from`) and trains the reply with GRPO on the rubric of the article its own head fetched
 (`decoding.lookup`); stage 3 (support_agent_bitext_refresh.yaml, `head_again=STEPS` steps, default 100,
 `head_again=0`: skipped) trains the head alone again from stage 2's adapter (stage 2 lets the head drift); the last
-stage (support_agent_bitext_rft.yaml) is one round of rejection-sampling fine-tuning from the stage before, hints
-appended to the greedy (deployed) reply, at its end and after each earlier sentence, where no sampled reply passes,
-with an unlikelihood term where a hinted reply departs from it (`algorithm: rft`), run ROUNDS times (`rounds=N`)
-(docs/support_agent.md#refresh, #unlikelihood). A stage whose folder already holds a finished adapter trained on
+stage (support_agent_bitext_rft.yaml) is rejection-sampling fine-tuning from the stage before, hints appended to the
+greedy (deployed) reply, at its end and after each earlier sentence, where no sampled reply passes, with an
+unlikelihood term where a hinted reply departs from it (`algorithm: rft`), run ROUNDS = 2 times (`rounds=N`), each
+round from the last on other prompts, the rounds after the first also pushing down where a kept sample leaves a
+failing deployed reply (LATER_ROUNDS: `rft.departures=all`) (docs/support_agent.md#refresh, #unlikelihood, #round-2). A stage whose folder already holds a finished adapter trained on
 the same seed is reused, not retrained (delete the folder to retrain it).
 Figures and caveats: docs/support_agent.md#no-oracle.
 """
