@@ -91,8 +91,9 @@ def _kept(prompt: int, name: str, head_only: bool = False, hint: str = "") -> di
 
 
 def _summary(prompts: int, kept: int, heads: int, best: float | None, cpu: float) -> dict:
-    return {"prompts": prompts, "samples": 2, "completions": 2 * prompts, "hinted_tried": 1, "kept": kept,
-            "heads_only": heads, "kept_after_hint": 0, "best_reward": best, "min_reward": 1.0, "sampling_cpu_s": cpu}
+    return {"prompts": prompts, "samples": 2, "completions": 2 * prompts, "hinted_tried": 1, "greedy_kept": 1,
+            "greedy_failed_kept_sample": 1, "departures": 1, "kept": kept, "heads_only": heads, "kept_after_hint": 0,
+            "best_reward": best, "min_reward": 1.0, "sampling_cpu_s": cpu}
 
 
 def test_merge_lists_the_shares_as_one_process_would():
@@ -104,7 +105,8 @@ def test_merge_lists_the_shares_as_one_process_would():
     # whole completions by prompt (a prompt's best first, as sampled), then the heads only by prompt
     assert [(k["prompt"], k["text"]) for k in kept] == [(0, "row 0"), (0, "row 0 second"), (1, "row 1"),
                                                         (4, "row 4"), (2, "row 2 head"), (3, "row 3 head")]
-    assert summary == {"prompts": 5, "samples": 2, "completions": 10, "hinted_tried": 2, "kept": 4, "heads_only": 2,
+    assert summary == {"prompts": 5, "samples": 2, "completions": 10, "hinted_tried": 2, "greedy_kept": 2,
+                       "greedy_failed_kept_sample": 2, "departures": 2, "kept": 4, "heads_only": 2,
                        "kept_after_hint": 0, "best_reward": 1.5, "min_reward": 1.0, "sampling_cpu_s": 5.5,
                        "processes": 2, "sampling_cpu_s_per_process": [2.0, 3.5]}
     # a process with no share (fewer prompts than processes) sampled nothing: counted as zero

@@ -343,7 +343,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     scores = sampler.score(rows, prompt_of, texts)
     totals, per_reward = scores.total, scores.per_reward
     hint_of: list[str] = [""] * len(completions)
-    departures: list[tuple[int, list[int]] | None] = [None] * len(completions)  # a hinted one's, for unlikelihood
+    departures: list[tuple[int, list[int]] | None] = [None] * len(completions)  # where it leaves a failing reply
     best = best_per_prompt(prompt_of, totals, cfg.min_reward, cfg.keep_per_prompt, completions)
     failing = [p for p in range(len(prompts)) if p not in best]
     tried = greedy_kept = 0
@@ -407,6 +407,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
             for p, i in sampled:
                 if p in failed:
                     departures[i] = departure(replies[p], completions[i], sampler.stop_ids)
+
     def values_of(i: int) -> dict[str, float | None]:  # completion i's value of each reward
         return {name: values[i] for name, values in per_reward.items()}
 
@@ -453,7 +454,8 @@ def merge(shards: Sequence[tuple[Sequence[int], list[dict[str, Any]], dict[str, 
     kept.sort(key=lambda k: (k["head_only"], k["prompt"]))  # stable: a prompt's completions keep their order
     summaries = [s for _, _, s in shards if s is not None]
     summary = dict(summaries[0])
-    for key in ("prompts", "completions", "hinted_tried", *kept_counts([])):
+    for key in ("prompts", "completions", "hinted_tried", "greedy_kept", "greedy_failed_kept_sample", "departures",
+                *kept_counts([])):
         summary[key] = sum(s[key] for s in summaries)
     best = [s["best_reward"] for s in summaries if s["best_reward"] is not None]
     summary["best_reward"] = max(best) if best else None
