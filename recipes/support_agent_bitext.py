@@ -20,8 +20,9 @@ stage (support_agent_bitext_rft.yaml) is rejection-sampling fine-tuning from the
 greedy (deployed) reply, at its end and after each earlier sentence, where no sampled reply passes, with an
 unlikelihood term where a hinted reply departs from it (`algorithm: rft`), run ROUNDS = 2 times (`rounds=N`), each
 round from the last on other prompts, the rounds after the first also pushing down where a kept sample leaves a
-failing deployed reply (LATER_ROUNDS: `rft.departures=all`) (docs/support_agent.md#refresh, #unlikelihood, #round-2). A stage whose folder already holds a finished adapter trained on
-the same seed is reused, not retrained (delete the folder to retrain it).
+failing deployed reply (LATER_ROUNDS: `rft.departures=all`) (docs/support_agent.md#refresh, #unlikelihood,
+#round-2). A stage whose folder already holds a finished adapter trained on the same seed is reused, not retrained
+(delete the folder to retrain it).
 Figures and caveats: docs/support_agent.md#no-oracle.
 """
 

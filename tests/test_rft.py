@@ -313,7 +313,8 @@ def test_keep_passing_greedy_keeps_a_passing_deployed_reply_unhinted(tiny_model_
     assert all(k["hint"] == HINT and k["departure"] is not None for k in kept)
     kept, summary = collect(sampler, rows, cfg, 0)  # the sample fails, the deployed reply passes
     assert summary["greedy_kept"] == 3 and summary["hinted_tried"] == 0
-    assert [(k["hint"], k["departure"], k["text"].split("</intent>")[-1]) for k in kept] == [("", None, " It costs $4.99.")] * 3
+    assert [(k["hint"], k["departure"], k["text"].split("</intent>")[-1]) for k in kept] == [
+        ("", None, " It costs $4.99.")] * 3
     sampler, rows, _ = _two_replies(tiny_model_dir, tmp_path / "both", decoding, " cancel_order costs $4.99.",
                                     " cancel_order costs $4.99.")
     kept, summary = collect(sampler, rows, cfg, 0)  # both fail: the deployed reply is hinted

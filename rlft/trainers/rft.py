@@ -396,7 +396,7 @@ def collect(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[list[dict
     chosen = [(p, i) for p in sorted(best) for i in best[p]]  # (prompt, completion index), in prompt order
     greedy_failed = 0
     if cfg.unlikelihood and cfg.departures == "all":  # kept samples of prompts whose deployed reply fails
-        sampled = [(p, i) for p, i in chosen if i < len(prompts) * cfg.samples]
+        sampled = [(p, i) for p, i in chosen if i < len(prompts) * cfg.samples]  # the first completions: samples
         own = sorted({p for p, _ in sampled})
         if own:
             replies = dict(zip(own, sampler.sample([prompts[p] for p in own], 1, None), strict=True))
