@@ -18,7 +18,7 @@ from tests.test_rft import _rft_context
 def test_a_round_keeps_what_the_judge_passes_not_what_the_rubric_passes(tiny_model_dir, tmp_path, decoding):
     from rewards.judge import JudgeReward
     from rewards.rubric import RubricReward
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     stub = simulated_stub(flip_rate=1.0)  # every verdict the opposite of the rubric's
     with StubServer(stub) as url:

@@ -14,8 +14,9 @@ from rlft.decoding.prompting import build_trie
 from rlft.errors import RecipeError
 from rlft.recipe.sections import DecodingConfig, Recipe, RFTConfig
 from rlft.scoring.loader import RewardSpec
-from rlft.trainers.rft import (IGNORE, best_per_prompt, collate, departure, head_only_picks, pick_prompts,
-                               sentence_ends, training_example)
+from rlft.trainers.rft.examples import IGNORE, collate, training_example
+from rlft.trainers.rft.sampler import sentence_ends
+from rlft.trainers.rft.selection import best_per_prompt, departure, head_only_picks, pick_prompts
 from tests.test_lookup import ARTICLES, LABELS, _article_ids, _heads, articles_file, decoding, tiny  # noqa: F401
 
 HINT = " Could you"
@@ -74,7 +75,7 @@ def _rft_context(tiny_model_dir, tmp_path, decoding, reward, rft, weights=None):
 
 
 def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     seen: list[str] = []
 
@@ -121,7 +122,7 @@ def test_a_round_tries_hints_where_nothing_passed_keeps_and_trains(tiny_model_di
 
 def test_hint_repeat_puts_each_hinted_completion_in_the_fine_tuning_set_that_many_times(tiny_model_dir, tmp_path,
                                                                                          decoding):
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
@@ -147,7 +148,7 @@ def test_hint_repeat_puts_each_hinted_completion_in_the_fine_tuning_set_that_man
 def test_hint_from_greedy_appends_the_hint_to_the_deployed_reply_and_continues_greedily(tiny_model_dir, tmp_path,
                                                                                         decoding):
     from rlft.decoding.generation import eos_token_ids, generate_ids
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
@@ -203,7 +204,7 @@ def test_a_sentence_ends_at_a_stop_followed_by_a_space_never_inside_a_number():
 def _sentence_sampler(ctx, decoding, reply: str):
     """A Sampler whose every first reply (sampled or greedy) is cancel_order's head, its article and `reply`, then
     EOS; continuations after a hint are the tiny model's own (greedy)."""
-    from rlft.trainers.rft import Sampler
+    from rlft.trainers.rft.sampler import Sampler
 
     tok = ctx.tokenizer
     whole = (_heads(tok)["cancel_order"] + _article_ids(tok, "cancel_order")
@@ -231,7 +232,7 @@ def test_sentence_cuts_end_the_reply_after_each_earlier_sentence_never_inside_th
 
 
 def test_hint_at_sentences_finds_a_move_that_must_replace_the_reply_s_last_sentence(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import collect
+    from rlft.trainers.rft.collect import collect
 
     def asks_instead_of_bye(prompts, completions, intent, **kwargs):  # the hint, and no "Bye" after the first reply
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
@@ -267,7 +268,7 @@ def _two_replies(tiny_model_dir, tmp_path, decoding, sampled_reply: str, greedy_
     """A Sampler whose every sample is cancel_order's head, its article and `sampled_reply`, whose greedy reply
     (seed None) is the same with `greedy_reply`, and whose continuations after a hint are the tiny model's; with the
     3 rows it draws from and the length of the head + article."""
-    from rlft.trainers.rft import Sampler
+    from rlft.trainers.rft.sampler import Sampler
 
     dec = DecodingConfig(**{**decoding.__dict__, "reply_max_tokens": 40})
     ctx, tok = _rft_context(tiny_model_dir, tmp_path, dec, _no_label, RFTConfig())
@@ -285,7 +286,7 @@ def _two_replies(tiny_model_dir, tmp_path, decoding, sampled_reply: str, greedy_
 
 
 def test_departures_all_marks_kept_samples_where_they_leave_a_failing_greedy_reply(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import collect
+    from rlft.trainers.rft.collect import collect
 
     sampler, rows, opening = _two_replies(tiny_model_dir, tmp_path, decoding, " It costs $4.99.",
                                           " cancel_order costs $4.99.")
@@ -302,7 +303,7 @@ def test_departures_all_marks_kept_samples_where_they_leave_a_failing_greedy_rep
 
 
 def test_keep_passing_greedy_keeps_a_passing_deployed_reply_unhinted(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import collect
+    from rlft.trainers.rft.collect import collect
 
     cfg = RFTConfig(prompts=3, samples=1, hints=[HINT], hint_from="greedy", keep_per_prompt=3, unlikelihood=1.0,
                     keep_passing_greedy=True)
@@ -329,7 +330,7 @@ def test_head_only_picks_the_first_passing_head_of_each_prompt_with_nothing_kept
 
 
 def test_a_head_reward_trains_the_heads_of_prompts_whose_reply_failed(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     def head_ok(prompts, completions, intent, **kwargs):  # get_refund and review heads pass
         return [1.0 if label in ("get_refund", "review") else 0.0 for label in intent]
@@ -363,7 +364,7 @@ def test_a_head_reward_trains_the_heads_of_prompts_whose_reply_failed(tiny_model
 
 
 def test_nothing_reaching_the_bar_is_a_one_line_error(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     ctx, _ = _rft_context(tiny_model_dir, tmp_path, decoding, lambda prompts, completions, **kw: [0.0] * len(prompts),
                           RFTConfig(prompts=2, samples=2, min_reward=0.5))
@@ -432,7 +433,7 @@ def test_the_agent_stage_recipe_resets_grpo_sections_and_warns_of_nothing():
 
 
 def test_a_later_round_draws_other_prompts(tiny_model_dir, tmp_path, decoding):
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
 
     drawn = []
     for round_ in (1, 2):
@@ -463,7 +464,7 @@ def test_a_departure_is_where_the_kept_completion_leaves_the_reply_and_what_the_
 
 
 def test_the_unlikelihood_term_is_minus_log_one_minus_the_set_s_probability():
-    from rlft.trainers.unlikelihood import departure_probabilities, summed_nll, unlikelihood
+    from rlft.trainers.rft.unlikelihood import departure_probabilities, summed_nll, unlikelihood
 
     logits = torch.randn(3, 5, 7)
     at, ids = torch.tensor([2, -1, 4]), torch.tensor([[1, 3], [-1, -1], [6, -1]])
@@ -481,8 +482,8 @@ def test_the_unlikelihood_term_is_minus_log_one_minus_the_set_s_probability():
 
 def test_unlikelihood_pushes_down_what_the_deployed_reply_did_where_the_hint_departs(tiny_model_dir, tmp_path,
                                                                                     decoding):
-    from rlft.trainers.rft import build_trainer
-    from rlft.trainers.unlikelihood import departure_probabilities, summed_nll, unlikelihood
+    from rlft.trainers.rft.trainer import build_trainer
+    from rlft.trainers.rft.unlikelihood import departure_probabilities, summed_nll, unlikelihood
 
     def asks(prompts, completions, intent, **kwargs):  # cancel_order passes only with the hint, the others always
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]

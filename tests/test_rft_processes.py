@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from rlft.recipe.sections import DecodingConfig, RFTConfig
-from rlft.trainers.rft import merge, pick_prompts, share
+from rlft.trainers.rft.collect import merge, share
+from rlft.trainers.rft.selection import pick_prompts
 from tests.conftest import ROOT
 from tests.test_lookup import LABELS
 from tests.test_multiprocess import ACCELERATE, CONFIG, run_own_session
@@ -28,7 +29,7 @@ PROMPTS, SAMPLES = 7, 2  # 7 of the 8 rows: shares of 4 and 3
 def _worker(tiny_model_dir: str, tmp: str) -> None:
     from accelerate import PartialState
 
-    from rlft.trainers.rft import build_trainer
+    from rlft.trainers.rft.trainer import build_trainer
     from tests.test_rft import _rft_context
 
     rank = int(os.environ["RANK"])

@@ -62,8 +62,8 @@ for _spec in (
               checks="rlft.trainers.kto:check_recipe"),
     Algorithm("ppo", "rlft.trainers.ppo", data="prompt", needs_rewards=True, online=True, lookup=False),
     Algorithm("reward_model", "rlft.trainers.reward_trainer", data="pairs", task="seq_cls"),
-    Algorithm("rft", "rlft.trainers.rft", data="prompt", needs_rewards=True, sections=("rft",),
-              checks="rlft.trainers.rft:check_recipe"),
+    Algorithm("rft", "rlft.trainers.rft.trainer", data="prompt", needs_rewards=True, sections=("rft",),
+              checks="rlft.trainers.rft.trainer:check_recipe"),
 ):
     register(_spec)
 

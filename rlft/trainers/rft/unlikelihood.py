@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from rlft.trainers.rft import IGNORE
+from rlft.trainers.rft.examples import IGNORE
 
 
 def departure_probabilities(logits: torch.Tensor, at: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 class UnlikelihoodTrainer(Trainer):
     """A `transformers.Trainer` over rft's kept completions whose batches carry `unlikely_at` / `unlikely_ids`
-    (rlft.trainers.rft.collate); `unlikelihood` is the term's weight (see the module docstring)."""
+    (rlft.trainers.rft.examples.collate); `unlikelihood` is the term's weight (see the module docstring)."""
 
     def __init__(self, *args: Any, unlikelihood: float, **kwargs: Any):
         super().__init__(*args, **kwargs)
