@@ -16,11 +16,12 @@ One round, before the optimiser's first step:
    `rft.keep_passing_greedy` that reply is scored first, and a prompt whose deployed reply passes keeps it and is not
    hinted (a hinted variant would push down, with `rft.unlikelihood`, a choice the deployed reply got right).
    `rft.hint_at: sentences` also tries each hint after each earlier sentence of that reply, the rest of it dropped
-   (`rlft.trainers.rft.sampler.Sampler.sentence_cuts`): a move the reply's word budget has no room for at its end (the article copied whole,
-   then a question) can replace the sentences after it.
+   (`sampler.Sampler.sentence_cuts`): a move the reply's word budget has no room for at its end (the article copied
+   whole, then a question) can replace the sentences after it.
 4. Each prompt keeps its best completion(s) reaching `rft.min_reward` (up to `rft.keep_per_prompt` distinct ones: a
-   prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions go to
-   `output_dir/rft_samples.jsonl` (text, summed reward, each reward's value, hint) and the counts to `output_dir/rft_summary.json`.
+   prompt that passed only with hints can keep several hinted replies, weighting the rare move); the kept completions
+   go to `output_dir/rft_samples.jsonl` (text, summed reward, each reward's value, hint) and the counts to
+   `output_dir/rft_summary.json`.
    A completion kept after a hint enters the fine-tuning set `rft.hint_repeat` times (oversampling the rare move).
 5. A `transformers.Trainer` fine-tunes on them (causal-LM loss): on every token the model wrote and on a hint's
    tokens (a hint that pays is the move being taught, as in GRPO's hinted exploration), never on the prompt or the
@@ -39,13 +40,13 @@ keys (`beta`, `loss_type`, `num_generations`, ...) do nothing here. Sampling is 
 `max_train_minutes` (only optimiser steps are); `rft.prompts` and `rft.samples` set its cost.
 
 Several processes (`accelerate launch --num_processes N`) split the sampling: process k samples and scores every N-th
-picked prompt from the k-th (`rlft.trainers.rft.collect.share`: each gets every label's turn alike), all with the round's seed, then every
-process gathers all the kept completions (`rlft.trainers.rft.collect.merge`): the same list on each, in the order one process lists them (prompt
-order), which the Trainer then shards as any dataset. Which completion a prompt draws depends on N (one torch generator
-draws for a whole batch of prompts; one per prompt would cost the batching), so N processes keep a different set than
-one, as another seed would. The summary sums the counts (`sampling_cpu_s` too: the CPU all processes spent, about what
-one process would spend alone) and adds `processes` and `sampling_cpu_s_per_process`; only the main process writes
-the two files and prints the line.
+picked prompt from the k-th (`collect.share`: each gets every label's turn alike), all with the round's seed, then
+every process gathers all the kept completions (`collect.merge`): the same list on each, in the order one process lists
+them (prompt order), which the Trainer then shards as any dataset. Which completion a prompt draws depends on N (one
+torch generator draws for a whole batch of prompts; one per prompt would cost the batching), so N processes keep a
+different set than one, as another seed would. The summary sums the counts (`sampling_cpu_s` too: the CPU all processes
+spent, about what one process would spend alone) and adds `processes` and `sampling_cpu_s_per_process`; only the main
+process writes the two files and prints the line.
 
 Modules: `trainer` (`build_trainer`, `config_class`, `check_recipe`: what the algorithm registry calls),
 `selection` (which prompts, which completions are kept, departures), `sampler` (samples, the greedy reply, hinted

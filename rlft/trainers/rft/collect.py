@@ -159,4 +159,3 @@ def collect_shared(sampler: Sampler, rows: Any, cfg: Any, seed: int) -> tuple[li
     indices = share(len(rows), state.process_index, state.num_processes)
     kept, summary = collect(sampler, rows.select(indices), cfg, seed) if indices else ([], None)
     return merge(gather_object([(indices, kept, summary)]))  # one entry per process, in process order
-

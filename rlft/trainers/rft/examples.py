@@ -45,4 +45,3 @@ def collate(pad_token_id: int) -> Callable[[list[dict[str, list[int]]]], dict[st
         return out
 
     return batch
-

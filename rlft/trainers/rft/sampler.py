@@ -101,4 +101,3 @@ class Sampler:
         from rlft.grpo.segments import head_lengths
 
         return head_lengths(completions, self.trie, self.tokenizer, self.decoding.label_suffix)[0]
-

@@ -71,4 +71,3 @@ def departure(reply: Sequence[int], completion: Sequence[int],
         if wrote != kept:
             return (at, sorted(stops)) if int(wrote) in stops else (at, [int(wrote)])
     return None
-

@@ -140,10 +140,10 @@ def build_trainer(ctx: TrainContext) -> Any:
                                                  k["departure"], unlikely)]
                 * (cfg.hint_repeat if k["hint"] else 1)]
     settings = dict(model=ctx.model, args=args, train_dataset=Dataset.from_list(examples),
-                    data_collator=collate(sampler.pad), processing_class=ctx.tokenizer, callbacks=ctx.callbacks or None)
+                    data_collator=collate(sampler.pad), processing_class=ctx.tokenizer,
+                    callbacks=ctx.callbacks or None)
     if unlikely:
         from rlft.trainers.rft.unlikelihood import UnlikelihoodTrainer
 
         return UnlikelihoodTrainer(unlikelihood=cfg.unlikelihood, **settings)
     return Trainer(**settings)
-
