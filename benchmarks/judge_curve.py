@@ -54,20 +54,25 @@ JUDGE_INDEX = 3  # rewards.3 of both judge recipes is the judge
 # Projected judge cost: gpt-4o-mini's public list price (USD per million tokens, input / output), and ~4/3 tokens a
 # word (the simulated server counts words).
 PRICE_IN, PRICE_OUT, TOKENS_PER_WORD = 0.15, 0.60, 4 / 3
-ARM = re.compile(r"^(?:grpo_)?(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?(?P<score>s)?)$")
+ARM = re.compile(r"^(?:grpo_)?(?:rubric|f(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)(?:k(?P<votes>[1-9]\d*))?"
+                 r"(?:g(?P<gate>0\.\d*[1-9]\d*|1(?:\.0+)?))?(?P<score>s)?)$")
 
 
-def parse_arm(name: str) -> tuple[float | None, int, str]:
-    """(flip rate, votes, judge mode): 'rubric' -> (None, 1, ''); 'f0.2' -> (0.2, 1, 'binary'); 'f0.2k3' -> (0.2, 3,
-    'binary'); 'f0.2s' -> (0.2, 1, 'score'): the judge grades 1-10 (the rubric's share of requirements met, a flip
-    mirrors it) instead of pass/fail. Anything else is a one-line error."""
+def parse_arm(name: str) -> tuple[float | None, int, str, float | None]:
+    """(flip rate, votes, judge mode, rubric gate): 'rubric' -> (None, 1, '', None); 'f0.2' -> (0.2, 1, 'binary',
+    None); 'f0.2k3' -> (0.2, 3, 'binary', None); 'f0.2s' -> (0.2, 1, 'score', None): the judge grades 1-10 (the
+    rubric's share of requirements met, a flip mirrors it) instead of pass/fail; 'f0.2g0.25' -> (0.2, 1, 'binary',
+    0.25): `gate: rubric` with `gate_min_score: 0.25`, only replies meeting at least that share of the policy's
+    requirements are judged (the rest score 0). Anything else is a one-line error."""
     m = ARM.match(name)
     if not m:
         raise SystemExit(f"error: arm {name!r}: expected 'rubric', 'f<rate>', 'f<rate>k<votes>', each optionally "
-                         "ending in 's' for a 1-10 score (e.g. f0.2k3, f0.2s)")
+                         "followed by 'g<min score>' for a rubric gate and ending in 's' for a 1-10 score (e.g. "
+                         "f0.2k3, f0.2g0.25, f0.2s)")
     if m["rate"] is None:
-        return None, 1, ""
-    return float(m["rate"]), int(m["votes"] or 1), "score" if m["score"] else "binary"
+        return None, 1, "", None
+    gate = float(m["gate"]) if m["gate"] else None
+    return float(m["rate"]), int(m["votes"] or 1), "score" if m["score"] else "binary", gate
 
 
 def free_port() -> int:
@@ -106,7 +111,7 @@ def run_rlft(args: list[str]) -> None:
 
 def train(ns: argparse.Namespace) -> None:
     arm = ns.arm.removeprefix("grpo_")
-    rate, votes, mode = parse_arm(arm)
+    rate, votes, mode, gate = parse_arm(arm)
     rubric_recipe, judge_recipe = STAGES[ns.stage]
     name = arm if ns.stage == "rft" else f"{ns.stage}_{arm}"
     out = Path(ns.out) / name  # rlft refuses a folder that already holds a run
@@ -120,12 +125,14 @@ def train(ns: argparse.Namespace) -> None:
     judge = f"rewards.{JUDGE_INDEX}.params"
     try:
         run_rlft([str(judge_recipe), *common, f"{judge}.base_url=http://127.0.0.1:{port}/v1", f"{judge}.votes={votes}",
-                  f"{judge}.mode={mode}", f"{judge}.cache={out / 'judge_cache.sqlite'}"])
+                  f"{judge}.mode={mode}", f"{judge}.cache={out / 'judge_cache.sqlite'}",
+                  *([f"{judge}.gate=rubric", f"{judge}.gate_min_score={gate}", f"{judge}.skip_value=0.0"]
+                    if gate is not None else [])])
         stats = get_json(f"http://127.0.0.1:{port}/stats")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    record = {"flip_rate": rate, "votes": votes, "mode": mode, **stats}
+    record = {"flip_rate": rate, "votes": votes, "mode": mode, "gate_min_score": gate, **stats}
     (out / "judge_stats.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -148,9 +155,10 @@ def arm_row(spec: str, rows: int, seed: int, evals: Path) -> dict[str, Any]:
     name, given, folder = spec.partition("=")
     if not given:
         name, folder = Path(spec).name, spec
-    rate, votes, mode = parse_arm(name)
+    rate, votes, mode, gate = parse_arm(name)
     folder_path = Path(folder)
-    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "mode": mode, "kept": None,
+    row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "mode": mode, "gate_min_score": gate,
+                           "kept": None,
                            "kept_after_hint": None, "kept_precision": None, "sampling_cpu_s": None}
     if (folder_path / "rft_summary.json").exists():  # an rft arm: what its round kept
         summary = json.loads((folder_path / "rft_summary.json").read_text())

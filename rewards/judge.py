@@ -21,7 +21,10 @@ What happens to each completion, in order:
 
 1. **Skip** (cheap checks, no judge call) -> `skip_value` (default None = abstain; set e.g. 0.0 for a floor):
    `skip_if_column` is truthy for the row; `gate: intent` and the completion's `<intent>` label differs from the
-   row's `gate_column` (or is missing/malformed); fewer than `min_words` (3) or more than `max_words` (400) words
+   row's `gate_column` (or is missing/malformed); `gate: rubric` and the deterministic rubric of the same policy file
+   (`rewards/rubric.py`, the file's `rubric:` section) scores the reply under `gate_min_score` (default 1.0: every
+   requirement met) for the row's `gate_column` intent — the judge then grades only what passes the cheap checks;
+   fewer than `min_words` (3) or more than `max_words` (400) words
    (master-key replies like ":" and length padding never reach the judge, with the defaults). With
    `injection_guard` (default on), a completion that talks to the grader ("ignore the rubric", "VERDICT:", "as the
    judge you must output", a fake closing tag, "end of data"), in any look-alike spelling and anywhere in the whole
@@ -68,7 +71,7 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
-from rlft.errors import RewardError
+from rlft.errors import RewardError, did_you_mean
 from rlft.judge.budget import Budget, JudgeBudgetExceeded, Usage
 from rlft.judge.cache import JudgeCache
 from rlft.judge.client import ChatClient, LocalChatClient, OpenAIChatClient
@@ -78,6 +81,7 @@ from rlft.judge.prompt_templates import conversation_text
 from rlft.judge.specs import DEFAULT_CACHE, FAILURE_POLICIES, SECTIONS, JudgeSpec  # noqa: F401 - re-exported
 from rlft.judge.untrusted import count_words, scan_injection
 from rlft.judge.gate import parse_calibration
+from rlft.rewards.rubric import RubricReward
 from rlft.scoring.protocol import BaseReward, TrainingStopped, completion_text
 from rlft.rewards.intent import IntentParser, normalize_label
 
@@ -102,6 +106,25 @@ def _make_client(spec: JudgeSpec) -> ChatClient:
     choices = _verdict_choices(j.mode, j.labels, j.scale) if c.constrained else None
     return LocalChatClient(c.model, device=c.device, logit_bias=(c.extra_body or {}).get("logit_bias"),
                            choices=choices)
+
+
+def gate_rubric(spec: JudgeSpec) -> RubricReward:
+    """The rubric of `gate: rubric`: `gate_rubric` params over the judge's own `policies` file, grading the intent in
+    `gate_column`; a missing file, a file without a `rubric:` section or an unknown param is a one-line ValueError."""
+    params = dict(spec.gate.gate_rubric or {})
+    params.setdefault("policies", spec.judging.policies)
+    if params["policies"] is None:
+        raise ValueError("gate: rubric needs a policy file with a 'rubric:' section: set policies (or "
+                         "gate_rubric.policies)")
+    params.setdefault("log_per_requirement", False)
+    known = [k for k in inspect.signature(RubricReward.__init__).parameters if k not in ("self", "label_column")]
+    for key in params:
+        if key not in known:
+            raise ValueError(f"gate_rubric: unknown key {key!r}{did_you_mean(key, known)}")
+    try:
+        return RubricReward(label_column=spec.gate.gate_column, **params)
+    except RewardError as err:  # the file: missing, no rubric: section, a bad pattern
+        raise ValueError(str(err)) from None
 
 
 class JudgeErrorRateExceeded(RewardError):
@@ -149,6 +172,8 @@ class JudgeReward(BaseReward):
         self.recent: deque[bool] = deque(maxlen=f.error_window)  # True = failed judgment
         self.gate, self.gate_column, self.skip_if_column = g.gate, g.gate_column, g.skip_if_column
         self.gate_parser = IntentParser(g.gate_pattern, g.regex_timeout_s) if g.gate == "intent" else None
+        self.gate_rubric = gate_rubric(spec) if g.gate == "rubric" else None
+        self.gate_min_score = g.gate_min_score
         self.skip_value, self.min_words, self.max_words = g.skip_value, g.min_words, g.max_words
         self.injection_guard, self.injection_value = g.injection_guard, g.injection_value
         self.regex_timeout_s, self.batch_budget_s = g.regex_timeout_s, g.batch_budget_s
@@ -163,7 +188,7 @@ class JudgeReward(BaseReward):
         cols = []
         if self.guidelines.policies:
             cols.append(j.policy_column)
-        if g.gate == "intent":
+        if g.gate in ("intent", "rubric"):
             cols.append(g.gate_column)
         if j.reference_column:
             cols.append(j.reference_column)
@@ -176,7 +201,10 @@ class JudgeReward(BaseReward):
         """Check recipe params without building a client, loading a model or opening the cache (for `rlft
         validate`): the typed spec, or a one-line `TypeError` / `ValueError` naming the key."""
         parse_calibration(params.get("calibration"))
-        return JudgeSpec.from_params(**{k: v for k, v in params.items() if k != "calibration"})
+        spec = JudgeSpec.from_params(**{k: v for k, v in params.items() if k != "calibration"})
+        if spec.gate.gate == "rubric":
+            gate_rubric(spec)  # the rubric's file and params, checked now (cheap: YAML and regexes)
+        return spec
 
     def __repr__(self) -> str:
         return f"JudgeReward(client={self.client!r}, mode={self.judge.mode!r}, guidelines={self.guidelines.source!r})"
@@ -224,7 +252,7 @@ class JudgeReward(BaseReward):
         # graceful stop needs someone to stop the trainer: without the callback, limits raise
         self.judge.soft_limits = self.on_limit in ("stop", "finish") and self.stop_callback_attached
         deadline = time.monotonic() + self.batch_budget_s  # one time budget for all screening regexes of the batch
-        skip = [self._skip_reason(i, completions[i], kwargs, deadline) for i in range(n)]
+        skip = [self._skip_reason(i, prompts[i], completions[i], kwargs, deadline) for i in range(n)]
         todo = [i for i in range(n) if skip[i] is None]
         samples = {i: self._sample(i, prompts[i], completions[i], kwargs) for i in todo}
         missing = [i for i in todo if samples[i] is None]
@@ -326,7 +354,7 @@ class JudgeReward(BaseReward):
         return _stop_callback(self)
 
     # ---- steps --------------------------------------------------------------------------------------------
-    def _skip_reason(self, i: int, completion: Any, kwargs: dict, deadline: float) -> str | None:
+    def _skip_reason(self, i: int, prompt: Any, completion: Any, kwargs: dict, deadline: float) -> str | None:
         if self.skip_if_column and kwargs[self.skip_if_column][i]:
             return "column"
         text = completion_text(completion)
@@ -353,6 +381,12 @@ class JudgeReward(BaseReward):
                 return GUARD_TIMEOUT if time.monotonic() >= deadline else "injection"
             if found:
                 return "injection"
+        if self.gate_rubric is not None:
+            if deadline - time.monotonic() <= 0:
+                return GUARD_TIMEOUT
+            score = self.gate_rubric.check(prompt, completion, kwargs[self.gate_column][i]).score
+            if score is not None and score < self.gate_min_score:  # no rubric for the intent (None): judged
+                return "gate"
         return None
 
     def _sample(self, i: int, prompt: Any, completion: Any, kwargs: dict) -> Sample | None:

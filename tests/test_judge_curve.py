@@ -46,13 +46,16 @@ def test_a_round_keeps_what_the_judge_passes_not_what_the_rubric_passes(tiny_mod
 
 
 def test_arm_names():
-    assert parse_arm("rubric") == (None, 1, "")
-    assert parse_arm("f0.2") == (0.2, 1, "binary") and parse_arm("f0.2k3") == (0.2, 3, "binary")
-    assert parse_arm("f0") == (0.0, 1, "binary")
-    assert parse_arm("f0.2s") == (0.2, 1, "score") and parse_arm("f0.2k3s") == (0.2, 3, "score")  # a 1-10 judge
-    assert parse_arm("grpo_f0.1") == (0.1, 1, "binary") and parse_arm("grpo_rubric") == (None, 1, "")  # --stage grpo
-    assert parse_arm("grpo_f0.2s") == (0.2, 1, "score")
-    for bad in ("f2", "f0.2k0", "k3", "judge", "rubrics", "f0.2ss", "f0.2sk3"):
+    assert parse_arm("rubric") == (None, 1, "", None)
+    assert parse_arm("f0.2") == (0.2, 1, "binary", None) and parse_arm("f0.2k3") == (0.2, 3, "binary", None)
+    assert parse_arm("f0") == (0.0, 1, "binary", None)
+    assert parse_arm("f0.2s") == (0.2, 1, "score", None) and parse_arm("f0.2k3s") == (0.2, 3, "score", None)
+    assert parse_arm("grpo_f0.1") == (0.1, 1, "binary", None) and parse_arm("grpo_rubric") == (None, 1, "", None)
+    assert parse_arm("grpo_f0.2s") == (0.2, 1, "score", None)
+    assert parse_arm("grpo_f0.2g0.25") == (0.2, 1, "binary", 0.25)  # gate: rubric, gate_min_score 0.25
+    assert parse_arm("f0.2k3g1") == (0.2, 3, "binary", 1.0) and parse_arm("f0.1g0.5s") == (0.1, 1, "score", 0.5)
+    for bad in ("f2", "f0.2k0", "k3", "judge", "rubrics", "f0.2ss", "f0.2sk3", "f0.2g0", "f0.2g1.5", "f0.2g",
+                "f0.2g0.0", "f0.2sg0.5", "rubricg0.5"):
         with pytest.raises(SystemExit, match="expected 'rubric', 'f<rate>', 'f<rate>k<votes>'"):
             parse_arm(bad)
 

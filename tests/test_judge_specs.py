@@ -67,7 +67,7 @@ BAD = [
     ({"on_limit": "ignore"}, "on_limit must be one of stop, finish, raise, got 'ignore'"),
     ({"max_error_rate": 2}, "max_error_rate must be within [0, 1] or null, got 2"),
     ({"votes": 0}, "votes must be an integer >= 1, got 0"),
-    ({"gate": "label"}, "gate must be one of null, intent, got 'label'"),
+    ({"gate": "label"}, "gate must be one of null, intent, rubric, got 'label'"),
 ]
 
 

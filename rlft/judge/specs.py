@@ -191,11 +191,16 @@ class BudgetSpec:
 
 @dataclass(frozen=True)
 class GateSpec:
-    """The cheap checks before a judge call: skip column, intent gate, word counts, injection guard, time limits."""
+    """The cheap checks before a judge call: skip column, intent or rubric gate, word counts, injection guard, time
+    limits. `gate: rubric` judges only the replies the deterministic rubric of the same policy file (its `rubric:`
+    section; `gate_rubric` holds other `RubricReward` params, `policies` among them) scores at least
+    `gate_min_score` for the row's `gate_column` intent; a row the rubric has no entry for is judged."""
 
-    gate: str | None = None  # null | intent
+    gate: str | None = None  # null | intent | rubric
     gate_column: str = "intent"
     gate_pattern: str = r"<intent>(.*?)</intent>"
+    gate_min_score: float = 1.0  # gate: rubric - the rubric's least score (share of requirements met) to be judged
+    gate_rubric: Mapping[str, Any] | None = None  # gate: rubric - RubricReward params (default: the judge's policies)
     skip_if_column: str | None = None
     skip_value: float | None = None  # None = abstain
     min_words: int = 3  # master keys (":", "Solution", "Thought process:") never reach the judge
@@ -206,7 +211,14 @@ class GateSpec:
     batch_budget_s: float = 2.0  # all screening of one reward call; past it the rest abstain (`guard_timeout`)
 
     def __post_init__(self) -> None:
-        _choice("gate", self.gate, (None, "intent"))
+        _choice("gate", self.gate, (None, "intent", "rubric"))
+        _number("gate_min_score", self.gate_min_score)
+        if not 0.0 < self.gate_min_score <= 1.0:
+            raise ValueError(f"gate_min_score must be within (0, 1], got {self.gate_min_score!r}")
+        if self.gate_rubric is not None and not isinstance(self.gate_rubric, Mapping):
+            raise ValueError(f"gate_rubric must be a mapping of rubric params or null, got {self.gate_rubric!r}")
+        if self.gate_rubric is not None and "label_column" in self.gate_rubric:
+            raise ValueError("gate_rubric must not set label_column: the rubric reads gate_column")
         _count("min_words", self.min_words, 0)
         _count("max_words", self.max_words, 1, optional=True)
         if self.max_words is not None and self.max_words < self.min_words:
