@@ -16,7 +16,8 @@ from ONE stage-2 adapter, with a different referee deciding which replies are ke
 reply's only policy reward; these arms' folders are named grpo_ARM. At stage 3 most replies the round judges already
 pass, so any referee keeps a mostly right set; at stage 2 the judge is the reply's only teacher.
 
-Every arm's agent is then scored by the rubric on the same held-out rows (`rlft eval recipes/support_agent_bitext.yaml`).
+Every arm's agent is then scored by the rubric on the same held-out rows
+(`rlft eval recipes/support_agent_bitext.yaml`).
 
     python benchmarks/judge_curve.py train f0.2 --init runs/agent_s42_grpo --out runs/judge_curve
     python benchmarks/judge_curve.py train f0.2k3 --init runs/agent_s42_grpo --out runs/judge_curve
@@ -179,7 +180,8 @@ def arm_row(spec: str, rows: int, seed: int, evals: Path) -> dict[str, Any]:
     report = eval_report(AGENT, f"{name}={folder}", rows, evals / name, seed)
     h = report["headline"]
     row.update(n=report["n"], intent_accuracy=h["intent_accuracy"], policy_following=h["policy_following"],
-               policy_ci=h["policy_following_ci"], system_accuracy=h["system_accuracy"], system_ci=h["system_accuracy_ci"])
+               policy_ci=h["policy_following_ci"], system_accuracy=h["system_accuracy"],
+               system_ci=h["system_accuracy_ci"])
     return row
 
 
@@ -212,12 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="run one arm's stage (and its judge server)")
-    t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>, either ending in 's' for a 1-10 score judge")
+    t.add_argument("arm", help="rubric | f<rate> | f<rate>k<votes>, either optionally followed by g<min score> (a "
+                   "rubric gate) and ending in 's' for a 1-10 score judge")
     t.add_argument("--init", required=True, help="the adapter every arm starts from (stage 2's for --stage rft, "
                    "stage 1's head for --stage grpo)")
     t.add_argument("--stage", choices=sorted(STAGES), default="rft",
-                   help="the stage the referee trains: rft (stage 3, rejection sampling; the default) or grpo (stage 2, "
-                   "GRPO from the head: the judge is the reply's only policy reward); grpo arms are named grpo_ARM")
+                   help="the stage the referee trains: rft (stage 3, rejection sampling; the default) or grpo "
+                   "(stage 2, GRPO from the head: the judge is the reply's only policy reward); grpo arms are named "
+                   "grpo_ARM")
     t.add_argument("--out", default="runs/judge_curve")
     t.add_argument("--seed", type=int, default=42, help="the recipe seed (the split and the prompts drawn)")
     t.add_argument("--judge-seed", type=int, default=0, help="seeds the simulated judge's flips")
