@@ -616,6 +616,33 @@ def _shift_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
     return ds.select(train_idx).shuffle(seed=seed), ds.select(eval_idx).shuffle(seed=seed)
 
 
+def held_out_split(ds: Any, cfg: DataConfig, shape: str, seed: int) -> tuple[Any, Any]:
+    """(training rows, held-out rows) of data.source as `data.holdout` and `data.shift_holdout` carve
+    `data.eval_fraction` out of it: the one place the held-out split is made, for training and evaluation
+    (`prepare`) and for `rlft label --split` (`rlft.data.labeling.sources`), so both see the same rows. `shape` is
+    the algorithm's data shape: under `holdout: random`, preference rows (not `prompt`) hold out whole prompts."""
+    if not 0 < cfg.eval_fraction < 1:
+        raise DataError(f"{cfg.source}: data.eval_fraction: expected a number between 0 and 1 (exclusive), "
+                        f"got {cfg.eval_fraction}")
+    if len(ds) < 2:
+        raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
+                        f"data.eval_source)")
+    if cfg.shift_holdout and cfg.holdout != "grouped":
+        raise DataError(f"{cfg.source}: data.shift_holdout: holds out near-duplicate groups; needs "
+                        f"data.holdout: grouped, got {cfg.holdout}")
+    if cfg.holdout == "grouped" and cfg.shift_holdout:
+        return _shift_holdout(ds, cfg, seed)
+    if cfg.holdout == "grouped":
+        return _grouped_holdout(ds, cfg, seed)
+    if cfg.holdout == "prompt":
+        keys = prompt_keys(ds, cfg)
+        if len(set(keys)) < 2:
+            raise DataError(f"{cfg.source}: data.holdout: prompt: needs 2+ distinct prompts, the data has "
+                            f"{len(set(keys))}")
+        return _holdout(ds, cfg.eval_fraction, seed, by_prompt=True, keys=keys)
+    return _holdout(ds, cfg.eval_fraction, seed, by_prompt=shape != "prompt")
+
+
 def select_split(train_ds: Any, cfg: DataConfig, algorithm: str, fraction: float, seed: int) -> tuple[Any, Any]:
     """`evaluation.select_fraction`: (training rows, selection rows), the selection carved out of the TRAINING rows
     the way `data.holdout` carves the held-out split (grouped: whole near-duplicate clusters per label; prompt, or
@@ -707,28 +734,7 @@ def prepare(cfg: DataConfig, algorithm: str, seed: int, reward_columns: list[str
             check_label_cells(eval_ds[cfg.label_column], cfg.label_column, cfg.eval_source)
         train_ds = ds
     else:
-        if not 0 < cfg.eval_fraction < 1:
-            raise DataError(f"{cfg.source}: data.eval_fraction: expected a number between 0 and 1 (exclusive), "
-                            f"got {cfg.eval_fraction}")
-        if len(ds) < 2:
-            raise DataError(f"{cfg.source}: {len(ds)} row(s); holding out data.eval_fraction needs 2+ rows (or set "
-                            f"data.eval_source)")
-        if cfg.shift_holdout and cfg.holdout != "grouped":
-            raise DataError(f"{cfg.source}: data.shift_holdout: holds out near-duplicate groups; needs "
-                            f"data.holdout: grouped, got {cfg.holdout}")
-        if cfg.holdout == "grouped" and cfg.shift_holdout:
-            train_ds, eval_ds = _shift_holdout(ds, cfg, seed)
-        elif cfg.holdout == "grouped":
-            train_ds, eval_ds = _grouped_holdout(ds, cfg, seed)
-        elif cfg.holdout == "prompt":
-            keys = prompt_keys(ds, cfg)
-            if len(set(keys)) < 2:
-                raise DataError(f"{cfg.source}: data.holdout: prompt: needs 2+ distinct prompts, the data has "
-                                f"{len(set(keys))}")
-            train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=True, keys=keys)
-        else:
-            by_prompt = shape != "prompt"
-            train_ds, eval_ds = _holdout(ds, cfg.eval_fraction, seed, by_prompt=by_prompt)
+        train_ds, eval_ds = held_out_split(ds, cfg, shape, seed)
     if len(eval_ds) < SMALL_HELD_OUT:
         print(f"[rlft] warning: the held-out split has only {len(eval_ds)} row(s); before/after numbers on it are "
               f"noise (raise data.eval_fraction or give data.eval_source)", flush=True)

@@ -6,8 +6,9 @@ Two kinds of rows are accepted:
 - plain rows (e.g. `utterance, intent`) turned into `[system, user]` with `data.prompt_template`, exactly as GRPO
   recipes build them.
 
-The split uses the same seeded `train_test_split` as training, so `--split train` labels precisely the rows a
-recipe with the same `data` settings trains on and `--split eval` keeps the held-out rows unseen.
+The split is training's own (`rlft.data.loading.held_out_split`: `data.holdout` random, grouped or prompt, and
+`data.shift_holdout`), so `--split train` labels precisely the rows a recipe with the same `data` settings trains on
+and `--split eval` keeps the held-out rows unseen.
 
 Not here: sampling or scoring.
 """
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlft.recipe.sections import DataConfig
-from rlft.data.loading import read_source, rename_columns, require_columns, system_message, template_fields
+from rlft.data.loading import (held_out_split, read_source, rename_columns, require_columns, system_message,
+                               template_fields)
 from rlft.errors import DataError
 
 SPLITS = ("all", "train", "eval")
@@ -69,9 +71,9 @@ def select_split(ds: Any, cfg: DataConfig, split: str, seed: int) -> Any:
     if cfg.eval_source:
         part = ds if split == "train" else rename_columns(read_source(cfg, cfg.eval_source, seed), cfg,
                                                           cfg.eval_source)
-    else:
-        parts = ds.train_test_split(test_size=cfg.eval_fraction, seed=seed)
-        part = parts["train"] if split == "train" else parts["test"]
+    else:  # data.holdout (random, grouped, prompt) and data.shift_holdout, as training carves them
+        train, held = held_out_split(ds, cfg, "prompt", seed)
+        part = train if split == "train" else held
     limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
     return part.select(range(min(limit, len(part)))) if limit else part
 
