@@ -10,9 +10,9 @@ rendering, the openai SDK, injection guard, word-count cascade, votes, `gate: ru
 of the flips (`--draws`, each its own judge seed).
 
     rlft label recipes/support_agent_bitext.yaml --adapter runs/agent_s42_head --split train --limit 48 --n 8 \
-        --temperature 1.0 --top-k 0 --seed 42 --out runs/signal_head
-    python benchmarks/judge_signal.py runs/signal_head rubric f0.1 f0.1k3 f0.1s f0.1g0.25 f0.2 f0.2g0.25 f0.3 \
-        f0.3g0.25 --draws 5
+        --temperature 1.0 --top-k 0 --seed 42 --out runs/signal_head          # and --seed 43 --out runs/signal_head_b
+    python benchmarks/judge_signal.py --records runs/signal_head --records runs/signal_head_b rubric f0.1 f0.1k3 \
+        f0.1s f0.1g0.25 f0.2 f0.2g0.25 f0.3 f0.3g0.25 --draws 5
 
 Per arm (names as in judge_curve.py: f<rate>[k<votes>][g<min score>][s]), over the rollouts of every draw:
 
@@ -156,14 +156,17 @@ def arm_row(name: str, records: list[dict[str, Any]], draws: int) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("records", help="the `rlft label --out` folder of the head's rollouts")
     p.add_argument("arms", nargs="+", help="rubric | f<rate>[k<votes>][g<min score>][s] (as judge_curve.py)")
+    p.add_argument("--records", action="append", required=True,
+                   help="an `rlft label --out` folder of the head's rollouts (repeatable: their records are pooled)")
     p.add_argument("--draws", type=int, default=5, help="judge seeds per judge arm (each its own flips)")
     p.add_argument("--tag", default="")
     ns = p.parse_args(argv)
     if ns.draws < 1:
         raise SystemExit(f"error: --draws must be >= 1, got {ns.draws}")
-    records = read_records(Path(ns.records))
+    records = [rec for folder in ns.records for rec in read_records(Path(folder))]
+    if len({len(r["completions"]) for r in records}) != 1:
+        raise SystemExit("error: the records' prompts have different numbers of rollouts; label them with one --n")
     truth = [v for r in records for v in r["scores"][TRUTH]]
     passing = sum(v is not None and v >= 1.0 for v in truth) / len(truth)
     rows = [arm_row(name, records, ns.draws) for name in ns.arms]
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['alignment_sd']:.3f} | {share} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"judge_signal{ns.tag}.json"
-    path.write_text(json.dumps({"records": str(ns.records), "prompts": len(records),
+    path.write_text(json.dumps({"records": ns.records, "prompts": len(records),
                                 "rollouts_per_prompt": len(records[0]["completions"]), "truly_passing": passing,
                                 "draws": ns.draws, "table": rows}, indent=1) + "\n")
     print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

@@ -90,9 +90,9 @@ def test_the_script_writes_its_table(records, tmp_path, monkeypatch, capsys):
 
     folder, _ = records
     monkeypatch.setattr(js, "RESULTS", tmp_path / "results")
-    main([str(folder), "rubric", "f0", "--draws", "1", "--tag", "_t"])
+    main(["--records", str(folder), "--records", str(folder), "rubric", "f0", "--draws", "1", "--tag", "_t"])
     out = json.loads((tmp_path / "results" / "judge_signal_t.json").read_text())
-    assert [r["arm"] for r in out["table"]] == ["rubric", "f0"] and out["prompts"] == 2
+    assert [r["arm"] for r in out["table"]] == ["rubric", "f0"] and out["prompts"] == 4  # two folders pooled
     assert "| rubric | 0 |" in capsys.readouterr().out
 
 

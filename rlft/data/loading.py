@@ -6,8 +6,8 @@ receive them as keyword arguments. Preference datasets are normalised to TRL's f
 DPO/reward model `prompt, chosen, rejected` (also accepts Tinker's `prompt, response_a, response_b, winner`);
 KTO `prompt, completion, label` (also accepts UBIAI's `system_prompt, input, output, rating`).
 For robustness to shifted traffic (docs/data.md#shift): `data.shift_holdout` holds out the near-duplicate groups of
-flagged rows (`rlft.data.splits.shift_split`), `data.augment_noise` adds noisy copies of training rows (`rlft.data.noise`),
-`data.breakdown_columns` must name columns of the evaluation rows (the report's per-value tables).
+flagged rows (`rlft.data.splits.shift_split`), `data.augment_noise` adds noisy copies of training rows
+(`rlft.data.noise`), `data.breakdown_columns` must name columns of the evaluation rows (the report's per-value tables).
 """
 
 from __future__ import annotations
@@ -576,7 +576,8 @@ def _template_texts(ds: Any, cfg: DataConfig) -> list[str]:
 
 
 def _grouped_holdout(ds: Any, cfg: DataConfig, seed: int) -> tuple[Any, Any]:
-    """`data.holdout: grouped`: hold out whole clusters of near-duplicate user messages (`rlft.data.splits`), per label."""
+    """`data.holdout: grouped`: hold out whole clusters of near-duplicate user messages (`rlft.data.splits`), per
+    label."""
     from rlft.data.splits import grouped_split
 
     require_columns(ds, [cfg.label_column], cfg.source, "data.holdout: grouped")
