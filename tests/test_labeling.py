@@ -287,6 +287,29 @@ def test_label_dataset_on_tiny_model_matches_rewards_exactly(tmp_path, label_rec
     assert not held_out & {r["columns"]["utterance"] for r in records}
 
 
+def test_label_decodes_as_the_recipe_does(tmp_path, label_recipe, tiny_model_dir):
+    """The recipe's `decoding:` (here the label constraint with a free, capped reply) is how `rlft label` samples:
+    every completion opens with an allowed label (a random tiny model never writes one unaided), and run.json
+    records the decoding, so a resume with another decoding is refused."""
+    recipe = load_recipe(label_recipe, ["decoding.prefill=<intent>", "decoding.constrain_labels=true",
+                                        "decoding.free_reply=true", "decoding.reply_max_tokens=3"], check=False)
+    sampling = SamplingConfig(n=2, temperature=1.0, max_new_tokens=24, prompts_per_batch=2, seed=7)
+    result = label_dataset(recipe, tmp_path / "out", sampling, split="train", limit=3, progress=False)
+    completions = [c for r in read_jsonl(result.files["records"]) for c in r["completions"]]
+    assert len(completions) == 6
+    heads = [c.split("</intent>")[0].removeprefix("<intent>") for c in completions]
+    assert all(c.startswith("<intent>") and "</intent>" in c for c in completions) and set(heads) <= set(LABELS_ALL)
+    run_info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_info["decoding"] == {"constrain_labels": True, "free_reply": True, "reply_max_tokens": 3}
+    plain = label_dataset(load_recipe(label_recipe, check=False), tmp_path / "plain", sampling, split="train",
+                          limit=3, progress=False)
+    assert "decoding" not in json.loads((tmp_path / "plain" / "run.json").read_text())  # plain run.json unchanged
+    assert not any(c.startswith("<intent>") for r in read_jsonl(plain.files["records"]) for c in r["completions"])
+    other = load_recipe(label_recipe, ["decoding.prefill=<intent>", "decoding.constrain_labels=true"], check=False)
+    with pytest.raises(UserError, match="different settings \\(decoding\\)"):
+        label_dataset(other, tmp_path / "out", sampling, split="train", limit=3, progress=False)
+
+
 def test_cli_label_resumes_refuses_changed_settings_and_samples_an_adapter(tmp_path, label_recipe, tiny_model_dir,
                                                                            capsys):
     from peft import LoraConfig, get_peft_model

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,18 +246,37 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _run_info(model: str, adapter: str | None, sampling: SamplingConfig, rewards: list[LoadedReward],
-              reward_specs: list[dict[str, Any]], split: str, source: str) -> dict[str, Any]:
-    return {"model": model, "adapter": adapter, "sampling": sampling.as_dict(),
+              reward_specs: list[dict[str, Any]], split: str, source: str, decoding: Any = None) -> dict[str, Any]:
+    info = {"model": model, "adapter": adapter, "sampling": sampling.as_dict(),
             "rewards": reward_specs, "reward_versions": _reward_meta(rewards), "data": source, "split": split}
+    changed = decoding_changes(decoding) if decoding is not None else {}
+    if changed:  # only a recipe that decodes its own way adds the key: plain runs keep their run.json
+        info["decoding"] = changed
+    return info
+
+
+def label_decoding(recipe_decoding: Any, prefill: str) -> Any:
+    """How `rlft label` decodes: the recipe's `decoding:` section (the label constraint, the head-triggered lookup,
+    the reply cap and stop: the completions GRPO would sample), with `--prefill` in place of its prefill when given."""
+    return dataclasses.replace(recipe_decoding, prefill=prefill) if prefill else recipe_decoding
+
+
+def decoding_changes(decoding: Any) -> dict[str, Any]:
+    """The decoding settings that differ from the plain default (recorded in run.json: resuming with another
+    decoding is refused)."""
+    default = dataclasses.asdict(type(decoding)())
+    return {k: v for k, v in dataclasses.asdict(decoding).items() if v != default[k] and k != "prefill"}
 
 
 def label_prompts(load: Callable[[], tuple[Any, Any]], rows: list[PromptRow], rewards: list[LoadedReward],
                   sampling: SamplingConfig, out_dir: str | Path, run_info: dict[str, Any],
-                  overwrite: bool = False, progress: bool = True) -> RecordLog:
+                  overwrite: bool = False, progress: bool = True, decoding: Any = None,
+                  labels: Sequence[str] = ()) -> RecordLog:
     """Sample and score every prompt not yet in `out_dir/records.jsonl`; returns the complete log.
 
     `load()` returns (model, tokenizer); it is called only if some prompt still needs sampling, so rerunning a
-    finished run loads no model.
+    finished run loads no model. `decoding` (a `DecodingConfig`; `labels` for its label trie) is how completions
+    are decoded; None: plain sampling with `sampling.prefill`.
     """
     from rlft.data.labeling.sample import sample_batch
 
@@ -271,7 +290,7 @@ def label_prompts(load: Callable[[], tuple[Any, Any]], rows: list[PromptRow], re
         if model is None:
             model, tokenizer = load()
         # The whole batch is re-sampled (cheap, and its seed reproduces the same text), only new prompts scored.
-        samples = sample_batch(model, tokenizer, [r.prompt for r in batch], sampling, b // size)
+        samples = sample_batch(model, tokenizer, [r.prompt for r in batch], sampling, b // size, decoding, labels)
         for row, completions in zip(batch, samples, strict=True):
             if row.key not in log.done:
                 log.append(score_prompt(rewards, row, completions))
@@ -318,7 +337,8 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
                   max_length: int | None = None, overwrite: bool = False, progress: bool = True) -> LabelResult:
     """Python API behind `rlft label`: sample, score and write KTO/DPO sets for a recipe's data and rewards.
 
-    `recipe` is a `Recipe` (its model, `adapter.init_from`, data, rewards and seed are used). Prompts longer than
+    `recipe` is a `Recipe` (its model, `adapter.init_from`, data, rewards, decoding and seed are used: completions
+    are decoded as the recipe decodes, `label_decoding`). Prompts longer than
     `max_prompt_tokens` are dropped before sampling and counted; `max_length` (prompt + completion tokens) is
     checked on the written rows.
     """
@@ -357,8 +377,9 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
         if not rows:
             raise UserError(f"label: every prompt is longer than --max-prompt-tokens {max_prompt_tokens}")
     reward_specs = [dataclasses.asdict(s) for s in specs]
-    info = _run_info(recipe.model.name, adapter, sampling, rewards, reward_specs, split, recipe.data.source)
+    decoding = label_decoding(recipe.decoding, sampling.prefill)
+    info = _run_info(recipe.model.name, adapter, sampling, rewards, reward_specs, split, recipe.data.source, decoding)
     log = label_prompts(lambda: load_sampler(recipe, adapter), rows, rewards, sampling, out_dir, info, overwrite,
-                        progress)
+                        progress, decoding, labels)
     extra = {"dropped_prompts": {"prompt_too_long": dropped_long}} if max_prompt_tokens else {}
     return write_outputs(out_dir, log.records, label_cfg, info, extra, max_length, tokenizer)
