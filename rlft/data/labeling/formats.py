@@ -7,7 +7,8 @@
   source columns). Which side holds the chosen response is a stable hash of the prompt key, so the export carries
   no position bias and re-exporting gives the same file.
 
-Both keep the labelling metadata in `meta`. `rlft.data.loading` reads both formats back for training. Not here: reading.
+Both keep the labelling metadata in `meta`. `rlft.data.loading` reads both formats back for training.
+Not here: reading.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Label sampled completions with rewards and package them as KTO rows and DPO pairs.
 
-Flow of `label_dataset`: prompts (`rlft.data.labeling.sources`) -> N samples each (`rlft.data.labeling.sample`) -> scores
-from the recipe's rewards via `rlft.scoring.completions.score`, one prompt at a time -> a record appended to `records.jsonl`
-(`rlft.data.labeling.record`) -> when every prompt is done, `kto.jsonl`, `dpo.jsonl`, the UBIAI and Tinker exports
-and `summary.json` are rebuilt from the records. Because the outputs are a pure function of the records, an
-interrupted-then-resumed run writes byte-identical files to an uninterrupted one.
+Flow of `label_dataset`: prompts (`rlft.data.labeling.sources`) -> N samples each (`rlft.data.labeling.sample`,
+decoded as the recipe decodes) -> scores from the recipe's rewards via `rlft.scoring.completions.score`, one prompt at
+a time -> a record appended to `records.jsonl` (`rlft.data.labeling.record`) -> when every prompt is done,
+`kto.jsonl`, `dpo.jsonl`, the UBIAI and Tinker exports and `summary.json` are rebuilt from the records. Because the
+outputs are a pure function of the records, an interrupted-then-resumed run writes byte-identical files to an
+uninterrupted one.
 
 Labels:
 - KTO: a completion is desirable when its score is >= `threshold`. The score is the weighted total of all rewards,

@@ -65,10 +65,10 @@ def sample_batch(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: Sampli
                  decoding: Any = None, labels: Sequence[str] = ()) -> list[list[str]]:
     """`cfg.n` completions for each prompt of one batch, seeded from (`cfg.seed`, `batch_index`).
 
-    Runs `rlft.decoding.generation.generate` (the loop evaluation uses): prompt ids from `rlft.decoding.prompting.prompt_ids`, the
-    prefill appended as ids. `decoding` (a `DecodingConfig`, with `labels` for the label trie) replaces the plain
-    `DecodingConfig(prefill=cfg.prefill)`. One batch is one call with its own generator, so it yields the same
-    completions whether it runs in one go or after a resume.
+    Runs `rlft.decoding.generation.generate` (the loop evaluation uses): prompt ids from
+    `rlft.decoding.prompting.prompt_ids`, the prefill appended as ids. `decoding` (a `DecodingConfig`, with
+    `labels` for the label trie) replaces the plain `DecodingConfig(prefill=cfg.prefill)`. One batch is one call
+    with its own generator, so it yields the same completions whether it runs in one go or after a resume.
     """
     from rlft.recipe.sections import DecodingConfig
     from rlft.decoding.generation import Sampling, generate
