@@ -24,8 +24,9 @@ Per arm (names as in judge_curve.py: f<rate>[k<votes>][g<min score>][s]), over t
 - `false credit`: the share of the referee's credit (the sum of its values) given to replies that truly fail.
 - `groups ranked`: the share of prompts whose referee values are not all equal (a group of ties teaches nothing).
 - `alignment`: the Pearson correlation, over all rollouts, of the arm's advantage with the truth's advantage (the
-  gold rubric, centred and scaled within the group): the share of a GRPO step that pushes towards replies the truth
-  prefers. `vs rubric` divides it by the rubric arm's.
+  gold rubric's score, centred and scaled within the group): how much of a GRPO step pushes towards replies the
+  truth prefers. `vs rubric` divides it by the rubric arm's. `alignment with pass/fail`: the same against the truth's
+  pass/fail verdict (1.0 or not) instead of its score.
 
 Prints the table (mean and spread over draws) and writes benchmarks/results/judge_signal.json. A proxy: it scores
 the first step's signal, not what 41 steps of it teach; docs/judge.md#judge-signal sets it beside the trained arms.
@@ -39,6 +40,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from rlft.scoring.abstain import impute_abstentions  # noqa: E402
 TRUTH, CHOSEN, LENGTH = "rubric", "rubric_chosen", "length"  # reward names in recipes/support_agent_bitext.yaml
 LENGTH_WEIGHT = 0.5  # both stage-2 recipes weigh the length reward 0.5 and the reply's policy reward 1.0
 EPS = 1e-4  # TRL's GRPO adds it to the group std
+STEP_PROMPTS = 4  # the stage-2 recipes' GRPO step: 32 rollouts, 8 per prompt (one reward call each)
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:
@@ -90,11 +93,20 @@ def judge_values(records: list[dict[str, Any]], rate: float, votes: int, mode: s
     completions = [c for r in records for c in r["completions"]]
     columns = {k: [r["columns"][k] for r in records for _ in r["completions"]] for k in records[0]["columns"]}
     stub = simulated_stub(flip_rate=rate, seed=seed)
+    step = STEP_PROMPTS * len(records[0]["completions"])
+
+    async def judge_all(reward: JudgeReward) -> list[float | None]:
+        values: list[float | None] = []
+        for start in range(0, len(completions), step):  # one reward call per GRPO step's rollouts, as in training
+            values += await reward(prompts[start:start + step], completions[start:start + step],
+                                   **{k: v[start:start + step] for k, v in columns.items()})
+        return values
+
     with StubServer(stub) as url:
         params = judge_params(votes, mode, gate)
         params["base_url"] = url
         reward = JudgeReward(**params)
-        values = asyncio.run(reward(prompts, completions, **columns))
+        values = asyncio.run(judge_all(reward))
         return values, {"requests": stub.requests, "statuses": dict(reward.stats)}
 
 
@@ -128,8 +140,11 @@ def signal(referee: list[float | None], records: list[dict[str, Any]]) -> dict[s
     credit = sum(v for v in filled if v > 0)
     false = sum(v for v, t in zip(filled, truth0, strict=True) if v > 0 and t < 1.0)
     ranked = sum(len(set(filled[s:s + size])) > 1 for s in range(0, len(filled), size)) / len(records)
+    passed = [1.0 if t >= 1.0 else 0.0 for t in truth0]
+    advantage = group_advantages(total, size)
     return {"false_credit": false / credit if credit else 0.0, "groups_ranked": ranked,
-            "alignment": pearson(group_advantages(total, size), group_advantages(truth0, size))}
+            "alignment": pearson(advantage, group_advantages(truth0, size)),
+            "alignment_pass": pearson(advantage, group_advantages(passed, size))}
 
 
 def arm_row(name: str, records: list[dict[str, Any]], draws: int) -> dict[str, Any]:
@@ -147,7 +162,7 @@ def arm_row(name: str, records: list[dict[str, Any]], draws: int) -> dict[str, A
     row: dict[str, Any] = {"arm": name, "flip_rate": rate, "votes": votes, "mode": mode, "gate_min_score": gate,
                            "draws": len(runs), "judge_requests": [c["requests"] for c in calls],
                            "statuses": [c["statuses"] for c in calls]}
-    for key in ("false_credit", "groups_ranked", "alignment"):
+    for key in ("false_credit", "groups_ranked", "alignment", "alignment_pass"):
         vals = [r[key] for r in runs]
         row[key] = statistics.fmean(vals)
         row[f"{key}_sd"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
@@ -169,17 +184,24 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("error: the records' prompts have different numbers of rollouts; label them with one --n")
     truth = [v for r in records for v in r["scores"][TRUTH]]
     passing = sum(v is not None and v >= 1.0 for v in truth) / len(truth)
-    rows = [arm_row(name, records, ns.draws) for name in ns.arms]
+    rows = []
+    for name in ns.arms:
+        start = time.perf_counter()
+        rows.append(arm_row(name, records, ns.draws))
+        rows[-1]["seconds"] = round(time.perf_counter() - start, 1)
+        print(f"[judge_signal] {name}: alignment {rows[-1]['alignment']:.3f}, false credit "
+              f"{rows[-1]['false_credit']:.3f} ({rows[-1]['seconds']} s)", flush=True)
     base = next((r["alignment"] for r in rows if r["arm"] == "rubric"), None)
     print(f"\n{len(records)} prompts x {len(records[0]['completions'])} rollouts; truly passing: {passing:.3f}\n")
-    print("| arm | judge requests (a draw) | false credit | groups ranked | alignment | vs rubric |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| arm | judge requests (a draw) | false credit | groups ranked | alignment | vs rubric | alignment with "
+          "pass/fail |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         requests = statistics.fmean(r["judge_requests"]) if r["judge_requests"] else 0
         share = f"{r['alignment'] / base:.2f}" if base else "–"
         print(f"| {r['arm']} | {requests:.0f} | {r['false_credit']:.3f} ± {r['false_credit_sd']:.3f} | "
               f"{r['groups_ranked']:.3f} ± {r['groups_ranked_sd']:.3f} | {r['alignment']:.3f} ± "
-              f"{r['alignment_sd']:.3f} | {share} |")
+              f"{r['alignment_sd']:.3f} | {share} | {r['alignment_pass']:.3f} ± {r['alignment_pass_sd']:.3f} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"judge_signal{ns.tag}.json"
     path.write_text(json.dumps({"records": ns.records, "prompts": len(records),
