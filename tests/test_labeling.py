@@ -300,7 +300,8 @@ def test_label_decodes_as_the_recipe_does(tmp_path, label_recipe, tiny_model_dir
     heads = [c.split("</intent>")[0].removeprefix("<intent>") for c in completions]
     assert all(c.startswith("<intent>") and "</intent>" in c for c in completions) and set(heads) <= set(LABELS_ALL)
     run_info = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run_info["decoding"] == {"constrain_labels": True, "free_reply": True, "reply_max_tokens": 3}
+    assert run_info["decoding"] == {"prefill": "<intent>", "constrain_labels": True, "free_reply": True,
+                                    "reply_max_tokens": 3}  # the recipe's prefill too (no --prefill given)
     plain = label_dataset(load_recipe(label_recipe, check=False), tmp_path / "plain", sampling, split="train",
                           limit=3, progress=False)
     assert "decoding" not in json.loads((tmp_path / "plain" / "run.json").read_text())  # plain run.json unchanged

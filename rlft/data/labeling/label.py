@@ -251,6 +251,8 @@ def _run_info(model: str, adapter: str | None, sampling: SamplingConfig, rewards
     info = {"model": model, "adapter": adapter, "sampling": sampling.as_dict(),
             "rewards": reward_specs, "reward_versions": _reward_meta(rewards), "data": source, "split": split}
     changed = decoding_changes(decoding) if decoding is not None else {}
+    if sampling.prefill:  # --prefill is recorded under sampling
+        changed.pop("prefill", None)
     if changed:  # only a recipe that decodes its own way adds the key: plain runs keep their run.json
         info["decoding"] = changed
     return info
@@ -266,7 +268,7 @@ def decoding_changes(decoding: Any) -> dict[str, Any]:
     """The decoding settings that differ from the plain default (recorded in run.json: resuming with another
     decoding is refused)."""
     default = dataclasses.asdict(type(decoding)())
-    return {k: v for k, v in dataclasses.asdict(decoding).items() if v != default[k] and k != "prefill"}
+    return {k: v for k, v in dataclasses.asdict(decoding).items() if v != default[k]}
 
 
 def label_prompts(load: Callable[[], tuple[Any, Any]], rows: list[PromptRow], rewards: list[LoadedReward],
