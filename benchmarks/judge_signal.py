@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import statistics
 import sys
 import time
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.judge_curve import GRPO_JUDGE_RECIPE, JUDGE_INDEX, RESULTS, parse_arm  # noqa: E402
 from benchmarks.simulated_judge import simulated_stub  # noqa: E402
+from rlft.report import canaries  # noqa: E402
 from rlft.scoring.abstain import impute_abstentions  # noqa: E402
 
 TRUTH, CHOSEN, LENGTH = "rubric", "rubric_chosen", "length"  # reward names in recipes/support_agent_bitext.yaml
@@ -121,10 +121,8 @@ def group_advantages(values: list[float], size: int) -> list[float]:
 
 
 def pearson(xs: list[float], ys: list[float]) -> float:
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else 0.0
+    """rlft's Pearson correlation (`rlft.report.canaries`), 0.0 where a side is constant (no signal)."""
+    return canaries.pearson(xs, ys) or 0.0
 
 
 def signal(referee: list[float | None], records: list[dict[str, Any]]) -> dict[str, float]:
