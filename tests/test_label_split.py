@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlft.data.labeling.sources import load_prompts
-from rlft.data.loading import prepare
+from rlft.data.loading import prepare, recipe_select_fraction
 from rlft.recipe.sections import DataConfig
 
 BITEXT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "bitext_grouped_train.csv"
@@ -60,3 +60,26 @@ def test_a_grouped_split_differs_from_a_random_one(source):
     g, _ = load_prompts(grouped, seed=3, split="eval")
     r, _ = load_prompts(random_, seed=3, split="eval")
     assert _user_texts(g) != _user_texts(r)
+
+
+@pytest.mark.parametrize("holdout", ["grouped", "random"])
+def test_label_train_split_leaves_the_selection_rows_out(source, holdout):
+    """With `evaluation.select_fraction` (and periodic evaluation) training holds back selection rows for keep_best;
+    `--split train` must not label them either, or a labelled set would train on the rows the best adapter is
+    chosen on."""
+    cfg = DataConfig(source=source, prompt_template="{utterance}", label_column="intent", holdout=holdout,
+                     eval_fraction=0.2, system_prompt="Intents: {labels}")
+    data = prepare(cfg, "grpo", seed=3, select_fraction=0.25)
+    trained = sorted(p[-1]["content"] for p in data.train["prompt"])
+    selection = {p[-1]["content"] for p in data.select["prompt"]}
+    rows, _ = load_prompts(cfg, seed=3, split="train", select_fraction=0.25, algorithm="grpo")
+    assert _user_texts(rows) == trained and not selection & set(trained)
+    assert len(trained) + len(selection) == len(load_prompts(cfg, seed=3, split="train")[0])
+
+
+def test_which_recipes_hold_selection_rows_back():
+    from rlft.recipe.sections import EvaluationConfig
+
+    assert recipe_select_fraction(EvaluationConfig(every_steps=50, select_fraction=0.1), "label_pg") == 0.1
+    assert recipe_select_fraction(EvaluationConfig(every_steps=0, select_fraction=0.1), "grpo") == 0.0
+    assert recipe_select_fraction(EvaluationConfig(every_steps=50, select_fraction=0.1), "reward_model") == 0.0

@@ -355,3 +355,29 @@ def test_cli_label_without_recipe_and_user_errors(tmp_path, tiny_model_dir, caps
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["prompts"] == 2 and summary["kto"]["problems"]  # random model: no tag, so no desirable rows
     assert summary["dpo"]["dropped"] == {"tie": 2}  # every sample scored -1: ties, counted, not silent
+
+
+def test_cli_label_cuts_completions_where_the_recipe_cuts_rollouts(tmp_path, label_recipe, capsys):
+    """Without --max-new-tokens, `rlft label` samples as long as the recipe's rollouts run
+    (trainer.max_completion_length: a head + looked-up article + reply recipe needs ~160, the old fixed 64 cut its
+    replies short); a flag still wins; a recipe without the key keeps 64; a bad value is one line, exit 2."""
+    def label(out: str, *extra: str) -> int:
+        overrides = [e for e in extra if "=" in e]
+        flags = [e for e in extra if "=" not in e]
+        return run(["label", str(label_recipe), "data.demo_size=10", *overrides, "--n", "2", "--limit", "2",
+                    "--temperature", "1.0", "--quiet", "--out", str(tmp_path / out), *flags])
+
+    def cut(out: str) -> int:
+        return json.loads((tmp_path / out / "run.json").read_text())["sampling"]["max_new_tokens"]
+
+    assert label("recipe", "trainer.max_completion_length=7") == 0 and cut("recipe") == 7
+    assert label("flag", "trainer.max_completion_length=7", "--max-new-tokens", "3") == 0 and cut("flag") == 3
+    assert label("plain") == 0 and cut("plain") == 64
+    capsys.readouterr()
+    assert label("bad", "trainer.max_completion_length=0") == 2
+    err = capsys.readouterr().err
+    assert "trainer.max_completion_length: expected a whole number of tokens >= 1, got 0" in err
+    assert "Traceback" not in err and not (tmp_path / "bad").exists()
+    recipe = load_recipe(label_recipe, ["trainer.max_completion_length=5"], check=False)  # the Python API too
+    result = label_dataset(recipe, tmp_path / "api", split="train", limit=1, progress=False)
+    assert result.summary["run"]["sampling"]["max_new_tokens"] == 5

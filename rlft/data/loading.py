@@ -644,6 +644,15 @@ def held_out_split(ds: Any, cfg: DataConfig, shape: str, seed: int) -> tuple[Any
     return _holdout(ds, cfg.eval_fraction, seed, by_prompt=shape != "prompt")
 
 
+def recipe_select_fraction(evaluation: Any, algorithm: str) -> float:
+    """The share of training rows held back as the selection split: `evaluation.select_fraction` when periodic
+    evaluation (which generates) reads it, else 0. Training (`prepare`) and `rlft label --split train` both use it,
+    so labelling never samples the rows `keep_best` chooses on."""
+    if evaluation.every_steps and algorithm_spec(algorithm).task != "seq_cls":
+        return evaluation.select_fraction
+    return 0.0
+
+
 def select_split(train_ds: Any, cfg: DataConfig, algorithm: str, fraction: float, seed: int) -> tuple[Any, Any]:
     """`evaluation.select_fraction`: (training rows, selection rows), the selection carved out of the TRAINING rows
     the way `data.holdout` carves the held-out split (grouped: whole near-duplicate clusters per label; prompt, or

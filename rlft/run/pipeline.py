@@ -21,7 +21,7 @@ from rlft.scoring.abstain import neutral_rewards
 from rlft.run.checkpoints import (MarkCompleteCheckpoints, check_resumed_recipe, check_steps_left, recorded_threads,
                                   resolve_resume)
 from rlft.recipe.sections import Recipe
-from rlft.data.loading import drop_long_prompts, prepare
+from rlft.data.loading import drop_long_prompts, prepare, recipe_select_fraction
 from rlft.run.distributed import is_main_process
 from rlft.run.ema import AdapterEMA
 from rlft.run.finite_weights import FiniteWeights
@@ -151,9 +151,8 @@ def _train_in(recipe: Recipe, out: Path, device: str, callbacks: list | None) ->
 
 def _prepare_data(recipe: Recipe, spec: Any) -> Any:
     """The recipe's splits; the selection split only when periodic evaluation (which generates) will read it."""
-    ev = recipe.evaluation
-    select_fraction = ev.select_fraction if ev.every_steps and spec.task != "seq_cls" else 0.0
-    data = prepare(recipe.data, recipe.algorithm, recipe.seed, select_fraction=select_fraction)
+    data = prepare(recipe.data, recipe.algorithm, recipe.seed,
+                   select_fraction=recipe_select_fraction(recipe.evaluation, recipe.algorithm))
     if recipe.decoding.constrain_labels and not data.labels and spec.online:
         raise RecipeError(f"{_where(recipe, 'decoding.constrain_labels')}: decoding.constrain_labels needs the label "
                           f"set: {recipe.data.source} has no label column '{recipe.data.label_column}' (columns: "

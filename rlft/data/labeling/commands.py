@@ -53,12 +53,13 @@ def recipe_from_args(args: list[str], rewards: list[str] | None = None) -> Any:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from rlft.data.labeling.label import LabelConfig, label_dataset
+    from rlft.data.labeling.label import LabelConfig, completion_tokens, label_dataset
     from rlft.data.labeling.sample import SamplingConfig
 
     recipe = recipe_from_args(args.args, args.reward)
+    max_new_tokens = completion_tokens(recipe) if args.max_new_tokens is None else args.max_new_tokens
     sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                              max_new_tokens=args.max_new_tokens, prompts_per_batch=args.prompts_per_batch,
+                              max_new_tokens=max_new_tokens, prompts_per_batch=args.prompts_per_batch,
                               seed=recipe.seed if args.seed is None else args.seed, prefill=args.prefill)
     label_cfg = LabelConfig(threshold=args.threshold, label_reward=args.label_reward, min_margin=args.min_margin,
                             pairs=args.pairs, chosen_min_score=args.chosen_min_score, kto_prompts=args.kto_prompts)
@@ -94,7 +95,9 @@ def add_label_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=50, help="top-k filter (default: 50); 0 disables it")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int,
+                   help="completion length limit in tokens (default: the recipe's trainer.max_completion_length, "
+                        "where its rollouts are cut; else 64)")
     p.add_argument("--prompts-per-batch", type=int, default=4, help="prompts per generate call (x n sequences)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the recipe seed)")
     p.add_argument("--prefill", default="", help="text that starts every completion, e.g. '<intent>'")

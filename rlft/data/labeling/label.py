@@ -258,6 +258,20 @@ def _run_info(model: str, adapter: str | None, sampling: SamplingConfig, rewards
     return info
 
 
+def completion_tokens(recipe: Any) -> int:
+    """How long `rlft label` lets a completion run unless told (`--max-new-tokens`): the recipe's
+    `trainer.max_completion_length`, where its rollouts are cut (a head + looked-up article + reply recipe needs
+    ~160), else `SamplingConfig`'s default."""
+    value = recipe.trainer.get("max_completion_length")
+    if value is None:
+        return SamplingConfig.max_new_tokens
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        where = recipe.source_file or "command line"
+        raise UserError(f"{where}: trainer.max_completion_length: expected a whole number of tokens >= 1, got "
+                        f"{value!r}")
+    return value
+
+
 def label_decoding(recipe_decoding: Any, prefill: str) -> Any:
     """How `rlft label` decodes: the recipe's `decoding:` section (the label constraint, the head-triggered lookup,
     the reply cap and stop: the completions GRPO would sample), with `--prefill` in place of its prefill when given."""
@@ -346,15 +360,17 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
     checked on the written rows.
     """
     from rlft.data.labeling.sources import load_prompts
+    from rlft.data.loading import recipe_select_fraction
     from rlft.data.labeling.sample import load_sampler, prompt_lengths, sampling_adapter
     from rlft.scoring.loader import load_rewards, with_data_labels
 
-    sampling = sampling or SamplingConfig(seed=recipe.seed)
+    sampling = sampling or SamplingConfig(seed=recipe.seed, max_new_tokens=completion_tokens(recipe))
     label_cfg = label_cfg or LabelConfig()
     sampling.check()
     if not recipe.rewards:
         raise UserError("label: the recipe has no rewards; add a rewards: list or pass --reward NAME")
-    rows, labels = load_prompts(recipe.data, recipe.seed, split, limit)
+    rows, labels = load_prompts(recipe.data, recipe.seed, split, limit,
+                                recipe_select_fraction(recipe.evaluation, recipe.algorithm), recipe.algorithm)
     specs = with_data_labels(recipe.rewards, labels)
     rewards = load_rewards(specs)
     for r in rewards:

@@ -7,8 +7,9 @@ Two kinds of rows are accepted:
   recipes build them.
 
 The split is training's own (`rlft.data.loading.held_out_split`: `data.holdout` random, grouped or prompt, and
-`data.shift_holdout`), so `--split train` labels precisely the rows a recipe with the same `data` settings trains on
-and `--split eval` keeps the held-out rows unseen.
+`data.shift_holdout`, less `evaluation.select_fraction`'s selection rows), so `--split train` labels precisely the
+rows a recipe with the same `data` and `evaluation` settings trains on and `--split eval` keeps the held-out rows
+unseen.
 
 Not here: sampling or scoring.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from rlft.recipe.sections import DataConfig
 from rlft.data.loading import (held_out_split, read_source, rename_columns, require_columns, system_message,
                                template_fields)
+from rlft.data.loading import select_split as carve_selection
 from rlft.errors import DataError
 
 SPLITS = ("all", "train", "eval")
@@ -62,8 +64,11 @@ def data_labels(ds: Any, cfg: DataConfig) -> list[str]:
     return sorted({v for v in ds[cfg.label_column] if isinstance(v, str) and v.strip()})
 
 
-def select_split(ds: Any, cfg: DataConfig, split: str, seed: int) -> Any:
-    """`all` rows of data.source, or the train/eval part exactly as training splits it (eval_source or seeded)."""
+def select_split(ds: Any, cfg: DataConfig, split: str, seed: int, select_fraction: float = 0.0,
+                 algorithm: str = "grpo") -> Any:
+    """`all` rows of data.source, or the train/eval part exactly as training splits it (eval_source or seeded);
+    `select_fraction` (`rlft.data.loading.recipe_select_fraction`) leaves the selection rows out of `train`, as
+    training does."""
     if split not in SPLITS:
         raise DataError(f"label: split '{split}' is not one of {', '.join(SPLITS)}")
     if split == "all":
@@ -74,16 +79,19 @@ def select_split(ds: Any, cfg: DataConfig, split: str, seed: int) -> Any:
     else:  # data.holdout (random, grouped, prompt) and data.shift_holdout, as training carves them
         train, held = held_out_split(ds, cfg, "prompt", seed)
         part = train if split == "train" else held
+    if split == "train" and select_fraction:  # the rows keep_best chooses on are never trained on: nor labelled
+        part, _ = carve_selection(part, cfg, algorithm, select_fraction, seed)
     limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
     return part.select(range(min(limit, len(part)))) if limit else part
 
 
-def load_prompts(cfg: DataConfig, seed: int, split: str = "all", limit: int | None = None
-                 ) -> tuple[list[PromptRow], list[str]]:
-    """Prompt rows of one split (optionally the first `limit`) and the data's label set."""
+def load_prompts(cfg: DataConfig, seed: int, split: str = "all", limit: int | None = None,
+                 select_fraction: float = 0.0, algorithm: str = "grpo") -> tuple[list[PromptRow], list[str]]:
+    """Prompt rows of one split (optionally the first `limit`) and the data's label set; `select_fraction` and
+    `algorithm` as in `select_split`."""
     ds = rename_columns(read_source(cfg, cfg.source, seed), cfg, cfg.source)
     labels = data_labels(ds, cfg)
-    ds = select_split(ds, cfg, split, seed)
+    ds = select_split(ds, cfg, split, seed, select_fraction, algorithm)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     system = system_message(cfg, labels)
