@@ -103,15 +103,17 @@ class MovedModules(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(name, _Alias(new))
 
 
-def reexport(package: str, module: str):  # noqa: ANN201 - a PEP 562 module __getattr__
-    """The `__getattr__` of a package that was a module: its public names are read from `package.module`, imported
-    on first use (`rlft.scoring.score` is `rlft.scoring.completions.score`)."""
+def reexport(package: str, *modules: str):  # noqa: ANN201 - a PEP 562 module __getattr__
+    """The `__getattr__` of a package that was a module: its public names are read from `package.<module>`, the
+    first of `modules` that has the name, imported on first use (`rlft.scoring.score` is
+    `rlft.scoring.completions.score`)."""
 
     def __getattr__(name: str):  # noqa: ANN202, N807 - PEP 562
         if not name.startswith("_"):
-            found = importlib.import_module(f"{package}.{module}")  # not `from . import`: it would ask this hook
-            if hasattr(found, name):
-                return getattr(found, name)
+            for module in modules:
+                found = importlib.import_module(f"{package}.{module}")  # not `from . import`: it would ask this hook
+                if hasattr(found, name):
+                    return getattr(found, name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -105,7 +105,7 @@ def _csv(tmp_path):
     (["flags:letters", "category"], "data.breakdown_columns: column 'category' not found"),
 ])
 def test_bad_breakdown_columns_are_one_line(tmp_path, columns, message):
-    from rlft.data.loading import check_sample
+    from rlft.data.checks import check_sample
     from rlft.errors import UserError
 
     recipe = Recipe(data=DataConfig(source=str(_csv(tmp_path)), breakdown_columns=columns))

@@ -1,5 +1,5 @@
 """`rlft label --split train|eval` labels the rows training trains on / holds out, whatever `data.holdout` is: the
-split is made in one place (`rlft.data.loading.held_out_split`). Before, labelling used a random row split even for
+split is made in one place (`rlft.data.holdout.held_out_split`). Before, labelling used a random row split even for
 `holdout: grouped`, so `--split eval` of a Bitext recipe labelled rows the recipe had trained on."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rlft.data.labeling.sources import load_prompts
-from rlft.data.loading import prepare, recipe_select_fraction
+from rlft.data.loading import prepare
+from rlft.data.holdout import recipe_select_fraction
 from rlft.recipe.sections import DataConfig
 
 BITEXT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "bitext_grouped_train.csv"

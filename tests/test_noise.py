@@ -6,7 +6,8 @@ import re
 import pytest
 
 from rlft.recipe.sections import DataConfig, Recipe
-from rlft.data.loading import check_sample, prepare
+from rlft.data.checks import check_sample
+from rlft.data.loading import prepare
 from rlft.errors import RecipeError
 from rlft.data.noise import PROFANITY, noisy, noisy_rows
 

@@ -6,7 +6,8 @@ from collections import defaultdict
 import pytest
 
 from rlft.recipe.sections import DataConfig, Recipe
-from rlft.data.loading import check_sample, prepare
+from rlft.data.checks import check_sample
+from rlft.data.loading import prepare
 from rlft.errors import DataError, RecipeError
 from rlft.data.splits import SHIFT_THRESHOLD, near_duplicate_clusters, parse_shift, shift_split
 from tests.conftest import BITEXT

@@ -14,7 +14,7 @@ plotted against training time.
 
 Which rows: by default the held-out split, the rows the final report uses, so `keep_best` then selects on the test
 set. With `evaluation.select_fraction` the pipeline hands over the selection split instead (rows carved from the
-training data, never trained on: `rlft.data.loading.select_split`) and `split="selection"`: rows are logged as ``select/*``
+training data, never trained on: `rlft.data.holdout.select_split`) and `split="selection"`: rows are logged as ``select/*``
 and the best record says ``"split": "selection"``, and the held-out split is left for the final report.
 
 Weights: `weights(model)`, when given, is a context manager in which the model carries the weights to judge (the

@@ -10,7 +10,8 @@ import numbers
 from pathlib import Path
 
 from rlft.recipe.sections import LabelPGConfig, Recipe, RFTConfig, SignalConfig
-from rlft.data.loading import check_label_text, check_sample, check_source, shown_label
+from rlft.data.checks import check_label_text, check_sample, shown_label
+from rlft.data.reading import check_source
 from rlft.run.distributed import check_launch
 from rlft.errors import RecipeError, UserError
 from rlft.run.models import check_model_source, resolve_device

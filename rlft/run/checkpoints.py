@@ -128,7 +128,7 @@ def resume_relevant(record: dict[str, Any], trainer_defaults: dict[str, Any] | N
     trainer = {**(trainer_defaults or {}), **(record.get("trainer") or {})}
     out["trainer"] = {k: v for k, v in trainer.items()
                       if k not in _FREE_TRAINER_KEYS and not k.startswith(_FREE_TRAINER_PREFIXES)}
-    # evaluation settings may change, except the selection split: it decides which rows train (rlft.data.loading.select_split)
+    # evaluation settings may change, except the selection split: it decides which rows train (rlft.data.holdout.select_split)
     ev = record.get("evaluation") if isinstance(record.get("evaluation"), dict) else {}
     out["evaluation"] = {"select_fraction": ev.get("select_fraction", 0.0) if ev.get("every_steps") else 0.0}
     return out

@@ -58,7 +58,7 @@ def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any]]:
 
 def example_prompt(recipe: Any, labels: list[str], utterance: str = EXAMPLE_UTTERANCE) -> list[dict[str, str]]:
     """A conversational prompt built the way training built them (system prompt + prompt template)."""
-    from rlft.data.loading import as_prompt, system_message, template_fields
+    from rlft.data.shapes import as_prompt, system_message, template_fields
 
     values = {name: utterance for name in template_fields(recipe.data.prompt_template)}
     return as_prompt(system_message(recipe.data, labels), recipe.data.prompt_template.format(**values))

@@ -326,7 +326,7 @@ def write_model_card(recipe: Recipe, base_model: str, metrics: dict[str, Any], o
     adapter = "none (full fine-tune)" if recipe.adapter.type == "none" else \
         f"{recipe.adapter.type} r={recipe.adapter.r} alpha={recipe.adapter.alpha}"
     labels = list(metrics.get("labels") or recipe.data.labels or [])
-    from rlft.data.loading import system_message
+    from rlft.data.shapes import system_message
 
     system = system_message(recipe.data, labels)
     hub_name, load_expr = portable_base(recipe)

@@ -21,7 +21,8 @@ from rlft.scoring.abstain import neutral_rewards
 from rlft.run.checkpoints import (MarkCompleteCheckpoints, check_resumed_recipe, check_steps_left, recorded_threads,
                                   resolve_resume)
 from rlft.recipe.sections import Recipe
-from rlft.data.loading import drop_long_prompts, prepare, recipe_select_fraction
+from rlft.data.loading import drop_long_prompts, prepare
+from rlft.data.holdout import recipe_select_fraction
 from rlft.run.distributed import is_main_process
 from rlft.run.ema import AdapterEMA
 from rlft.run.finite_weights import FiniteWeights

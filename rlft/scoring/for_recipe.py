@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlft.recipe.sections import Recipe
-from rlft.data.loading import require_columns
+from rlft.data.reading import require_columns
 from rlft.scoring.loader import LoadedReward, load_rewards, with_data_labels
 
 

@@ -2,7 +2,7 @@
 
 The model arrives as `AutoModelForSequenceClassification(num_labels=1)` with a LoRA/QLoRA adapter (the pipeline
 loads it with `task="seq_cls"`; PEFT keeps the score head trainable). Data is `prompt, chosen, rejected` (the
-pairwise `response_a, response_b, winner` format is converted by `rlft.data.loading`). After training, held-out pairs are
+pairwise `response_a, response_b, winner` format is converted by `rlft.data.shapes`). After training, held-out pairs are
 scored and the trainer reports validation accuracy, ECE and a calibration table (`calibration.json` in output_dir;
 `eval_accuracy`/`eval_ece`/`eval_pairs` in the train metrics). Use the result as a reward with
 `rewards: [{name: reward_model, params: {path: <output_dir>}}]`.

@@ -29,7 +29,7 @@ def _set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
 
 def recipe_from_args(args: list[str], rewards: list[str] | None = None) -> Any:
     """A Recipe from `[RECIPE.yaml] [key=value ...]` (defaults when no file), plus `--reward` names."""
-    from rlft.data.loading import check_source
+    from rlft.data.reading import check_source
     from rlft.run.models import check_model_source
     from rlft.recipe.load import build_recipe, load_recipe, parse_override
     from rlft.scoring.loader import RewardSpec

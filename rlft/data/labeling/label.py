@@ -360,7 +360,7 @@ def label_dataset(recipe: Any, out_dir: str | Path, sampling: SamplingConfig | N
     checked on the written rows.
     """
     from rlft.data.labeling.sources import load_prompts
-    from rlft.data.loading import recipe_select_fraction
+    from rlft.data.holdout import recipe_select_fraction
     from rlft.data.labeling.sample import load_sampler, prompt_lengths, sampling_adapter
     from rlft.scoring.loader import load_rewards, with_data_labels
 

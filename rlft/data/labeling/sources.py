@@ -6,7 +6,7 @@ Two kinds of rows are accepted:
 - plain rows (e.g. `utterance, intent`) turned into `[system, user]` with `data.prompt_template`, exactly as GRPO
   recipes build them.
 
-The split is training's own (`rlft.data.loading.held_out_split`: `data.holdout` random, grouped or prompt, and
+The split is training's own (`rlft.data.holdout.held_out_split`: `data.holdout` random, grouped or prompt, and
 `data.shift_holdout`, less `evaluation.select_fraction`'s selection rows), so `--split train` labels precisely the
 rows a recipe with the same `data` and `evaluation` settings trains on and `--split eval` keeps the held-out rows
 unseen.
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlft.recipe.sections import DataConfig
-from rlft.data.loading import (held_out_split, read_source, rename_columns, require_columns, system_message,
-                               template_fields)
-from rlft.data.loading import select_split as carve_selection
+from rlft.data.reading import read_source, rename_columns, require_columns
+from rlft.data.holdout import held_out_split
+from rlft.data.holdout import select_split as carve_selection
+from rlft.data.shapes import system_message, template_fields
 from rlft.errors import DataError
 
 SPLITS = ("all", "train", "eval")
@@ -67,7 +68,7 @@ def data_labels(ds: Any, cfg: DataConfig) -> list[str]:
 def select_split(ds: Any, cfg: DataConfig, split: str, seed: int, select_fraction: float = 0.0,
                  algorithm: str = "grpo") -> Any:
     """`all` rows of data.source, or the train/eval part exactly as training splits it (eval_source or seeded);
-    `select_fraction` (`rlft.data.loading.recipe_select_fraction`) leaves the selection rows out of `train`, as
+    `select_fraction` (`rlft.data.holdout.recipe_select_fraction`) leaves the selection rows out of `train`, as
     training does."""
     if split not in SPLITS:
         raise DataError(f"label: split '{split}' is not one of {', '.join(SPLITS)}")
