@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rlft.decoding import constraint as C
+from rlft.decoding.states import label_token_ids
 from rlft.recipe.sections import DecodingConfig
 from rlft.decoding.prompting import build_trie, prompt_ids, structured_output_regex
 from rlft.decoding.generation import Sampling, eos_token_ids, generate, generate_ids
@@ -40,7 +41,7 @@ def tiny(tiny_model_dir):
 
 
 def _head(tok, label: str) -> list[int]:
-    return C.label_token_ids(tok, [label], "<intent>", "</intent>")[0]
+    return label_token_ids(tok, [label], "<intent>", "</intent>")[0]
 
 
 def test_the_state_takes_its_place_in_the_constraint(toy, tiny):
@@ -98,7 +99,7 @@ def test_off_when_its_builder_says_so_and_gone_when_unregistered(toy, tiny):
 
 
 def test_a_decoding_state_without_end_or_step_is_refused_when_built():
-    from rlft.decoding.constraint import State
+    from rlft.decoding.states import State
 
     class NoStep(State):
         name = "no_step"

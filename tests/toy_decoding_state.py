@@ -10,7 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rlft.decoding.constraint import State, Step, register_state
+from rlft.decoding.constraint import register_state
+from rlft.decoding.states import State, Step
 
 PREFIX, DIGITS = " Confidence:", "12345"
 

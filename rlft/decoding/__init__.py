@@ -2,7 +2,8 @@
 
 - `prompting`: prompt + prefill ids and the recipe's generation settings (`prompt_ids`, `structured_output_regex`).
 - `constraint`: the one decoding state machine (analysis -> label head -> lookup -> reply), as a logits
-  processor, a step function and a regex; `constrained`: its first names (`LabelTrie`, `TrieLogitsProcessor`).
+  processor, a step function and a regex; `states`: its states (`Analysis`, `LabelHead`, `FreeReply`) and the
+  `Step` each gives; `constrained`: its first names (`LabelTrie`, `TrieLogitsProcessor`).
 - `generation`: the generate loop for evaluation and labelling; `shared_prefix`: one prompt pass per GRPO group.
 - `label_space`: exact expected reward over the closed label set (label_pg).
 

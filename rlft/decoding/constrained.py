@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rlft.decoding.constraint import (Analysis, Constraint, ConstraintProcessor, FreeReply, LabelHead, fold_stops_into_eos,
-                             label_regex, label_token_ids, stop_ids)
+from rlft.decoding.constraint import Constraint, ConstraintProcessor, fold_stops_into_eos
+from rlft.decoding.states import Analysis, FreeReply, LabelHead, label_regex, label_token_ids, stop_ids
 
 __all__ = ["Analysis", "LabelTrie", "TrieLogitsProcessor", "fold_stops_into_eos", "label_regex", "label_token_ids",
            "processor_factory", "stop_ids"]

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlft.recipe.sections import DecodingConfig
-from rlft.decoding.constraint import Constraint, lookup_text
+from rlft.decoding.constraint import Constraint
+from rlft.decoding.states import lookup_text
 
 __all__ = ["build_trie", "generation_kwargs", "logits_processor_factory", "lookup_text", "prefill_ids", "prompt_ids",
            "structured_output_regex", "template_ids"]
