@@ -113,3 +113,22 @@ def test_canaries_by_hand():
     assert kl == {"kl": pytest.approx((1.0 + 0.5) / 2), "kl_per_token": pytest.approx(1.5 / 3), "n": 2}
     with pytest.raises(ValueError, match="sample 0 has 1 model tokens vs 2 base tokens"):
         canaries.kl_to_base([[-1.0]], [[-1.0, -2.0]])
+
+
+def test_cluster_bootstrap_resamples_whole_groups():
+    """Rows of one near-duplicate group pass or fail together; resampling them one by one makes the interval too
+    narrow. With `groups` whole groups are drawn: ten groups of ten identical outcomes give exactly the interval of
+    the ten group means, far wider than the row bootstrap; groups of one row give the row bootstrap itself."""
+    outcomes = [1.0] * 7 + [0.0] * 3
+    values = [v for v in outcomes for _ in range(10)]
+    groups = [g for g in range(10) for _ in range(10)]
+    by_group = metrics.bootstrap_ci(values, groups=groups)
+    assert by_group == metrics.bootstrap_ci(outcomes)  # the same draws, over the ten groups
+    rows = metrics.bootstrap_ci(values)
+    assert by_group[1] - by_group[0] > 2 * (rows[1] - rows[0])
+    assert metrics.bootstrap_ci(values, groups=list(range(100))) == rows
+    # abstentions (None) leave their group; a group left empty is not drawn
+    assert metrics.bootstrap_ci([1.0, None, 0.0, 0.0], groups=["a", "a", "b", "b"]) == \
+        metrics.bootstrap_ci([1.0, 0.0, 0.0], groups=["a", "b", "b"])
+    with pytest.raises(ValueError):
+        metrics.bootstrap_ci([1.0, 0.0], groups=["a"])

@@ -130,8 +130,25 @@ def near_duplicate_clusters(texts: Sequence[str], labels: Sequence[str], thresho
     return SplitClusters(cluster, used)
 
 
+GROUP_THRESHOLD = 0.4  # grouped_split's starting similarity: two rows of one label at or above it are one group
+MAX_GROUPED_ROWS = 5000  # row_groups: a label with more rows is not clustered (an n x n matrix per label)
+
+
+def row_groups(texts: Sequence[str], labels: Sequence[str] | None = None) -> list[int] | None:
+    """A group key per row: rows of one label linked by similarity >= `GROUP_THRESHOLD` share one
+    (`near_duplicate_clusters`), for intervals that resample whole groups (`rlft.report.metrics.bootstrap_ci`).
+    The rows of a held-out cluster of a templated dataset pass or fail together, so a row-by-row bootstrap is too
+    narrow: on the Bitext agent's 270 grouped held-out rows (42 groups) the intent interval of 0.878 is [0.837,
+    0.915] row by row and [0.74, 0.98] by group. Without `labels` all rows are one label. None when a label has more
+    than `MAX_GROUPED_ROWS` rows (not clustered: the caller keeps the row bootstrap)."""
+    labels = [""] * len(texts) if labels is None else [str(v) for v in labels]
+    if not texts or max(Counter(labels).values()) > MAX_GROUPED_ROWS:
+        return None
+    return near_duplicate_clusters(texts, labels, threshold=GROUP_THRESHOLD).cluster
+
+
 def grouped_split(texts: Sequence[str], labels: Sequence[str], eval_fraction: float = 0.1, seed: int = 0,
-                  threshold: float = 0.4, cap: float = 2.5) -> tuple[list[int], list[int]]:
+                  threshold: float = GROUP_THRESHOLD, cap: float = 2.5) -> tuple[list[int], list[int]]:
     """Train and eval row indices (ascending) with whole near-duplicate clusters held out, stratified by label.
 
     For each label, its clusters are visited in a seeded order and taken for evaluation while the label's held-out

@@ -393,6 +393,33 @@ def evaluate_models(models: Sequence[ModelRef], recipe: Any, out_dir: str | Path
     return {**result, "runs": runs, **extra}
 
 
+def interval_groups(recipe: Any, prompts: list[Any], columns: dict[str, list[Any]],
+                    gold: list[str] | None) -> list[int] | None:
+    """The near-duplicate group of each evaluation row, within its gold label: the report's intervals resample
+    whole groups (`rlft.data.splits.row_groups`); None: row by row. A row's text is what the customer wrote: the
+    fields of `data.prompt_template` but the label column and `policy` (gold-derived context, shared by a label's
+    rows), else its last user message."""
+    from rlft.data.shapes import template_fields
+    from rlft.data.splits import row_groups
+
+    fields = [f for f in template_fields(recipe.data.prompt_template)
+              if f not in (recipe.data.label_column, "policy") and f in columns]
+    if fields:
+        texts = [" ".join(str(columns[f][i]) for f in fields) for i in range(len(prompts))]
+    else:
+        texts = [p if isinstance(p, str) else str(([m.get("content", "") for m in p if m.get("role") == "user"]
+                                                     or [""])[-1]) for p in prompts]
+    return row_groups(texts, gold)
+
+
+def bootstrap_text(groups: list[int] | None, rows: int) -> str:
+    """How the report's intervals were drawn (report.json `settings.bootstrap`, the report.md headline)."""
+    if groups is None or len(set(groups)) == rows:
+        return "percentile, 1000 resamples of rows, seed 0"
+    return (f"percentile, 1000 resamples of the {len(set(groups))} groups of near-duplicate rows among the {rows} "
+            f"(a group's rows together), seed 0")
+
+
 def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[str], runs: list[ModelRun],
                       log_history: list[dict] | None = None, *, title: str, data_desc: str,
                       extra: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -405,7 +432,8 @@ def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[
     gold = [normalize_label(g) for g in rows[label_col]] if label_col in rows.column_names else None
     columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
     base_run = next((r for r in runs if r.source == "recipe base model"), None)
-    summaries = [summarise(r, gold, labels, base_run) for r in runs]
+    groups = interval_groups(recipe, prompts, columns, gold)
+    summaries = [summarise(r, gold, labels, base_run, groups=groups) for r in runs]
     specs = [parse_spec(c) for c in recipe.data.breakdown_columns]  # checked by rlft.data.loading already
     for summary, run in zip(summaries, runs, strict=True):  # data.breakdown_columns: metrics per column value
         per_value = model_breakdown(specs, columns, run.predicted, gold, run.policy)
@@ -413,7 +441,7 @@ def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[
             summary["breakdown"] = per_value
     recorded = {"recipe": recipe.source_file or "recipe", "data": data_desc, "rows": len(prompts), "labels": labels,
                 "rewards": [r.display_name for r in recipe.rewards], **(settings or {}),
-                "bootstrap": "percentile, 1000 resamples, seed 0"}
+                "bootstrap": bootstrap_text(groups, len(prompts))}
     extra = dict(extra or {})
     oracle = oracle_note(recipe)
     if oracle:  # the prompts showed gold-derived text: the report says so in its header (and report.json)

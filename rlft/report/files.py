@@ -82,12 +82,13 @@ def trace_records(sample_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return records
 
 
-def markdown(title: str, models: list[dict], extra: dict[str, Any]) -> str:
+def markdown(title: str, models: list[dict], extra: dict[str, Any],
+             intervals: str = "1000 resamples, seed 0") -> str:
     header, rows = headline_rows(models)
     lines = [f"# {title}", ""]
     if extra.get("oracle"):  # rlft.data.oracle: the prompt showed gold-derived text; say so above every figure
         lines += [f"> **Warning:** {extra['oracle']}", ""]
-    lines += ["## Headline (95% bootstrap intervals, 1000 resamples, seed 0)", "",
+    lines += [f"## Headline (95% bootstrap intervals: {intervals})", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "Abstained rewards are left out of each mean and counted; they are never zeros.", "",
@@ -184,7 +185,8 @@ def write_report(out_dir: str | Path, title: str, models: list[dict], sample_row
     paths["report.json"] = out / "report.json"
     paths["report.json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     paths["report.md"] = out / "report.md"
-    paths["report.md"].write_text(markdown(title, models, extra), encoding="utf-8")
+    paths["report.md"].write_text(markdown(title, models, extra, settings.get("bootstrap", "1000 resamples, seed 0")),
+                                  encoding="utf-8")
     paths["traces.jsonl"] = out / "traces.jsonl"
     with paths["traces.jsonl"].open("w", encoding="utf-8") as f:
         for rec in trace_records(sample_rows):

@@ -33,17 +33,19 @@ def intent_correct(predicted: Sequence[str | None], gold: Sequence[str]) -> list
 
 def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels: Sequence[str],
              verdicts: Sequence[float | None] | None, *, intervals: bool = True,
-             policy_threshold: float = 0.5, selective: Any = None) -> dict[str, Any]:
+             policy_threshold: float = 0.5, selective: Any = None,
+             groups: Sequence[Any] | None = None) -> dict[str, Any]:
     """Label metrics when `gold` is given; verdict metrics when `verdicts` is (system accuracy also needs gold and at
     least one row); selective metrics when `selective` (a reward's declaration: `.label`, `.best`, `.value(p, g)`)
     and `gold` are. With `intervals`: a `<metric>_ci` after each metric, and the judged / abstained / known /
     unknown / covered counts; None where a metric is undefined (no rows, every verdict abstained, every row handed
-    off)."""
+    off). `groups` (a key per row, `rlft.data.splits.row_groups`): the intervals resample whole groups of
+    near-duplicate rows (`metrics.bootstrap_ci`)."""
     out: dict[str, Any] = {}
 
     def ci(key: str, values: list[float | None]) -> None:
         if intervals:
-            out[f"{key}_ci"] = metrics.bootstrap_ci(values, **BOOTSTRAP)
+            out[f"{key}_ci"] = metrics.bootstrap_ci(values, groups=groups, **BOOTSTRAP)
 
     if gold is not None:
         out["intent_accuracy"] = metrics.accuracy(predicted, gold)
@@ -52,7 +54,7 @@ def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels
         ci("format_rate", [float(p is not None) for p in predicted])
         out["macro_f1"] = metrics.macro_f1(predicted, gold, labels)
         if selective is not None:
-            out.update(selective_metrics(predicted, gold, selective, intervals))
+            out.update(selective_metrics(predicted, gold, selective, intervals, groups))
     if verdicts is not None:
         pol = metrics.policy_following_rate(verdicts, policy_threshold)
         flags = metrics.passed(verdicts, policy_threshold)
@@ -71,7 +73,7 @@ def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels
 
 
 def selective_metrics(predicted: Sequence[str | None], gold: Sequence[str], selective: Any,
-                      intervals: bool = True) -> dict[str, Any]:
+                      intervals: bool = True, groups: Sequence[Any] | None = None) -> dict[str, Any]:
     """coverage, selective_accuracy, handoff_rate, expected_reward and expected_cost (= best − value, per row) of
     the decisions `predicted` (the hand-off label = handed off), with intervals and the `covered` count."""
     label = selective.label
@@ -85,12 +87,14 @@ def selective_metrics(predicted: Sequence[str | None], gold: Sequence[str], sele
     out["expected_cost"] = None if not values else selective.best - out["expected_reward"]
     if intervals:
         right = [p is not None and p == g for p, g in zip(predicted, gold, strict=True)]
-        out["coverage_ci"] = metrics.bootstrap_ci([float(a) for a in answered], **BOOTSTRAP)
+        answered_groups = None if groups is None else [k for k, a in zip(groups, answered, strict=True) if a]
+        out["coverage_ci"] = metrics.bootstrap_ci([float(a) for a in answered], groups=groups, **BOOTSTRAP)
         out["selective_accuracy_ci"] = metrics.bootstrap_ci([float(r) for r, a in zip(right, answered, strict=True)
-                                                             if a], **BOOTSTRAP)
-        out["handoff_rate_ci"] = metrics.bootstrap_ci([float(not a) for a in answered], **BOOTSTRAP)
-        out["expected_reward_ci"] = metrics.bootstrap_ci(values, **BOOTSTRAP)
-        out["expected_cost_ci"] = metrics.bootstrap_ci([selective.best - v for v in values], **BOOTSTRAP)
+                                                             if a], groups=answered_groups, **BOOTSTRAP)
+        out["handoff_rate_ci"] = metrics.bootstrap_ci([float(not a) for a in answered], groups=groups, **BOOTSTRAP)
+        out["expected_reward_ci"] = metrics.bootstrap_ci(values, groups=groups, **BOOTSTRAP)
+        out["expected_cost_ci"] = metrics.bootstrap_ci([selective.best - v for v in values], groups=groups,
+                                                       **BOOTSTRAP)
         out["covered"] = sum(answered)
     return out
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 NONE_LABEL = "(none)"  # the column of the confusion table for completions without a parseable label
@@ -183,12 +183,28 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def bootstrap_ci(values: Sequence[float | None], statistic: Callable[[Sequence[float]], float] = _mean,
-                 n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> tuple[float, float] | None:
+                 n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                 groups: Sequence[Hashable] | None = None) -> tuple[float, float] | None:
     """Percentile bootstrap interval of `statistic` over `values` (None entries dropped first), fixed seed.
 
-    Resamples are drawn with `random.Random(seed).choices`, so the same inputs always give the same bounds.
-    Returns None for no values.
+    `groups` (one key per value): a cluster bootstrap, each resample draws whole groups with replacement (as many as
+    there are) and pools their values, for rows that are not independent: the near-duplicates of a templated
+    held-out split pass or fail together, and resampling them one by one makes the interval too narrow
+    (`rlft.data.splits.row_groups`). Groups of one row each give exactly the row bootstrap. Resamples are drawn with
+    `random.Random(seed).choices`, so the same inputs always give the same bounds. Returns None for no values.
     """
+    if groups is not None:
+        by_group: dict[Hashable, list[float]] = {}
+        for v, g in zip(values, groups, strict=True):
+            if v is not None:
+                by_group.setdefault(g, []).append(float(v))
+        clusters = list(by_group.values())
+        if any(len(c) > 1 for c in clusters):
+            rng = random.Random(seed)
+            stats = sorted(statistic([x for c in rng.choices(clusters, k=len(clusters)) for x in c])
+                           for _ in range(n_resamples))
+            tail = (1 - confidence) / 2
+            return percentile(stats, tail), percentile(stats, 1 - tail)
     data = [float(v) for v in values if v is not None]
     if not data:
         return None

@@ -44,14 +44,15 @@ class ModelRun:
     selective: Any = None  # a hand-off reward's grading (`rlft.evaluation.held_out.selective_grading`): coverage & co.
 
 
-def _with_ci(values: list[float | None], key: str, summary: dict) -> dict:
-    summary[f"{key}_ci"] = metrics.bootstrap_ci(values, **BOOTSTRAP)
+def _with_ci(values: list[float | None], key: str, summary: dict, groups: list[Any] | None = None) -> dict:
+    summary[f"{key}_ci"] = metrics.bootstrap_ci(values, groups=groups, **BOOTSTRAP)
     return summary
 
 
 def summarise(run: ModelRun, gold: list[str] | None, labels: list[str], base: ModelRun | None = None,
-              policy_threshold: float = 0.5) -> dict[str, Any]:
-    """Headline metrics (with 95% bootstrap intervals), tables and canaries for one model."""
+              policy_threshold: float = 0.5, groups: list[Any] | None = None) -> dict[str, Any]:
+    """Headline metrics (with 95% bootstrap intervals; with `groups`, a key per row, over whole groups of
+    near-duplicate rows), tables and canaries for one model."""
     n = len(run.completions)
     out: dict[str, Any] = {"name": run.name, "source": run.source, "n": n, "decoding": run.decoding,
                            "generation_seconds": run.seconds,
@@ -61,11 +62,11 @@ def summarise(run: ModelRun, gold: list[str] | None, labels: list[str], base: Mo
         out["confusion"] = metrics.confusion(run.predicted, gold)
         out["per_intent"] = metrics.per_intent_accuracy(run.predicted, gold)
     headline = headline_metrics(run.predicted, gold if labelled else None, labels, run.policy,
-                                policy_threshold=policy_threshold, selective=run.selective)
+                                policy_threshold=policy_threshold, selective=run.selective, groups=groups)
     out["headline"] = headline
     out["rewards"] = {}
     for name, values in run.rewards.items():
-        out["rewards"][name] = _with_ci(values, "mean", metrics.mean_ignoring_abstentions(values))
+        out["rewards"][name] = _with_ci(values, "mean", metrics.mean_ignoring_abstentions(values), groups)
     out["canaries"] = run_canaries(run, base)
     return out
 
