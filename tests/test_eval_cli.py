@@ -277,3 +277,16 @@ rewards:
     assert k["on_the_curve"] == on_the_curve(0.5) and k["on_the_curve"] in (tmp_path / "out" / "report.md").read_text()
     policy = result["models"][0]["headline"]
     assert policy["policy_judged"] + policy["policy_abstained"] == 6  # the model's own replies were judged too
+
+
+def test_two_models_get_their_paired_difference_on_the_same_rows(evaluated):
+    result, out = evaluated
+    report = json.loads((out / "report.json").read_text())
+    base, tuned = report["models"]
+    (pair,) = [d for d in report["paired"] if d["metric"] == "intent_accuracy"]
+    assert pair["model"] == "tuned" and pair["against"] == "base" and pair["rows"] == len(ROWS)
+    gain = tuned["headline"]["intent_accuracy"] - base["headline"]["intent_accuracy"]
+    assert pair["difference"] == pytest.approx(gain)
+    lo, hi = pair["ci"]
+    assert lo <= pair["difference"] <= hi
+    assert "## Paired differences against base (the same rows)" in (out / "report.md").read_text()

@@ -76,3 +76,29 @@ def test_the_report_intervals_resample_the_groups_of_its_rows(report):
     assert data["settings"]["bootstrap"] == ("percentile, 1000 resamples of the 3 groups of near-duplicate rows "
                                              "among the 12 (a group's rows together), seed 0")
     assert "95% bootstrap intervals: percentile, 1000 resamples of the 3 groups" in (report / "report.md").read_text()
+
+
+def test_paired_differences_on_the_same_rows():
+    """Each model after the first against the first, per row, over the rows where both outcomes are known; the
+    interval resamples whole groups when given."""
+    from rlft.report.headline import paired_differences, row_outcomes
+
+    gold = ["a", "a", "b", "b", "c", "c"]
+    base = row_outcomes(["a", "b", "b", "a", "c", "c"], gold, [1.0, 1.0, 0.0, 1.0, None, 1.0])
+    tuned = row_outcomes(["a", "a", "b", "b", "c", "a"], gold, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert base["intent_accuracy"] == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+    assert base["system_accuracy"] == [1.0, 0.0, 0.0, 0.0, None, 1.0]  # right intent, abstained verdict: unknown
+    groups = [0, 0, 1, 1, 2, 2]
+    rows = {d["metric"]: d for d in paired_differences([("base", base), ("tuned", tuned)], groups)}
+    assert rows["intent_accuracy"]["difference"] == pytest.approx((0 + 1 + 0 + 1 + 0 - 1) / 6)
+    assert rows["system_accuracy"]["rows"] == 5  # the unknown row is left out of the pair
+    assert rows["system_accuracy"]["difference"] == pytest.approx((0 + 1 + 1 + 1 - 1) / 5)
+    diffs = [0.0, 1.0, 0.0, 1.0, 0.0, -1.0]
+    assert rows["intent_accuracy"]["ci"] == metrics.bootstrap_ci(diffs, groups=groups, n_resamples=1000, seed=0)
+    assert {d["model"] for d in rows.values()} == {"tuned"} and rows["intent_accuracy"]["against"] == "base"
+    assert paired_differences([("base", base)]) == []
+
+
+def test_a_two_model_report_carries_the_paired_difference(report):
+    data = json.loads((report / "report.json").read_text())
+    assert "paired" not in data  # one model: nothing to pair

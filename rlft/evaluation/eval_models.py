@@ -38,6 +38,7 @@ from rlft.data.oracle import oracle_note
 from rlft.report.breakdown import model_breakdown, parse_spec
 from rlft.report.files import samples as sample_rows
 from rlft.report.files import write_report
+from rlft.report.headline import paired_differences, row_outcomes
 from rlft.report.metrics import PairJudgment, win_rate
 from rlft.report.summary import ModelRun, headline_rows, summarise
 
@@ -439,10 +440,13 @@ def write_eval_report(out_dir: str | Path, recipe: Any, rows: Any, labels: list[
         per_value = model_breakdown(specs, columns, run.predicted, gold, run.policy)
         if per_value:
             summary["breakdown"] = per_value
+    paired = paired_differences([(r.name, row_outcomes(r.predicted, gold, r.policy)) for r in runs], groups)
     recorded = {"recipe": recipe.source_file or "recipe", "data": data_desc, "rows": len(prompts), "labels": labels,
                 "rewards": [r.display_name for r in recipe.rewards], **(settings or {}),
                 "bootstrap": bootstrap_text(groups, len(prompts))}
     extra = dict(extra or {})
+    if paired:
+        extra["paired"] = paired
     oracle = oracle_note(recipe)
     if oracle:  # the prompts showed gold-derived text: the report says so in its header (and report.json)
         extra["oracle"] = oracle

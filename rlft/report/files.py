@@ -109,6 +109,14 @@ def markdown(title: str, models: list[dict], extra: dict[str, Any],
             cells.append("—" if v is None or v == "" else f"{v:.3f}" if isinstance(v, float) else str(v))
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", *canary_notes(ckeys, models)]
+    if extra.get("paired"):
+        first = extra["paired"][0]["against"]
+        lines += ["", f"## Paired differences against {first} (the same rows)", "",
+                  "| model | metric | rows | difference [95% interval] |", "|---|---|---:|---|"]
+        for d in extra["paired"]:
+            ci = d["ci"]
+            lines.append(f"| {d['model']} | {d['metric']} | {d['rows']} | {d['difference']:+.3f}"
+                         + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "") + " |")
     if extra.get("win_rate"):
         w = extra["win_rate"]
         ci = w.get("ci")

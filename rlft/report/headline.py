@@ -72,6 +72,48 @@ def headline(predicted: Sequence[str | None], gold: Sequence[str] | None, labels
     return out
 
 
+PAIRED_METRICS = ("intent_accuracy", "system_accuracy")  # per-row 0/1 outcomes a paired difference is taken over
+
+
+def row_outcomes(predicted: Sequence[str | None], gold: Sequence[str] | None, verdicts: Sequence[float | None] | None,
+                 policy_threshold: float = 0.5) -> dict[str, list[float | None]]:
+    """Each row's 0/1 outcome for the `PAIRED_METRICS` a run has (None: unknown, e.g. an abstained verdict)."""
+    out: dict[str, list[float | None]] = {}
+    if gold is None or not predicted:
+        return out
+    right = intent_correct(predicted, gold)
+    out["intent_accuracy"] = [float(x) for x in right]
+    if verdicts is not None:
+        flags = metrics.passed(verdicts, policy_threshold)
+        out["system_accuracy"] = [None if s is None else float(s) for s in metrics.system_correct(right, flags)]
+    return out
+
+
+def paired_differences(runs: Sequence[tuple[str, dict[str, list[float | None]]]],
+                       groups: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Each run after the first against the first, on the same rows: the mean per-row difference of every metric
+    both have, over the rows where both outcomes are known, with a 95 % bootstrap interval (over `groups` of
+    near-duplicate rows when given). Two models scored on the same rows differ far less by chance than either
+    model's own interval suggests; this is the interval to read before calling one better."""
+    if len(runs) < 2:
+        return []
+    (first, ref), out = runs[0], []
+    for name, outcomes in runs[1:]:
+        for metric in PAIRED_METRICS:
+            if metric not in outcomes or metric not in ref:
+                continue
+            keep = [i for i, (a, b) in enumerate(zip(outcomes[metric], ref[metric], strict=True))
+                    if a is not None and b is not None]
+            diffs = [outcomes[metric][i] - ref[metric][i] for i in keep]
+            if not diffs:
+                continue
+            kept_groups = None if groups is None else [groups[i] for i in keep]
+            out.append({"model": name, "against": first, "metric": metric, "rows": len(diffs),
+                        "difference": sum(diffs) / len(diffs),
+                        "ci": metrics.bootstrap_ci(diffs, groups=kept_groups, **BOOTSTRAP)})
+    return out
+
+
 def selective_metrics(predicted: Sequence[str | None], gold: Sequence[str], selective: Any,
                       intervals: bool = True, groups: Sequence[Any] | None = None) -> dict[str, Any]:
     """coverage, selective_accuracy, handoff_rate, expected_reward and expected_cost (= best − value, per row) of
