@@ -139,8 +139,9 @@ def row_groups(texts: Sequence[str], labels: Sequence[str] | None = None) -> lis
     (`near_duplicate_clusters`), for intervals that resample whole groups (`rlft.report.metrics.bootstrap_ci`).
     The rows of a held-out cluster of a templated dataset pass or fail together, so a row-by-row bootstrap is too
     narrow: on the Bitext agent's 270 grouped held-out rows (42 groups) the intent interval of 0.878 is [0.837,
-    0.915] row by row and [0.74, 0.98] by group. Without `labels` all rows are one label. None when a label has more
-    than `MAX_GROUPED_ROWS` rows (not clustered: the caller keeps the row bootstrap)."""
+    0.915] row by row and [0.74, 0.98] by group. Without `labels` all rows are one label, whose label IDF weighs
+    every word 0: no row joins another (the row bootstrap). None when a label has more than `MAX_GROUPED_ROWS` rows
+    (not clustered: the caller keeps the row bootstrap)."""
     labels = [""] * len(texts) if labels is None else [str(v) for v in labels]
     if not texts or max(Counter(labels).values()) > MAX_GROUPED_ROWS:
         return None
