@@ -15,7 +15,7 @@ from typing import Any
 from rlft.data.checks import check_breakdown_columns, check_label_cells, check_label_text, shown_label
 from rlft.data.reading import read_source, rename_columns, require_columns
 from rlft.data.holdout import held_out_split, select_split
-from rlft.data.shapes import preference_rows, prompt_rows, template_fields
+from rlft.data.shapes import customer_fields, preference_rows, prompt_rows
 from rlft.errors import DataError
 from rlft.recipe.sections import DataConfig
 from rlft.trainers import algorithm_spec
@@ -62,7 +62,7 @@ def add_noisy_copies(ds: Any, cfg: DataConfig, seed: int) -> Any:
 
     from rlft.data.noise import noisy_rows
 
-    fields = [f for f in template_fields(cfg.prompt_template) if f not in (cfg.label_column, "policy")]
+    fields = customer_fields(cfg)
     copies = noisy_rows(ds.to_list(), fields, seed, cfg.augment_noise, cfg.augment_profanity)
     noisy_ds = datasets.Dataset.from_list(copies, features=ds.features)
     return datasets.concatenate_datasets([ds, noisy_ds]).shuffle(seed=seed)

@@ -29,6 +29,12 @@ def template_fields(template: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template) if f]
 
 
+def customer_fields(cfg: DataConfig) -> list[str]:
+    """The fields of `data.prompt_template` that hold what the customer wrote: all but the label column and
+    `policy` (gold-derived context from data.policies, shared by a label's rows)."""
+    return [f for f in template_fields(cfg.prompt_template) if f not in (cfg.label_column, "policy")]
+
+
 def system_message(cfg: DataConfig, labels: list[str]) -> str | None:
     if cfg.system_prompt is None:
         return None

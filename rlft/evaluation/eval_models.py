@@ -400,11 +400,10 @@ def interval_groups(recipe: Any, prompts: list[Any], columns: dict[str, list[Any
     whole groups (`rlft.data.splits.row_groups`); None: row by row. A row's text is what the customer wrote: the
     fields of `data.prompt_template` but the label column and `policy` (gold-derived context, shared by a label's
     rows), else its last user message."""
-    from rlft.data.shapes import template_fields
+    from rlft.data.shapes import customer_fields
     from rlft.data.splits import row_groups
 
-    fields = [f for f in template_fields(recipe.data.prompt_template)
-              if f not in (recipe.data.label_column, "policy") and f in columns]
+    fields = [f for f in customer_fields(recipe.data) if f in columns]
     if fields:
         texts = [" ".join(str(columns[f][i]) for f in fields) for i in range(len(prompts))]
     else:

@@ -193,23 +193,16 @@ def bootstrap_ci(values: Sequence[float | None], statistic: Callable[[Sequence[f
     (`rlft.data.splits.row_groups`). Groups of one row each give exactly the row bootstrap. Resamples are drawn with
     `random.Random(seed).choices`, so the same inputs always give the same bounds. Returns None for no values.
     """
-    if groups is not None:
-        by_group: dict[Hashable, list[float]] = {}
-        for v, g in zip(values, groups, strict=True):
-            if v is not None:
-                by_group.setdefault(g, []).append(float(v))
-        clusters = list(by_group.values())
-        if any(len(c) > 1 for c in clusters):
-            rng = random.Random(seed)
-            stats = sorted(statistic([x for c in rng.choices(clusters, k=len(clusters)) for x in c])
-                           for _ in range(n_resamples))
-            tail = (1 - confidence) / 2
-            return percentile(stats, tail), percentile(stats, 1 - tail)
-    data = [float(v) for v in values if v is not None]
-    if not data:
+    by_group: dict[Hashable, list[float]] = {}  # no groups: every row its own group, i.e. the row bootstrap
+    for v, g in zip(values, range(len(values)) if groups is None else groups, strict=True):
+        if v is not None:
+            by_group.setdefault(g, []).append(float(v))
+    clusters = list(by_group.values())
+    if not clusters:
         return None
     rng = random.Random(seed)
-    stats = sorted(statistic(rng.choices(data, k=len(data))) for _ in range(n_resamples))
+    stats = sorted(statistic([x for c in rng.choices(clusters, k=len(clusters)) for x in c])
+                   for _ in range(n_resamples))
     tail = (1 - confidence) / 2
     return percentile(stats, tail), percentile(stats, 1 - tail)
 
